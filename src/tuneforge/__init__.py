@@ -1,0 +1,24 @@
+"""tuneforge: turn an open model and your data into a better, smaller, served model.
+
+``import tuneforge`` stays light; heavy packages load when a function needs them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from tuneforge.training.run import TrainResult
+
+
+def train(config: Any, *, resume: bool = False, overwrite: bool = False, progress: Any = None) -> TrainResult:
+    """Fine-tune as ``config`` says (a TrainConfig, a mapping, or a YAML path); see the CLI's ``train``."""
+    from tuneforge.progress import no_progress
+    from tuneforge.services.training import train as _train
+
+    return _train(config, resume=resume, overwrite=overwrite, progress=progress or no_progress)
+
+
+__all__ = ["__version__", "train"]

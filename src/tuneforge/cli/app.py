@@ -1,0 +1,184 @@
+"""The tuneforge command line: parse, call services, render with rich."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tuneforge.cli.render import ProgressRenderer, summary_table
+from tuneforge.errors import TuneforgeError
+
+app = typer.Typer(help="Fine-tune, evaluate, compress and serve open models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+config_app = typer.Typer(help="Check configs and print examples.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+console = Console()
+_state = {"debug": False}
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+    _state["debug"] = debug
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tuneforge never downloads at run time
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # tuneforge draws its own progress; the libraries' bars and info logs would garble it.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML config file."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint of the run."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that output_dir already holds."),
+) -> None:
+    """Fine-tune a model as CONFIG says."""
+    from tuneforge.services.training import train as train_service
+
+    with ProgressRenderer(console) as progress:
+        result = train_service(config, resume=resume, overwrite=overwrite, progress=progress)
+    console.print(summary_table(result.summary))
+    console.print(f"[green]done:[/] {result.model_path}")
+
+
+@app.command()
+def quickstart(
+    workdir: Path = typer.Option(Path("quickstart"), help="Folder for the data, the run and the report."),
+    model: str = typer.Option("smollm2-135m", help="Model to tune."),
+) -> None:
+    """Generate a task, LoRA-tune SmolLM2-135M on it, and show accuracy before and after."""
+    from tuneforge.services.quickstart import run_quickstart
+
+    with ProgressRenderer(console) as progress:
+        result = run_quickstart(workdir=workdir, model=model, progress=progress)
+    table = Table(title="quickstart: profile extraction, exact match on the test split")
+    for column in ("model", "exact match", "test examples"):
+        table.add_column(column)
+    table.add_row(f"{model} (base)", f"{result.base_accuracy:.1%}", str(result.test_examples))
+    table.add_row(f"{model} + LoRA", f"{result.tuned_accuracy:.1%}", str(result.test_examples))
+    console.print(table)
+    for sample in result.samples[:2]:
+        console.print(f"  expected: {sample['reference']}\n  base:     {sample['base']}\n  tuned:    {sample['tuned']}")
+    console.print(
+        f"training {result.train_seconds:.0f} s at {result.tokens_per_second:.0f} tokens/s; "
+        f"total {result.wall_seconds:.0f} s\nadapter: [bold]{result.adapter}[/]\n"
+        f"try it:  tuneforge generate {result.run_dir} --prompt \"...\""
+    )
+
+
+@app.command()
+def models() -> None:
+    """List the builtin models and the supported architectures."""
+    from tuneforge.services.models import list_models
+
+    listing = list_models()
+    builtins = Table(title="builtin models")
+    builtins.add_column("alias")
+    builtins.add_column("model")
+    for b in listing["builtins"]:
+        builtins.add_row(b["alias"], b["description"])
+    archs = Table(title="architectures")
+    for column in ("model_type", "family", "kind", "attention", "position", "LoRA targets (auto)"):
+        archs.add_column(column)
+    for a in listing["architectures"]:
+        archs.add_row(a["model_type"], a["family"], a["kind"], a["attention"], a["position"], ", ".join(a["lora_targets"]))
+    console.print(builtins)
+    console.print(archs)
+
+
+@app.command()
+def merge(
+    run_dir: Path = typer.Argument(..., help="A run directory with an adapter."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the merged model."),
+) -> None:
+    """Merge a run's adapter into its base model; the result loads with plain transformers."""
+    from tuneforge.services.training import merge_run
+
+    with ProgressRenderer(console) as progress:
+        path = merge_run(run_dir, output=output, progress=progress)
+    console.print(f"[green]merged model:[/] {path}")
+
+
+@app.command()
+def generate(
+    model: str = typer.Argument(..., help="Model reference, run directory or adapter directory."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="The user message."),
+    chat: bool = typer.Option(False, "--chat", help="Chat interactively (an empty line ends)."),
+    max_new_tokens: int = typer.Option(128, help="Longest answer."),
+) -> None:
+    """Print a greedy completion of a prompt, or chat."""
+    from tuneforge.services.models import generate as generate_service
+
+    if not chat:
+        if prompt is None:
+            raise TuneforgeError("give --prompt TEXT or --chat", hint="tuneforge generate MODEL --prompt 'Hello'")
+        console.print(generate_service(model, prompt=prompt, max_new_tokens=max_new_tokens), markup=False)
+        return
+    messages: list[dict[str, str]] = []
+    while (line := console.input("[bold]you>[/] ").strip()):
+        messages.append({"role": "user", "content": line})
+        answer = generate_service(model, messages=messages, max_new_tokens=max_new_tokens)
+        messages.append({"role": "assistant", "content": answer})
+        console.print(f"[bold]model>[/] {answer}", markup=False)
+
+
+@config_app.command("validate")
+def config_validate(file: Path = typer.Argument(..., help="YAML config file.")) -> None:
+    """Check a config; print the resolved config with every default."""
+    from tuneforge.services.training import as_train_config
+
+    config = as_train_config(file)
+    console.print_json(json.dumps(config.model_dump(mode="json")))
+    console.print(f"[green]{file} is valid[/]")
+
+
+@config_app.command("template")
+def config_template(name: str = typer.Argument("lora", help="lora, qlora, dora, full or freeze.")) -> None:
+    """Print a commented example config for a method."""
+    from tuneforge.services.training import template
+
+    sys.stdout.write(template(name))
+
+
+def main() -> None:
+    """Entry point: run the app, turning tuneforge errors into 'error:' / 'hint:' lines and exit 1."""
+    try:
+        app(standalone_mode=False)
+    except TuneforgeError as exc:
+        if _state["debug"]:
+            console.print_exception()
+        err = Console(stderr=True)
+        err.print(f"[red]error:[/] {exc.message}", markup=True, highlight=False)
+        if exc.hint:
+            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[red]interrupted[/]: checkpoints written so far are kept; resume with --resume")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        if _state["debug"]:
+            raise
+        Console(stderr=True).print(f"[red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        Console(stderr=True).print("[yellow]hint:[/] run again with --debug for the traceback")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

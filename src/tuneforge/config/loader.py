@@ -1,0 +1,164 @@
+"""Read a YAML config into a validated model; errors name the file, the line, the field and a hint."""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tuneforge.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_config(path: str | Path, model: type[M] | None = None) -> M:
+    """Load and validate a YAML config file.
+
+    Args:
+        path: The YAML file.
+        model: The pydantic model to validate into (default: :class:`TrainConfig`).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: The file is missing, is not YAML, or does not validate; the error names the line
+            and the field, with a close key as hint for a typo.
+    """
+    from tuneforge.config.models import TrainConfig
+
+    model = model or TrainConfig  # type: ignore[assignment]
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}", hint="check the path, or write one with "
+                          "'tuneforge config template lora > config.yaml'")
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}",
+            file=str(path),
+            line=mark.line + 1 if mark else None,
+            hint="check indentation and quoting around that line",
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a mapping of keys to values", file=str(path), line=1)
+    return validate_config(data, model, file=str(path), root=root)
+
+
+def validate_config(
+    data: dict[str, Any], model: type[M], *, file: str | None = None, root: yaml.Node | None = None
+) -> M:
+    """Validate a mapping into ``model``, turning the first pydantic error into a :class:`ConfigError`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, model, file=file, root=root) from None
+
+
+def _config_error(exc: ValidationError, model: type[BaseModel], *, file: str | None, root: Any) -> ConfigError:
+    err = exc.errors()[0]
+    loc = [part for part in err["loc"] if isinstance(part, (str, int))]
+    field_path = _field_path(model, loc)
+    hint = None
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        message = f"unknown key '{loc[-1]}'"
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(sorted(allowed))}"
+    elif err["type"] == "missing":
+        message = "this required field is missing"
+        hint = f"add '{loc[-1]}:' to the config"
+    elif err["type"] == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag")
+        expected = err.get("ctx", {}).get("expected_tags", "")
+        close = difflib.get_close_matches(str(tag), [t.strip(" '") for t in expected.split(",")], n=1)
+        message = f"unknown method '{tag}'; expected one of {expected}"
+        hint = f"did you mean '{close[0]}'?" if close else None
+    elif "input" in err and not isinstance(err["input"], (dict, list)):
+        message = f"{message} (got {err['input']!r})"
+    return ConfigError(message, file=file, line=_line_of(root, loc), field=field_path or None, hint=hint)
+
+
+def _field_path(model: type[BaseModel], loc: list[str | int]) -> str:
+    """Dotted field path without the discriminator tags that pydantic inserts in ``loc``."""
+    return ".".join(str(p) for p in _strip_tags(model, loc))
+
+
+def _strip_tags(model: type[BaseModel], loc: list[str | int]) -> list[str | int]:
+    parts: list[str | int] = []
+    current: Any = model
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        parts.append(part)
+        current = _child_model(current, part)
+        if current is not None and isinstance(current, list) and i + 1 < len(loc):
+            # A discriminated union: the next loc part is the tag, not a key of the YAML.
+            current = next((m for m in current if _tag_of(m) == loc[i + 1]), None)
+            i += 1
+        i += 1
+    return parts
+
+
+def _allowed_keys(model: type[BaseModel], loc: list[str | int]) -> list[str]:
+    current: Any = model
+    i = 0
+    while i < len(loc) and current is not None:
+        current = _child_model(current, loc[i])
+        if isinstance(current, list):
+            current = next((m for m in current if i + 1 < len(loc) and _tag_of(m) == loc[i + 1]), None)
+            i += 1
+        i += 1
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _child_model(model: Any, key: str | int) -> Any:
+    """The model class (or list of union members) behind ``model.key``."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)) or key not in model.model_fields:
+        return None
+    annotation = model.model_fields[key].annotation
+    members = [a for a in _flatten(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    if len(members) > 1:
+        return members
+    return members[0] if members else None
+
+
+def _flatten(annotation: Any) -> list[Any]:
+    args = typing.get_args(annotation)
+    if not args:
+        return [annotation]
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _flatten(args[0])
+    return [leaf for arg in args for leaf in _flatten(arg)]
+
+
+def _tag_of(model: type[BaseModel]) -> Any:
+    field = model.model_fields.get("name")
+    return field.default if field is not None else None
+
+
+def _line_of(root: Any, loc: list[str | int]) -> int | None:
+    """1-based line of the deepest YAML node that ``loc`` reaches."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                continue  # a discriminator tag or a key the file does not have
+            line = match[0].start_mark.line + 1
+            node = match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

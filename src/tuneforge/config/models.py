@@ -1,0 +1,170 @@
+"""The training config: one validated pydantic model, the same shape as the YAML file and the API body."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TargetModules = Union[Literal["auto", "all-linear"], list[str]]
+DataFormat = Literal["auto", "messages", "alpaca", "prompt_completion", "text", "classification"]
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraMethod(StrictModel):
+    """Low-rank adapters (LoRA) on a frozen base model."""
+
+    name: Literal["lora"] = Field("lora", description="Method name.")
+    r: int = Field(16, ge=1, le=1024, description="Rank of the low-rank update matrices.")
+    alpha: float = Field(32.0, gt=0, description="Scaling numerator: the update is scaled by alpha / r.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target_modules: TargetModules = Field(
+        "auto",
+        description="Modules that get adapters: 'auto' (the architecture table), 'all-linear', or a list of "
+        "module names or suffixes.",
+    )
+    rslora: bool = Field(False, description="Rank-stabilized LoRA: scale by alpha / sqrt(r).")
+    modules_to_save: list[str] | None = Field(
+        None, description="Modules trained in full and saved with the adapter (e.g. a new head)."
+    )
+
+
+class DoraMethod(LoraMethod):
+    """Weight-decomposed LoRA (DoRA): LoRA on the direction, a trained magnitude vector."""
+
+    name: Literal["dora"] = Field("dora", description="Method name.")
+
+
+class QloraMethod(LoraMethod):
+    """LoRA on a base model quantized to 4 or 8 bits with bitsandbytes."""
+
+    name: Literal["qlora"] = Field("qlora", description="Method name.")
+    bits: Literal[4, 8] = Field(4, description="Bits per base weight.")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type (4-bit only).")
+    double_quant: bool = Field(True, description="Quantize the quantization constants too (4-bit only).")
+
+    @model_validator(mode="after")
+    def _four_bit_options(self) -> QloraMethod:
+        if self.bits == 8 and {"quant_type", "double_quant"} & self.model_fields_set:
+            raise ValueError("quant_type and double_quant apply to bits: 4 only; remove them or set bits: 4")
+        return self
+
+
+class FullMethod(StrictModel):
+    """Full fine-tuning: every weight is trained."""
+
+    name: Literal["full"] = Field("full", description="Method name.")
+
+
+class FreezeMethod(StrictModel):
+    """Train only the last N transformer layers or the named modules; freeze the rest."""
+
+    name: Literal["freeze"] = Field("freeze", description="Method name.")
+    trainable_layers: int | None = Field(
+        2, ge=1, description="Train the last N transformer layers (and the final norm)."
+    )
+    trainable_modules: list[str] | None = Field(
+        None, description="Also train parameters whose name contains one of these strings."
+    )
+
+    @model_validator(mode="after")
+    def _something_trains(self) -> FreezeMethod:
+        if self.trainable_layers is None and not self.trainable_modules:
+            raise ValueError("set trainable_layers or trainable_modules: otherwise nothing would train")
+        return self
+
+
+Method = Annotated[
+    Union[LoraMethod, DoraMethod, QloraMethod, FullMethod, FreezeMethod], Field(discriminator="name")
+]
+METHOD_NAMES = ("lora", "qlora", "dora", "full", "freeze")
+ADAPTER_METHODS = ("lora", "qlora", "dora")
+
+
+class DataConfig(StrictModel):
+    """Where the data is and how to read it."""
+
+    train: str = Field(description="Training data file: .jsonl, .json, .csv or .parquet.")
+    eval: str | None = Field(None, description="Evaluation data file (eval loss, early stopping).")
+    format: DataFormat = Field(
+        "auto",
+        description="Record format: messages, alpaca, prompt_completion, text or classification; "
+        "'auto' detects it from the first record's keys.",
+    )
+    system_prompt: str | None = Field(
+        None, description="System message put before every conversation that has none."
+    )
+    train_on_prompt: bool = Field(
+        False, description="Also compute the loss on prompt tokens (default: assistant tokens only)."
+    )
+
+
+class TrainSettings(StrictModel):
+    """Optimization settings."""
+
+    epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    learning_rate: float = Field(2.0e-4, gt=0, lt=1, description="Peak learning rate.")
+    batch_size: int = Field(8, ge=1, description="Examples per device per forward pass.")
+    eval_batch_size: int | None = Field(None, ge=1, description="Examples per eval batch (default: batch_size).")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Forward passes per optimizer step.")
+    scheduler: Literal["linear", "cosine", "constant"] = Field("linear", description="Learning-rate schedule.")
+    warmup: float = Field(
+        0.03, ge=0, description="Warm-up: a fraction of the steps when below 1, else a number of steps."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    max_seq_length: int = Field(1024, ge=8, description="Examples longer than this are truncated.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="'auto': bf16 autocast where the CPU or GPU supports it, else fp32."
+    )
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    logging_steps: int = Field(5, ge=1, description="Log loss and learning rate every N steps.")
+    eval_steps: int | None = Field(None, ge=1, description="Eval every N steps (default: each epoch).")
+    save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps (default: each epoch).")
+    save_total_limit: int | None = Field(2, ge=1, description="Keep at most N checkpoints (null: all).")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after N evals without a better eval loss (needs data.eval)."
+    )
+
+
+class TrainConfig(StrictModel):
+    """A fine-tuning run: model, method, data, optimization, seed and where the outputs go."""
+
+    model: str = Field(
+        description="Model reference: a builtin alias (smollm2-135m, minilm-l6), a local model "
+        "directory, a .gguf file, or a hub id already in the local Hugging Face cache."
+    )
+    method: Method = Field(
+        default_factory=LoraMethod,
+        description="Fine-tuning method: a name (lora, qlora, dora, full, freeze) or a mapping with "
+        "'name' and the method's options.",
+    )
+    data: DataConfig = Field(description="Training and evaluation data.")
+    train: TrainSettings = Field(default_factory=TrainSettings, description="Optimization settings.")
+    seed: int = Field(42, description="Seed for initialization, shuffling and dropout.")
+    output_dir: str = Field("runs/run", description="Folder for checkpoints, the adapter or model, and reports.")
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _needs_eval_data(self) -> TrainConfig:
+        if self.data.eval is None:
+            if self.train.early_stopping_patience is not None:
+                raise ValueError("train.early_stopping_patience needs data.eval: add an eval file")
+            if self.train.eval_steps is not None:
+                raise ValueError("train.eval_steps needs data.eval: add an eval file or remove eval_steps")
+        return self
+
+    @property
+    def is_adapter(self) -> bool:
+        """Whether the method trains an adapter (saved apart from the base model)."""
+        return self.method.name in ADAPTER_METHODS

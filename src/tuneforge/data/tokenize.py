@@ -1,0 +1,110 @@
+"""Tokenize normalized examples: chat template, loss mask on assistant tokens, truncation, statistics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tuneforge.data.formats import Example
+from tuneforge.errors import DataError
+
+IGNORE_INDEX = -100  # label value that the loss skips (transformers' convention)
+
+
+@dataclass
+class DatasetStats:
+    """What the tokenized data looks like.
+
+    Attributes:
+        examples: Examples kept for training.
+        tokens: Tokens in them (after truncation).
+        trained_tokens: Tokens that carry a loss.
+        truncated: Examples cut at ``max_seq_length``.
+        dropped: Examples dropped because truncation left no token to train on.
+    """
+
+    examples: int = 0
+    tokens: int = 0
+    trained_tokens: int = 0
+    truncated: int = 0
+    dropped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The statistics as a plain dict."""
+        return asdict(self)
+
+
+def tokenize_examples(
+    examples: list[Example], tokenizer: Any, *, max_seq_length: int, train_on_prompt: bool = False
+) -> tuple[list[dict[str, list[int]]], DatasetStats]:
+    """Tokenize examples into ``input_ids`` / ``attention_mask`` / ``labels`` rows.
+
+    Chat examples go through the tokenizer's chat template; only assistant tokens (with weight 1)
+    carry a loss unless ``train_on_prompt``. Raw texts are split into ``max_seq_length`` blocks.
+    """
+    rows: list[dict[str, list[int]]] = []
+    stats = DatasetStats()
+    for example in examples:
+        if example.text is not None:
+            pieces = _text_blocks(example.text, tokenizer, max_seq_length)
+        else:
+            pieces = [_conversation(example, tokenizer, train_on_prompt)]
+        for ids, labels in pieces:
+            if len(ids) > max_seq_length:
+                ids, labels = ids[:max_seq_length], labels[:max_seq_length]
+                stats.truncated += 1
+            trained = sum(label != IGNORE_INDEX for label in labels)
+            if trained == 0:
+                stats.dropped += 1
+                continue
+            rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+            stats.examples += 1
+            stats.tokens += len(ids)
+            stats.trained_tokens += trained
+    return rows, stats
+
+
+def render_prompt(messages: list[dict[str, Any]], tokenizer: Any) -> str:
+    """The chat-template text that asks the model for the next assistant message."""
+    return tokenizer.apply_chat_template(_plain(messages), add_generation_prompt=True, tokenize=False)
+
+
+def _conversation(example: Example, tokenizer: Any, train_on_prompt: bool) -> tuple[list[int], list[int]]:
+    messages = example.messages or []
+    full = tokenizer.apply_chat_template(_plain(messages), tokenize=False)
+    spans = []  # character spans of trained assistant replies (with their end-of-turn tokens)
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant" or not message.get("weight", 1):
+            continue
+        before = render_prompt(messages[:index], tokenizer)
+        through = tokenizer.apply_chat_template(_plain(messages[: index + 1]), tokenize=False)
+        if not (through.startswith(before) and full.startswith(through)):
+            raise DataError(
+                "the tokenizer's chat template does not render conversations prefix by prefix, so the "
+                "assistant tokens cannot be masked",
+                file=example.file,
+                line=example.line,
+                hint="set data.train_on_prompt: true, or use a model whose template renders each turn "
+                "after the previous ones",
+            )
+        spans.append((len(before), len(through)))
+    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids = encoded["input_ids"]
+    if train_on_prompt:
+        return ids, list(ids)
+    labels = [
+        token if any(start <= begin < end for start, end in spans) else IGNORE_INDEX
+        for token, (begin, _) in zip(ids, encoded["offset_mapping"])
+    ]
+    return ids, labels
+
+
+def _text_blocks(text: str, tokenizer: Any, block: int) -> list[tuple[list[int], list[int]]]:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        ids = ids + [tokenizer.eos_token_id]
+    return [(ids[i : i + block], ids[i : i + block]) for i in range(0, len(ids), block)]
+
+
+def _plain(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"role": m["role"], "content": m["content"]} for m in messages]

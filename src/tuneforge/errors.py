@@ -1,0 +1,83 @@
+"""The one error tree of tuneforge.
+
+Every error says what was wrong (with the value), where, and what to do. The CLI prints ``error:`` and
+``hint:`` lines; the API maps the classes to HTTP codes.
+"""
+
+from __future__ import annotations
+
+
+class TuneforgeError(Exception):
+    """Root of all tuneforge errors.
+
+    Args:
+        message: What was wrong, with the offending value.
+        hint: What to do about it.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} (hint: {self.hint})"
+
+
+class ConfigError(TuneforgeError):
+    """A config that does not validate: names the file, line and field."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = ", ".join(
+            part
+            for part in (file and f"{file}", line and f"line {line}", field and f"field '{field}'")
+            if part
+        )
+        super().__init__(f"{where}: {message}" if where else message, hint=hint)
+        self.file, self.line, self.field = file, line, field
+
+
+class DataError(TuneforgeError):
+    """Bad training or evaluation data: names the file, the line and the reason."""
+
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None, hint: str | None = None
+    ) -> None:
+        where = ", ".join(part for part in (file and f"{file}", line and f"line {line}") if part)
+        super().__init__(f"{where}: {message}" if where else message, hint=hint)
+        self.file, self.line = file, line
+
+
+class NotFoundError(TuneforgeError):
+    """A model, file, run or record that does not exist."""
+
+
+class ConflictError(TuneforgeError):
+    """An action that would overwrite or contradict something that exists."""
+
+
+class MissingDependencyError(TuneforgeError):
+    """An optional package is not installed: names the extra to install."""
+
+    def __init__(self, package: str, *, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{package}' package, which is not installed",
+            hint=f"pip install 'tuneforge[{extra}]'  (or: pip install {package})",
+        )
+        self.package, self.extra = package, extra
+
+
+class JobCancelled(TuneforgeError):
+    """A job stopped because it was cancelled."""
+
+
+class StorageError(TuneforgeError):
+    """The store or an artifact file could not be read or written."""

@@ -1,0 +1,1 @@
+"""Evaluation: generation, metrics and built-in tasks."""

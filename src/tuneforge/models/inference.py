@@ -1,0 +1,68 @@
+"""Load any model reference or run directory for inference: base, base + adapter, or a full model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import NotFoundError
+from tuneforge.models.loading import load_causal_lm, load_tokenizer
+from tuneforge.models.resolve import resolve_model
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights of a loadable model come from.
+
+    Attributes:
+        base: Directory of the base (or full) model.
+        adapter: Directory of a PEFT adapter on top of ``base``, if any.
+    """
+
+    base: Path
+    adapter: Path | None = None
+
+
+def locate(reference: str) -> ModelSource:
+    """Find the weights behind a model reference, a run directory or an adapter directory."""
+    path = Path(reference).expanduser()
+    marker = path / "tuneforge_run.json"
+    if marker.is_file():
+        run = json.loads(marker.read_text())
+        if run.get("status") != "completed":
+            raise NotFoundError(
+                f"run {path} has not completed (status: {run.get('status')})",
+                hint="finish it with 'tuneforge train CONFIG --resume', or use one of its checkpoints",
+            )
+        if (path / "adapter").is_dir():
+            return ModelSource(Path(run["base_model"]), path / "adapter")
+        return ModelSource(path / "model")
+    if (path / "adapter_config.json").is_file():
+        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        return ModelSource(resolve_model(base).path, path)
+    return ModelSource(resolve_model(reference).path)
+
+
+def load_for_inference(reference: str, *, merge: bool = False) -> tuple[Any, Any, ModelSource]:
+    """Load a model and tokenizer for generation.
+
+    Args:
+        reference: Builtin alias, model directory, .gguf file, hub id, run directory or adapter directory.
+        merge: Fold an adapter into the base weights (faster inference, no PEFT wrapper).
+
+    Returns:
+        The model (in eval mode), its tokenizer, and where its weights came from.
+    """
+    source = locate(reference)
+    tokenizer = load_tokenizer(source.adapter or source.base)
+    model = load_causal_lm(source.base)
+    if source.adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, source.adapter)
+        if merge:
+            model = model.merge_and_unload()
+    model.eval()
+    return model, tokenizer, source

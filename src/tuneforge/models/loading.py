@@ -1,0 +1,47 @@
+"""Load tokenizers and models from a resolved directory, with tuneforge's defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# A ChatML template for tokenizers that bring none (documented in README: "Chat templates").
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def load_tokenizer(path: str | Path, *, padding_side: str = "right") -> Any:
+    """Load a tokenizer, giving it a pad token and a chat template where it has none."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def model_type_of(path: str | Path) -> str:
+    """``config.model_type`` of a model directory, without loading weights."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(path).model_type
+
+
+def load_causal_lm(path: str | Path, *, dtype: Any = None, quantization_config: Any = None, device_map: Any = None) -> Any:
+    """Load a causal language model (fp32 by default: mixed precision is autocast, not storage)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": dtype or torch.float32}
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)

@@ -1,0 +1,1 @@
+"""Use-case functions: the only thing the CLI and the API call."""

@@ -1,0 +1,67 @@
+"""Training use cases: train, merge, validate configs, print templates."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tuneforge.config import TrainConfig, load_config, validate_config
+from tuneforge.config.models import METHOD_NAMES
+from tuneforge.errors import ConfigError, ConflictError, NotFoundError
+from tuneforge.progress import ProgressCallback, no_progress
+from tuneforge.training.run import TrainResult, run_training
+
+
+def as_train_config(config: TrainConfig | dict[str, Any] | str | Path) -> TrainConfig:
+    """Accept a config model, a mapping (API body) or a YAML path."""
+    if isinstance(config, TrainConfig):
+        return config
+    if isinstance(config, dict):
+        return validate_config(config, TrainConfig)
+    return load_config(config, TrainConfig)
+
+
+def train(
+    config: TrainConfig | dict[str, Any] | str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: ProgressCallback = no_progress,
+) -> TrainResult:
+    """Fine-tune as the config says (a :class:`TrainConfig`, a mapping, or a YAML path).
+
+    See :func:`tuneforge.training.run_training` for the arguments and errors.
+    """
+    return run_training(as_train_config(config), resume=resume, overwrite=overwrite, progress=progress)
+
+
+def template(name: str) -> str:
+    """The commented example config of a method."""
+    if name not in METHOD_NAMES:
+        raise NotFoundError(f"no template named '{name}'", hint=f"use one of {', '.join(METHOD_NAMES)}")
+    return resources.files("tuneforge.config").joinpath("templates", f"{name}.yaml").read_text()
+
+
+def merge_run(run_dir: str | Path, *, output: str | Path, progress: ProgressCallback = no_progress) -> Path:
+    """Fold a run's adapter into its base model and save a plain transformers model at ``output``."""
+    from tuneforge.models.inference import load_for_inference
+    from tuneforge.progress import ProgressEvent
+    from tuneforge.storage.files import atomic_directory
+
+    run_dir, output = Path(run_dir), Path(output)
+    if not (run_dir / "tuneforge_run.json").is_file():
+        raise NotFoundError(f"{run_dir} is not a tuneforge run directory", hint="pass the output_dir of a run")
+    if not (run_dir / "adapter").is_dir() and (run_dir / "model").is_dir():
+        raise ConfigError(
+            f"run {run_dir} trained the whole model: there is no adapter to merge",
+            hint=f"load {run_dir / 'model'} directly",
+        )
+    if output.exists() and any(output.iterdir()):
+        raise ConflictError(f"output folder {output} is not empty", hint="choose a new folder for the merged model")
+    progress(ProgressEvent("stage", f"merging the adapter of {run_dir}"))
+    model, tokenizer, _ = load_for_inference(str(run_dir), merge=True)
+    with atomic_directory(output) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    return output

@@ -1,0 +1,1 @@
+"""Storage: artifact files written atomically (the Store contract joins them here)."""

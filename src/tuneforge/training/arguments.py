@@ -1,0 +1,53 @@
+"""Map a TrainConfig onto transformers' TrainingArguments (transformers 5 names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuneforge.config.models import TrainConfig
+
+
+def training_arguments(config: TrainConfig, precision: Any, run: Any, *, has_eval: bool) -> Any:
+    """The ``TrainingArguments`` of a run; checkpoints go to ``run.checkpoints``."""
+    from transformers import TrainingArguments
+
+    t = config.train
+    eval_strategy = ("steps" if t.eval_steps else "epoch") if has_eval else "no"
+    save_strategy, save_steps = ("steps", t.save_steps) if t.save_steps else ("epoch", None)
+    early = t.early_stopping_patience is not None
+    if early:  # load_best_model_at_end wants saving on the eval schedule
+        save_strategy, save_steps = eval_strategy, t.eval_steps
+    return TrainingArguments(
+        output_dir=str(run.checkpoints),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        lr_scheduler_type=t.scheduler if t.scheduler != "constant" else "constant_with_warmup",
+        warmup_steps=t.warmup,  # transformers 5: a value below 1 is a fraction of the steps
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        bf16=precision.bf16,
+        fp16=precision.fp16,
+        use_cpu=precision.device == "cpu",
+        activation_checkpointing=t.gradient_checkpointing,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy=eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=save_strategy,
+        save_steps=save_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=early,
+        metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
+        seed=config.seed,
+        data_seed=config.seed,
+        include_num_input_tokens_seen="non_padding",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )

@@ -1,0 +1,68 @@
+"""LoRA and DoRA through PEFT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuneforge.errors import ConfigError
+from tuneforge.models.architectures import architecture_for
+from tuneforge.training.methods import MethodStrategy, register
+
+
+def resolve_target_modules(target_modules: Any, model: Any, model_type: str) -> Any:
+    """Turn ``auto`` / ``all-linear`` / a list into what PEFT takes, checking a list against the model."""
+    if target_modules == "all-linear":
+        return "all-linear"
+    if target_modules == "auto":
+        arch = architecture_for(model_type)
+        if arch is None:
+            raise ConfigError(
+                f"the architecture '{model_type}' is not in tuneforge's table, so 'auto' has no target modules",
+                field="method.target_modules",
+                hint="set target_modules: all-linear, or list module names (see 'tuneforge models')",
+            )
+        return list(arch.lora_targets)
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    unknown = [t for t in target_modules if t not in names and not any(n.endswith(t) for n, _ in model.named_modules())]
+    if unknown:
+        raise ConfigError(
+            f"target module '{unknown[0]}' is not in the model",
+            field="method.target_modules",
+            hint="use module names such as " + ", ".join(sorted(_linear_names(model))[:12]),
+        )
+    return list(target_modules)
+
+
+def _linear_names(model: Any) -> set[str]:
+    import torch
+
+    return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+def peft_lora_config(method: Any, model: Any, model_type: str, *, task_type: str = "CAUSAL_LM") -> Any:
+    """The ``peft.LoraConfig`` for a lora / dora / qlora method block."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=method.r,
+        lora_alpha=method.alpha,
+        lora_dropout=method.dropout,
+        target_modules=resolve_target_modules(method.target_modules, model, model_type),
+        use_rslora=method.rslora,
+        use_dora=method.name == "dora",
+        modules_to_save=method.modules_to_save,
+        task_type=task_type,
+    )
+
+
+def prepare_lora(model: Any, method: Any, *, model_type: str, gradient_checkpointing: bool = False) -> Any:
+    """Wrap ``model`` in a PEFT model with LoRA (or DoRA) adapters."""
+    from peft import get_peft_model
+
+    if gradient_checkpointing:
+        model.enable_input_require_grads()  # so checkpointed blocks see a grad-requiring input
+    return get_peft_model(model, peft_lora_config(method, model, model_type))
+
+
+register(MethodStrategy("lora", trains_adapter=True, prepare=prepare_lora))
+register(MethodStrategy("dora", trains_adapter=True, prepare=prepare_lora))

@@ -1,0 +1,37 @@
+"""QLoRA: LoRA on a base model quantized by bitsandbytes (4-bit NF4/FP4 or 8-bit)."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from tuneforge.errors import MissingDependencyError
+from tuneforge.training.methods import MethodStrategy, register
+from tuneforge.training.methods.lora import prepare_lora
+
+
+def quantization(method: Any, compute_dtype: Any) -> Any:
+    """The ``BitsAndBytesConfig`` that loads the base model quantized."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise MissingDependencyError("bitsandbytes", extra="qlora", purpose="method 'qlora'")
+    from transformers import BitsAndBytesConfig
+
+    if method.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=method.quant_type,
+        bnb_4bit_use_double_quant=method.double_quant,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def prepare_qlora(model: Any, method: Any, *, model_type: str, gradient_checkpointing: bool = False) -> Any:
+    """Ready a quantized model for training (norms in fp32, input grads), then add LoRA adapters."""
+    from peft import prepare_model_for_kbit_training
+
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    return prepare_lora(model, method, model_type=model_type, gradient_checkpointing=False)
+
+
+register(MethodStrategy("qlora", trains_adapter=True, prepare=prepare_qlora, quantization=quantization))

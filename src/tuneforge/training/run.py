@@ -1,0 +1,189 @@
+"""run_training(): the one entry point that turns a TrainConfig into a trained model."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuneforge.config.models import TrainConfig
+from tuneforge.data import DatasetStats, load_examples, tokenize_examples
+from tuneforge.errors import ConfigError
+from tuneforge.models.loading import load_causal_lm, load_tokenizer, model_type_of
+from tuneforge.models.resolve import resolve_model
+from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
+from tuneforge.storage.files import atomic_write_text
+from tuneforge.training.methods import get_method
+from tuneforge.training.outputs import peak_memory_mb, save_outputs
+from tuneforge.training.precision import resolve_precision
+from tuneforge.training.rundir import RunDir, config_hash, prepare_run_dir
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced.
+
+    Attributes:
+        output_dir: The run directory.
+        summary: The content of ``summary.json``.
+        model_path: The adapter folder, or the full model folder.
+    """
+
+    output_dir: Path
+    summary: dict[str, Any]
+    model_path: Path
+
+
+def run_training(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: ProgressCallback = no_progress,
+) -> TrainResult:
+    """Fine-tune a model as ``config`` says and write the run directory.
+
+    Args:
+        config: The validated training config.
+        resume: Continue from the newest checkpoint in ``output_dir``.
+        overwrite: Replace a run that ``output_dir`` already holds.
+        progress: Receives stage, step and metrics events.
+
+    Returns:
+        The run's outputs.
+
+    Raises:
+        ConflictError: ``output_dir`` holds another or a finished run (see ``--overwrite``).
+        DataError / ConfigError / NotFoundError: Bad data, an impossible config, a missing model;
+            all raised before the first training step.
+    """
+    from transformers import set_seed
+
+    run = RunDir(Path(config.output_dir))
+    config_dict = config.model_dump(mode="json")
+    digest = config_hash(config_dict)
+    checkpoint = prepare_run_dir(run, digest=digest, resume=resume, overwrite=overwrite)
+    if resume and checkpoint is None:
+        progress(ProgressEvent("message", "no checkpoint to resume from: starting from the beginning"))
+
+    progress(ProgressEvent("stage", f"resolving model {config.model}"))
+    resolved = resolve_model(config.model)
+    model_type = model_type_of(resolved.path)
+    tokenizer = load_tokenizer(resolved.path)
+
+    progress(ProgressEvent("stage", "reading data"))
+    train_rows, train_stats, data_format = _tokenized(config, config.data.train, tokenizer)
+    eval_rows = _tokenized(config, config.data.eval, tokenizer)[0] if config.data.eval else None
+    progress(ProgressEvent("metrics", "dataset", data={"format": data_format, **train_stats.as_dict()}))
+
+    precision = resolve_precision(config.train.precision)
+    strategy = get_method(config.method.name)
+    set_seed(config.seed)
+    quantization = strategy.quantization(config.method, precision.compute_dtype) if strategy.quantization else None
+    progress(ProgressEvent("stage", f"loading {model_type} model ({precision.name}, {config.method.name})"))
+    model = load_causal_lm(resolved.path, quantization_config=quantization)
+    model = strategy.prepare(
+        model, config.method, model_type=model_type, gradient_checkpointing=config.train.gradient_checkpointing
+    )
+    trainable, total = _parameter_counts(model)
+
+    run.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.root / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
+    run.write_marker(config_hash=digest, status="running", base_model=str(resolved.path), model=config.model,
+                     method=config.method.name, model_type=model_type)
+    trainer, reporter = _build_trainer(config, model, tokenizer, train_rows, eval_rows, precision, run, progress)
+    started = time.perf_counter()
+    try:
+        train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except BaseException:
+        run.write_marker(status="interrupted")
+        raise
+    runtime = time.perf_counter() - started
+
+    eval_loss = trainer.evaluate()["eval_loss"] if eval_rows else None
+    summary = {
+        "model": config.model,
+        "base_model": str(resolved.path),
+        "method": config.method.name,
+        "precision": precision.name,
+        "device": precision.device,
+        "data_format": data_format,
+        "dataset": train_stats.as_dict(),
+        "train_loss": train_output.training_loss,
+        "final_loss": reporter.last_loss,
+        "eval_loss": eval_loss,
+        "global_step": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "runtime_seconds": round(runtime, 2),
+        "trained_tokens": int(trainer.state.num_input_tokens_seen),
+        "tokens_per_second": round(reporter.tokens_per_second(trainer.state), 2),
+        "peak_memory_mb": peak_memory_mb(precision.device),
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "resumed_from": checkpoint.name if checkpoint else None,
+        "seed": config.seed,
+    }
+    progress(ProgressEvent("stage", "saving outputs"))
+    model_path = save_outputs(trainer.model, tokenizer, run, config=config, summary=summary,
+                              trains_adapter=strategy.trains_adapter)
+    run.write_marker(status="completed")
+    progress(ProgressEvent("metrics", "summary", data=summary))
+    return TrainResult(output_dir=run.root, summary=summary, model_path=model_path)
+
+
+def _tokenized(config: TrainConfig, path: str, tokenizer: Any) -> tuple[list[dict], DatasetStats, str]:
+    examples, data_format = load_examples(path, fmt=config.data.format, system_prompt=config.data.system_prompt)
+    rows, stats = tokenize_examples(
+        examples, tokenizer, max_seq_length=config.train.max_seq_length, train_on_prompt=config.data.train_on_prompt
+    )
+    if not rows:
+        raise ConfigError(
+            f"no example of {path} keeps a token to train on after truncation",
+            field="train.max_seq_length",
+            hint="raise train.max_seq_length",
+        )
+    return rows, stats, data_format
+
+
+def _parameter_counts(model: Any) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def _build_trainer(config, model, tokenizer, train_rows, eval_rows, precision, run, progress):  # noqa: ANN001, ANN202
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer
+
+    from tuneforge.training.arguments import training_arguments
+    from tuneforge.training.callbacks import ProgressReporter
+
+    reporter = ProgressReporter(progress, run.metrics)
+    callbacks: list[Any] = [reporter]
+    if config.train.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(config, precision, run, has_eval=eval_rows is not None),
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback as HfProgress
+
+    for noisy in (PrinterCallback, HfProgress):  # tuneforge draws its own progress
+        trainer.remove_callback(noisy)
+    return trainer, reporter
+
+
+def load_summary(run_dir: str | Path) -> dict[str, Any]:
+    """The ``summary.json`` of a finished run."""
+    return json.loads(RunDir(Path(run_dir)).summary.read_text())

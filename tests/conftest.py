@@ -1,0 +1,44 @@
+"""Shared fixtures: offline settings, a tiny model, small data files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One TUNEFORGE_HOME for the session (the builtin-model cache lives there); TUNEFORGE_TEST_HOME reuses one.
+os.environ["TUNEFORGE_HOME"] = os.environ.get("TUNEFORGE_TEST_HOME") or tempfile.mkdtemp(prefix="tuneforge-test-")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fixtures.tiny import build_tiny_llama  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random Llama model directory (2 layers, hidden 64) with a BPE tokenizer."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+MEMORIZE = [
+    {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"}, {"role": "assistant", "content": str(a + b)}]}
+    for a, b in [(1, 2), (3, 4), (2, 5), (6, 1), (4, 4), (7, 2), (5, 3), (8, 1)]
+]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """Write rows as JSONL and return the path."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def memorize_data(tmp_path) -> Path:
+    """A small memorizable chat set in JSONL."""
+    return write_jsonl(tmp_path / "train.jsonl", MEMORIZE)
