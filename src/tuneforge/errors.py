@@ -52,6 +52,8 @@ class DataError(TuneforgeError):
         self, message: str, *, file: str | None = None, line: int | None = None, hint: str | None = None
     ) -> None:
         where = ", ".join(part for part in (file and f"{file}", line and f"line {line}") if part)
+        if hint is None and line is not None:
+            hint = "fix or remove that record (the README's Data section lists the formats), then run again"
         super().__init__(f"{where}: {message}" if where else message, hint=hint)
         self.file, self.line = file, line
 

@@ -57,8 +57,8 @@ def test_train_prints_progress_and_summary(tiny_model, memorize_data, tmp_path):
     ("setup", "needles"),
     [
         ("missing_config", ["config file not found"]),
-        ("typo", ["line 7", "learning_rat", "did you mean 'learning_rate'"]),
-        ("bad_line", ["line 9", "messages[0].role"]),
+        ("typo", ["line {typo_line}", "field 'train.learning_rat'", "did you mean 'learning_rate'"]),
+        ("bad_line", ["bad.jsonl, line 9", "messages[0].role is 'bot'"]),
         ("missing_data", ["data file not found"]),
         ("model_offline", ["not in the local Hugging Face cache", "hf download"]),
         ("missing_model_dir", ["not found"]),
@@ -80,7 +80,9 @@ def test_bad_input_gets_a_clear_error(tiny_model, memorize_data, tmp_path, setup
         write_config(config, "someone/not-a-cached-model", memorize_data, tmp_path / "run")
     elif setup == "missing_model_dir":
         write_config(config, tmp_path / "no-model-here", memorize_data, tmp_path / "run")
-    assert_clean_error(tuneforge("train", config), *needles)
+    typo_line = next((i for i, l in enumerate(config.read_text().splitlines(), 1) if "learning_rat:" in l), 0) \
+        if config.exists() else 0
+    assert_clean_error(tuneforge("train", config), *(n.format(typo_line=typo_line) for n in needles))
     assert not (tmp_path / "run" / "summary.json").exists()
 
 

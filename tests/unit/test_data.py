@@ -121,10 +121,10 @@ def test_loss_mask_covers_assistant_tokens_only(tmp_path, tiny_model):
 
 def test_truncation_is_counted_and_text_is_chunked(tmp_path, tiny_model):
     tokenizer = load_tokenizer(tiny_model)
-    long = {"messages": [{"role": "user", "content": "word " * 5}, {"role": "assistant", "content": "yes " * 40}]}
+    long = {"messages": [{"role": "user", "content": "word " * 5}, {"role": "assistant", "content": "yes " * 80}]}
     examples, _ = load_examples(write_jsonl(tmp_path / "d.jsonl", [long, CHAT]))
-    rows, stats = tokenize_examples(examples, tokenizer, max_seq_length=24)
-    assert stats.truncated == 1 and max(len(r["input_ids"]) for r in rows) == 24
+    rows, stats = tokenize_examples(examples, tokenizer, max_seq_length=64)
+    assert stats.truncated == 1 and max(len(r["input_ids"]) for r in rows) == 64
     texts, _ = load_examples(write_jsonl(tmp_path / "t.jsonl", [{"text": "the quick brown fox " * 20}]))
     rows, stats = tokenize_examples(texts, tokenizer, max_seq_length=16)
     assert len(rows) > 2 and all(len(r["input_ids"]) <= 16 for r in rows) and stats.truncated == 0

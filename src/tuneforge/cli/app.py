@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tuneforge.cli.render import ProgressRenderer, summary_table
@@ -32,6 +35,11 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if not debug:
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        # bitsandbytes' CPU backend warns at import that it cannot fetch an optional kernel from the hub.
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 @app.command()
@@ -155,13 +163,13 @@ def main() -> None:
     except TuneforgeError as exc:
         if _state["debug"]:
             console.print_exception()
-        err = Console(stderr=True)
-        err.print(f"[red]error:[/] {exc.message}", markup=True, highlight=False)
+        err = Console(stderr=True, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.hint:
-            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            err.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
-        Console(stderr=True).print("[red]interrupted[/]: checkpoints written so far are kept; resume with --resume")
+        Console(stderr=True, soft_wrap=True).print("[red]interrupted[/]: checkpoints written so far are kept; resume with --resume")
         sys.exit(130)
     except Exception as exc:  # click usage errors and the unexpected
         import click
@@ -175,8 +183,8 @@ def main() -> None:
             sys.exit(1)
         if _state["debug"]:
             raise
-        Console(stderr=True).print(f"[red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
-        Console(stderr=True).print("[yellow]hint:[/] run again with --debug for the traceback")
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print("[yellow]hint:[/] run again with --debug for the traceback")
         sys.exit(1)
 
 

@@ -85,6 +85,8 @@ def _config_error(exc: ValidationError, model: type[BaseModel], *, file: str | N
         hint = f"did you mean '{close[0]}'?" if close else None
     elif "input" in err and not isinstance(err["input"], (dict, list)):
         message = f"{message} (got {err['input']!r})"
+    if hint is None:
+        hint = "'tuneforge config template lora' shows every field with its allowed values"
     return ConfigError(message, file=file, line=_line_of(root, loc), field=field_path or None, hint=hint)
 
 

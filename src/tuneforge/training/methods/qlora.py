@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from tuneforge.errors import MissingDependencyError
@@ -12,8 +11,10 @@ from tuneforge.training.methods.lora import prepare_lora
 
 def quantization(method: Any, compute_dtype: Any) -> Any:
     """The ``BitsAndBytesConfig`` that loads the base model quantized."""
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise MissingDependencyError("bitsandbytes", extra="qlora", purpose="method 'qlora'")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("bitsandbytes", extra="qlora", purpose="method 'qlora'") from None
     from transformers import BitsAndBytesConfig
 
     if method.bits == 8:
