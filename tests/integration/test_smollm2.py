@@ -1,0 +1,83 @@
+"""The real SmolLM2-135M (and MiniLM) from their PyPI packages: slow, and run by CI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import write_jsonl
+from tuneforge.config import TrainConfig
+from tuneforge.evaluation.tasks import profile_extraction
+from tuneforge.models import resolve_model
+from tuneforge.training import run_training
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def task_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("task")
+    splits = profile_extraction(n_train=16, n_eval=8, n_test=4)
+    return write_jsonl(folder / "train.jsonl", splits.train), write_jsonl(folder / "eval.jsonl", splits.eval)
+
+
+def test_builtin_smollm2_is_converted_once_and_answers():
+    from tuneforge.services.models import generate
+
+    first = resolve_model("smollm2-135m")
+    assert (first.path / "model.safetensors").is_file() and first.source == "builtin"
+    config = json.loads((first.path / "config.json").read_text())
+    assert config["model_type"] == "llama" and "quantization_config" not in config
+    mtime = (first.path / "model.safetensors").stat().st_mtime_ns
+    assert resolve_model("smollm2-135m").path == first.path
+    assert (first.path / "model.safetensors").stat().st_mtime_ns == mtime  # not converted again
+    answer = generate("smollm2-135m", prompt="What is the capital of France?", max_new_tokens=12)
+    assert "Paris" in answer
+
+
+def test_builtin_minilm_resolves_to_the_packaged_encoder():
+    from transformers import AutoModel
+
+    resolved = resolve_model("minilm-l6")
+    model = AutoModel.from_pretrained(resolved.path)
+    assert model.config.model_type == "bert" and model.config.num_hidden_layers == 6
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_smollm2_trains_and_reloads_with_plain_peft(task_files, tmp_path, method):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from tuneforge.models.inference import load_for_inference
+
+    train, eval_ = task_files
+    config = TrainConfig(
+        model="smollm2-135m", method=method, data={"train": str(train), "eval": str(eval_)},
+        train={"max_steps": 6, "learning_rate": 3e-4, "batch_size": 4, "logging_steps": 1, "max_seq_length": 256},
+        output_dir=str(tmp_path / "run"),
+    )
+    result = run_training(config)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    curve = [r["loss"] for r in rows if "loss" in r]
+    assert curve[-1] < curve[0], curve
+    assert result.summary["eval_loss"] is not None and result.summary["tokens_per_second"] > 0
+    if method == "lora":
+        inputs = torch.tensor([[1, 9690, 198, 2683, 359, 253, 5356]])
+        ours, _, _ = load_for_inference(str(tmp_path / "run"))
+        base = AutoModelForCausalLM.from_pretrained(result.summary["base_model"])
+        plain = PeftModel.from_pretrained(base, tmp_path / "run" / "adapter").eval()
+        with torch.no_grad():
+            assert torch.equal(ours(inputs).logits, plain(inputs).logits)
+
+
+def test_quickstart_lifts_exact_match_to_at_least_80_percent(tmp_path):
+    from tuneforge.services.quickstart import run_quickstart
+
+    result = run_quickstart(workdir=tmp_path / "qs")
+    assert result.base_accuracy <= 0.2
+    assert result.tuned_accuracy >= 0.8, result.samples
+    report = json.loads((tmp_path / "qs" / "quickstart.json").read_text())
+    assert report["tuned_accuracy"] == result.tuned_accuracy
+    assert (tmp_path / "qs" / "run" / "adapter" / "adapter_model.safetensors").is_file()
