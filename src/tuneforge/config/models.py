@@ -32,6 +32,14 @@ class LoraMethod(StrictModel):
     modules_to_save: list[str] | None = Field(
         None, description="Modules trained in full and saved with the adapter (e.g. a new head)."
     )
+    init: Literal["default", "gaussian", "pissa", "olora"] = Field(
+        "default",
+        description="Adapter initialization: default (B = 0), gaussian, pissa (principal singular vectors of the "
+        "weight) or olora (QR of the weight).",
+    )
+    loraplus_lr_ratio: float | None = Field(
+        None, gt=0, description="LoRA+: train B with this many times the learning rate of A (e.g. 16)."
+    )
 
 
 class DoraMethod(LoraMethod):
@@ -79,11 +87,78 @@ class FreezeMethod(StrictModel):
         return self
 
 
+class _PromptLearning(StrictModel):
+    num_virtual_tokens: int = Field(20, ge=1, le=512, description="Trained virtual tokens put before the input.")
+
+
+class PrefixTuningMethod(_PromptLearning):
+    """Prefix tuning: trained key/value prefixes in every attention layer."""
+
+    name: Literal["prefix_tuning"] = Field("prefix_tuning", description="Method name.")
+    prefix_projection: bool = Field(False, description="Reparameterize the prefix through an MLP.")
+    encoder_hidden_size: int | None = Field(None, ge=1, description="Hidden size of that MLP.")
+
+
+class PromptTuningMethod(_PromptLearning):
+    """Prompt tuning: trained soft-prompt embeddings before the input."""
+
+    name: Literal["prompt_tuning"] = Field("prompt_tuning", description="Method name.")
+    init_text: str | None = Field(None, description="Initialize the soft prompt from this text's embeddings.")
+
+
+class PTuningMethod(_PromptLearning):
+    """P-tuning: a small encoder (MLP or LSTM) produces the virtual-token embeddings."""
+
+    name: Literal["p_tuning"] = Field("p_tuning", description="Method name.")
+    encoder_type: Literal["MLP", "LSTM"] = Field("MLP", description="The prompt encoder.")
+    encoder_hidden_size: int = Field(128, ge=1, description="Hidden size of the prompt encoder.")
+
+
+class IA3Method(StrictModel):
+    """IA3: trained vectors that rescale keys, values and feed-forward activations."""
+
+    name: Literal["ia3"] = Field("ia3", description="Method name.")
+    target_modules: Union[Literal["auto"], list[str]] = Field(
+        "auto", description="'auto' (PEFT's defaults for the architecture) or module names."
+    )
+    feedforward_modules: list[str] | None = Field(
+        None, description="Which target modules are feed-forward (scaled on their input); with a target list."
+    )
+
+
+class AdaLoraMethod(StrictModel):
+    """AdaLoRA: LoRA whose rank budget is reallocated by importance during training."""
+
+    name: Literal["adalora"] = Field("adalora", description="Method name.")
+    init_r: int = Field(12, ge=1, description="Starting rank of every adapter.")
+    target_r: int = Field(8, ge=1, description="Average rank after budget reallocation.")
+    alpha: float = Field(32.0, gt=0, description="Scaling numerator.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target_modules: TargetModules = Field("auto", description="As for lora.")
+    tinit: float = Field(0.1, ge=0, lt=1, description="Fraction of steps trained before pruning ranks starts.")
+    tfinal: float = Field(0.2, ge=0, lt=1, description="Fraction of final steps with the rank budget fixed.")
+
+    @model_validator(mode="after")
+    def _budget(self) -> AdaLoraMethod:
+        if self.target_r > self.init_r:
+            raise ValueError("target_r must not exceed init_r")
+        if self.tinit + self.tfinal >= 1:
+            raise ValueError("tinit + tfinal must leave some steps for reallocation (their sum below 1)")
+        return self
+
+
 Method = Annotated[
-    Union[LoraMethod, DoraMethod, QloraMethod, FullMethod, FreezeMethod], Field(discriminator="name")
+    Union[
+        LoraMethod, DoraMethod, QloraMethod, FullMethod, FreezeMethod, PrefixTuningMethod, PromptTuningMethod,
+        PTuningMethod, IA3Method, AdaLoraMethod,
+    ],
+    Field(discriminator="name"),
 ]
-METHOD_NAMES = ("lora", "qlora", "dora", "full", "freeze")
-ADAPTER_METHODS = ("lora", "qlora", "dora")
+METHOD_NAMES = (
+    "lora", "qlora", "dora", "full", "freeze", "prefix_tuning", "prompt_tuning", "p_tuning", "ia3", "adalora"
+)
+ADAPTER_METHODS = ("lora", "qlora", "dora", "prefix_tuning", "prompt_tuning", "p_tuning", "ia3", "adalora")
+PROMPT_LEARNING_METHODS = ("prefix_tuning", "prompt_tuning", "p_tuning")
 
 
 class DataConfig(StrictModel):

@@ -50,7 +50,8 @@ def load_for_inference(reference: str, *, merge: bool = False) -> tuple[Any, Any
 
     Args:
         reference: Builtin alias, model directory, .gguf file, hub id, run directory or adapter directory.
-        merge: Fold an adapter into the base weights (faster inference, no PEFT wrapper).
+        merge: Fold an adapter into the base weights (faster inference, no PEFT wrapper); prompt-learning
+            adapters stay unmerged.
 
     Returns:
         The model (in eval mode), its tokenizer, and where its weights came from.
@@ -62,7 +63,7 @@ def load_for_inference(reference: str, *, merge: bool = False) -> tuple[Any, Any
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, source.adapter)
-        if merge:
+        if merge and not model.active_peft_config.is_prompt_learning:  # virtual tokens cannot be folded in
             model = model.merge_and_unload()
     model.eval()
     return model, tokenizer, source

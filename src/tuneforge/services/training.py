@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from tuneforge.config import TrainConfig, load_config, validate_config
 from tuneforge.config.models import METHOD_NAMES
 from tuneforge.errors import ConfigError, ConflictError, NotFoundError
 from tuneforge.progress import ProgressCallback, no_progress
+from tuneforge.training.methods import get_method
 from tuneforge.training.run import TrainResult, run_training
 
 
@@ -56,6 +58,13 @@ def merge_run(run_dir: str | Path, *, output: str | Path, progress: ProgressCall
         raise ConfigError(
             f"run {run_dir} trained the whole model: there is no adapter to merge",
             hint=f"load {run_dir / 'model'} directly",
+        )
+    method = json.loads((run_dir / "tuneforge_run.json").read_text()).get("method", "")
+    if not get_method(method).mergeable:
+        raise ConfigError(
+            f"run {run_dir} trained {method}: its virtual tokens are not weights and cannot be merged into the base",
+            field="method.name",
+            hint=f"serve the adapter as it is ('tuneforge generate {run_dir}'), or train with lora to merge",
         )
     if output.exists() and any(output.iterdir()):
         raise ConflictError(f"output folder {output} is not empty", hint="choose a new folder for the merged model")

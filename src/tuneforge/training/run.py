@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from tuneforge.models.loading import load_causal_lm, load_tokenizer, model_type_
 from tuneforge.models.resolve import resolve_model
 from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
 from tuneforge.storage.files import atomic_write_text
-from tuneforge.training.methods import get_method
+from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
 from tuneforge.training.precision import resolve_precision
 from tuneforge.training.rundir import RunDir, config_hash, prepare_run_dir
@@ -87,16 +88,21 @@ def run_training(
     quantization = strategy.quantization(config.method, precision.compute_dtype) if strategy.quantization else None
     progress(ProgressEvent("stage", f"loading {model_type} model ({precision.name}, {config.method.name})"))
     model = load_causal_lm(resolved.path, quantization_config=quantization)
-    model = strategy.prepare(
-        model, config.method, model_type=model_type, gradient_checkpointing=config.train.gradient_checkpointing
+    context = PrepareContext(
+        model_type=model_type,
+        gradient_checkpointing=config.train.gradient_checkpointing,
+        total_steps=total_steps(config.train, len(train_rows)),
     )
+    model = strategy.prepare(model, config.method, context)
     trainable, total = _parameter_counts(model)
 
     run.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.root / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
     run.write_marker(config_hash=digest, status="running", base_model=str(resolved.path), model=config.model,
                      method=config.method.name, model_type=model_type)
-    trainer, reporter = _build_trainer(config, model, tokenizer, train_rows, eval_rows, precision, run, progress)
+    trainer, reporter = _build_trainer(
+        config, model, tokenizer, train_rows, eval_rows, precision, run, progress, strategy=strategy
+    )
     started = time.perf_counter()
     try:
         train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -156,7 +162,15 @@ def _parameter_counts(model: Any) -> tuple[int, int]:
     return trainable, total
 
 
-def _build_trainer(config, model, tokenizer, train_rows, eval_rows, precision, run, progress):  # noqa: ANN001, ANN202
+def total_steps(train: Any, examples: int) -> int:
+    """Optimizer steps of a run (one device): ``max_steps``, else epochs over the batches."""
+    if train.max_steps:
+        return train.max_steps
+    per_epoch = max(math.ceil(examples / train.batch_size) // train.gradient_accumulation_steps, 1)
+    return math.ceil(per_epoch * train.epochs)
+
+
+def _build_trainer(config, model, tokenizer, train_rows, eval_rows, precision, run, progress, *, strategy):  # noqa: ANN001, ANN202
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer
 
@@ -164,7 +178,7 @@ def _build_trainer(config, model, tokenizer, train_rows, eval_rows, precision, r
     from tuneforge.training.callbacks import ProgressReporter
 
     reporter = ProgressReporter(progress, run.metrics)
-    callbacks: list[Any] = [reporter]
+    callbacks: list[Any] = [reporter, *strategy.callbacks(model, config.method)]
     if config.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -176,6 +190,7 @@ def _build_trainer(config, model, tokenizer, train_rows, eval_rows, precision, r
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
         processing_class=tokenizer,
         callbacks=callbacks,
+        optimizers=(strategy.optimizer(model, config.method, config.train), None),
     )
     from transformers.trainer_callback import PrinterCallback, ProgressCallback as HfProgress
 

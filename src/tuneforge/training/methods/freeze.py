@@ -6,7 +6,7 @@ from typing import Any
 
 from tuneforge.errors import ConfigError
 from tuneforge.models.architectures import architecture_for
-from tuneforge.training.methods import MethodStrategy, register
+from tuneforge.training.methods import MethodStrategy, PrepareContext, register
 
 
 def transformer_blocks(model: Any, model_type: str) -> Any:
@@ -32,13 +32,13 @@ def transformer_blocks(model: Any, model_type: str) -> Any:
     return max(lists, key=len)
 
 
-def prepare_freeze(model: Any, method: Any, *, model_type: str, gradient_checkpointing: bool = False) -> Any:
+def prepare_freeze(model: Any, method: Any, context: PrepareContext) -> Any:
     """Freeze everything, then unfreeze the last ``trainable_layers`` blocks and named modules."""
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     trainable: set[int] = set()
     if method.trainable_layers:
-        blocks = transformer_blocks(model, model_type)
+        blocks = transformer_blocks(model, context.model_type)
         if method.trainable_layers > len(blocks):
             raise ConfigError(
                 f"trainable_layers is {method.trainable_layers} but the model has {len(blocks)} layers",
@@ -62,7 +62,7 @@ def prepare_freeze(model: Any, method: Any, *, model_type: str, gradient_checkpo
             field="method.trainable_modules",
             hint="list substrings of parameter names, e.g. 'lm_head' or 'layers.11.mlp'",
         )
-    if gradient_checkpointing:
+    if context.gradient_checkpointing:
         model.enable_input_require_grads()
     return model
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuneforge.training.methods import MethodStrategy, register
+from tuneforge.training.methods import MethodStrategy, PrepareContext, register
 
 
-def prepare_full(model: Any, method: Any, *, model_type: str, gradient_checkpointing: bool = False) -> Any:
+def prepare_full(model: Any, method: Any, context: PrepareContext) -> Any:
     """Make every parameter trainable."""
     for parameter in model.parameters():
         parameter.requires_grad_(True)

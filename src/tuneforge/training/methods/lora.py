@@ -6,7 +6,7 @@ from typing import Any
 
 from tuneforge.errors import ConfigError
 from tuneforge.models.architectures import architecture_for
-from tuneforge.training.methods import MethodStrategy, register
+from tuneforge.training.methods import MethodStrategy, PrepareContext, register
 
 
 def resolve_target_modules(target_modules: Any, model: Any, model_type: str) -> Any:
@@ -43,7 +43,9 @@ def peft_lora_config(method: Any, model: Any, model_type: str, *, task_type: str
     """The ``peft.LoraConfig`` for a lora / dora / qlora method block."""
     from peft import LoraConfig
 
+    init = {"default": True, "gaussian": "gaussian"}.get(method.init, method.init)
     return LoraConfig(
+        init_lora_weights=init,
         r=method.r,
         lora_alpha=method.alpha,
         lora_dropout=method.dropout,
@@ -55,14 +57,30 @@ def peft_lora_config(method: Any, model: Any, model_type: str, *, task_type: str
     )
 
 
-def prepare_lora(model: Any, method: Any, *, model_type: str, gradient_checkpointing: bool = False) -> Any:
+def prepare_lora(model: Any, method: Any, context: PrepareContext) -> Any:
     """Wrap ``model`` in a PEFT model with LoRA (or DoRA) adapters."""
     from peft import get_peft_model
 
-    if gradient_checkpointing:
+    if context.gradient_checkpointing:
         model.enable_input_require_grads()  # so checkpointed blocks see a grad-requiring input
-    return get_peft_model(model, peft_lora_config(method, model, model_type))
+    return get_peft_model(model, peft_lora_config(method, model, context.model_type, task_type=context.task_type))
 
 
-register(MethodStrategy("lora", trains_adapter=True, prepare=prepare_lora))
-register(MethodStrategy("dora", trains_adapter=True, prepare=prepare_lora))
+def loraplus_optimizer(model: Any, method: Any, train: Any) -> Any:
+    """LoRA+: AdamW with B matrices at ``loraplus_lr_ratio`` times the learning rate (None when unset)."""
+    if not method.loraplus_lr_ratio:
+        return None
+    import torch
+    from peft.optimizers import create_loraplus_optimizer
+
+    return create_loraplus_optimizer(
+        model=model,
+        optimizer_cls=torch.optim.AdamW,
+        lr=train.learning_rate,
+        loraplus_lr_ratio=method.loraplus_lr_ratio,
+        weight_decay=train.weight_decay,
+    )
+
+
+register(MethodStrategy("lora", trains_adapter=True, prepare=prepare_lora, optimizer=loraplus_optimizer))
+register(MethodStrategy("dora", trains_adapter=True, prepare=prepare_lora, optimizer=loraplus_optimizer))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from tuneforge.errors import MissingDependencyError
-from tuneforge.training.methods import MethodStrategy, register
-from tuneforge.training.methods.lora import prepare_lora
+from tuneforge.training.methods import MethodStrategy, PrepareContext, register
+from tuneforge.training.methods.lora import loraplus_optimizer, prepare_lora
 
 
 def quantization(method: Any, compute_dtype: Any) -> Any:
@@ -27,12 +28,16 @@ def quantization(method: Any, compute_dtype: Any) -> Any:
     )
 
 
-def prepare_qlora(model: Any, method: Any, *, model_type: str, gradient_checkpointing: bool = False) -> Any:
+def prepare_qlora(model: Any, method: Any, context: PrepareContext) -> Any:
     """Ready a quantized model for training (norms in fp32, input grads), then add LoRA adapters."""
     from peft import prepare_model_for_kbit_training
 
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    return prepare_lora(model, method, model_type=model_type, gradient_checkpointing=False)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=context.gradient_checkpointing)
+    return prepare_lora(model, method, replace(context, gradient_checkpointing=False))
 
 
-register(MethodStrategy("qlora", trains_adapter=True, prepare=prepare_qlora, quantization=quantization))
+register(
+    MethodStrategy(
+        "qlora", trains_adapter=True, prepare=prepare_qlora, quantization=quantization, optimizer=loraplus_optimizer
+    )
+)
