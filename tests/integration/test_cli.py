@@ -150,3 +150,16 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny_model, memorize_dat
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_merge_adapters_command(tiny_model, memorize_data, tmp_path):
+    for name in ("a", "b"):
+        config = write_config(tmp_path / f"{name}.yaml", tiny_model, memorize_data, tmp_path / name,
+                              train={"max_steps": 2}, seed=1 if name == "a" else 2)
+        assert tuneforge("train", config).returncode == 0
+    result = tuneforge("merge-adapters", tmp_path / "a", tmp_path / "b", "-w", "0.5", "-w", "0.5",
+                       "--method", "ties", "--output", tmp_path / "m")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "m" / "adapter_config.json").is_file()
+    assert_clean_error(tuneforge("merge-adapters", tmp_path / "a", tmp_path / "b", "-w", "1", "--output", tmp_path / "n"),
+                       "1 weights for 2 adapters")

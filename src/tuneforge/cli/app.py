@@ -115,6 +115,28 @@ def merge(
     console.print(f"[green]merged model:[/] {path}")
 
 
+@app.command("merge-adapters")
+def merge_adapters(
+    adapters: list[str] = typer.Argument(..., help="Two or more run or adapter directories of one base model."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the combined adapter."),
+    method: str = typer.Option("task_arithmetic", help="task_arithmetic, linear, svd, ties, dare_linear, dare_ties."),
+    weights: Optional[list[float]] = typer.Option(None, "--weight", "-w", help="One per adapter, in order."),
+    density: Optional[float] = typer.Option(None, help="Fraction kept by ties / dare (default 0.5)."),
+) -> None:
+    """Combine LoRA adapters of one base model into one adapter."""
+    from tuneforge.config import validate_config
+    from tuneforge.services.adapters import MergeAdaptersConfig
+    from tuneforge.services.adapters import merge_adapters as merge_service
+
+    config = validate_config(
+        {"adapters": adapters, "output": str(output), "method": method, "weights": weights or None, "density": density},
+        MergeAdaptersConfig,
+    )
+    with ProgressRenderer(console) as progress:
+        path = merge_service(config, progress=progress)
+    console.print(f"[green]combined adapter:[/] {path}")
+
+
 @app.command()
 def generate(
     model: str = typer.Argument(..., help="Model reference, run directory or adapter directory."),
