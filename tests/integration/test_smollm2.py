@@ -93,3 +93,29 @@ def test_a_gguf_file_reference_is_converted_into_the_cache():
     resolved = resolve_model(str(package / "SmolLM2-135M-Instruct.Q4_1.gguf"))
     assert resolved.source == "gguf" and resolved.path.parent == model_cache_dir()
     assert resolved.path.name.startswith("gguf-SmolLM2-135M-Instruct") and (resolved.path / "tokenizer.json").is_file()
+
+
+def test_dpo_with_lora_on_smollm2(tmp_path):
+    from tuneforge.data.preference import load_preference_pairs
+    from tuneforge.evaluation.preference import preference_margins
+    from tuneforge.models.inference import load_for_inference
+
+    rows = [
+        {"prompt": f"Reply to: {q}", "chosen": f"Certainly! {a}", "rejected": f"No. {a.lower()}"}
+        for q, a in [("Hello", "Hi there."), ("Help me", "Here is help."), ("Thanks", "You are welcome."),
+                     ("Good morning", "Good morning to you."), ("Bye", "Goodbye."), ("Ready?", "Ready when you are."),
+                     ("Tell a fact", "Water boils at 100 C."), ("Any tips?", "Sleep well.")]
+    ]
+    train = write_jsonl(tmp_path / "train.jsonl", rows[:6])
+    held_out = load_preference_pairs(write_jsonl(tmp_path / "test.jsonl", rows[6:]))
+    config = TrainConfig(
+        model="smollm2-135m", method="lora", task={"name": "dpo", "beta": 0.1}, data={"train": str(train)},
+        train={"max_steps": 6, "learning_rate": 5e-4, "batch_size": 2, "max_seq_length": 128},
+        output_dir=str(tmp_path / "run"),
+    )
+    run_training(config)
+    base, tokenizer, _ = load_for_inference("smollm2-135m")
+    tuned, _, _ = load_for_inference(str(tmp_path / "run"))
+    before, after = preference_margins(base, tokenizer, held_out), preference_margins(tuned, tokenizer, held_out)
+    print(f"SmolLM2 DPO held-out margins: {before} -> {after}")
+    assert sum(after) > sum(before)

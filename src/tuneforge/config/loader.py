@@ -81,7 +81,7 @@ def _config_error(exc: ValidationError, model: type[BaseModel], *, file: str | N
         tag = err.get("ctx", {}).get("tag")
         expected = err.get("ctx", {}).get("expected_tags", "")
         close = difflib.get_close_matches(str(tag), [t.strip(" '") for t in expected.split(",")], n=1)
-        message = f"unknown method '{tag}'; expected one of {expected}"
+        message = f"unknown {loc[-1] if loc else 'name'} '{tag}'; expected one of {expected}"
         hint = f"did you mean '{close[0]}'?" if close else None
     elif "input" in err and not isinstance(err["input"], (dict, list)):
         message = f"{message} (got {err['input']!r})"

@@ -161,6 +161,30 @@ ADAPTER_METHODS = ("lora", "qlora", "dora", "prefix_tuning", "prompt_tuning", "p
 PROMPT_LEARNING_METHODS = ("prefix_tuning", "prompt_tuning", "p_tuning")
 
 
+class SftTask(StrictModel):
+    """Supervised fine-tuning on chat / instruction data (loss on the answers)."""
+
+    name: Literal["sft"] = Field("sft", description="Task name.")
+
+
+class PretrainTask(StrictModel):
+    """Continued pre-training on raw text (``text`` records, loss on every token)."""
+
+    name: Literal["pretrain"] = Field("pretrain", description="Task name.")
+
+
+class DpoTask(StrictModel):
+    """Direct preference optimization (TRL) on chosen / rejected pairs."""
+
+    name: Literal["dpo"] = Field("dpo", description="Task name.")
+    beta: float = Field(0.1, gt=0, description="Strength of the KL tie to the reference model.")
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="DPO loss variant.")
+
+
+Task = Annotated[Union[SftTask, PretrainTask, DpoTask], Field(discriminator="name")]
+TASK_NAMES = ("sft", "pretrain", "dpo")
+
+
 class DataConfig(StrictModel):
     """Where the data is and how to read it."""
 
@@ -220,14 +244,19 @@ class TrainConfig(StrictModel):
         description="Fine-tuning method: a name (lora, qlora, dora, full, freeze) or a mapping with "
         "'name' and the method's options.",
     )
+    task: Task = Field(
+        default_factory=SftTask,
+        description="What is trained: sft (chat / instruction), pretrain (raw text) or dpo (preference pairs); "
+        "a name or a mapping with 'name' and the task's options.",
+    )
     data: DataConfig = Field(description="Training and evaluation data.")
     train: TrainSettings = Field(default_factory=TrainSettings, description="Optimization settings.")
     seed: int = Field(42, description="Seed for initialization, shuffling and dropout.")
     output_dir: str = Field("runs/run", description="Folder for checkpoints, the adapter or model, and reports.")
 
-    @field_validator("method", mode="before")
+    @field_validator("method", "task", mode="before")
     @classmethod
-    def _method_shorthand(cls, value: Any) -> Any:
+    def _name_shorthand(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")

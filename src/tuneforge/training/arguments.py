@@ -7,17 +7,16 @@ from typing import Any
 from tuneforge.config.models import TrainConfig
 
 
-def training_arguments(config: TrainConfig, precision: Any, run: Any, *, has_eval: bool) -> Any:
-    """The ``TrainingArguments`` of a run; checkpoints go to ``run.checkpoints``."""
-    from transformers import TrainingArguments
-
+def training_arguments(config: TrainConfig, precision: Any, run: Any, *, has_eval: bool) -> dict[str, Any]:
+    """Keyword arguments for ``TrainingArguments`` (or a TRL config) of a run; checkpoints go to
+    ``run.checkpoints``."""
     t = config.train
     eval_strategy = ("steps" if t.eval_steps else "epoch") if has_eval else "no"
     save_strategy, save_steps = ("steps", t.save_steps) if t.save_steps else ("epoch", None)
     early = t.early_stopping_patience is not None
     if early:  # load_best_model_at_end wants saving on the eval schedule
         save_strategy, save_steps = eval_strategy, t.eval_steps
-    return TrainingArguments(
+    return dict(
         output_dir=str(run.checkpoints),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,

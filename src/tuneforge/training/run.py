@@ -13,16 +13,17 @@ from typing import Any
 import yaml
 
 from tuneforge.config.models import TrainConfig
-from tuneforge.data import DatasetStats, load_examples, tokenize_examples
-from tuneforge.errors import ConfigError
-from tuneforge.models.loading import load_causal_lm, load_tokenizer, model_type_of
+from tuneforge.models.loading import load_tokenizer, model_type_of
 from tuneforge.models.resolve import resolve_model
 from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
 from tuneforge.storage.files import atomic_write_text
+from tuneforge.training.arguments import training_arguments
+from tuneforge.training.callbacks import ProgressReporter
 from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
 from tuneforge.training.precision import resolve_precision
 from tuneforge.training.rundir import RunDir, config_hash, prepare_run_dir
+from tuneforge.training.tasks import TrainerParts, get_task
 
 
 @dataclass
@@ -77,21 +78,22 @@ def run_training(
     model_type = model_type_of(resolved.path)
     tokenizer = load_tokenizer(resolved.path)
 
+    task = get_task(config.task.name)
     progress(ProgressEvent("stage", "reading data"))
-    train_rows, train_stats, data_format = _tokenized(config, config.data.train, tokenizer)
-    eval_rows = _tokenized(config, config.data.eval, tokenizer)[0] if config.data.eval else None
-    progress(ProgressEvent("metrics", "dataset", data={"format": data_format, **train_stats.as_dict()}))
+    data = task.build_data(config, tokenizer)
+    progress(ProgressEvent("metrics", "dataset", data={"format": data.data_format, **data.stats}))
 
     precision = resolve_precision(config.train.precision)
     strategy = get_method(config.method.name)
     set_seed(config.seed)
-    quantization = strategy.quantization(config.method, precision.compute_dtype) if strategy.quantization else None
+    quantization = strategy.quantization(config.method, precision.compute_dtype)
     progress(ProgressEvent("stage", f"loading {model_type} model ({precision.name}, {config.method.name})"))
-    model = load_causal_lm(resolved.path, quantization_config=quantization)
+    model = task.load_model(resolved.path, config, data, quantization)
     context = PrepareContext(
         model_type=model_type,
         gradient_checkpointing=config.train.gradient_checkpointing,
-        total_steps=total_steps(config.train, len(train_rows)),
+        total_steps=total_steps(config.train, len(data.train)),
+        task_type=task.peft_task_type,
     )
     model = strategy.prepare(model, config.method, context)
     trainable, total = _parameter_counts(model)
@@ -100,9 +102,19 @@ def run_training(
     atomic_write_text(run.root / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
     run.write_marker(config_hash=digest, status="running", base_model=str(resolved.path), model=config.model,
                      method=config.method.name, model_type=model_type)
-    trainer, reporter = _build_trainer(
-        config, model, tokenizer, train_rows, eval_rows, precision, run, progress, strategy=strategy
-    )
+    reporter = ProgressReporter(progress, run.metrics)
+    callbacks: list[Any] = [reporter, *strategy.callbacks(model, config.method)]
+    if config.train.early_stopping_patience:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    trainer = task.build_trainer(TrainerParts(
+        config=config, model=model, tokenizer=tokenizer, data=data, callbacks=callbacks,
+        arguments=training_arguments(config, precision, run, has_eval=data.eval is not None),
+        optimizer=strategy.optimizer(model, config.method, config.train),
+    ))
+    _quiet(trainer)
     started = time.perf_counter()
     try:
         train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -111,15 +123,16 @@ def run_training(
         raise
     runtime = time.perf_counter() - started
 
-    eval_loss = trainer.evaluate()["eval_loss"] if eval_rows else None
+    eval_loss = trainer.evaluate()["eval_loss"] if data.eval is not None else None
     summary = {
         "model": config.model,
         "base_model": str(resolved.path),
         "method": config.method.name,
         "precision": precision.name,
         "device": precision.device,
-        "data_format": data_format,
-        "dataset": train_stats.as_dict(),
+        "task": config.task.name,
+        "data_format": data.data_format,
+        "dataset": data.stats,
         "train_loss": train_output.training_loss,
         "final_loss": reporter.last_loss,
         "eval_loss": eval_loss,
@@ -142,20 +155,6 @@ def run_training(
     return TrainResult(output_dir=run.root, summary=summary, model_path=model_path)
 
 
-def _tokenized(config: TrainConfig, path: str, tokenizer: Any) -> tuple[list[dict], DatasetStats, str]:
-    examples, data_format = load_examples(path, fmt=config.data.format, system_prompt=config.data.system_prompt)
-    rows, stats = tokenize_examples(
-        examples, tokenizer, max_seq_length=config.train.max_seq_length, train_on_prompt=config.data.train_on_prompt
-    )
-    if not rows:
-        raise ConfigError(
-            f"no example of {path} keeps a token to train on after truncation",
-            field="train.max_seq_length",
-            hint="raise train.max_seq_length",
-        )
-    return rows, stats, data_format
-
-
 def _parameter_counts(model: Any) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -170,33 +169,12 @@ def total_steps(train: Any, examples: int) -> int:
     return math.ceil(per_epoch * train.epochs)
 
 
-def _build_trainer(config, model, tokenizer, train_rows, eval_rows, precision, run, progress, *, strategy):  # noqa: ANN001, ANN202
-    from datasets import Dataset
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer
-
-    from tuneforge.training.arguments import training_arguments
-    from tuneforge.training.callbacks import ProgressReporter
-
-    reporter = ProgressReporter(progress, run.metrics)
-    callbacks: list[Any] = [reporter, *strategy.callbacks(model, config.method)]
-    if config.train.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    trainer = Trainer(
-        model=model,
-        args=training_arguments(config, precision, run, has_eval=eval_rows is not None),
-        train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-        optimizers=(strategy.optimizer(model, config.method, config.train), None),
-    )
+def _quiet(trainer: Any) -> None:
+    """Drop the Trainer's own console output: tuneforge reports progress through its callback."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback as HfProgress
 
-    for noisy in (PrinterCallback, HfProgress):  # tuneforge draws its own progress
+    for noisy in (PrinterCallback, HfProgress):
         trainer.remove_callback(noisy)
-    return trainer, reporter
 
 
 def load_summary(run_dir: str | Path) -> dict[str, Any]:

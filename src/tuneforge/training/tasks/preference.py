@@ -1,0 +1,51 @@
+"""Preference tuning through TRL: DPO on any PEFT method (the adapter-free base is the reference)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuneforge.data.preference import load_preference_pairs
+from tuneforge.models.loading import load_causal_lm
+from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, register_task
+
+
+def build_preference_data(config: Any, tokenizer: Any) -> TaskData:
+    """Validated preference pairs in TRL's conversational form (TRL tokenizes them)."""
+    from datasets import Dataset
+
+    train = load_preference_pairs(config.data.train)
+    evaluation = load_preference_pairs(config.data.eval) if config.data.eval else None
+    return TaskData(
+        train=Dataset.from_list(train),
+        eval=Dataset.from_list(evaluation) if evaluation else None,
+        stats={"examples": len(train), "tokens": 0, "trained_tokens": 0, "truncated": 0, "dropped": 0},
+        data_format="preference",
+    )
+
+
+def build_dpo_trainer(parts: TrainerParts) -> Any:
+    """TRL's DPOTrainer; with a PEFT model, the reference is the same model with its adapter disabled."""
+    from trl import DPOConfig, DPOTrainer
+
+    task = parts.config.task
+    arguments = {k: v for k, v in parts.arguments.items() if k != "include_num_input_tokens_seen"}
+    args = DPOConfig(
+        **arguments, beta=task.beta, loss_type=[task.loss_type], max_length=parts.config.train.max_seq_length
+    )
+    return DPOTrainer(
+        model=parts.model,
+        ref_model=None,
+        args=args,
+        train_dataset=parts.data.train,
+        eval_dataset=parts.data.eval,
+        processing_class=parts.tokenizer,
+        callbacks=parts.callbacks,
+        optimizers=(parts.optimizer, None),
+    )
+
+
+def _load(path: Any, config: Any, data: TaskData, quantization: Any) -> Any:
+    return load_causal_lm(path, quantization_config=quantization)
+
+
+register_task(TaskStrategy("dpo", "CAUSAL_LM", build_preference_data, _load, build_dpo_trainer))

@@ -1,0 +1,71 @@
+"""Supervised fine-tuning (chat, instruction, prompt/completion) and continued pre-training on raw text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuneforge.data import DatasetStats, load_examples, tokenize_examples
+from tuneforge.errors import ConfigError
+from tuneforge.models.loading import load_causal_lm
+from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, register_task
+
+
+def tokenized_split(config: Any, path: str, tokenizer: Any, *, fmt: str) -> tuple[list[dict], DatasetStats, str]:
+    """Read, validate and tokenize one data file for causal-LM training."""
+    examples, data_format = load_examples(path, fmt=fmt, system_prompt=config.data.system_prompt)
+    if config.task.name == "pretrain" and data_format != "text":
+        raise ConfigError(
+            f"task 'pretrain' trains on raw text, but {path} holds {data_format} records",
+            field="task.name",
+            hint="give records with a 'text' key (set data.format: text), or use task: sft",
+        )
+    rows, stats = tokenize_examples(
+        examples, tokenizer, max_seq_length=config.train.max_seq_length, train_on_prompt=config.data.train_on_prompt
+    )
+    if not rows:
+        raise ConfigError(
+            f"no example of {path} keeps a token to train on after truncation",
+            field="train.max_seq_length",
+            hint="raise train.max_seq_length",
+        )
+    return rows, stats, data_format
+
+
+def build_lm_data(config: Any, tokenizer: Any) -> TaskData:
+    """Tokenized train / eval rows with loss masks."""
+    from datasets import Dataset
+
+    fmt = "text" if config.task.name == "pretrain" and config.data.format == "auto" else config.data.format
+    train, stats, data_format = tokenized_split(config, config.data.train, tokenizer, fmt=fmt)
+    evaluation = tokenized_split(config, config.data.eval, tokenizer, fmt=fmt)[0] if config.data.eval else None
+    return TaskData(
+        train=Dataset.from_list(train),
+        eval=Dataset.from_list(evaluation) if evaluation else None,
+        stats=stats.as_dict(),
+        data_format=data_format,
+    )
+
+
+def load_lm(path: Any, config: Any, data: TaskData, quantization: Any) -> Any:
+    """A causal LM, quantized when the method asks for it."""
+    return load_causal_lm(path, quantization_config=quantization)
+
+
+def build_lm_trainer(parts: TrainerParts) -> Any:
+    """transformers' Trainer with a padding collator that pads labels with -100."""
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    return Trainer(
+        model=parts.model,
+        args=TrainingArguments(**parts.arguments),
+        train_dataset=parts.data.train,
+        eval_dataset=parts.data.eval,
+        data_collator=DataCollatorForSeq2Seq(parts.tokenizer, padding=True, label_pad_token_id=-100),
+        processing_class=parts.tokenizer,
+        callbacks=parts.callbacks,
+        optimizers=(parts.optimizer, None),
+    )
+
+
+register_task(TaskStrategy("sft", "CAUSAL_LM", build_lm_data, load_lm, build_lm_trainer))
+register_task(TaskStrategy("pretrain", "CAUSAL_LM", build_lm_data, load_lm, build_lm_trainer))
