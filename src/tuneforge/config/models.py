@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TargetModules = Union[Literal["auto", "all-linear"], list[str]]
-DataFormat = Literal["auto", "messages", "alpaca", "prompt_completion", "text", "classification"]
+DataFormat = Literal["auto", "messages", "alpaca", "prompt_completion", "qa", "text", "classification"]
 
 
 class StrictModel(BaseModel):
@@ -181,8 +181,33 @@ class DpoTask(StrictModel):
     loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="DPO loss variant.")
 
 
-Task = Annotated[Union[SftTask, PretrainTask, DpoTask], Field(discriminator="name")]
-TASK_NAMES = ("sft", "pretrain", "dpo")
+class ClassificationTask(StrictModel):
+    """Sequence classification: a classification head on an encoder or decoder (``text`` / ``label`` data)."""
+
+    name: Literal["classification"] = Field("classification", description="Task name.")
+    labels: list[str] | None = Field(
+        None, min_length=2, description="The label set in order (default: the sorted labels of the training data)."
+    )
+
+
+class Seq2SeqTask(StrictModel):
+    """Sequence-to-sequence training of an encoder-decoder (t5, bart): summarization, translation, ..."""
+
+    name: Literal["seq2seq"] = Field("seq2seq", description="Task name.")
+    max_target_length: int = Field(128, ge=1, description="Targets longer than this are truncated.")
+
+
+class QaTask(StrictModel):
+    """Generative question answering over a context (``context`` / ``question`` / ``answer`` data)."""
+
+    name: Literal["qa"] = Field("qa", description="Task name.")
+    max_target_length: int = Field(64, ge=1, description="Answers longer than this are truncated (encoder-decoders).")
+
+
+Task = Annotated[
+    Union[SftTask, PretrainTask, DpoTask, ClassificationTask, Seq2SeqTask, QaTask], Field(discriminator="name")
+]
+TASK_NAMES = ("sft", "pretrain", "dpo", "classification", "seq2seq", "qa")
 
 
 class DataConfig(StrictModel):
@@ -246,8 +271,8 @@ class TrainConfig(StrictModel):
     )
     task: Task = Field(
         default_factory=SftTask,
-        description="What is trained: sft (chat / instruction), pretrain (raw text) or dpo (preference pairs); "
-        "a name or a mapping with 'name' and the task's options.",
+        description="What is trained: sft (chat / instruction), pretrain (raw text), dpo (preference pairs), "
+        "classification, seq2seq (encoder-decoders) or qa; a name or a mapping with 'name' and the task's options.",
     )
     data: DataConfig = Field(description="Training and evaluation data.")
     train: TrainSettings = Field(default_factory=TrainSettings, description="Optimization settings.")

@@ -17,6 +17,7 @@ FORMAT_KEYS: dict[str, tuple[str, ...]] = {
     "messages": ("messages",),
     "alpaca": ("instruction", "output"),
     "prompt_completion": ("prompt", "completion"),
+    "qa": ("context", "question", "answer"),
     "classification": ("text", "label"),
     "text": ("text",),
 }
@@ -41,7 +42,8 @@ def detect_format(record: Record) -> str:
         f"cannot tell the data format from the keys {sorted(record.data)}",
         file=record.file,
         line=record.line,
-        hint="use 'messages', 'instruction'/'output', 'prompt'/'completion', 'text'/'label' or 'text', "
+        hint="use 'messages', 'instruction'/'output', 'prompt'/'completion', 'context'/'question'/'answer', "
+        "'text'/'label' or 'text', "
         "or set data.format",
     )
 
@@ -63,6 +65,9 @@ def normalize(record: Record, fmt: str, *, system_prompt: str | None = None) -> 
             _fail(record, "'input' must be a string")
         prompt = f"{instruction}\n\n{extra}" if extra else instruction
         messages = [_msg("user", prompt), _msg("assistant", _string(record, "output"))]
+    elif fmt == "qa":
+        prompt = f"Context: {_string(record, 'context')}\n\nQuestion: {_string(record, 'question')}"
+        messages = [_msg("user", prompt), _msg("assistant", _string(record, "answer"))]
     elif fmt == "prompt_completion":
         messages = [_msg("user", _string(record, "prompt")), _msg("assistant", _string(record, "completion"))]
     else:  # classification

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import NotFoundError
-from tuneforge.models.loading import load_causal_lm, load_tokenizer
+from tuneforge.models.loading import load_model, load_tokenizer
 from tuneforge.models.resolve import resolve_model
 
 
@@ -19,10 +19,12 @@ class ModelSource:
     Attributes:
         base: Directory of the base (or full) model.
         adapter: Directory of a PEFT adapter on top of ``base``, if any.
+        head: ``classification`` for classifiers, else ``None`` (causal or seq2seq by the model).
     """
 
     base: Path
     adapter: Path | None = None
+    head: str | None = None
 
 
 def locate(reference: str) -> ModelSource:
@@ -36,12 +38,14 @@ def locate(reference: str) -> ModelSource:
                 f"run {path} has not completed (status: {run.get('status')})",
                 hint="finish it with 'tuneforge train CONFIG --resume', or use one of its checkpoints",
             )
+        head = "classification" if run.get("task") == "classification" else None
         if (path / "adapter").is_dir():
-            return ModelSource(Path(run["base_model"]), path / "adapter")
-        return ModelSource(path / "model")
+            return ModelSource(Path(run["base_model"]), path / "adapter", head)
+        return ModelSource(path / "model", None, head)
     if (path / "adapter_config.json").is_file():
-        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-        return ModelSource(resolve_model(base).path, path)
+        adapter = json.loads((path / "adapter_config.json").read_text())
+        head = "classification" if adapter.get("task_type") == "SEQ_CLS" else None
+        return ModelSource(resolve_model(adapter["base_model_name_or_path"]).path, path, head)
     return ModelSource(resolve_model(reference).path)
 
 
@@ -58,7 +62,9 @@ def load_for_inference(reference: str, *, merge: bool = False) -> tuple[Any, Any
     """
     source = locate(reference)
     tokenizer = load_tokenizer(source.adapter or source.base)
-    model = load_causal_lm(source.base)
+    labels_file = (source.adapter or source.base) / "labels.json"
+    labels = json.loads(labels_file.read_text()) if labels_file.is_file() else None
+    model = load_model(source.base, head=source.head, labels=labels)
     if source.adapter is not None:
         from peft import PeftModel
 

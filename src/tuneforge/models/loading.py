@@ -34,6 +34,32 @@ def model_type_of(path: str | Path) -> str:
     return AutoConfig.from_pretrained(path).model_type
 
 
+def load_model(path: str | Path, *, head: str | None = None, labels: list[str] | None = None) -> Any:
+    """Load a model for inference with the head its use needs.
+
+    Args:
+        path: Model directory.
+        head: ``causal``, ``seq2seq`` or ``classification``; by default seq2seq for encoder-decoders,
+            causal otherwise.
+        labels: Class names of a classification head, in id order.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+    if head is None:
+        head = "seq2seq" if getattr(AutoConfig.from_pretrained(path), "is_encoder_decoder", False) else "causal"
+    if head == "causal":
+        return load_causal_lm(path)
+    if head == "seq2seq":
+        return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32)
+    extra = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+             "label2id": {n: i for i, n in enumerate(labels)}} if labels else {}
+    config = AutoConfig.from_pretrained(path, **extra)
+    if config.pad_token_id is None:
+        config.pad_token_id = config.eos_token_id
+    return AutoModelForSequenceClassification.from_pretrained(path, config=config, dtype=torch.float32)
+
+
 def load_causal_lm(path: str | Path, *, dtype: Any = None, quantization_config: Any = None, device_map: Any = None) -> Any:
     """Load a causal language model (fp32 by default: mixed precision is autocast, not storage)."""
     import torch

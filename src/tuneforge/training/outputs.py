@@ -30,6 +30,8 @@ def save_outputs(model: Any, tokenizer: Any, run: Any, *, config: Any, summary: 
     with atomic_directory(target) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        if config.task.name == "classification":  # the head's classes, to rebuild it when loading
+            (staging / "labels.json").write_text(json.dumps(summary["dataset"]["labels"]))
     atomic_write_text(run.summary, json.dumps(summary, indent=2))
     atomic_write_text(run.root / "README.md", model_card(config, summary, target.name))
     return target

@@ -93,7 +93,9 @@ def run_training(
         model_type=model_type,
         gradient_checkpointing=config.train.gradient_checkpointing,
         total_steps=total_steps(config.train, len(data.train)),
-        task_type=task.peft_task_type,
+        # qa trains a decoder-only model as a causal LM
+        task_type="CAUSAL_LM" if task.peft_task_type == "SEQ_2_SEQ_LM" and not model.config.is_encoder_decoder
+        else task.peft_task_type,
     )
     model = strategy.prepare(model, config.method, context)
     trainable, total = _parameter_counts(model)
@@ -101,7 +103,7 @@ def run_training(
     run.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.root / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
     run.write_marker(config_hash=digest, status="running", base_model=str(resolved.path), model=config.model,
-                     method=config.method.name, model_type=model_type)
+                     method=config.method.name, task=config.task.name, model_type=model_type)
     reporter = ProgressReporter(progress, run.metrics)
     callbacks: list[Any] = [reporter, *strategy.callbacks(model, config.method)]
     if config.train.early_stopping_patience:

@@ -74,7 +74,7 @@ def register_task(strategy: TaskStrategy) -> TaskStrategy:
 
 def get_task(name: str) -> TaskStrategy:
     """The task registered as ``name``."""
-    from tuneforge.training.tasks import preference, sft  # noqa: F401  (they register)
+    from tuneforge.training.tasks import classification, preference, seq2seq, sft  # noqa: F401  (they register)
 
     if name not in _REGISTRY:
         raise ConfigError(f"unknown task '{name}'", field="task.name", hint=f"use one of {', '.join(_REGISTRY)}")

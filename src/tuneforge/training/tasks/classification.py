@@ -1,0 +1,105 @@
+"""Sequence classification: a head on an encoder (BERT, MiniLM) or a decoder, trained on text / label."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuneforge.data import load_examples
+from tuneforge.data.formats import Example
+from tuneforge.errors import ConfigError, DataError
+from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, register_task
+
+
+def _texts_and_labels(config: Any, path: str) -> tuple[list[Example], list[str]]:
+    examples, fmt = load_examples(path, fmt="classification" if config.data.format == "auto" else config.data.format)
+    if fmt != "classification":
+        raise ConfigError(
+            f"task 'classification' reads text / label records, but {path} holds {fmt} records",
+            field="data.format", hint="give records with 'text' and 'label'",
+        )
+    return examples, [e.messages[-1]["content"] for e in examples]
+
+
+def label_set(config: Any, train_labels: list[str]) -> list[str]:
+    """The labels in id order: the config's list, else the sorted labels of the training data."""
+    labels = config.task.labels or sorted(set(train_labels))
+    if len(labels) < 2:
+        raise ConfigError(f"classification needs at least 2 labels, the data has {labels}", field="task.labels",
+                          hint="add examples of every class")
+    return labels
+
+
+def build_classification_data(config: Any, tokenizer: Any) -> TaskData:
+    """Tokenized texts with integer labels; an unknown label names its file and line."""
+    from datasets import Dataset
+
+    train_examples, train_labels = _texts_and_labels(config, config.data.train)
+    labels = label_set(config, train_labels)
+
+    def encode(examples: list[Example], names: list[str]) -> list[dict]:
+        rows = []
+        for example, name in zip(examples, names):
+            if name not in labels:
+                raise DataError(f"label '{name}' is not one of {labels}", file=example.file, line=example.line,
+                                hint="fix the label, or list every label in task.labels")
+            ids = tokenizer(example.messages[-2]["content"], truncation=True, max_length=config.train.max_seq_length)
+            rows.append({"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"],
+                         "labels": labels.index(name)})
+        return rows
+
+    train = encode(train_examples, train_labels)
+    evaluation = encode(*_texts_and_labels(config, config.data.eval)) if config.data.eval else None
+    counts = {name: train_labels.count(name) for name in labels}
+    return TaskData(
+        train=Dataset.from_list(train),
+        eval=Dataset.from_list(evaluation) if evaluation else None,
+        stats={"examples": len(train), "tokens": sum(len(r["input_ids"]) for r in train), "trained_tokens": 0,
+               "truncated": sum(len(r["input_ids"]) >= config.train.max_seq_length for r in train), "dropped": 0,
+               "labels": labels, "label_counts": counts},
+        data_format="classification",
+    )
+
+
+def load_classifier(path: Any, config: Any, data: TaskData, quantization: Any) -> Any:
+    """The model with a fresh classification head sized to the label set."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    labels = data.stats["labels"]
+    model_config = AutoConfig.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        pad_token_id=model_config.pad_token_id if model_config.pad_token_id is not None else model_config.eos_token_id,
+        quantization_config=quantization,
+    )
+    return model
+
+
+def accuracy_metric(prediction: Any) -> dict[str, float]:
+    """Eval accuracy from the Trainer's predictions."""
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    return {"accuracy": float((logits.argmax(-1) == prediction.label_ids).mean())}
+
+
+def build_classification_trainer(parts: TrainerParts) -> Any:
+    """transformers' Trainer with dynamic padding and eval accuracy."""
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    return Trainer(
+        model=parts.model,
+        args=TrainingArguments(**parts.arguments),
+        train_dataset=parts.data.train,
+        eval_dataset=parts.data.eval,
+        data_collator=DataCollatorWithPadding(parts.tokenizer),
+        processing_class=parts.tokenizer,
+        compute_metrics=accuracy_metric,
+        callbacks=parts.callbacks,
+        optimizers=(parts.optimizer, None),
+    )
+
+
+register_task(
+    TaskStrategy("classification", "SEQ_CLS", build_classification_data, load_classifier, build_classification_trainer)
+)

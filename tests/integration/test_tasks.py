@@ -1,0 +1,115 @@
+"""Task types on tiny models: each trains and its task metric moves on held-out data."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from conftest import write_jsonl
+from fixtures.tiny import build_tiny
+from tuneforge.config import TrainConfig
+from tuneforge.errors import ConfigError
+from tuneforge.models.inference import load_for_inference
+from tuneforge.training import run_training
+
+POSITIVE = "good great nice fine superb lovely".split()
+NEGATIVE = "bad awful poor grim dreadful nasty".split()
+FILLER = "the film was it a day and so".split()
+
+
+def sentiment(n, seed):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 else "negative"
+        words = rng.sample(FILLER, 3) + [rng.choice(POSITIVE if label == "positive" else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    cache = {}
+
+    def get(model_type):
+        if model_type not in cache:
+            cache[model_type] = build_tiny(model_type, tmp_path_factory.mktemp(model_type))
+        return cache[model_type]
+
+    return get
+
+
+def classify(reference, rows) -> float:
+    model, tokenizer, _ = load_for_inference(str(reference))
+    batch = tokenizer([r["text"] for r in rows], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        predicted = model(**batch).logits.argmax(-1).tolist()
+    return sum(model.config.id2label[p] == r["label"] for p, r in zip(predicted, rows)) / len(rows)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "llama"])
+def test_classification_learns_held_out_sentiment(tiny, tmp_path, model_type):
+    train = write_jsonl(tmp_path / "train.jsonl", sentiment(240, 0))
+    test = sentiment(40, 1)
+    config = TrainConfig(
+        model=str(tiny(model_type)), method={"name": "lora", "r": 8}, task="classification",
+        data={"train": str(train), "eval": str(write_jsonl(tmp_path / "test.jsonl", test))},
+        train={"epochs": 6, "learning_rate": 5e-3, "batch_size": 8, "precision": "fp32"},
+        output_dir=str(tmp_path / "run"),
+    )
+    result = run_training(config)
+    assert result.summary["dataset"]["labels"] == ["negative", "positive"]
+    accuracy = classify(tmp_path / "run", test)
+    print(f"{model_type} classification held-out accuracy {accuracy:.2f}")
+    assert accuracy >= 0.75  # chance is 0.5: the classes are balanced
+
+
+WORDS = {"one": "uno", "two": "dos", "three": "tres", "four": "cuatro", "five": "cinco", "six": "seis"}
+
+
+def translations(n, seed):
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = rng.sample(list(WORDS), 2)
+        rows.append({"prompt": "translate: " + " ".join(words), "completion": " ".join(WORDS[w] for w in words)})
+    return rows
+
+
+def generate_seq2seq(reference, rows) -> float:
+    from tuneforge.evaluation.metrics import exact_match
+
+    model, tokenizer, _ = load_for_inference(str(reference))
+    batch = tokenizer([r["prompt"] for r in rows], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=12, do_sample=False)
+    predictions = tokenizer.batch_decode(out, skip_special_tokens=True)
+    return sum(exact_match(predictions, [r["completion"] for r in rows])) / len(rows)
+
+
+@pytest.mark.parametrize(("model_type", "learning_rate", "floor"), [("t5", 1e-2, 0.3), ("bart", 3e-3, 0.75)])
+def test_seq2seq_learns_to_translate(tiny, tmp_path, model_type, learning_rate, floor):
+    train = write_jsonl(tmp_path / "train.jsonl", translations(60, 0))
+    test = translations(12, 1)
+    before = generate_seq2seq(tiny(model_type), test)
+    config = TrainConfig(
+        model=str(tiny(model_type)), method="full", task="seq2seq", data={"train": str(train)},
+        train={"epochs": 25, "learning_rate": learning_rate, "batch_size": 8, "precision": "fp32"},
+        output_dir=str(tmp_path / "run"),
+    )
+    run_training(config)
+    after = generate_seq2seq(tmp_path / "run", test)
+    print(f"{model_type} held-out translation exact match {before:.2f} -> {after:.2f}")
+    assert before == 0 and after >= floor, (before, after)
+
+
+def test_seq2seq_on_a_decoder_only_model_names_the_field(tiny, tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", translations(4, 0))
+    config = TrainConfig(model=str(tiny("llama")), task="seq2seq", data={"train": str(train)},
+                         output_dir=str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match="needs an encoder-decoder") as caught:
+        run_training(config)
+    assert caught.value.field == "task.name"
