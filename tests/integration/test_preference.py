@@ -25,25 +25,25 @@ def pairs(numbers, *, openai=False):
     return rows
 
 
-@pytest.mark.parametrize("openai", [False, True])
-def test_dpo_raises_the_margin_on_held_out_pairs(tiny_model, tmp_path, openai):
+@pytest.mark.parametrize(("task", "openai"), [("dpo", False), ("dpo", True), ("kto", False)])
+def test_preference_tuning_raises_the_margin_on_held_out_pairs(tiny_model, tmp_path, task, openai):
     from tuneforge.models.inference import load_for_inference
 
     train = write_jsonl(tmp_path / "train.jsonl", pairs(range(1, 9), openai=openai))
     held_out = load_preference_pairs(write_jsonl(tmp_path / "test.jsonl", pairs(range(20, 26))))
     config = TrainConfig(
-        model=str(tiny_model), method={"name": "lora", "r": 8}, task={"name": "dpo", "beta": 0.1},
+        model=str(tiny_model), method={"name": "lora", "r": 8}, task={"name": task, "beta": 0.1},
         data={"train": str(train)},
         train={"epochs": 5, "learning_rate": 5e-3, "batch_size": 4, "precision": "fp32", "logging_steps": 1},
         output_dir=str(tmp_path / "run"),
     )
     result = run_training(config)
-    assert result.summary["task"] == "dpo" and result.summary["data_format"] == "preference"
+    assert result.summary["task"] == task and result.summary["data_format"] == "preference"
     base, tokenizer, _ = load_for_inference(str(tiny_model))
     tuned, _, _ = load_for_inference(str(tmp_path / "run"))
     before = sum(preference_margins(base, tokenizer, held_out)) / len(held_out)
     after = sum(preference_margins(tuned, tokenizer, held_out)) / len(held_out)
-    print(f"DPO mean held-out margin: {before:.3f} -> {after:.3f}")
+    print(f"{task} mean held-out margin: {before:.3f} -> {after:.3f}")
     assert after > before + 1.0, (before, after)
 
 

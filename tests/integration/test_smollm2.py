@@ -119,3 +119,39 @@ def test_dpo_with_lora_on_smollm2(tmp_path):
     before, after = preference_margins(base, tokenizer, held_out), preference_margins(tuned, tokenizer, held_out)
     print(f"SmolLM2 DPO held-out margins: {before} -> {after}")
     assert sum(after) > sum(before)
+
+
+
+def test_lora_classification_on_minilm_reaches_high_accuracy(tmp_path):
+    import random
+
+    from tuneforge.models.inference import load_for_inference
+
+    good = "wonderful delightful excellent brilliant charming superb enjoyable moving".split()
+    bad = "terrible boring awful dull clumsy tedious dreadful weak".split()
+    subjects = "the film|the acting|this book|the story|the ending|our trip|the meal|the show".split("|")
+
+    def rows(n, seed):
+        rng = random.Random(seed)
+        out = []
+        for i in range(n):
+            label = "positive" if i % 2 else "negative"
+            word = rng.choice(good if label == "positive" else bad)
+            out.append({"text": f"{rng.choice(subjects)} was {word}.", "label": label})
+        return out
+
+    train = write_jsonl(tmp_path / "train.jsonl", rows(160, 0))
+    test = rows(60, 1)
+    config = TrainConfig(
+        model="minilm-l6", method={"name": "lora", "r": 8}, task="classification", data={"train": str(train)},
+        train={"epochs": 4, "learning_rate": 2e-3, "batch_size": 16, "max_seq_length": 64},
+        output_dir=str(tmp_path / "run"),
+    )
+    run_training(config)
+    model, tokenizer, _ = load_for_inference(str(tmp_path / "run"))
+    batch = tokenizer([r["text"] for r in test], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        predicted = model(**batch).logits.argmax(-1).tolist()
+    accuracy = sum(model.config.id2label[p] == r["label"] for p, r in zip(predicted, test)) / len(test)
+    print(f"minilm-l6 LoRA sentiment accuracy {accuracy:.2f}")
+    assert accuracy >= 0.9

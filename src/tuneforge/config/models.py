@@ -181,6 +181,15 @@ class DpoTask(StrictModel):
     loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="DPO loss variant.")
 
 
+class KtoTask(StrictModel):
+    """Kahneman-Tversky optimization (TRL): learns from answers labelled good or bad; pairs are split."""
+
+    name: Literal["kto"] = Field("kto", description="Task name.")
+    beta: float = Field(0.1, gt=0, description="Strength of the KL tie to the reference model.")
+    desirable_weight: float = Field(1.0, gt=0, description="Loss weight of good answers.")
+    undesirable_weight: float = Field(1.0, gt=0, description="Loss weight of bad answers.")
+
+
 class ClassificationTask(StrictModel):
     """Sequence classification: a classification head on an encoder or decoder (``text`` / ``label`` data)."""
 
@@ -205,9 +214,10 @@ class QaTask(StrictModel):
 
 
 Task = Annotated[
-    Union[SftTask, PretrainTask, DpoTask, ClassificationTask, Seq2SeqTask, QaTask], Field(discriminator="name")
+    Union[SftTask, PretrainTask, DpoTask, KtoTask, ClassificationTask, Seq2SeqTask, QaTask],
+    Field(discriminator="name"),
 ]
-TASK_NAMES = ("sft", "pretrain", "dpo", "classification", "seq2seq", "qa")
+TASK_NAMES = ("sft", "pretrain", "dpo", "kto", "classification", "seq2seq", "qa")
 
 
 class DataConfig(StrictModel):
@@ -271,7 +281,7 @@ class TrainConfig(StrictModel):
     )
     task: Task = Field(
         default_factory=SftTask,
-        description="What is trained: sft (chat / instruction), pretrain (raw text), dpo (preference pairs), "
+        description="What is trained: sft (chat / instruction), pretrain (raw text), dpo or kto (preferences), "
         "classification, seq2seq (encoder-decoders) or qa; a name or a mapping with 'name' and the task's options.",
     )
     data: DataConfig = Field(description="Training and evaluation data.")

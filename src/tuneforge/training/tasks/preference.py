@@ -1,4 +1,4 @@
-"""Preference tuning through TRL: DPO on any PEFT method (the adapter-free base is the reference)."""
+"""Preference tuning through TRL: DPO and KTO on any PEFT method (the adapter-free base is the reference)."""
 
 from __future__ import annotations
 
@@ -44,8 +44,47 @@ def build_dpo_trainer(parts: TrainerParts) -> Any:
     )
 
 
+def build_kto_data(config: Any, tokenizer: Any) -> TaskData:
+    """Preference pairs split into TRL's unpaired form: the chosen answer is good, the rejected one bad."""
+    from datasets import Dataset
+
+    def unpaired(path: str) -> list[dict]:
+        return [
+            {"prompt": pair["prompt"], "completion": pair[key], "label": key == "chosen"}
+            for pair in load_preference_pairs(path)
+            for key in ("chosen", "rejected")
+        ]
+
+    train = unpaired(config.data.train)
+    evaluation = unpaired(config.data.eval) if config.data.eval else None
+    return TaskData(
+        train=Dataset.from_list(train),
+        eval=Dataset.from_list(evaluation) if evaluation else None,
+        stats={"examples": len(train), "tokens": 0, "trained_tokens": 0, "truncated": 0, "dropped": 0},
+        data_format="preference",
+    )
+
+
+def build_kto_trainer(parts: TrainerParts) -> Any:
+    """TRL's KTOTrainer; with a PEFT model the reference is the model with its adapter disabled."""
+    from trl import KTOConfig, KTOTrainer
+
+    task = parts.config.task
+    arguments = {k: v for k, v in parts.arguments.items() if k != "include_num_input_tokens_seen"}
+    args = KTOConfig(
+        **arguments, beta=task.beta, desirable_weight=task.desirable_weight,
+        undesirable_weight=task.undesirable_weight, max_length=parts.config.train.max_seq_length,
+    )
+    return KTOTrainer(
+        model=parts.model, ref_model=None, args=args, train_dataset=parts.data.train,
+        eval_dataset=parts.data.eval, processing_class=parts.tokenizer, callbacks=parts.callbacks,
+        optimizers=(parts.optimizer, None),
+    )
+
+
 def _load(path: Any, config: Any, data: TaskData, quantization: Any) -> Any:
     return load_causal_lm(path, quantization_config=quantization)
 
 
 register_task(TaskStrategy("dpo", "CAUSAL_LM", build_preference_data, _load, build_dpo_trainer))
+register_task(TaskStrategy("kto", "CAUSAL_LM", build_kto_data, _load, build_kto_trainer))
