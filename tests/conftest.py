@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -17,6 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["TUNEFORGE_HOME"] = os.environ.get("TUNEFORGE_TEST_HOME") or tempfile.mkdtemp(prefix="tuneforge-test-")
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fixtures.data import MEMORIZE, write_jsonl  # noqa: E402
 from fixtures.tiny import build_tiny_llama  # noqa: E402
 
 
@@ -26,19 +26,15 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
-MEMORIZE = [
-    {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"}, {"role": "assistant", "content": str(a + b)}]}
-    for a, b in [(1, 2), (3, 4), (2, 5), (6, 1), (4, 4), (7, 2), (5, 3), (8, 1)]
-]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    """Write rows as JSONL and return the path."""
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
-
-
 @pytest.fixture
 def memorize_data(tmp_path) -> Path:
     """A small memorizable chat set in JSONL."""
     return write_jsonl(tmp_path / "train.jsonl", MEMORIZE)
+
+
+@pytest.fixture(scope="session")
+def quickstart_result(tmp_path_factory):
+    """The quickstart (base SmolLM2-135M measured, LoRA-tuned, measured again), run once per session."""
+    from tuneforge.services.quickstart import run_quickstart
+
+    return run_quickstart(workdir=tmp_path_factory.mktemp("qs"))

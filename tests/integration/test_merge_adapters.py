@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import MEMORIZE, write_jsonl
+from fixtures.data import MEMORIZE, write_jsonl
 from tuneforge.config import TrainConfig, validate_config
 from tuneforge.errors import ConfigError
 from tuneforge.services.adapters import MergeAdaptersConfig, merge_adapters

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import write_jsonl
+from fixtures.data import write_jsonl
 from tuneforge.config import TrainConfig
 from tuneforge.data.preference import load_preference_pairs
 from tuneforge.errors import DataError

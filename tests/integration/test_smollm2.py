@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import write_jsonl
+from fixtures.data import write_jsonl
 from tuneforge.config import TrainConfig
 from tuneforge.evaluation.tasks import profile_extraction
 from tuneforge.models import resolve_model
@@ -72,15 +72,16 @@ def test_smollm2_trains_and_reloads_with_plain_peft(task_files, tmp_path, method
             assert torch.equal(ours(inputs).logits, plain(inputs).logits)
 
 
-def test_quickstart_lifts_exact_match_to_at_least_80_percent(tmp_path):
-    from tuneforge.services.quickstart import run_quickstart
+def test_quickstart_lifts_exact_match_to_at_least_80_percent(quickstart_result):
+    from pathlib import Path
 
-    result = run_quickstart(workdir=tmp_path / "qs")
+    result = quickstart_result
     assert result.base_accuracy <= 0.2
     assert result.tuned_accuracy >= 0.8, result.samples
-    report = json.loads((tmp_path / "qs" / "quickstart.json").read_text())
+    workdir = Path(result.run_dir).parent
+    report = json.loads((workdir / "quickstart.json").read_text())
     assert report["tuned_accuracy"] == result.tuned_accuracy
-    assert (tmp_path / "qs" / "run" / "adapter" / "adapter_model.safetensors").is_file()
+    assert (Path(result.adapter) / "adapter_model.safetensors").is_file()
 
 
 def test_a_gguf_file_reference_is_converted_into_the_cache():

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from conftest import write_jsonl
+from fixtures.data import write_jsonl
 from fixtures.tiny import build_tiny
 from tuneforge.config import TrainConfig
 from tuneforge.errors import ConfigError

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import write_jsonl
+from fixtures.data import write_jsonl
 from tuneforge.data import IGNORE_INDEX, load_examples, tokenize_examples
 from tuneforge.errors import DataError
 from tuneforge.models.loading import load_tokenizer

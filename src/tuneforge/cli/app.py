@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tuneforge.cli import evaluation
 from tuneforge.cli.render import ProgressRenderer, summary_table
 from tuneforge.errors import TuneforgeError
 
@@ -158,6 +159,10 @@ def generate(
         answer = generate_service(model, messages=messages, max_new_tokens=max_new_tokens)
         messages.append({"role": "assistant", "content": answer})
         console.print(f"[bold]model>[/] {answer}", markup=False)
+
+
+app.command("eval")(evaluation.eval_command)
+app.command("compare")(evaluation.compare_command)
 
 
 @config_app.command("validate")

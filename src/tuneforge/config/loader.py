@@ -112,6 +112,7 @@ def _strip_tags(model: type[BaseModel], loc: list[str | int]) -> list[str | int]
 
 
 def _allowed_keys(model: type[BaseModel], loc: list[str | int]) -> list[str]:
+    loc = [part for part in loc if not isinstance(part, int)]  # list positions do not change the model
     current: Any = model
     i = 0
     while i < len(loc) and current is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -10,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from tuneforge.config import TrainConfig
-from tuneforge.data import load_examples
-from tuneforge.evaluation.evaluate import ExactMatchResult, evaluate_exact_match
+from tuneforge.evaluation.results import TaskResult
+from tuneforge.evaluation.suites import SuiteConfig, TaskConfig, load_task
 from tuneforge.evaluation.tasks import profile_extraction
 from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
 from tuneforge.storage.files import atomic_write_text
@@ -60,38 +61,37 @@ def run_quickstart(
     *, workdir: str | Path = "quickstart", model: str = "smollm2-135m", progress: ProgressCallback = no_progress
 ) -> QuickstartResult:
     """Generate the task, measure the base model, LoRA-tune it, measure again; write ``quickstart.json``."""
-    from tuneforge.models.inference import load_for_inference
+    from tuneforge.evaluation.runner import evaluate_loaded_tasks
 
     started = time.perf_counter()
     workdir = Path(workdir)
     paths = write_task_data(workdir)
     config = quickstart_config(workdir, model=model)
     atomic_write_text(workdir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    test, _ = load_examples(paths["test"])
+    suite = SuiteConfig(tasks=[TaskConfig(data=str(paths["test"]), metrics=["exact_match"], max_new_tokens=48)],
+                        latency_samples=0)
+    test = load_task(suite.tasks[0])
 
-    def measure(reference: str, label: str) -> ExactMatchResult:
-        progress(ProgressEvent("stage", f"measuring the {label} model on {len(test)} test examples"))
-        loaded, tokenizer, _ = load_for_inference(reference, merge=True)
-        return evaluate_exact_match(
-            loaded, tokenizer, test, max_new_tokens=48,
-            on_batch=lambda done, total: progress(ProgressEvent("step", f"eval {label}", step=done, total=total)),
-        )
+    def measure(reference: str, label: str) -> TaskResult:
+        progress(ProgressEvent("stage", f"measuring the {label} model on {len(test.examples)} test examples"))
+        task = dataclasses.replace(test, name=f"eval {label}")
+        return evaluate_loaded_tasks(reference, [task], suite, progress=progress).tasks[0]
 
     base = measure(model, "base")
     trained = run_training(config, overwrite=True, progress=progress)
     tuned = measure(str(trained.output_dir), "tuned")
     outcome = QuickstartResult(
-        base_accuracy=base.accuracy,
-        tuned_accuracy=tuned.accuracy,
-        test_examples=len(test),
+        base_accuracy=base.metrics["exact_match"],
+        tuned_accuracy=tuned.metrics["exact_match"],
+        test_examples=len(test.examples),
         train_seconds=trained.summary["runtime_seconds"],
         wall_seconds=round(time.perf_counter() - started, 1),
         tokens_per_second=trained.summary["tokens_per_second"],
         run_dir=str(trained.output_dir),
         adapter=str(trained.model_path),
         samples=[
-            {"reference": r, "base": b, "tuned": t}
-            for r, b, t in list(zip(tuned.references, base.predictions, tuned.predictions))[:3]
+            {"reference": t.reference, "base": b.prediction, "tuned": t.prediction}
+            for b, t in list(zip(base.per_example, tuned.per_example))[:3]
         ],
     )
     atomic_write_text(workdir / "quickstart.json", json.dumps(asdict(outcome), indent=2))

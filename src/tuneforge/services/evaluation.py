@@ -1,0 +1,171 @@
+"""Evaluation use cases: evaluate a model, compare two, gate a model on its baseline, write reports."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from tuneforge.config import validate_config
+from tuneforge.errors import ConfigError
+from tuneforge.evaluation.compare import Regression, check_regressions, compare_reports, parse_max_drop
+from tuneforge.evaluation.metrics import METRICS
+from tuneforge.evaluation.results import ComparisonReport, EvalReport, load_report, store_result
+from tuneforge.evaluation.suites import BUILTIN_TASKS, LoadedTask, SuiteConfig, TaskConfig, load_suite, load_task
+from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
+
+SuiteLike = SuiteConfig | dict[str, Any] | str | Path
+
+
+def suite_from_options(
+    *, data: str | Path | None = None, task: str | None = None, suite: str | Path | None = None, **options: Any
+) -> SuiteConfig | Path:
+    """The suite that command-line options describe: a suite file, or one task (a data file or a built-in).
+
+    Args:
+        data: A test data file.
+        task: A built-in task name.
+        suite: A suite YAML file (then no other option may be given).
+        **options: Task fields (``format``, ``task_type``, ``metrics``, ``limit``, ``max_new_tokens``,
+            ``system_prompt``) and suite fields (``batch_size``, ``latency_samples``, ``resamples``,
+            ``confidence``, ``seed``); ``None`` values are left to the config's defaults.
+
+    Raises:
+        ConfigError: Not exactly one of data, task and suite, or an option that does not validate.
+    """
+    if sum(x is not None for x in (data, task, suite)) != 1:
+        raise ConfigError("give exactly one of --data FILE, --task NAME and --suite FILE",
+                          hint="e.g. tuneforge eval MODEL --data test.jsonl  (or --task profile-extraction)")
+    given = {k: v for k, v in options.items() if v is not None}
+    _check_names(task, given.get("metrics"))
+    if suite is not None:
+        if given:
+            raise ConfigError(f"options {', '.join(sorted(given))} cannot be combined with --suite",
+                              hint="set them in the suite file instead")
+        return Path(suite)
+    task_fields = set(TaskConfig.model_fields)
+    task_config = {k: v for k, v in given.items() if k in task_fields}
+    task_config.update({"data": str(data)} if data is not None else {"builtin": task})
+    suite_fields = {k: v for k, v in given.items() if k not in task_fields}
+    try:
+        return validate_config({"tasks": [task_config], **suite_fields}, SuiteConfig)
+    except ConfigError as exc:  # name the command-line option, not the field of the suite it fills
+        option = "--" + (exc.field or "").rsplit(".", 1)[-1].replace("_", "-")
+        raise ConfigError(f"option {option}: {exc.message.split(': ', 1)[-1]}",
+                          hint="'tuneforge eval --help' (or compare --help) lists the options and their values",
+                          ) from None
+
+
+def _check_names(task: str | None, metrics: list[str] | None) -> None:
+    """Unknown built-in tasks and metrics from the command line, with the close name as the hint."""
+    for kind, name, known in (("built-in task", task, BUILTIN_TASKS), *(("metric", m, METRICS) for m in metrics or [])):
+        if name is not None and name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            raise ConfigError(f"unknown {kind} '{name}'", hint=(f"did you mean '{close[0]}'? " if close else "")
+                              + f"known: {', '.join(known)}")
+
+
+def load_tasks(suite: SuiteLike) -> tuple[SuiteConfig, list[LoadedTask]]:
+    """Validate a suite (a config, a mapping, or a YAML path) and read every task's data.
+
+    Raises:
+        ConfigError: The suite does not validate, or a metric does not fit its task.
+        DataError: A data file is missing, empty or malformed.
+    """
+    file, base_dir = None, None
+    if isinstance(suite, (str, Path)):
+        file, base_dir = str(suite), Path(suite).parent
+        suite = load_suite(suite)
+    elif isinstance(suite, dict):
+        suite = validate_config(suite, SuiteConfig)
+    tasks = [
+        load_task(t, base_dir=base_dir, file=file, field=f"tasks.{i}.metrics" if file else "metrics")
+        for i, t in enumerate(suite.tasks)
+    ]
+    return suite, tasks
+
+
+def evaluate(
+    model: str, suite: SuiteLike, *, store: bool = True, progress: ProgressCallback = no_progress
+) -> EvalReport:
+    """Evaluate a model on a suite and store the result under ``tuneforge_home()/evaluations``.
+
+    Args:
+        model: Builtin alias, model directory, .gguf file, run directory or adapter directory.
+        suite: A :class:`SuiteConfig`, a mapping, or a suite YAML path (see :func:`suite_from_options`).
+        store: Keep the result in the evaluations folder.
+        progress: Receives stages and generation steps.
+
+    Raises:
+        ConfigError, DataError: Bad suite or data (before any model is loaded).
+        NotFoundError: The model cannot be found.
+    """
+    from tuneforge.evaluation.runner import evaluate_loaded_tasks
+
+    config, tasks = load_tasks(suite)
+    report = evaluate_loaded_tasks(model, tasks, config, progress=progress)
+    if store:
+        store_result(report)
+    return report
+
+
+def compare(
+    model_a: str, model_b: str, suite: SuiteLike, *, store: bool = True, progress: ProgressCallback = no_progress
+) -> ComparisonReport:
+    """Evaluate A and B on the same examples and compare them (the offline A/B test).
+
+    A model may also be given as the JSON report of an earlier evaluation on the same data, which is
+    then reused instead of running the model again.
+
+    Raises:
+        ConfigError, DataError: Bad suite or data (before any model is loaded), or a reused report that
+            was measured on other data.
+        NotFoundError: A model cannot be found.
+    """
+    from tuneforge.evaluation.runner import evaluate_loaded_tasks
+
+    config, tasks = load_tasks(suite)
+    reports = []
+    for label, reference in (("A", model_a), ("B", model_b)):
+        progress(ProgressEvent("stage", f"model {label}: {reference}"))
+        reports.append(_reused_report(reference) or evaluate_loaded_tasks(reference, tasks, config, progress=progress))
+    result = compare_reports(*reports, resamples=config.resamples, confidence=config.confidence, seed=config.seed)
+    if store:
+        store_result(result)
+    return result
+
+
+def _reused_report(reference: str) -> EvalReport | None:
+    if not (reference.endswith(".json") and Path(reference).is_file()):
+        return None
+    report = load_report(reference)
+    if not isinstance(report, EvalReport):
+        raise ConfigError(f"{reference} is a comparison report; pass a model or an evaluation report",
+                          hint="write one with 'tuneforge eval MODEL ... --output FILE'")
+    return report
+
+
+def check_regression(
+    report: EvalReport, *, baseline: EvalReport | str | Path, max_drop: dict[str, float] | list[str] | None = None
+) -> list[Regression]:
+    """The regression gate: metrics that fell further below the baseline's than allowed.
+
+    Args:
+        report: The new evaluation.
+        baseline: The baseline's evaluation (or its JSON report).
+        max_drop: Allowed drop by metric (a mapping, or ``METRIC=VALUE`` items); by default every metric
+            both reports have, with no drop allowed.
+
+    Returns:
+        The regressions; empty when the gate passes.
+    """
+    if not isinstance(baseline, EvalReport):
+        loaded = load_report(baseline)
+        if not isinstance(loaded, EvalReport):
+            raise ConfigError(f"baseline {baseline} is a comparison report", hint="pass an evaluation report")
+        baseline = loaded
+    limits = parse_max_drop(max_drop) if isinstance(max_drop, list) else max_drop
+    if not limits:
+        limits = {m: 0.0 for t in report.tasks if baseline.task(t.name) for m in t.metrics
+                  if m in baseline.task(t.name).metrics}
+    return check_regressions(report, baseline, limits)
