@@ -8,6 +8,7 @@ from tuneforge.data import load_examples
 from tuneforge.data.formats import Example
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, register_task
+from tuneforge.training.tasks.sft import plain_trainer
 
 
 def _texts_and_labels(config: Any, path: str) -> tuple[list[Example], list[str]]:
@@ -85,19 +86,9 @@ def accuracy_metric(prediction: Any) -> dict[str, float]:
 
 def build_classification_trainer(parts: TrainerParts) -> Any:
     """transformers' Trainer with dynamic padding and eval accuracy."""
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding
 
-    return Trainer(
-        model=parts.model,
-        args=TrainingArguments(**parts.arguments),
-        train_dataset=parts.data.train,
-        eval_dataset=parts.data.eval,
-        data_collator=DataCollatorWithPadding(parts.tokenizer),
-        processing_class=parts.tokenizer,
-        compute_metrics=accuracy_metric,
-        callbacks=parts.callbacks,
-        optimizers=(parts.optimizer, None),
-    )
+    return plain_trainer(parts, DataCollatorWithPadding(parts.tokenizer), accuracy_metric)
 
 
 register_task(

@@ -9,18 +9,36 @@ from tuneforge.models.loading import load_causal_lm
 from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, register_task
 
 
-def build_preference_data(config: Any, tokenizer: Any) -> TaskData:
-    """Validated preference pairs in TRL's conversational form (TRL tokenizes them)."""
+def _preference_task_data(config: Any, rows: Any) -> TaskData:
+    """Train / eval datasets from ``rows(path)`` (TRL tokenizes them itself)."""
     from datasets import Dataset
 
-    train = load_preference_pairs(config.data.train)
-    evaluation = load_preference_pairs(config.data.eval) if config.data.eval else None
+    train = rows(config.data.train)
+    evaluation = rows(config.data.eval) if config.data.eval else None
     return TaskData(
         train=Dataset.from_list(train),
         eval=Dataset.from_list(evaluation) if evaluation else None,
         stats={"examples": len(train), "tokens": 0, "trained_tokens": 0, "truncated": 0, "dropped": 0},
         data_format="preference",
     )
+
+
+def build_preference_data(config: Any, tokenizer: Any) -> TaskData:
+    """Validated preference pairs in TRL's conversational form."""
+    return _preference_task_data(config, load_preference_pairs)
+
+
+def _unpaired(path: str) -> list[dict]:
+    return [
+        {"prompt": pair["prompt"], "completion": pair[key], "label": key == "chosen"}
+        for pair in load_preference_pairs(path)
+        for key in ("chosen", "rejected")
+    ]
+
+
+def build_kto_data(config: Any, tokenizer: Any) -> TaskData:
+    """Preference pairs split into TRL's unpaired form: the chosen answer is good, the rejected one bad."""
+    return _preference_task_data(config, _unpaired)
 
 
 def build_dpo_trainer(parts: TrainerParts) -> Any:
@@ -41,27 +59,6 @@ def build_dpo_trainer(parts: TrainerParts) -> Any:
         processing_class=parts.tokenizer,
         callbacks=parts.callbacks,
         optimizers=(parts.optimizer, None),
-    )
-
-
-def build_kto_data(config: Any, tokenizer: Any) -> TaskData:
-    """Preference pairs split into TRL's unpaired form: the chosen answer is good, the rejected one bad."""
-    from datasets import Dataset
-
-    def unpaired(path: str) -> list[dict]:
-        return [
-            {"prompt": pair["prompt"], "completion": pair[key], "label": key == "chosen"}
-            for pair in load_preference_pairs(path)
-            for key in ("chosen", "rejected")
-        ]
-
-    train = unpaired(config.data.train)
-    evaluation = unpaired(config.data.eval) if config.data.eval else None
-    return TaskData(
-        train=Dataset.from_list(train),
-        eval=Dataset.from_list(evaluation) if evaluation else None,
-        stats={"examples": len(train), "tokens": 0, "trained_tokens": 0, "truncated": 0, "dropped": 0},
-        data_format="preference",
     )
 
 

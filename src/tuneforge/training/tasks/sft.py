@@ -51,20 +51,28 @@ def load_lm(path: Any, config: Any, data: TaskData, quantization: Any) -> Any:
     return load_causal_lm(path, quantization_config=quantization)
 
 
-def build_lm_trainer(parts: TrainerParts) -> Any:
-    """transformers' Trainer with a padding collator that pads labels with -100."""
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+def plain_trainer(parts: TrainerParts, collator: Any, compute_metrics: Any = None) -> Any:
+    """transformers' Trainer over a task's parts with the given collator."""
+    from transformers import Trainer, TrainingArguments
 
     return Trainer(
         model=parts.model,
         args=TrainingArguments(**parts.arguments),
         train_dataset=parts.data.train,
         eval_dataset=parts.data.eval,
-        data_collator=DataCollatorForSeq2Seq(parts.tokenizer, padding=True, label_pad_token_id=-100),
+        data_collator=collator,
         processing_class=parts.tokenizer,
+        compute_metrics=compute_metrics,
         callbacks=parts.callbacks,
         optimizers=(parts.optimizer, None),
     )
+
+
+def build_lm_trainer(parts: TrainerParts) -> Any:
+    """transformers' Trainer with a padding collator that pads labels with -100."""
+    from transformers import DataCollatorForSeq2Seq
+
+    return plain_trainer(parts, DataCollatorForSeq2Seq(parts.tokenizer, padding=True, label_pad_token_id=-100))
 
 
 register_task(TaskStrategy("sft", "CAUSAL_LM", build_lm_data, load_lm, build_lm_trainer))
