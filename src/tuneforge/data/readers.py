@@ -30,7 +30,11 @@ def read_records(path: str | Path) -> list[Record]:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"data file not found: {path}", hint="check data.train / data.eval in the config")
+        raise DataError(
+            f"data file not found: {path}",
+            hint="check the path (data.train / data.eval in a training config, --data for eval); relative paths "
+            "start from the current folder",
+        )
     suffix = path.suffix.lower()
     readers = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
     if suffix not in readers:

@@ -72,7 +72,7 @@ def load_model(reference: str) -> tuple[Any, Any, dict[str, Any]]:
     """Load a model for evaluation (adapter merged, on the GPU when there is one) with its cost figures."""
     import torch
 
-    from tuneforge.models.inference import load_for_inference
+    from tuneforge.models.inference import load_for_inference, merge_adapter
 
     started = time.perf_counter()
     model, tokenizer, source = load_for_inference(reference, merge=False)
@@ -80,7 +80,7 @@ def load_model(reference: str) -> tuple[Any, Any, dict[str, Any]]:
     if source.adapter is not None:
         tag = f".{model.active_adapter}."  # PEFT names adapter weights '...lora_A.default.weight'
         adapter_parameters = sum(p.numel() for n, p in model.named_parameters() if tag in n)
-        model = model.merge_and_unload()
+        model = merge_adapter(model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
     figures = {

@@ -49,6 +49,13 @@ def locate(reference: str) -> ModelSource:
     return ModelSource(resolve_model(reference).path)
 
 
+def merge_adapter(model: Any) -> Any:
+    """Fold a PEFT model's adapter into its base weights; prompt-learning adapters (virtual tokens) stay."""
+    if model.active_peft_config.is_prompt_learning:
+        return model
+    return model.merge_and_unload()
+
+
 def load_for_inference(reference: str, *, merge: bool = False) -> tuple[Any, Any, ModelSource]:
     """Load a model and tokenizer for generation.
 
@@ -69,7 +76,7 @@ def load_for_inference(reference: str, *, merge: bool = False) -> tuple[Any, Any
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, source.adapter)
-        if merge and not model.active_peft_config.is_prompt_learning:  # virtual tokens cannot be folded in
-            model = model.merge_and_unload()
+        if merge:
+            model = merge_adapter(model)
     model.eval()
     return model, tokenizer, source

@@ -154,8 +154,8 @@ def _hub_snapshot(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id=repo_id, local_files_only=True))
     except (LocalEntryNotFoundError, OSError, ValueError):
         raise NotFoundError(
-            f"model '{repo_id}' is not in the local Hugging Face cache, and tuneforge does not download "
-            "models at run time",
+            f"model '{repo_id}' is not a local folder and not in the local Hugging Face cache; tuneforge "
+            "does not download models at run time",
             hint=f"on a machine with network run 'hf download {repo_id}' and copy the cache (HF_HOME), "
             "or pass a local model directory or .gguf file instead",
         ) from None

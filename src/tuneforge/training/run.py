@@ -23,7 +23,7 @@ from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
 from tuneforge.training.precision import resolve_precision
 from tuneforge.training.rundir import RunDir, config_hash, prepare_run_dir
-from tuneforge.training.tasks import TrainerParts, get_task
+from tuneforge.training.tasks import TrainerParts, get_task, peft_task_type
 
 
 @dataclass
@@ -93,9 +93,7 @@ def run_training(
         model_type=model_type,
         gradient_checkpointing=config.train.gradient_checkpointing,
         total_steps=total_steps(config.train, len(data.train)),
-        # qa trains a decoder-only model as a causal LM
-        task_type="CAUSAL_LM" if task.peft_task_type == "SEQ_2_SEQ_LM" and not model.config.is_encoder_decoder
-        else task.peft_task_type,
+        task_type=peft_task_type(model),
     )
     model = strategy.prepare(model, config.method, context)
     trainable, total = _parameter_counts(model)

@@ -50,20 +50,27 @@ class TaskStrategy:
 
     Attributes:
         name: The ``task.name`` it serves.
-        peft_task_type: PEFT's task type for adapters on this task's model.
         build_data: ``build_data(config, tokenizer)`` reads, validates and tokenizes the data.
         load_model: ``load_model(path, config, data, quantization_config)`` loads the model with its head.
         build_trainer: ``build_trainer(parts)`` returns a transformers / TRL trainer.
     """
 
     name: str
-    peft_task_type: str
     build_data: Callable[[Any, Any], TaskData]
     load_model: Callable[[Path, Any, TaskData, Any], Any]
     build_trainer: Callable[[TrainerParts], Any]
 
 
 _REGISTRY: dict[str, TaskStrategy] = {}
+
+
+def peft_task_type(model: Any) -> str:
+    """PEFT's task type for adapters on a loaded model, from the model's head."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        return "SEQ_2_SEQ_LM"
+    if type(model).__name__.endswith("ForSequenceClassification"):
+        return "SEQ_CLS"
+    return "CAUSAL_LM"
 
 
 def register_task(strategy: TaskStrategy) -> TaskStrategy:

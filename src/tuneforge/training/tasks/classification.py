@@ -92,5 +92,5 @@ def build_classification_trainer(parts: TrainerParts) -> Any:
 
 
 register_task(
-    TaskStrategy("classification", "SEQ_CLS", build_classification_data, load_classifier, build_classification_trainer)
+    TaskStrategy("classification", build_classification_data, load_classifier, build_classification_trainer)
 )

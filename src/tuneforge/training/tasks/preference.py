@@ -83,5 +83,5 @@ def _load(path: Any, config: Any, data: TaskData, quantization: Any) -> Any:
     return load_causal_lm(path, quantization_config=quantization)
 
 
-register_task(TaskStrategy("dpo", "CAUSAL_LM", build_preference_data, _load, build_dpo_trainer))
-register_task(TaskStrategy("kto", "CAUSAL_LM", build_kto_data, _load, build_kto_trainer))
+register_task(TaskStrategy("dpo", build_preference_data, _load, build_dpo_trainer))
+register_task(TaskStrategy("kto", build_kto_data, _load, build_kto_trainer))

@@ -99,5 +99,5 @@ def build_seq2seq_trainer(parts: TrainerParts) -> Any:
     )
 
 
-register_task(TaskStrategy("seq2seq", "SEQ_2_SEQ_LM", build_seq2seq_data, load_seq2seq, build_seq2seq_trainer))
-register_task(TaskStrategy("qa", "SEQ_2_SEQ_LM", build_seq2seq_data, load_seq2seq, build_seq2seq_trainer))
+register_task(TaskStrategy("seq2seq", build_seq2seq_data, load_seq2seq, build_seq2seq_trainer))
+register_task(TaskStrategy("qa", build_seq2seq_data, load_seq2seq, build_seq2seq_trainer))

@@ -75,5 +75,5 @@ def build_lm_trainer(parts: TrainerParts) -> Any:
     return plain_trainer(parts, DataCollatorForSeq2Seq(parts.tokenizer, padding=True, label_pad_token_id=-100))
 
 
-register_task(TaskStrategy("sft", "CAUSAL_LM", build_lm_data, load_lm, build_lm_trainer))
-register_task(TaskStrategy("pretrain", "CAUSAL_LM", build_lm_data, load_lm, build_lm_trainer))
+register_task(TaskStrategy("sft", build_lm_data, load_lm, build_lm_trainer))
+register_task(TaskStrategy("pretrain", build_lm_data, load_lm, build_lm_trainer))
