@@ -106,6 +106,13 @@ def _resolve(model, dotted: str):
     return model
 
 
+def _check_block_outputs(model, model_type: str) -> None:
+    """Every attention / feed-forward output name of the row (bottleneck adapters) is a Linear of the model."""
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"]
+    for suffix in ARCHITECTURES[model_type].block_outputs:
+        assert any(n == suffix or n.endswith("." + suffix) for n in names), f"{model_type}: no {suffix}"
+
+
 def _check_targets(peft_model, model_type: str) -> None:
     from peft.tuners.lora import LoraLayer
 
@@ -126,6 +133,7 @@ def test_lora_trains_saves_reloads_and_merges(case: str, tmp_path) -> None:
     model = _base_model(model_type, CASES[case], tmp_path / "base")
     blocks = _resolve(model, arch.layers_attr)
     assert isinstance(blocks, torch.nn.ModuleList) and len(blocks) == 2
+    _check_block_outputs(model, model_type)
 
     torch.manual_seed(0)
     peft_model = get_peft_model(model, peft_lora_config(LoraMethod(), model, model_type, task_type=TASKS[arch.kind]))
@@ -155,3 +163,36 @@ def test_every_family_with_a_config_class_is_in_the_matrix() -> None:
     for model_type, arch in ARCHITECTURES.items():
         assert (model_type in covered) != arch.remote_code, model_type
         assert (model_type in CONFIG_MAPPING) != arch.remote_code, model_type
+
+
+def test_fused_moe_experts_are_adapted_through_target_parameters(tmp_path) -> None:
+    """Mixtral's experts are 3-D parameters: LoRA reaches them with target_parameters (and no dropout)."""
+    from peft import PeftModel, get_peft_model
+
+    from tuneforge.errors import ConfigError
+    from tuneforge.training.methods import PrepareContext
+    from tuneforge.training.methods.lora import prepare_lora
+
+    overrides = CASES["mixtral"]
+    with pytest.raises(ConfigError, match="fused expert parameters") as caught:
+        prepare_lora(_base_model("mixtral", overrides, tmp_path / "base"), LoraMethod(target_modules="all-linear"),
+                     PrepareContext(model_type="mixtral"))
+    assert caught.value.field == "method.dropout" and "dropout: 0" in caught.value.hint
+
+    method = LoraMethod(dropout=0, target_parameters=["experts.gate_up_proj", "experts.down_proj"])
+    torch.manual_seed(0)
+    peft_model = prepare_lora(_base_model("mixtral", overrides, tmp_path / "base"), method,
+                              PrepareContext(model_type="mixtral"))
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("experts" in n for n in trainable) and any("q_proj" in n for n in trainable)
+    batch = _batch("decoder")
+    loss_before, _ = _eval(peft_model, batch)
+    _train(peft_model, batch)
+    loss_after, logits = _eval(peft_model, batch)
+    assert loss_after < 0.9 * loss_before
+    peft_model.save_pretrained(tmp_path / "adapter")
+    reloaded = PeftModel.from_pretrained(_auto_class("decoder").from_pretrained(tmp_path / "base"), tmp_path / "adapter")
+    _, reloaded_logits = _eval(reloaded, batch)
+    torch.testing.assert_close(reloaded_logits, logits, rtol=0, atol=1e-6)
+    _, merged_logits = _eval(reloaded.merge_and_unload(), batch)
+    torch.testing.assert_close(merged_logits, logits, rtol=1e-5, atol=1e-5)

@@ -21,8 +21,9 @@ METHODS = {
     "loraplus": {"name": "lora", "loraplus_lr_ratio": 16},
     "pissa": {"name": "lora", "init": "pissa", "r": 8},
     "olora": {"name": "lora", "init": "olora", "r": 8},
+    "bottleneck": {"name": "bottleneck", "size": 8},
 }
-LEARNING_RATES = {"ia3": 3e-2, "prefix_tuning": 3e-2, "prompt_tuning": 3e-1, "p_tuning": 1e-2}
+LEARNING_RATES = {"bottleneck": 3e-3, "ia3": 3e-2, "prefix_tuning": 3e-2, "prompt_tuning": 3e-1, "p_tuning": 1e-2}
 
 
 def losses(run_dir) -> list[float]:
@@ -76,3 +77,16 @@ def test_adalora_needs_room_between_tinit_and_tfinal(tiny_model, memorize_data, 
     )
     with pytest.raises(ConfigError, match="AdaLoRA needs steps"):
         run_training(config)
+
+
+def test_bottleneck_adapts_the_block_outputs_only(tiny_model, tmp_path, memorize_data):
+    from peft import PeftConfig
+
+    config = TrainConfig(
+        model=str(tiny_model), method={"name": "bottleneck", "size": 8, "scaling": 2.0},
+        data={"train": str(memorize_data)}, train={"max_steps": 1, "precision": "fp32"},
+        output_dir=str(tmp_path / "run"),
+    )
+    saved = PeftConfig.from_pretrained(run_training(config).model_path)
+    assert set(saved.target_modules) == {"o_proj", "down_proj"}
+    assert (saved.r, saved.lora_alpha / saved.r) == (8, 2.0)

@@ -1,4 +1,4 @@
-"""DPO through TRL on a tiny model: the margin of chosen over rejected rises on held-out pairs."""
+"""DPO, KTO and ORPO through TRL on a tiny model: the margin of chosen over rejected rises on held-out pairs."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def pairs(numbers, *, openai=False):
     return rows
 
 
-@pytest.mark.parametrize(("task", "openai"), [("dpo", False), ("dpo", True), ("kto", False)])
+@pytest.mark.parametrize(("task", "openai"), [("dpo", False), ("dpo", True), ("kto", False), ("orpo", False)])
 def test_preference_tuning_raises_the_margin_on_held_out_pairs(tiny_model, tmp_path, task, openai):
     from tuneforge.models.inference import load_for_inference
 

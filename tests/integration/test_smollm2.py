@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from fixtures.data import write_jsonl
+from fixtures.data import email_extraction, review_sentiment, write_jsonl
 from tuneforge.config import TrainConfig
 from tuneforge.evaluation.tasks import profile_extraction
 from tuneforge.models import resolve_model
@@ -121,6 +121,42 @@ def test_dpo_with_lora_on_smollm2(tmp_path):
     print(f"SmolLM2 DPO held-out margins: {before} -> {after}")
     assert sum(after) > sum(before)
 
+
+def test_merged_adapter_keeps_most_of_both_tasks(tmp_path):
+    """Two LoRA adapters for two different tasks, merged into one: held-out exact match stays near each one's."""
+    from tuneforge.services.adapters import MergeAdaptersConfig, merge_adapters
+    from tuneforge.services.evaluation import evaluate
+
+    tasks = {"email": email_extraction(), "sentiment": review_sentiment()}
+    splits = {"email": 16, "sentiment": 18}
+    tests = {}
+    for seed, (name, rows) in enumerate(tasks.items(), start=1):
+        train = write_jsonl(tmp_path / f"{name}-train.jsonl", rows[: splits[name]])
+        tests[name] = write_jsonl(tmp_path / f"{name}-test.jsonl", rows[splits[name]:])
+        run_training(TrainConfig(
+            model="smollm2-135m", method={"name": "lora", "r": 8}, data={"train": str(train)},
+            train={"epochs": 4, "learning_rate": 2e-3, "batch_size": 4, "max_seq_length": 128},
+            output_dir=str(tmp_path / name), seed=seed,
+        ))
+    suite = {"tasks": [{"name": n, "data": str(p), "metrics": ["exact_match"], "max_new_tokens": 12}
+                       for n, p in tests.items()], "latency_samples": 0}
+
+    def scores(model: str) -> dict[str, float]:
+        report = evaluate(model, suite, store=False)
+        return {t.name: t.metrics["exact_match"] for t in report.tasks}
+
+    single = {name: scores(str(tmp_path / name)) for name in tasks}  # each adapter on both tasks
+    alone = {name: single[name][name] for name in tasks}
+    merged = {}
+    for method in ("task_arithmetic", "ties"):
+        out = merge_adapters(MergeAdaptersConfig(adapters=[str(tmp_path / n) for n in tasks], method=method,
+                                                 output=str(tmp_path / f"merged-{method}")))
+        merged[method] = scores(str(out))
+    print(f"held-out exact match: single adapters {single}, merged {merged}")
+    assert min(alone.values()) >= 0.75
+    for method, got in merged.items():
+        for name in tasks:
+            assert got[name] >= 0.8 * alone[name], (method, name, got, alone)
 
 
 def test_lora_classification_on_minilm_reaches_high_accuracy(tmp_path):

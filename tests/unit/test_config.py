@@ -79,6 +79,7 @@ def test_unknown_key_inside_method_block_is_found(tmp_path):
         ("method: {name: qlora, bits: 8, quant_type: nf4}", "bits: 4 only"),
         ("method: {name: freeze, trainable_layers: null}", "nothing would train"),
         ("method: {name: lora, r: 0}", "greater than or equal to 1"),
+        ("method: {name: lora, target_parameters: [experts.down_proj]}", "without dropout: set method.dropout: 0"),
     ],
 )
 def test_impossible_combinations_are_errors(tmp_path, patch, message):

@@ -40,6 +40,18 @@ class LoraMethod(StrictModel):
     loraplus_lr_ratio: float | None = Field(
         None, gt=0, description="LoRA+: train B with this many times the learning rate of A (e.g. 16)."
     )
+    target_parameters: list[str] | None = Field(
+        None,
+        description="Parameters adapted directly, not through a Linear module: the fused experts of MoE models in "
+        "transformers 5, e.g. [experts.gate_up_proj, experts.down_proj] (PEFT's target_parameters; dropout must be 0).",
+    )
+
+    @field_validator("target_parameters")
+    @classmethod
+    def _parameters_without_dropout(cls, value: list[str] | None, info: Any) -> list[str] | None:
+        if value and info.data.get("dropout", 0) != 0:
+            raise ValueError("PEFT adapts parameters (fused experts) without dropout: set method.dropout: 0")
+        return value
 
 
 class DoraMethod(LoraMethod):
@@ -126,6 +138,20 @@ class IA3Method(StrictModel):
     )
 
 
+class BottleneckMethod(StrictModel):
+    """Bottleneck adapters beside each block's attention and feed-forward output projections.
+
+    A parallel adapter (He et al., 2022): down-project to ``size``, up-project, scale, add to the sublayer's
+    output, at the places a Houlsby adapter sits. PEFT has no Houlsby adapter; this is its LoRA layer on the
+    output projections, without the nonlinearity, so it saves, reloads and merges as a PEFT adapter.
+    """
+
+    name: Literal["bottleneck"] = Field("bottleneck", description="Method name.")
+    size: int = Field(64, ge=1, le=4096, description="Bottleneck width (the rank of the adapter).")
+    scaling: float = Field(4.0, gt=0, description="Factor on the adapter's output (He et al. found 4 works well).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter's input.")
+
+
 class AdaLoraMethod(StrictModel):
     """AdaLoRA: LoRA whose rank budget is reallocated by importance during training."""
 
@@ -150,14 +176,17 @@ class AdaLoraMethod(StrictModel):
 Method = Annotated[
     Union[
         LoraMethod, DoraMethod, QloraMethod, FullMethod, FreezeMethod, PrefixTuningMethod, PromptTuningMethod,
-        PTuningMethod, IA3Method, AdaLoraMethod,
+        PTuningMethod, IA3Method, AdaLoraMethod, BottleneckMethod,
     ],
     Field(discriminator="name"),
 ]
 METHOD_NAMES = (
-    "lora", "qlora", "dora", "full", "freeze", "prefix_tuning", "prompt_tuning", "p_tuning", "ia3", "adalora"
+    "lora", "qlora", "dora", "full", "freeze", "prefix_tuning", "prompt_tuning", "p_tuning", "ia3", "adalora",
+    "bottleneck",
 )
-ADAPTER_METHODS = ("lora", "qlora", "dora", "prefix_tuning", "prompt_tuning", "p_tuning", "ia3", "adalora")
+ADAPTER_METHODS = (
+    "lora", "qlora", "dora", "prefix_tuning", "prompt_tuning", "p_tuning", "ia3", "adalora", "bottleneck"
+)
 PROMPT_LEARNING_METHODS = ("prefix_tuning", "prompt_tuning", "p_tuning")
 
 
@@ -190,6 +219,14 @@ class KtoTask(StrictModel):
     undesirable_weight: float = Field(1.0, gt=0, description="Loss weight of bad answers.")
 
 
+class OrpoTask(StrictModel):
+    """Odds-ratio preference optimization (TRL): SFT on the chosen answer plus an odds-ratio penalty on the
+    rejected one, in one stage and without a reference model."""
+
+    name: Literal["orpo"] = Field("orpo", description="Task name.")
+    beta: float = Field(0.1, gt=0, description="Weight of the odds-ratio term against the SFT loss (lambda).")
+
+
 class ClassificationTask(StrictModel):
     """Sequence classification: a classification head on an encoder or decoder (``text`` / ``label`` data)."""
 
@@ -214,10 +251,10 @@ class QaTask(StrictModel):
 
 
 Task = Annotated[
-    Union[SftTask, PretrainTask, DpoTask, KtoTask, ClassificationTask, Seq2SeqTask, QaTask],
+    Union[SftTask, PretrainTask, DpoTask, KtoTask, OrpoTask, ClassificationTask, Seq2SeqTask, QaTask],
     Field(discriminator="name"),
 ]
-TASK_NAMES = ("sft", "pretrain", "dpo", "kto", "classification", "seq2seq", "qa")
+TASK_NAMES = ("sft", "pretrain", "dpo", "kto", "orpo", "classification", "seq2seq", "qa")
 
 
 class DataConfig(StrictModel):
@@ -281,7 +318,7 @@ class TrainConfig(StrictModel):
     )
     task: Task = Field(
         default_factory=SftTask,
-        description="What is trained: sft (chat / instruction), pretrain (raw text), dpo or kto (preferences), "
+        description="What is trained: sft (chat / instruction), pretrain (raw text), dpo, kto or orpo (preferences), "
         "classification, seq2seq (encoder-decoders) or qa; a name or a mapping with 'name' and the task's options.",
     )
     data: DataConfig = Field(description="Training and evaluation data.")

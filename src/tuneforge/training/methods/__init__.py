@@ -77,4 +77,6 @@ def get_method(name: str) -> MethodStrategy:
 
 
 def _load_builtin_methods() -> None:
-    from tuneforge.training.methods import adalora, freeze, full, ia3, lora, prompt_learning, qlora  # noqa: F401
+    from tuneforge.training.methods import (  # noqa: F401  (they register)
+        adalora, bottleneck, freeze, full, ia3, lora, prompt_learning, qlora,
+    )

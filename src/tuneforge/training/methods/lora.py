@@ -9,18 +9,22 @@ from tuneforge.models.architectures import architecture_for
 from tuneforge.training.methods import MethodStrategy, PrepareContext, register
 
 
+def table_row(model_type: str, *, lacking: str, field: str, hint: str) -> Any:
+    """The architecture table's row for ``model_type``, or a ConfigError saying what is ``lacking`` without it."""
+    arch = architecture_for(model_type)
+    if arch is None:
+        raise ConfigError(f"the architecture '{model_type}' is not in tuneforge's table, so {lacking}",
+                          field=field, hint=hint)
+    return arch
+
+
 def resolve_target_modules(target_modules: Any, model: Any, model_type: str) -> Any:
     """Turn ``auto`` / ``all-linear`` / a list into what PEFT takes, checking a list against the model."""
     if target_modules == "all-linear":
         return "all-linear"
     if target_modules == "auto":
-        arch = architecture_for(model_type)
-        if arch is None:
-            raise ConfigError(
-                f"the architecture '{model_type}' is not in tuneforge's table, so 'auto' has no target modules",
-                field="method.target_modules",
-                hint="set target_modules: all-linear, or list module names (see 'tuneforge models')",
-            )
+        arch = table_row(model_type, lacking="'auto' has no target modules", field="method.target_modules",
+                         hint="set target_modules: all-linear, or list module names (see 'tuneforge models')")
         return list(arch.lora_targets)
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     unknown = [t for t in target_modules if t not in names and not any(n.endswith(t) for n, _ in model.named_modules())]
@@ -53,6 +57,7 @@ def peft_lora_config(method: Any, model: Any, model_type: str, *, task_type: str
         use_rslora=method.rslora,
         use_dora=method.name == "dora",
         modules_to_save=method.modules_to_save,
+        target_parameters=getattr(method, "target_parameters", None),
         task_type=task_type,
     )
 
@@ -63,7 +68,19 @@ def prepare_lora(model: Any, method: Any, context: PrepareContext) -> Any:
 
     if context.gradient_checkpointing:
         model.enable_input_require_grads()  # so checkpointed blocks see a grad-requiring input
-    return get_peft_model(model, peft_lora_config(method, model, context.model_type, task_type=context.task_type))
+    config = peft_lora_config(method, model, context.model_type, task_type=context.task_type)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        if "lora_dropout" not in str(exc):
+            raise
+        # PEFT adapts fused MoE experts (3-D parameters, transformers 5) through ParamWrapper, which has no dropout
+        raise ConfigError(
+            f"method.dropout is {method.dropout}, but the targets reach this model's fused expert parameters, "
+            "which PEFT adapts only without dropout",
+            field="method.dropout",
+            hint="set method.dropout: 0, or set target_modules to the attention only (target_modules: auto)",
+        ) from None
 
 
 def loraplus_optimizer(model: Any, method: Any, train: Any) -> Any:

@@ -1,6 +1,6 @@
 """Training tasks as small strategies: what data they read, which model head they load, which trainer runs.
 
-``sft`` and ``pretrain`` use transformers' Trainer; ``dpo`` uses TRL's DPOTrainer. Every task goes
+``sft`` and ``pretrain`` use transformers' Trainer; ``dpo``, ``kto`` and ``orpo`` use TRL's trainers. Every task goes
 through the same run directory, checkpoints, progress callbacks and outputs (``run_training``).
 """
 

@@ -1,4 +1,7 @@
-"""Preference tuning through TRL: DPO and KTO on any PEFT method (the adapter-free base is the reference)."""
+"""Preference tuning through TRL: DPO, KTO and ORPO on any PEFT method.
+
+DPO and KTO use the adapter-free base as their reference; ORPO needs none.
+"""
 
 from __future__ import annotations
 
@@ -79,9 +82,22 @@ def build_kto_trainer(parts: TrainerParts) -> Any:
     )
 
 
+def build_orpo_trainer(parts: TrainerParts) -> Any:
+    """TRL's ORPOTrainer (``trl.experimental``): SFT loss on the chosen answer plus the odds-ratio term."""
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    arguments = {k: v for k, v in parts.arguments.items() if k != "include_num_input_tokens_seen"}
+    args = ORPOConfig(**arguments, beta=parts.config.task.beta, max_length=parts.config.train.max_seq_length)
+    return ORPOTrainer(
+        model=parts.model, args=args, train_dataset=parts.data.train, eval_dataset=parts.data.eval,
+        processing_class=parts.tokenizer, callbacks=parts.callbacks, optimizers=(parts.optimizer, None),
+    )
+
+
 def _load(path: Any, config: Any, data: TaskData, quantization: Any) -> Any:
     return load_causal_lm(path, quantization_config=quantization)
 
 
 register_task(TaskStrategy("dpo", build_preference_data, _load, build_dpo_trainer))
 register_task(TaskStrategy("kto", build_kto_data, _load, build_kto_trainer))
+register_task(TaskStrategy("orpo", build_preference_data, _load, build_orpo_trainer))
