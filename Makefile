@@ -19,11 +19,12 @@ $(VENV)/.installed: pyproject.toml
 quickstart: setup
 	$(BIN)/tuneforge quickstart
 
+# One pytest worker per core (pytest-xdist); a test file stays on one worker.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
 
 clean:
 	rm -rf $(VENV) quickstart runs .pytest_cache

@@ -12,12 +12,22 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each (and children)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 # One TUNEFORGE_HOME for the session (the builtin-model cache lives there); TUNEFORGE_TEST_HOME reuses one.
 os.environ["TUNEFORGE_HOME"] = os.environ.get("TUNEFORGE_TEST_HOME") or tempfile.mkdtemp(prefix="tuneforge-test-")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fixtures.data import MEMORIZE, write_jsonl  # noqa: E402
 from fixtures.tiny import build_tiny_llama  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under `pytest -n N --dist loadgroup`: a file's tests stay on one worker (its module fixtures are built
+    once), and every test of the shared quickstart run goes to the same worker (it is built once)."""
+    for item in items:
+        group = "quickstart" if "quickstart_result" in item.fixturenames else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
