@@ -13,6 +13,7 @@ from fixtures.tiny import build_tiny
 from tuneforge.config import TrainConfig
 from tuneforge.errors import ConfigError
 from tuneforge.models.inference import load_for_inference
+from tuneforge.services.evaluation import evaluate
 from tuneforge.training import run_training
 
 POSITIVE = "good great nice fine superb lovely".split()
@@ -66,6 +67,11 @@ def test_classification_learns_held_out_sentiment(tiny, tmp_path, model_type):
     accuracy = classify(tmp_path / "run", test)
     print(f"{model_type} classification held-out accuracy {accuracy:.2f}")
     assert accuracy >= 0.75  # chance is 0.5: the classes are balanced
+    report = evaluate(str(tmp_path / "run"), {"tasks": [{"data": str(tmp_path / "test.jsonl")}],
+                                             "latency_samples": 0}, store=False)
+    task = report.tasks[0]
+    assert task.task_type == "classification" and task.metrics["accuracy"] == pytest.approx(accuracy)
+    assert {e.prediction for e in task.per_example} <= {"negative", "positive"}
 
 
 WORDS = {"one": "uno", "two": "dos", "three": "tres", "four": "cuatro", "five": "cinco", "six": "seis"}

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from tuneforge import __version__
+from tuneforge.errors import ConfigError
 from tuneforge.evaluation.evaluate import split_reference
 from tuneforge.evaluation.generation import _stop_ids, generate_answers
 from tuneforge.evaluation.metrics import METRICS
@@ -108,7 +109,16 @@ def run_task(
     predictions: list[str] | None = None
     speed = None
     stats: dict[str, list[Any]] = {}
-    if any(METRICS[m].score is not None for m in task.metrics):
+    head = is_classifier(model)
+    if head and "perplexity" in task.metrics:
+        raise ConfigError(f"task {task.name}: perplexity needs a language model, but this model is a classifier",
+                          field="metrics", hint="score a classifier with accuracy, macro_f1 or exact_match")
+    if head and any(METRICS[m].score is not None for m in task.metrics):
+        progress(ProgressEvent("stage", f"{task.name}: classifying with the model's head"))
+        predictions = classify_texts(model, tokenizer, [p[-1]["content"] for p in prompts], batch_size=suite.batch_size)
+        for name in task.metrics:
+            stats[name] = METRICS[name].score(predictions, list(references))
+    elif any(METRICS[m].score is not None for m in task.metrics):
         predictions, speed = generate_timed(
             model, tokenizer, list(prompts), max_new_tokens=task.max_new_tokens, batch_size=suite.batch_size,
             latency_samples=suite.latency_samples,
@@ -135,6 +145,24 @@ def run_task(
         examples=len(task.examples), max_new_tokens=task.max_new_tokens, metrics=values, speed=speed,
         per_example=per_example,
     )
+
+
+def is_classifier(model: Any) -> bool:
+    """Whether the model answers through a sequence-classification head (a ``task: classification`` run)."""
+    return type(model).__name__.endswith("ForSequenceClassification")
+
+
+def classify_texts(model: Any, tokenizer: Any, texts: list[str], *, batch_size: int = 16) -> list[str]:
+    """The head's label (``config.id2label``) for each text, in batches."""
+    import torch
+
+    labels: list[str] = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True, truncation=True)
+        with torch.no_grad():
+            logits = model(**batch.to(model.device)).logits  # [B, num_labels]
+        labels += [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+    return labels
 
 
 def generate_timed(
