@@ -80,7 +80,7 @@ def test_job_states_priorities_heartbeats_and_requeue(store):
     assert store.queue_position(high.id) is None and store.queue_position(low.id) == 2
     # Conditional transitions: only from the expected state, only by the holder.
     assert not store.transition(high.id, from_states=("queued",), status="cancelled")
-    assert not store.transition(high.id, from_states=("running",), worker_id="w2", control="pause")
+    assert not store.transition(high.id, from_states=("running",), held_by="w2", control="pause")
     assert store.transition(high.id, from_states=("running",), control="pause")
     assert store.heartbeat([high.id], worker_id="w1") == {high.id: "pause"}
     assert store.heartbeat([high.id], worker_id="w2") == {}
@@ -92,7 +92,7 @@ def test_job_states_priorities_heartbeats_and_requeue(store):
     assert store.count_jobs() == {"paused": 1, "queued": 2}
     again = store.claim_job(worker_id="w3")
     assert again.id == later.id and again.attempts == 2
-    assert store.transition(again.id, from_states=("running",), worker_id="w3", status="succeeded", finished_at=now())
+    assert store.transition(again.id, from_states=("running",), held_by="w3", status="succeeded", finished_at=now())
     durations = store.job_durations()
     assert len(durations) == 1 and durations[0][0] == "succeeded" and durations[0][1] >= 0
     with pytest.raises(NotFoundError):

@@ -91,10 +91,10 @@ class Store(ABC):
         """Remove a finished job with its events, metrics and checkpoints."""
 
     @abstractmethod
-    def transition(self, job_id: str, *, from_states: tuple[str, ...], worker_id: str | None = None,
+    def transition(self, job_id: str, *, from_states: tuple[str, ...], held_by: str | None = None,
                    **fields: Any) -> bool:
         """Atomically set ``fields`` of a job if its status is one of ``from_states`` (and, when given, it
-        is held by ``worker_id``). Returns whether the job was changed."""
+        is held by the worker ``held_by``). Returns whether the job was changed."""
 
     @abstractmethod
     def claim_job(self, *, worker_id: str) -> JobRecord | None:

@@ -143,11 +143,11 @@ class SqlStore(Store):
                 conn.execute(delete(table).where(table.c.job_id == job_id))
             conn.execute(delete(t.jobs).where(t.jobs.c.id == job_id))
 
-    def transition(self, job_id: str, *, from_states: tuple[str, ...], worker_id: str | None = None,
+    def transition(self, job_id: str, *, from_states: tuple[str, ...], held_by: str | None = None,
                    **fields: Any) -> bool:
         conditions = [t.jobs.c.id == job_id, t.jobs.c.status.in_(from_states)]
-        if worker_id is not None:
-            conditions.append(t.jobs.c.worker_id == worker_id)
+        if held_by is not None:
+            conditions.append(t.jobs.c.worker_id == held_by)
         with self._tx() as conn:
             return conn.execute(update(t.jobs).where(*conditions).values(**fields)).rowcount == 1
 

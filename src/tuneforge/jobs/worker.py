@@ -1,0 +1,172 @@
+"""A worker: claims queued jobs, runs each in its own process, heartbeats, cancels, pauses, requeues.
+
+Job processes are forked from a forkserver that imported torch, transformers, PEFT and TRL once, so a
+job starts in well under a second while a crash still ends only that job's process. Any number of
+workers (in the server, or ``tuneforge worker`` on other machines sharing a PostgreSQL database) share
+the queue; the store's claim guarantees that no job runs twice.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tuneforge.jobs.settings import PlatformSettings
+from tuneforge.storage.records import CANCELLED, FAILED, QUEUED, RUNNING, EventRecord, new_id, now
+from tuneforge.storage.sql import SqlStore
+
+# Imported once in the forkserver; every job process is a fork of that warm process.
+PRELOAD = ["tuneforge.jobs.preload"]
+_context_lock = threading.Lock()
+
+
+def job_context() -> Any:
+    """The multiprocessing context job processes start from (a forkserver with the heavy modules loaded)."""
+    with _context_lock:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)
+        return context
+
+
+@dataclass
+class RunningJob:
+    """A job process this worker started."""
+
+    job_id: str
+    process: Any
+    started: float
+    stopping: str | None = None  # 'cancel' once the worker asked it to end
+    pausing: bool = False
+
+
+class Worker:
+    """Runs up to ``settings.concurrency`` jobs at once until :meth:`stop`.
+
+    Args:
+        settings: Database, home, concurrency, heartbeat and staleness settings.
+        name: A label for the worker id (host and pid are added).
+    """
+
+    def __init__(self, settings: PlatformSettings, *, name: str = "worker") -> None:
+        self.settings = settings
+        self.id = f"{name}-{socket.gethostname()}-{os.getpid()}-{new_id('w')[2:10]}"
+        self.store = SqlStore(settings.database_url)
+        self.running: dict[str, RunningJob] = {}
+        self._stop = threading.Event()
+        self._last_heartbeat = 0.0
+        self.max_concurrent = 0  # the most jobs this worker ran at once (for the queue benchmark)
+
+    def run(self) -> None:
+        """The loop: reap, heartbeat, requeue the dead workers' jobs, claim; until stopped."""
+        context = job_context()
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()  # warm up now (imports torch once), not when the first job arrives
+        try:
+            while not self._stop.is_set():
+                self._reap()
+                if time.monotonic() - self._last_heartbeat >= self.settings.heartbeat_seconds:
+                    self._heartbeat()
+                claimed = self._claim(context)
+                if not claimed:
+                    self._stop.wait(self.settings.poll_seconds)
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        """Ask the loop to end; running jobs are stopped and requeued (they resume from a checkpoint)."""
+        self._stop.set()
+
+    def start_thread(self) -> threading.Thread:
+        """Run the loop in a daemon thread (the server's embedded pool)."""
+        thread = threading.Thread(target=self.run, name=self.id, daemon=True)
+        thread.start()
+        return thread
+
+    # --- the loop's steps ---------------------------------------------------------------------------
+    def _claim(self, context: Any) -> bool:
+        if len(self.running) >= self.settings.concurrency:
+            return False
+        job = self.store.claim_job(worker_id=self.id)
+        if job is None:
+            return False
+        from tuneforge.jobs import runner
+
+        process = context.Process(
+            target=runner.main, args=(job.id, self.settings.model_dump_json(), self.id, os.getpid()),
+            name=f"tuneforge-job-{job.id}", daemon=False,
+        )
+        process.start()
+        self.running[job.id] = RunningJob(job.id, process, time.monotonic())
+        self.max_concurrent = max(self.max_concurrent, len(self.running))
+        return True
+
+    def _reap(self) -> None:
+        for job_id, running in list(self.running.items()):
+            if running.process.is_alive():
+                continue
+            running.process.join()
+            del self.running[job_id]
+            self._settle(running)
+
+    def _settle(self, running: RunningJob) -> None:
+        """After a job process ended: record a cancel, or a crash the process could not record itself."""
+        code = running.process.exitcode
+        if running.stopping == "cancel":
+            if self.store.transition(running.job_id, from_states=(RUNNING,), held_by=self.id, status=CANCELLED,
+                                     finished_at=now(), control=None):
+                self._event(running.job_id, "Fine-tuning job cancelled; checkpoints written so far are kept")
+            return
+        reason = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        error = {"code": "job_process_died", "message": f"the job's process ended without a result ({reason})",
+                 "param": None}
+        if self.store.transition(running.job_id, from_states=(RUNNING,), held_by=self.id, status=FAILED,
+                                 error=error, finished_at=now(), control=None):
+            self._event(running.job_id, f"Fine-tuning job failed: {error['message']}", level="error")
+
+    def _heartbeat(self) -> None:
+        self._last_heartbeat = time.monotonic()
+        controls = self.store.heartbeat(list(self.running), worker_id=self.id)
+        for job_id, control in controls.items():
+            running = self.running.get(job_id)
+            if running is None:
+                continue
+            if control == "cancel" and running.stopping is None:
+                running.stopping = "cancel"
+                _signal(running.process, signal.SIGTERM)
+                threading.Timer(10.0, _signal, args=(running.process, signal.SIGKILL)).start()
+            elif control == "pause" and not running.pausing:
+                running.pausing = True
+                _signal(running.process, signal.SIGUSR1)
+        for job_id, status in self.store.requeue_stale(older_than=now() - self.settings.stale_after_seconds):
+            message = {QUEUED: "Its worker stopped answering: job requeued; it resumes from its newest checkpoint"}
+            self._event(job_id, message.get(status, f"Its worker stopped answering: job {status}"), level="warn")
+
+    def _shutdown(self) -> None:
+        for running in self.running.values():
+            _signal(running.process, signal.SIGKILL)
+        for running in self.running.values():
+            running.process.join(timeout=10)
+            if self.store.transition(running.job_id, from_states=(RUNNING,), held_by=self.id, status=QUEUED,
+                                     worker_id=None, control=None):
+                self._event(running.job_id, "Worker stopped: job requeued; it resumes from its newest checkpoint",
+                            level="warn")
+        self.running.clear()
+        self.store.close()
+
+    def _event(self, job_id: str, message: str, *, level: str = "info") -> None:
+        self.store.add_event(EventRecord(id=new_id("ftevent"), job_id=job_id, level=level, message=message))
+
+
+def _signal(process: Any, signum: int) -> None:
+    if process.pid is not None and process.exitcode is None:
+        try:
+            os.kill(process.pid, signum)
+        except ProcessLookupError:
+            pass
