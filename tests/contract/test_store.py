@@ -80,6 +80,7 @@ def test_job_states_priorities_heartbeats_and_requeue(store):
     assert store.queue_position(high.id) is None and store.queue_position(low.id) == 2
     # Conditional transitions: only from the expected state, only by the holder.
     assert not store.transition(high.id, from_states=("queued",), status="cancelled")
+    assert store.heartbeat([high.id, low.id], worker_id="w1") == {high.id: ""}
     assert not store.transition(high.id, from_states=("running",), held_by="w2", control="pause")
     assert store.transition(high.id, from_states=("running",), control="pause")
     assert store.heartbeat([high.id], worker_id="w1") == {high.id: "pause"}

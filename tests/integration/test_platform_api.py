@@ -15,6 +15,7 @@ import pytest
 from fixtures.platform import CHAT, running_server, wait_for, write_chat
 from tuneforge.jobs.settings import PlatformSettings
 
+FP32 = {"precision": "fp32"}  # bf16 autocast is slow on CPUs without AMX
 HYPER = {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 2.0}
 
 
@@ -57,7 +58,7 @@ def test_upload_train_and_inspect_a_job(server, client, training_file):
 
     started = time.perf_counter()
     job = client.fine_tuning.jobs.create(model="tiny-llama", training_file=training_file.id, method=supervised(),
-                                         suffix="adder", seed=7)
+                                         suffix="adder", seed=7, extra_body={"tuneforge": {"train": FP32}})
     assert job.status == "queued" and job.seed == 7 and job.hyperparameters.n_epochs == 2
     job = final(client, job.id)
     print(f"\njobs.create -> succeeded: {time.perf_counter() - started:.2f} s")
@@ -104,7 +105,7 @@ def test_list_pagination_is_exact(client, training_file):
 def test_pause_resume_and_cancel(server, client, training_file):
     long = supervised(n_epochs=40, batch_size=4)
     job = client.fine_tuning.jobs.create(model="tiny-llama", training_file=training_file.id, method=long,
-                                         extra_body={"tuneforge": {"train": {"save_steps": 10}}})
+                                         extra_body={"tuneforge": {"train": {"save_steps": 10, "precision": "fp32"}}})
     wait_for(lambda: client.fine_tuning.jobs.checkpoints.list(job.id).data, what="a first checkpoint")
     client.fine_tuning.jobs.pause(job.id)
     paused = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status == "paused" and j,
@@ -123,7 +124,7 @@ def test_pause_resume_and_cancel(server, client, training_file):
     assert any("paused" in m for m in messages) and any(f"resuming from checkpoint-{step_at_pause}" in m for m in messages)
 
     job = client.fine_tuning.jobs.create(model="tiny-llama", training_file=training_file.id, method=long,
-                                         extra_body={"tuneforge": {"train": {"save_steps": 10}}})
+                                         extra_body={"tuneforge": {"train": {"save_steps": 10, "precision": "fp32"}}})
     wait_for(lambda: client.fine_tuning.jobs.checkpoints.list(job.id).data, what="a checkpoint")
     client.fine_tuning.jobs.cancel(job.id)
     cancelled = final(client, job.id)

@@ -47,6 +47,8 @@ def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int) -> No
     store = SqlStore(settings.database_url, migrate_schema=False)
     try:
         job = store.get_job(job_id)
+        if job.status != RUNNING or job.worker_id != worker_id:
+            return  # taken over by another worker while this process was starting: never run twice
         run_job(store, job, settings=settings, worker_id=worker_id, pause=pause)
     finally:
         store.close()
@@ -75,7 +77,8 @@ def run_job(store: SqlStore, job: JobRecord, *, settings: PlatformSettings, work
     config = TrainConfig.model_validate({**job.config, "output_dir": str(run_dir)})
     checkpoint = RunDir(run_dir).latest_checkpoint()
     recorder.message(f"Fine-tuning job started (attempt {job.attempts})" +
-                     (f", resuming from {checkpoint.name}" if checkpoint else ""))
+                     (f", resuming from {checkpoint.name}" if checkpoint else ""),
+                     data={"attempt": job.attempts, "pid": os.getpid(), "worker": worker_id})
     try:
         if (RunDir(run_dir).read_marker() or {}).get("status") == "completed":
             summary = json.loads(RunDir(run_dir).summary.read_text())  # trained before a crash: just record it

@@ -8,6 +8,7 @@ the queue; the store's claim guarantees that no job runs twice.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -59,25 +60,34 @@ class Worker:
         self.store = SqlStore(settings.database_url)
         self.running: dict[str, RunningJob] = {}
         self._stop = threading.Event()
-        self._last_heartbeat = 0.0
+        self._lock = threading.Lock()  # guards ``running`` between the loop and the heartbeat thread
         self.max_concurrent = 0  # the most jobs this worker ran at once (for the queue benchmark)
 
     def run(self) -> None:
-        """The loop: reap, heartbeat, requeue the dead workers' jobs, claim; until stopped."""
+        """The loop: reap ended job processes and claim new jobs, until stopped. Heartbeats (and the
+        requeue of dead workers' jobs) run in their own thread, so a slow process start never starves them."""
         context = job_context()
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()  # warm up now (imports torch once), not when the first job arrives
+        beat = threading.Thread(target=self._heartbeat_loop, name=f"{self.id}-heartbeat", daemon=True)
+        beat.start()
         try:
+            forkserver.ensure_running()  # warm up now (imports torch once), not when the first job arrives
             while not self._stop.is_set():
                 self._reap()
-                if time.monotonic() - self._last_heartbeat >= self.settings.heartbeat_seconds:
-                    self._heartbeat()
-                claimed = self._claim(context)
-                if not claimed:
+                if not self._claim(context):
                     self._stop.wait(self.settings.poll_seconds)
         finally:
+            self._stop.set()
+            beat.join()
             self._shutdown()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_seconds):
+            try:
+                self._heartbeat()
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the heartbeats
+                logging.getLogger("tuneforge.jobs").exception("heartbeat failed; retrying")
 
     def stop(self) -> None:
         """Ask the loop to end; running jobs are stopped and requeued (they resume from a checkpoint)."""
@@ -102,22 +112,26 @@ class Worker:
             target=runner.main, args=(job.id, self.settings.model_dump_json(), self.id, os.getpid()),
             name=f"tuneforge-job-{job.id}", daemon=False,
         )
+        with self._lock:
+            self.running[job.id] = RunningJob(job.id, process, time.monotonic())
+            self.max_concurrent = max(self.max_concurrent, len(self.running))
         process.start()
-        self.running[job.id] = RunningJob(job.id, process, time.monotonic())
-        self.max_concurrent = max(self.max_concurrent, len(self.running))
         return True
 
     def _reap(self) -> None:
-        for job_id, running in list(self.running.items()):
-            if running.process.is_alive():
-                continue
+        with self._lock:
+            ended = [r for r in self.running.values() if r.process.pid is not None and not r.process.is_alive()]
+            for running in ended:
+                del self.running[running.job_id]
+        for running in ended:
             running.process.join()
-            del self.running[job_id]
             self._settle(running)
 
     def _settle(self, running: RunningJob) -> None:
         """After a job process ended: record a cancel, or a crash the process could not record itself."""
         code = running.process.exitcode
+        if running.stopping == "lost":
+            return
         if running.stopping == "cancel":
             if self.store.transition(running.job_id, from_states=(RUNNING,), held_by=self.id, status=CANCELLED,
                                      finished_at=now(), control=None):
@@ -131,13 +145,16 @@ class Worker:
             self._event(running.job_id, f"Fine-tuning job failed: {error['message']}", level="error")
 
     def _heartbeat(self) -> None:
-        self._last_heartbeat = time.monotonic()
-        controls = self.store.heartbeat(list(self.running), worker_id=self.id)
-        for job_id, control in controls.items():
-            running = self.running.get(job_id)
-            if running is None:
-                continue
-            if control == "cancel" and running.stopping is None:
+        with self._lock:
+            mine = dict(self.running)
+        held = self.store.heartbeat(list(mine), worker_id=self.id)
+        for job_id, running in mine.items():
+            control = held.get(job_id)
+            if control is None and running.stopping is None:
+                # Another worker took the job over (we were silent too long): ours must not run on.
+                running.stopping = "lost"
+                _signal(running.process, signal.SIGKILL)
+            elif control == "cancel" and running.stopping is None:
                 running.stopping = "cancel"
                 _signal(running.process, signal.SIGTERM)
                 threading.Timer(10.0, _signal, args=(running.process, signal.SIGKILL)).start()
@@ -150,6 +167,8 @@ class Worker:
 
     def _shutdown(self) -> None:
         for running in self.running.values():
+            if running.process.pid is None:
+                continue
             _signal(running.process, signal.SIGKILL)
         for running in self.running.values():
             running.process.join(timeout=10)

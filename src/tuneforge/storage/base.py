@@ -106,8 +106,9 @@ class Store(ABC):
 
     @abstractmethod
     def heartbeat(self, job_ids: list[str], *, worker_id: str) -> dict[str, str]:
-        """Record that ``worker_id`` still runs these jobs; returns their pending control requests
-        (``{job_id: 'cancel' | 'pause'}``)."""
+        """Record that ``worker_id`` still runs these jobs. Returns the ones it still holds, each with its
+        pending control request (``'cancel'``, ``'pause'`` or ``''``); a job missing from the answer was
+        taken over by another worker."""
 
     @abstractmethod
     def requeue_stale(self, *, older_than: float) -> list[tuple[str, str]]:

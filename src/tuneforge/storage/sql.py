@@ -177,8 +177,8 @@ class SqlStore(Store):
         mine = [t.jobs.c.id.in_(job_ids), t.jobs.c.worker_id == worker_id, t.jobs.c.status == RUNNING]
         with self._tx() as conn:
             conn.execute(update(t.jobs).where(*mine).values(heartbeat_at=now()))
-            rows = conn.execute(select(t.jobs.c.id, t.jobs.c.control).where(*mine, t.jobs.c.control.is_not(None)))
-            return {row.id: row.control for row in rows}
+            rows = conn.execute(select(t.jobs.c.id, t.jobs.c.control).where(*mine))
+            return {row.id: row.control or "" for row in rows}
 
     def requeue_stale(self, *, older_than: float) -> list[tuple[str, str]]:
         stale = [t.jobs.c.status == RUNNING, t.jobs.c.heartbeat_at < older_than]

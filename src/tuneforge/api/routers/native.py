@@ -13,7 +13,6 @@ from tuneforge.config import TrainConfig, validate_config
 from tuneforge.config.models import METHOD_NAMES
 from tuneforge.services import catalog, files, jobs
 from tuneforge.services.platform import Platform
-from tuneforge.services.training import template
 
 router = APIRouter(prefix="/api/v1/fine-tuning", tags=["fine-tuning (native)"])
 Plat = Depends(deps.platform)
@@ -138,6 +137,8 @@ def validate_model(body: ModelCheck, platform: Platform = Plat, project: str = P
 @router.get("/configs/templates")
 def config_templates(project: str = Proj) -> dict:
     """The commented example config of every method."""
+    from tuneforge.services.training import template  # imports the trainers: only when asked
+
     return {"data": [{"name": name, "yaml": template(name)} for name in METHOD_NAMES]}
 
 
