@@ -187,3 +187,43 @@ def test_refusals_use_the_error_envelope(server, client, training_file, tmp_path
     assert "tuneforge_queue_depth" in metrics and 'tuneforge_job_outcomes_total{status="succeeded"}' in metrics
     assert "tuneforge_job_duration_seconds_bucket" in metrics
     assert httpx.get(server.url + "/metrics").status_code == 401
+
+
+def test_native_api_datasets_configs_jobs_checkpoints(server, client, training_file):
+    api = httpx.Client(base_url=server.url + "/api/v1/fine-tuning",
+                       headers={"Authorization": f"Bearer {server.keys['acme']}"}, timeout=30)
+    dataset = api.post("/datasets", json={"name": "adder", "file_id": training_file.id}).json()
+    assert dataset["format"] == "messages" and dataset["examples"] == len(CHAT)
+    assert api.post(f"/datasets/{dataset['id']}/validate").json()["examples"] == len(CHAT)
+    assert [d["id"] for d in api.get("/datasets").json()["data"]] == [dataset["id"]]
+    refused = api.post("/configs/validate", json={"model": "tiny-llama", "data": {"train": "x"}, "trian": {}})
+    assert refused.status_code == 400 and refused.json()["error"]["hint"] == "did you mean 'train'?"
+    assert api.post("/configs/validate", json={"model": "m", "data": {"train": "x"}}).json()["config"]["seed"] == 42
+    assert "lora" in [t["name"] for t in api.get("/configs/templates").json()["data"]]
+    assert api.post("/models/validate", json={"model": "tiny-llama"}).json()["valid"] is True
+    assert api.post("/models/validate", json={"model": "nope"}).status_code == 404
+
+    config = {"model": "tiny-llama", "data": {"train": dataset["id"]},
+              "train": {"max_steps": 3, "batch_size": 4, "precision": "fp32", "save_steps": 1, "logging_steps": 1,
+                        "save_total_limit": None}}
+    job = api.post("/jobs", params={"priority": 5, "suffix": "native"}, json=config).json()
+    assert job["status"] == "queued" and job["priority"] == 5 and job["config"]["method"]["name"] == "lora"
+    wait_for(lambda: api.get(f"/jobs/{job['id']}/progress").json()["status"] == "succeeded", what="the native job")
+    assert [m["step"] for m in api.get(f"/jobs/{job['id']}/metrics").json()["data"]] == [1, 2, 3]
+    assert any("successfully completed" in line for line in api.get(f"/jobs/{job['id']}/logs").json()["lines"])
+    checkpoints = api.get(f"/jobs/{job['id']}/checkpoints").json()["data"]
+    assert [c["step"] for c in checkpoints] == [3, 2, 1]
+    first = api.get(f"/checkpoints/{checkpoints[-1]['id']}").json()
+    restored = api.post(f"/checkpoints/{first['id']}/restore").json()
+    wait_for(lambda: api.get(f"/jobs/{restored['id']}").json()["status"] == "succeeded", what="the restored job")
+    summary = json.loads((server.settings.run_dir(restored["id"]) / "summary.json").read_text())
+    assert summary["resumed_from"] == "checkpoint-1" and summary["global_step"] == 3
+
+    finished = api.get(f"/jobs/{job['id']}").json()
+    assert finished["fine_tuned_model"] in [m["id"] for m in api.get("/models").json()["data"]]
+    assert api.delete(f"/jobs/{job['id']}").status_code == 409  # its model is still registered
+    client.models.delete(finished["fine_tuned_model"])
+    assert api.delete(f"/jobs/{job['id']}").json()["deleted"] is True
+    assert api.get(f"/jobs/{job['id']}").status_code == 404
+    assert httpx.get(server.url + "/docs").status_code == 200
+    assert "/api/v1/fine-tuning/jobs/{job_id}/cancel" in httpx.get(server.url + "/openapi.json").json()["paths"]
