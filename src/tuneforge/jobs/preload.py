@@ -1,6 +1,7 @@
 """Imported once by the job forkserver, so that each job process starts warm (see ``jobs.worker``)."""
 
 import os
+import signal
 import warnings
 
 # A job reports through the store; the libraries' bars and advisories would only fill the server's log.
@@ -57,6 +58,7 @@ def _warm_up() -> None:
 
 
 _warm_up()
+signal.signal(signal.SIGUSR1, tuneforge.jobs.runner.on_pause_signal)  # inherited by every job process
 # Objects made so far are shared by every job process: keep the collector from walking them in each job.
 import gc  # noqa: E402
 

@@ -34,13 +34,21 @@ class JobPaused(Exception):
     """Raised inside the Trainer after the pause checkpoint is written."""
 
 
+PAUSE = threading.Event()
+
+
+def on_pause_signal(*_: Any) -> None:
+    """SIGUSR1 handler: pause at the end of the current step. Installed in the forkserver, so that a job
+    process has it from its first instruction (SIGUSR1's default action would kill it)."""
+    PAUSE.set()
+
+
 def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int) -> None:
     """Entry point of a job process. Never raises: every outcome is written to the store."""
     settings = PlatformSettings.model_validate_json(settings_json)
     os.environ["TUNEFORGE_HOME"] = settings.home
     _watch_worker(worker_pid)
-    pause = threading.Event()
-    signal.signal(signal.SIGUSR1, lambda *_: pause.set())
+    signal.signal(signal.SIGUSR1, on_pause_signal)
     import torch
 
     torch.set_num_threads(settings.job_threads())
@@ -49,7 +57,7 @@ def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int) -> No
         job = store.get_job(job_id)
         if job.status != RUNNING or job.worker_id != worker_id:
             return  # taken over by another worker while this process was starting: never run twice
-        run_job(store, job, settings=settings, worker_id=worker_id, pause=pause)
+        run_job(store, job, settings=settings, worker_id=worker_id, pause=PAUSE)
     finally:
         store.close()
 

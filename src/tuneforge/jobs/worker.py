@@ -151,16 +151,15 @@ class Worker:
         for job_id, running in mine.items():
             control = held.get(job_id)
             if control is None and running.stopping is None:
-                # Another worker took the job over (we were silent too long): ours must not run on.
-                running.stopping = "lost"
-                _signal(running.process, signal.SIGKILL)
-            elif control == "cancel" and running.stopping is None:
+                if self.store.get_job(job_id).status in (QUEUED, RUNNING):
+                    # Requeued or taken over by another worker (we were silent too long): ours must not run on.
+                    running.stopping = "lost"
+                    _signal(running.process, signal.SIGKILL)
+            elif control == "cancel" and running.stopping is None and _signal(running.process, signal.SIGTERM):
                 running.stopping = "cancel"
-                _signal(running.process, signal.SIGTERM)
                 threading.Timer(10.0, _signal, args=(running.process, signal.SIGKILL)).start()
             elif control == "pause" and not running.pausing:
-                running.pausing = True
-                _signal(running.process, signal.SIGUSR1)
+                running.pausing = _signal(running.process, signal.SIGUSR1)
         for job_id, status in self.store.requeue_stale(older_than=now() - self.settings.stale_after_seconds):
             message = {QUEUED: "Its worker stopped answering: job requeued; it resumes from its newest checkpoint"}
             self._event(job_id, message.get(status, f"Its worker stopped answering: job {status}"), level="warn")
@@ -183,9 +182,12 @@ class Worker:
         self.store.add_event(EventRecord(id=new_id("ftevent"), job_id=job_id, level=level, message=message))
 
 
-def _signal(process: Any, signum: int) -> None:
-    if process.pid is not None and process.exitcode is None:
-        try:
-            os.kill(process.pid, signum)
-        except ProcessLookupError:
-            pass
+def _signal(process: Any, signum: int) -> bool:
+    """Send ``signum`` to a started, live job process; returns whether it was sent."""
+    if process.pid is None or process.exitcode is not None:
+        return False
+    try:
+        os.kill(process.pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
