@@ -2,7 +2,7 @@
 warm server), and the wall time and peak concurrency of a queue of N tiny jobs drained by a worker pool.
 
     PYTHONPATH=src python benchmarks/platform_queue.py [--jobs 120] [--workers 3] [--concurrency 2]
-                                                       [--database-url postgresql://...]
+                                                       [--database-url postgresql://... | --postgres]
 
 Without --database-url the queue runs on a SQLite file in a temporary TUNEFORGE_HOME.
 """
@@ -82,7 +82,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--postgres", action="store_true", help="Run the queue on a throwaway PostgreSQL cluster.")
     args = parser.parse_args()
+    if args.postgres:
+        from fixtures.postgres import postgres_cluster
+
+        with postgres_cluster() as url:
+            args.database_url = url
+            run(args)
+    else:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Both measurements."""
 
     from fixtures.platform import write_chat
     from fixtures.tiny import build_tiny_llama
@@ -100,7 +113,8 @@ def main() -> None:
                              **common)
     wall, peak, ok = drain_queue(queue, data, jobs_count=args.jobs, workers=args.workers, concurrency=args.concurrency)
     print(f"{args.jobs} jobs, {args.workers} workers x {args.concurrency}: {wall:.1f} s wall "
-          f"({wall / args.jobs:.2f} s/job), peak concurrency {peak}, {ok} succeeded, CPU cores {os.cpu_count()}")
+          f"({wall / args.jobs:.2f} s/job), peak concurrency {peak}, {ok} succeeded, CPU cores {os.cpu_count()}, "
+          f"{queue.database_url.split(':', 1)[0]}")
 
 
 if __name__ == "__main__":
