@@ -161,8 +161,20 @@ def test_refusals_use_the_error_envelope(server, client, training_file, tmp_path
     with pytest.raises(openai.APIStatusError) as caught:
         client.files.create(file=big.open("rb"), purpose="fine-tune")
     assert caught.value.status_code == 413 and caught.value.body["code"] == "file_too_large"
+
+    def chunked():  # no Content-Length: the server must count while it streams, and stop at the limit
+        yield b'--xyz\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
+        yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n\r\n'
+        for _ in range(30):
+            yield (json.dumps(CHAT[0]) + "\n").encode() * 64
+        yield b"\r\n--xyz--\r\n"
+
+    refused = httpx.post(server.url + "/v1/files", content=chunked(), headers={
+        "Authorization": f"Bearer {server.keys['acme']}", "Content-Type": "multipart/form-data; boundary=xyz"})
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "file_too_large"
     staged = list((server.settings.artifacts_dir).glob(".upload-*"))
     assert staged == []  # nothing half-written is left behind
+    assert not any(f.filename == "big.jsonl" for f in client.files.list())
 
     with pytest.raises(openai.NotFoundError) as caught:
         client.fine_tuning.jobs.create(model="gpt-9", training_file=training_file.id)
@@ -178,7 +190,9 @@ def test_refusals_use_the_error_envelope(server, client, training_file, tmp_path
     other = openai.OpenAI(base_url=server.url + "/v1", api_key=server.keys["other"], max_retries=0)
     with pytest.raises(openai.NotFoundError):
         other.files.retrieve(training_file.id)
-    job_id = client.fine_tuning.jobs.list(limit=1).data[0].id
+    job_id = client.fine_tuning.jobs.create(model="tiny-llama", training_file=training_file.id,
+                                            extra_body={"priority": -1}).id
+    client.fine_tuning.jobs.cancel(job_id)
     with pytest.raises(openai.NotFoundError):
         other.fine_tuning.jobs.retrieve(job_id)
     assert other.fine_tuning.jobs.list().data == []

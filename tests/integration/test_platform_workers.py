@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fixtures.platform import running_server, wait_for, write_chat  # noqa: F401
+from fixtures.platform import wait_for, write_chat
 from fixtures.postgres import reset_database
 from tuneforge.config import TrainConfig
 from tuneforge.jobs.settings import PlatformSettings

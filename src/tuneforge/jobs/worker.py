@@ -74,8 +74,14 @@ class Worker:
         try:
             forkserver.ensure_running()  # warm up now (imports torch once), not when the first job arrives
             while not self._stop.is_set():
-                self._reap()
-                if not self._claim(context):
+                try:
+                    self._reap()
+                    claimed = self._claim(context)
+                except Exception:  # noqa: BLE001 - e.g. the database restarting: wait and try again
+                    logging.getLogger("tuneforge.jobs").exception("worker loop failed; retrying")
+                    claimed = False
+                    self._stop.wait(5 * self.settings.poll_seconds)
+                if not claimed:
                     self._stop.wait(self.settings.poll_seconds)
         finally:
             self._stop.set()

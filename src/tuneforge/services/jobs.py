@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
 from tuneforge.config import TrainConfig, validate_config
-from tuneforge.errors import ConfigError, ConflictError
+from tuneforge.errors import ConfigError, ConflictError, TuneforgeError
 from tuneforge.jobs.runner import job_error
 from tuneforge.jobs.translate import OpenAIJobRequest, resolve_hyperparameters, to_train_config
-from tuneforge.jobs.validation import MIN_EXAMPLES, TrainingFileError, check_training_file
+from tuneforge.jobs.validation import MIN_EXAMPLES, check_training_file
 from tuneforge.services.catalog import resolve_base_model
 from tuneforge.services.files import dataset_file, link_into
 from tuneforge.services.platform import Platform
@@ -55,10 +54,10 @@ def create_openai_job(platform: Platform, *, project: str, request: OpenAIJobReq
         checks = {param: check_training_file(link_into(platform, record, _data_path(platform, job.id, param)),
                                              method=request.method_type, param=param)
                   for param, record in records.items()}
-    except TrainingFileError as exc:
+        config = _train_config(request, model_path, examples=checks["training_file"].examples, seed=seed,
+                               job_id=job.id, platform=platform, with_validation="validation_file" in records)
+    except TuneforgeError as exc:  # the job exists now: it fails with the error instead of staying validating
         return _fail(platform, job, job_error(exc))
-    config = _train_config(request, model_path, examples=checks["training_file"].examples, seed=seed, job_id=job.id,
-                           platform=platform, with_validation="validation_file" in records)
     hyper = {k: v for k, v in config["__hyperparameters"].items()}
     job.request["hyperparameters"] = hyper
     job.request["method"] = {"type": request.method_type, request.method_type: {"hyperparameters": hyper}}
@@ -259,9 +258,3 @@ def restore_checkpoint(platform: Platform, checkpoint_id: str, *, project: str) 
     _event(platform, job.id, f"Restored from checkpoint {checkpoint_id} (step {checkpoint.step}) of {source.id}")
     return job
 
-
-def dump(record: Any) -> str:
-    """JSON text of a record (CLI output)."""
-    from dataclasses import asdict
-
-    return json.dumps(asdict(record), default=str)
