@@ -121,7 +121,13 @@ class Worker:
         with self._lock:
             self.running[job.id] = RunningJob(job.id, process, time.monotonic())
             self.max_concurrent = max(self.max_concurrent, len(self.running))
-        process.start()
+        try:
+            process.start()
+        except BaseException:
+            with self._lock:
+                del self.running[job.id]
+            self.store.transition(job.id, from_states=(RUNNING,), held_by=self.id, status=QUEUED, worker_id=None)
+            raise
         return True
 
     def _reap(self) -> None:
