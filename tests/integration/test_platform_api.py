@@ -106,8 +106,8 @@ def test_pause_resume_and_cancel(server, client, training_file):
     long = supervised(n_epochs=40, batch_size=4)
     job = client.fine_tuning.jobs.create(model="tiny-llama", training_file=training_file.id, method=long,
                                          extra_body={"tuneforge": {"train": {"save_steps": 10, "precision": "fp32"}}})
-    wait_for(lambda: client.fine_tuning.jobs.checkpoints.list(job.id).data, what="a first checkpoint")
-    client.fine_tuning.jobs.pause(job.id)
+    wait_for(lambda: (client.fine_tuning.jobs.retrieve(job.id).progress or {}).get("step"), what="a first step")
+    client.fine_tuning.jobs.pause(job.id)  # mid-run: the job checkpoints the step it is at, then stops
     paused = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status == "paused" and j,
                       what="the pause")
     step_at_pause = client.fine_tuning.jobs.checkpoints.list(job.id).data[0].step_number
@@ -241,3 +241,22 @@ def test_native_api_datasets_configs_jobs_checkpoints(server, client, training_f
     assert api.get(f"/jobs/{job['id']}").status_code == 404
     assert httpx.get(server.url + "/docs").status_code == 200
     assert "/api/v1/fine-tuning/jobs/{job_id}/cancel" in httpx.get(server.url + "/openapi.json").json()["paths"]
+
+
+def test_a_dpo_job_trains_preference_pairs(client, tmp_path):
+    pairs = [{"input": {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"}]},
+              "preferred_output": [{"role": "assistant", "content": str(a + b)}],
+              "non_preferred_output": [{"role": "assistant", "content": str(a + b + 1)}]}
+             for a, b in [(1, 2), (3, 4), (2, 5), (6, 1), (4, 4), (7, 2), (5, 3), (8, 1), (2, 2), (9, 0)]]
+    uploaded = client.files.create(file=write_chat(tmp_path / "pairs.jsonl", pairs).open("rb"), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model="tiny-llama", training_file=uploaded.id, extra_body={"tuneforge": {"train": FP32}},
+        method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1, "batch_size": 5, "beta": "auto"}}})
+    assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.1
+    done = final(client, job.id)
+    assert done.status == "succeeded", done.error
+    assert done.tuneforge["task"] == {"name": "dpo", "beta": 0.1, "loss_type": "sigmoid"}
+    # A chat file is not a preference file: the job fails validation with OpenAI's code.
+    chat = client.files.create(file=write_chat(tmp_path / "chat.jsonl").open("rb"), purpose="fine-tune")
+    failed = client.fine_tuning.jobs.create(model="tiny-llama", training_file=chat.id, method={"type": "dpo"})
+    assert failed.status == "failed" and failed.error.code == "invalid_training_file"
