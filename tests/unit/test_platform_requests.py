@@ -56,3 +56,23 @@ def test_training_file_checks_name_the_example_and_the_code(tmp_path):
     (tmp_path / "latin1.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')
     with pytest.raises(TrainingFileError, match="not UTF-8"):
         check_jsonl(tmp_path / "latin1.jsonl")
+
+
+def test_keys_create_prints_a_key_once_and_stores_its_hash(tmp_path):
+    from typer.testing import CliRunner
+
+    from tuneforge.cli.app import app
+    from tuneforge.errors import AuthenticationError
+    from tuneforge.jobs.settings import PlatformSettings
+    from tuneforge.services.platform import authenticate, open_platform
+
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    result = CliRunner().invoke(app, ["keys", "create", "--project", "acme", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    key = result.output.strip()
+    platform = open_platform(PlatformSettings(database_url=url, home=str(tmp_path)))
+    assert authenticate(platform, f"Bearer {key}") == "acme"
+    assert key not in (tmp_path / "keys.db").read_bytes().decode("latin-1")  # only the hash is stored
+    with pytest.raises(AuthenticationError):
+        authenticate(platform, "Bearer tf-not-a-key")
+    platform.close()
