@@ -40,6 +40,7 @@ def start_worker(platform, log: Path, *, concurrency: int = 1) -> subprocess.Pop
     s = platform.settings
     command = [sys.executable, "-m", "tuneforge.cli.app", "worker", "--database-url", s.database_url, "--home", s.home,
                "--concurrency", str(concurrency), "--stale-after", str(s.stale_after_seconds),
+               "--threads-per-job", "1",
                "--base-model", f"tiny-llama={s.base_models['tiny-llama']}"]
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)

@@ -15,7 +15,8 @@ console = Console()
 
 
 def _settings(database_url: Optional[str], home: Optional[str], concurrency: int, base_model: list[str],
-              allow_local_paths: bool = False, max_upload_mb: Optional[float] = None, stale_after: float = 30.0):
+              allow_local_paths: bool = False, max_upload_mb: Optional[float] = None, stale_after: float = 30.0,
+              threads_per_job: int = 0):
     from tuneforge.jobs.settings import PlatformSettings, base_models_from_env
 
     models = base_models_from_env()
@@ -26,7 +27,7 @@ def _settings(database_url: Optional[str], home: Optional[str], concurrency: int
                               hint="e.g. --base-model tiny-llama=/models/tiny-llama")
         models[name] = path
     fields = {"concurrency": concurrency, "base_models": models, "allow_local_paths": allow_local_paths,
-              "stale_after_seconds": stale_after}
+              "stale_after_seconds": stale_after, "threads_per_job": threads_per_job}
     if database_url:
         fields["database_url"] = database_url
     if home:
@@ -41,6 +42,7 @@ DB = typer.Option(None, "--database-url", help="sqlite:///PATH or postgresql://.
 HOME = typer.Option(None, "--home", help="TUNEFORGE_HOME: artifacts and run directories.")
 MODELS = typer.Option([], "--base-model", help="NAME=DIR: a base model jobs may name (repeatable).")
 STALE = typer.Option(30.0, "--stale-after", help="Seconds without a heartbeat before a job is requeued.")
+THREADS = typer.Option(0, "--threads-per-job", help="torch CPU threads of each job (0: CPU cores / concurrency).")
 
 
 def server(
@@ -53,13 +55,15 @@ def server(
     allow_local_paths: bool = typer.Option(False, help="Accept local model directories as 'model'."),
     max_upload_mb: float = typer.Option(512.0, help="Largest accepted upload in MiB (larger: 413)."),
     stale_after: float = STALE,
+    threads_per_job: int = THREADS,
 ) -> None:
     """Start the API (OpenAI-compatible /v1 and the native /api/v1) with an embedded worker pool."""
     import uvicorn
 
     from tuneforge.api.app import create_app
 
-    settings = _settings(database_url, home, concurrency, base_model, allow_local_paths, max_upload_mb, stale_after)
+    settings = _settings(database_url, home, concurrency, base_model, allow_local_paths, max_upload_mb, stale_after,
+                         threads_per_job)
     console.print(f"tuneforge server on http://{host}:{port} (docs: /docs), database {_safe(settings.database_url)}")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
@@ -70,11 +74,13 @@ def worker(
     home: Optional[str] = HOME,
     base_model: list[str] = MODELS,
     stale_after: float = STALE,
+    threads_per_job: int = THREADS,
 ) -> None:
     """Run jobs from the shared queue (on another machine: a PostgreSQL database and a shared TUNEFORGE_HOME)."""
     from tuneforge.jobs.worker import Worker
 
-    settings = _settings(database_url, home, concurrency, base_model, stale_after=stale_after)
+    settings = _settings(database_url, home, concurrency, base_model, stale_after=stale_after,
+                         threads_per_job=threads_per_job)
     pool = Worker(settings, name="worker")
     signal.signal(signal.SIGTERM, lambda *_: pool.stop())
     console.print(f"worker {pool.id}: {concurrency} job(s) at once, database {_safe(settings.database_url)}")
