@@ -48,3 +48,14 @@ def quickstart_result(tmp_path_factory):
     from tuneforge.services.quickstart import run_quickstart
 
     return run_quickstart(workdir=tmp_path_factory.mktemp("qs"))
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The URL of a throwaway PostgreSQL cluster for the session (skipped where PostgreSQL is not installed)."""
+    from fixtures.postgres import postgres_bin, postgres_cluster
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
+    with postgres_cluster() as url:
+        yield url

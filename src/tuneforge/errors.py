@@ -83,3 +83,11 @@ class JobCancelled(TuneforgeError):
 
 class StorageError(TuneforgeError):
     """The store or an artifact file could not be read or written."""
+
+
+class AuthenticationError(TuneforgeError):
+    """A request without a valid API key."""
+
+
+class TooLargeError(TuneforgeError):
+    """An upload above the server's size limit."""

@@ -14,3 +14,8 @@ def tuneforge_home() -> Path:
 def model_cache_dir() -> Path:
     """Where builtin models converted to safetensors are cached."""
     return tuneforge_home() / "models"
+
+
+def database_url() -> str:
+    """The platform's database: ``$TUNEFORGE_DATABASE_URL``, default a SQLite file under TUNEFORGE_HOME."""
+    return os.environ.get("TUNEFORGE_DATABASE_URL") or f"sqlite:///{tuneforge_home() / 'tuneforge.db'}"

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuneforge.cli import evaluation
+from tuneforge.cli import evaluation, platform
 from tuneforge.cli.render import ProgressRenderer, summary_table
 from tuneforge.errors import TuneforgeError
 
@@ -163,6 +163,9 @@ def generate(
 
 app.command("eval")(evaluation.eval_command)
 app.command("compare")(evaluation.compare_command)
+app.command("server")(platform.server)
+app.command("worker")(platform.worker)
+app.add_typer(platform.keys_app, name="keys")
 
 
 @config_app.command("validate")

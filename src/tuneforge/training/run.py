@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ def run_training(
     resume: bool = False,
     overwrite: bool = False,
     progress: ProgressCallback = no_progress,
+    extra_callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Fine-tune a model as ``config`` says and write the run directory.
 
@@ -55,6 +57,7 @@ def run_training(
         resume: Continue from the newest checkpoint in ``output_dir``.
         overwrite: Replace a run that ``output_dir`` already holds.
         progress: Receives stage, step and metrics events.
+        extra_callbacks: More ``TrainerCallback`` objects (the job runner's pause control).
 
     Returns:
         The run's outputs.
@@ -103,7 +106,7 @@ def run_training(
     run.write_marker(config_hash=digest, status="running", base_model=str(resolved.path), model=config.model,
                      method=config.method.name, task=config.task.name, model_type=model_type)
     reporter = ProgressReporter(progress, run.metrics)
-    callbacks: list[Any] = [reporter, *strategy.callbacks(model, config.method)]
+    callbacks: list[Any] = [reporter, *strategy.callbacks(model, config.method), *extra_callbacks]
     if config.train.early_stopping_patience:
         from transformers import EarlyStoppingCallback
 

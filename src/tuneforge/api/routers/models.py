@@ -1,0 +1,31 @@
+"""``/v1/models``: base and fine-tuned models; delete a fine-tuned one."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from tuneforge.api import deps
+from tuneforge.api.objects import model_object
+from tuneforge.services import catalog
+from tuneforge.services.platform import Platform
+
+router = APIRouter(prefix="/v1/models", tags=["models (OpenAI)"])
+
+
+@router.get("")
+def list_models(platform: Platform = Depends(deps.platform), project: str = Depends(deps.project)) -> dict:
+    """Base models of the server and the project's fine-tuned models."""
+    return {"object": "list", "data": [model_object(m) for m in catalog.list_models(platform, project=project)]}
+
+
+@router.get("/{model_id:path}")
+def retrieve_model(model_id: str, platform: Platform = Depends(deps.platform), project: str = Depends(deps.project)) -> dict:
+    """One model."""
+    return model_object(catalog.get_model(platform, model_id, project=project))
+
+
+@router.delete("/{model_id:path}")
+def delete_model(model_id: str, platform: Platform = Depends(deps.platform), project: str = Depends(deps.project)) -> dict:
+    """Delete a fine-tuned model and its weights."""
+    record = catalog.delete_model(platform, model_id, project=project)
+    return {"id": record.id, "object": "model", "deleted": True}

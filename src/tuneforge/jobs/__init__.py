@@ -1,0 +1,1 @@
+"""Job queue, workers and job processes: states, claim, heartbeats, cancel / pause / resume."""

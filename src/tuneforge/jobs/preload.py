@@ -1,0 +1,66 @@
+"""Imported once by the job forkserver, so that each job process starts warm (see ``jobs.worker``)."""
+
+import os
+import signal
+import warnings
+
+# A job reports through the store; the libraries' bars and advisories would only fill the server's log.
+for name, value in (("HF_HUB_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                    ("TRANSFORMERS_VERBOSITY", "error"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+    os.environ.setdefault(name, value)
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=UserWarning)
+
+import peft  # noqa: E402, F401
+import torch  # noqa: E402, F401
+import transformers  # noqa: E402, F401
+import trl  # noqa: E402, F401
+
+from transformers.utils import logging as _hf_logging  # noqa: E402
+
+import tuneforge.jobs.runner  # noqa: E402, F401
+import tuneforge.training.run  # noqa: E402, F401
+import tuneforge.training.tasks.preference  # noqa: E402, F401
+import tuneforge.training.tasks.sft  # noqa: E402, F401
+
+_hf_logging.disable_progress_bar()
+_hf_logging.set_verbosity_error()
+
+# transformers, PEFT and TRL import their parts lazily: resolve the ones every job uses, once, here.
+import datasets  # noqa: E402, F401
+import jinja2  # noqa: E402, F401
+from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402, F401
+from transformers import (  # noqa: E402, F401
+    AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer,
+    PreTrainedTokenizerFast, Trainer, TrainingArguments,
+)
+from transformers.models.llama import modeling_llama  # noqa: E402, F401
+from trl import DPOConfig, DPOTrainer  # noqa: E402, F401
+
+import tuneforge.data  # noqa: E402, F401
+import tuneforge.training.methods  # noqa: E402, F401
+import tuneforge.training.tasks  # noqa: E402, F401
+
+
+def _warm_up() -> None:
+    """One training step of a throwaway 1-layer model: torch's lazy initializations happen here, once.
+
+    On one thread: an OpenMP thread team started here would deadlock the forked job processes.
+    """
+    torch.set_num_threads(1)
+    config = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=1)
+    model = get_peft_model(AutoModelForCausalLM.from_config(config), LoraConfig(r=2, target_modules=["q_proj"]))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    ids = torch.randint(0, 64, (2, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+
+
+_warm_up()
+signal.signal(signal.SIGUSR1, tuneforge.jobs.runner.on_pause_signal)  # inherited by every job process
+# Objects made so far are shared by every job process: keep the collector from walking them in each job.
+import gc  # noqa: E402
+
+gc.collect()
+gc.freeze()

@@ -1,0 +1,205 @@
+"""A worker: claims queued jobs, runs each in its own process, heartbeats, cancels, pauses, requeues.
+
+Job processes are forked from a forkserver that imported torch, transformers, PEFT and TRL once, so a
+job starts in well under a second while a crash still ends only that job's process. Any number of
+workers (in the server, or ``tuneforge worker`` on other machines sharing a PostgreSQL database) share
+the queue; the store's claim guarantees that no job runs twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tuneforge.jobs.settings import PlatformSettings
+from tuneforge.storage.records import CANCELLED, FAILED, QUEUED, RUNNING, EventRecord, new_id, now
+from tuneforge.storage.sql import SqlStore
+
+# Imported once in the forkserver; every job process is a fork of that warm process.
+PRELOAD = ["tuneforge.jobs.preload"]
+_context_lock = threading.Lock()
+
+
+def job_context() -> Any:
+    """The multiprocessing context job processes start from (a forkserver with the heavy modules loaded)."""
+    with _context_lock:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)
+        return context
+
+
+@dataclass
+class RunningJob:
+    """A job process this worker started."""
+
+    job_id: str
+    process: Any
+    started: float
+    stopping: str | None = None  # 'cancel' once the worker asked it to end
+    pausing: bool = False
+
+
+class Worker:
+    """Runs up to ``settings.concurrency`` jobs at once until :meth:`stop`.
+
+    Args:
+        settings: Database, home, concurrency, heartbeat and staleness settings.
+        name: A label for the worker id (host and pid are added).
+    """
+
+    def __init__(self, settings: PlatformSettings, *, name: str = "worker") -> None:
+        self.settings = settings
+        self.id = f"{name}-{socket.gethostname()}-{os.getpid()}-{new_id('w')[2:10]}"
+        self.store = SqlStore(settings.database_url)
+        self.running: dict[str, RunningJob] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # guards ``running`` between the loop and the heartbeat thread
+        self.max_concurrent = 0  # the most jobs this worker ran at once (for the queue benchmark)
+
+    def run(self) -> None:
+        """The loop: reap ended job processes and claim new jobs, until stopped. Heartbeats (and the
+        requeue of dead workers' jobs) run in their own thread, so a slow process start never starves them."""
+        context = job_context()
+        from multiprocessing import forkserver
+
+        beat = threading.Thread(target=self._heartbeat_loop, name=f"{self.id}-heartbeat", daemon=True)
+        beat.start()
+        try:
+            forkserver.ensure_running()  # warm up now (imports torch once), not when the first job arrives
+            while not self._stop.is_set():
+                try:
+                    self._reap()
+                    claimed = self._claim(context)
+                except Exception:  # noqa: BLE001 - e.g. the database restarting: wait and try again
+                    logging.getLogger("tuneforge.jobs").exception("worker loop failed; retrying")
+                    claimed = False
+                    self._stop.wait(5 * self.settings.poll_seconds)
+                if not claimed:
+                    self._stop.wait(self.settings.poll_seconds)
+        finally:
+            self._stop.set()
+            beat.join()
+            self._shutdown()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_seconds):
+            try:
+                self._heartbeat()
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the heartbeats
+                logging.getLogger("tuneforge.jobs").exception("heartbeat failed; retrying")
+
+    def stop(self) -> None:
+        """Ask the loop to end; running jobs are stopped and requeued (they resume from a checkpoint)."""
+        self._stop.set()
+
+    def start_thread(self) -> threading.Thread:
+        """Run the loop in a daemon thread (the server's embedded pool)."""
+        thread = threading.Thread(target=self.run, name=self.id, daemon=True)
+        thread.start()
+        return thread
+
+    # --- the loop's steps ---------------------------------------------------------------------------
+    def _claim(self, context: Any) -> bool:
+        if len(self.running) >= self.settings.concurrency:
+            return False
+        job = self.store.claim_job(worker_id=self.id)
+        if job is None:
+            return False
+        from tuneforge.jobs import runner
+
+        process = context.Process(
+            target=runner.main, args=(job.id, self.settings.model_dump_json(), self.id, os.getpid()),
+            name=f"tuneforge-job-{job.id}", daemon=False,
+        )
+        with self._lock:
+            self.running[job.id] = RunningJob(job.id, process, time.monotonic())
+            self.max_concurrent = max(self.max_concurrent, len(self.running))
+        try:
+            process.start()
+        except BaseException:
+            with self._lock:
+                del self.running[job.id]
+            self.store.transition(job.id, from_states=(RUNNING,), held_by=self.id, status=QUEUED, worker_id=None)
+            raise
+        return True
+
+    def _reap(self) -> None:
+        with self._lock:
+            ended = [r for r in self.running.values() if r.process.pid is not None and not r.process.is_alive()]
+            for running in ended:
+                del self.running[running.job_id]
+        for running in ended:
+            running.process.join()
+            self._settle(running)
+
+    def _settle(self, running: RunningJob) -> None:
+        """After a job process ended: record a cancel, or a crash the process could not record itself."""
+        code = running.process.exitcode
+        if running.stopping == "lost":
+            return
+        if running.stopping == "cancel":
+            if self.store.transition(running.job_id, from_states=(RUNNING,), held_by=self.id, status=CANCELLED,
+                                     finished_at=now(), control=None):
+                self._event(running.job_id, "Fine-tuning job cancelled; checkpoints written so far are kept")
+            return
+        reason = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        error = {"code": "job_process_died", "message": f"the job's process ended without a result ({reason})",
+                 "param": None}
+        if self.store.transition(running.job_id, from_states=(RUNNING,), held_by=self.id, status=FAILED,
+                                 error=error, finished_at=now(), control=None):
+            self._event(running.job_id, f"Fine-tuning job failed: {error['message']}", level="error")
+
+    def _heartbeat(self) -> None:
+        with self._lock:
+            mine = dict(self.running)
+        held = self.store.heartbeat(list(mine), worker_id=self.id)
+        for job_id, running in mine.items():
+            control = held.get(job_id)
+            if control is None and running.stopping is None:
+                if self.store.get_job(job_id).status in (QUEUED, RUNNING):
+                    # Requeued or taken over by another worker (we were silent too long): ours must not run on.
+                    running.stopping = "lost"
+                    _signal(running.process, signal.SIGKILL)
+            elif control == "cancel" and running.stopping is None and _signal(running.process, signal.SIGTERM):
+                running.stopping = "cancel"
+                threading.Timer(10.0, _signal, args=(running.process, signal.SIGKILL)).start()
+            elif control == "pause" and not running.pausing:
+                running.pausing = _signal(running.process, signal.SIGUSR1)
+        for job_id, status in self.store.requeue_stale(older_than=now() - self.settings.stale_after_seconds):
+            message = {QUEUED: "Its worker stopped answering: job requeued; it resumes from its newest checkpoint"}
+            self._event(job_id, message.get(status, f"Its worker stopped answering: job {status}"), level="warn")
+
+    def _shutdown(self) -> None:
+        for running in self.running.values():
+            if running.process.pid is None:
+                continue
+            _signal(running.process, signal.SIGKILL)
+        for running in self.running.values():
+            running.process.join(timeout=10)
+            if self.store.transition(running.job_id, from_states=(RUNNING,), held_by=self.id, status=QUEUED,
+                                     worker_id=None, control=None):
+                self._event(running.job_id, "Worker stopped: job requeued; it resumes from its newest checkpoint",
+                            level="warn")
+        self.running.clear()
+        self.store.close()
+
+    def _event(self, job_id: str, message: str, *, level: str = "info") -> None:
+        self.store.add_event(EventRecord(id=new_id("ftevent"), job_id=job_id, level=level, message=message))
+
+
+def _signal(process: Any, signum: int) -> bool:
+    """Send ``signum`` to a started, live job process; returns whether it was sent."""
+    if process.pid is None or process.exitcode is not None:
+        return False
+    try:
+        os.kill(process.pid, signum)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,68 @@
+"""Models a project can use: the base models the server offers and its fine-tuned models."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import ConflictError, NotFoundError
+from tuneforge.models.resolve import BUILTINS
+from tuneforge.services.platform import Platform
+from tuneforge.storage.records import ModelRecord
+
+
+def base_models(platform: Platform) -> dict[str, str]:
+    """Names a job may give as ``model`` -> the reference tuneforge resolves (alias or directory)."""
+    return {**{alias: alias for alias in BUILTINS}, **platform.settings.base_models}
+
+
+def resolve_base_model(platform: Platform, name: str) -> str:
+    """The model reference behind a base model name.
+
+    Raises:
+        NotFoundError: The server offers no such base model (``param: model``).
+    """
+    offered = base_models(platform)
+    if name in offered:
+        return offered[name]
+    if platform.settings.allow_local_paths and Path(name).is_dir():
+        return str(Path(name).resolve())
+    error = NotFoundError(
+        f"The model '{name}' does not exist or you do not have access to it.",
+        hint=f"base models of this server: {', '.join(sorted(offered))}; register more with "
+        "'tuneforge server --base-model NAME=DIR'",
+    )
+    error.param, error.code = "model", "model_not_found"  # type: ignore[attr-defined]
+    raise error
+
+
+def list_models(platform: Platform, *, project: str) -> list[dict[str, Any]]:
+    """Base models (owned by ``tuneforge``) then the project's fine-tuned models."""
+    bases = [{"id": name, "owned_by": "tuneforge", "created": 0, "kind": "base"} for name in base_models(platform)]
+    tuned = [{"id": m.id, "owned_by": m.project, "created": int(m.created_at), "kind": "fine-tuned",
+              "job_id": m.job_id, "base_model": m.base_model, "path": m.path}
+             for m in platform.store.list_models(project=project)]
+    return bases + tuned
+
+
+def get_model(platform: Platform, model_id: str, *, project: str) -> dict[str, Any]:
+    """One model of :func:`list_models`; raises NotFoundError."""
+    for model in list_models(platform, project=project):
+        if model["id"] == model_id:
+            return model
+    raise NotFoundError(f"The model '{model_id}' does not exist or you do not have access to it.")
+
+
+def delete_model(platform: Platform, model_id: str, *, project: str) -> ModelRecord:
+    """Delete a fine-tuned model and its weights folder.
+
+    Raises:
+        ConflictError: ``model_id`` is a base model.
+        NotFoundError: No such fine-tuned model in the project.
+    """
+    if model_id in base_models(platform):
+        raise ConflictError(f"'{model_id}' is a base model; only fine-tuned models can be deleted")
+    record = platform.store.delete_model(model_id, project=project)
+    shutil.rmtree(record.path, ignore_errors=True)
+    return record

@@ -1,0 +1,121 @@
+"""File use cases: store an upload (checked, by sha256), list, read, delete; datasets over files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from tuneforge.errors import ConfigError, NotFoundError
+from tuneforge.jobs.validation import check_jsonl
+from tuneforge.services.platform import Platform
+from tuneforge.storage.records import DatasetRecord, FileRecord, Page, new_id
+
+PURPOSES = ("fine-tune", "batch", "user_data", "assistants", "vision", "evals")
+
+
+def add_upload(platform: Platform, *, project: str, staged: Path, sha256: str, size: int, filename: str,
+               purpose: str) -> FileRecord:
+    """Keep a fully received upload: check it, move it under its sha256, record it.
+
+    Raises:
+        TrainingFileError: A ``fine-tune`` file that is not JSON Lines (OpenAI's ``invalid_training_file``).
+        ConfigError: An unknown purpose.
+    """
+    try:
+        if purpose not in PURPOSES:
+            raise ConfigError(f"unknown purpose {purpose!r}", field="purpose", hint=f"use one of {', '.join(PURPOSES)}")
+        if purpose == "fine-tune":
+            check_jsonl(staged)
+        platform.artifacts.commit(staged, sha256)
+    finally:
+        staged.unlink(missing_ok=True)
+    record = FileRecord(id=new_id("file"), project=project, filename=Path(filename).name or "upload",
+                        purpose=purpose, bytes=size, sha256=sha256)
+    return platform.store.add_file(record)
+
+
+def upload_path(platform: Platform, *, project: str, path: str | Path, purpose: str = "fine-tune") -> FileRecord:
+    """Upload a local file (the CLI and tests)."""
+    digest = hashlib.sha256()
+    handle, staged = platform.artifacts.staging_file()
+    with handle, open(path, "rb") as source:
+        for chunk in iter(lambda: source.read(1 << 20), b""):
+            digest.update(chunk)
+            handle.write(chunk)
+    return add_upload(platform, project=project, staged=staged, sha256=digest.hexdigest(),
+                      size=os.path.getsize(path), filename=Path(path).name, purpose=purpose)
+
+
+def list_files(platform: Platform, *, project: str, purpose: str | None = None, after: str | None = None,
+               limit: int = 100, order: str = "desc") -> Page[FileRecord]:
+    """Files of a project."""
+    return platform.store.list_files(project=project, purpose=purpose, after=after, limit=limit, order=order)
+
+
+def get_file(platform: Platform, file_id: str, *, project: str) -> FileRecord:
+    """A file of the project; raises NotFoundError."""
+    return platform.store.get_file(file_id, project=project)
+
+
+def file_path(platform: Platform, record: FileRecord) -> Path:
+    """Where the bytes of a file are."""
+    return platform.artifacts.open(record.sha256)
+
+
+def delete_file(platform: Platform, file_id: str, *, project: str) -> FileRecord:
+    """Forget a file. Its bytes stay while another record or a job links them (content-addressed)."""
+    return platform.store.delete_file(file_id, project=project)
+
+
+def link_into(platform: Platform, record: FileRecord, target: Path) -> Path:
+    """Hard-link (else copy) a file's bytes to ``target`` (a job's own data folder, with a .jsonl name)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = file_path(platform, record)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+    return target
+
+
+def create_dataset(platform: Platform, *, project: str, name: str, file_id: str) -> DatasetRecord:
+    """A named dataset over an uploaded file, validated with tuneforge's readers."""
+    record = platform.store.get_file(file_id, project=project)
+    dataset = platform.store.add_dataset(DatasetRecord(id=new_id("ds"), project=project, name=name, file_id=record.id))
+    return validate_dataset(platform, dataset.id, project=project)
+
+
+def validate_dataset(platform: Platform, dataset_id: str, *, project: str) -> DatasetRecord:
+    """Read every record of a dataset (any tuneforge format); store its format and size.
+
+    Raises:
+        DataError: The first bad record, with its line.
+    """
+    from tuneforge.data import load_examples
+    from tuneforge.data.preference import load_preference_pairs
+    from tuneforge.errors import DataError
+
+    dataset = platform.store.get_dataset(dataset_id, project=project)
+    record = platform.store.get_file(dataset.file_id, project=project)
+    suffix = Path(record.filename).suffix.lower() or ".jsonl"
+    path = link_into(platform, record, Path(platform.settings.home) / "datasets" / f"{dataset.id}{suffix}")
+    try:
+        examples, fmt = load_examples(path)
+        count = len(examples)
+    except DataError:
+        count, fmt = len(load_preference_pairs(path)), "preference"
+    platform.store.update_dataset(dataset.id, format=fmt, examples=count)
+    return platform.store.get_dataset(dataset.id, project=project)
+
+
+def dataset_file(platform: Platform, dataset_id: str, *, project: str) -> FileRecord:
+    """The file behind a dataset."""
+    dataset = platform.store.get_dataset(dataset_id, project=project)
+    try:
+        return platform.store.get_file(dataset.file_id, project=project)
+    except NotFoundError:
+        raise NotFoundError(f"dataset '{dataset_id}' lost its file {dataset.file_id}",
+                            hint="upload the file again and create a new dataset") from None

@@ -1,0 +1,76 @@
+"""Engines for SQLite and PostgreSQL, and the migrations that bring a database to the current schema."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import MissingDependencyError, StorageError
+
+# One advisory-lock key, so that processes starting together migrate one after another (PostgreSQL).
+_MIGRATION_LOCK = 72_410_001
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for ``postgresql://`` URLs (SQLAlchemy would pick psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def create_db_engine(url: str) -> Any:
+    """An engine for ``url``: SQLite in WAL mode with write transactions that take the lock up front
+    (``BEGIN IMMEDIATE``, so concurrent writers wait instead of failing), or PostgreSQL through psycopg.
+
+    Raises:
+        MissingDependencyError: A PostgreSQL URL without psycopg installed.
+        StorageError: The URL names neither database.
+    """
+    from sqlalchemy import create_engine, event
+
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        return engine
+    if url.startswith("postgresql"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError("psycopg", extra="platform", purpose="a PostgreSQL database") from None
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    raise StorageError(
+        f"unsupported database URL '{url.split(':', 1)[0]}:...'",
+        hint="use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB in TUNEFORGE_DATABASE_URL",
+    )
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" listener issues BEGIN IMMEDIATE
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def migrate(engine: Any) -> None:
+    """Apply the migrations shipped in ``tuneforge/storage/migrations`` up to the newest (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("tuneforge.storage") / "migrations"))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

@@ -1,0 +1,115 @@
+"""The tables, as SQLAlchemy Core sees them. Migrations (``storage/migrations``) create and evolve them."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+metadata = MetaData()
+# SQLite autoincrements only INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("prefix", String(16), nullable=False),
+    Column("project", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+files = Table(
+    "files", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("project", String(64), nullable=False, index=True),
+    Column("filename", String(512), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_details", Text),
+    Column("created_at", Float, nullable=False),
+)
+
+datasets = Table(
+    "datasets", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("project", String(64), nullable=False, index=True),
+    Column("name", String(256), nullable=False),
+    Column("file_id", String(64), nullable=False),
+    Column("format", String(32)),
+    Column("examples", Integer),
+    Column("created_at", Float, nullable=False),
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("project", String(64), nullable=False, index=True),
+    Column("status", String(24), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("model", String(512), nullable=False),
+    Column("training_file", String(64)),
+    Column("validation_file", String(64)),
+    Column("config", JSON, nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("seed", BigInteger, nullable=False),
+    Column("fine_tuned_model", String(512)),
+    Column("trained_tokens", BigInteger),
+    Column("result_files", JSON, nullable=False),
+    Column("error", JSON),
+    Column("progress", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("worker_id", String(128)),
+    Column("heartbeat_at", Float),
+    Column("attempts", Integer, nullable=False),
+    Column("control", String(16)),
+    Index("ix_jobs_claim", "status", "priority", "seq"),
+)
+
+job_events = Table(
+    "job_events", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("level", String(8), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("data", JSON),
+    Column("created_at", Float, nullable=False),
+)
+
+job_metrics = Table(
+    "job_metrics", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("step", Integer, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("step", Integer, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("job_id", "step", name="uq_checkpoints_job_step"),
+)
+
+models = Table(
+    "models", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(512), nullable=False, unique=True),
+    Column("project", String(64), nullable=False, index=True),
+    Column("job_id", String(64), nullable=False),
+    Column("base_model", String(512), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

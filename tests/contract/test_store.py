@@ -1,0 +1,151 @@
+"""The Store contract, against SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tuneforge.errors import NotFoundError
+from tuneforge.storage.records import (
+    CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobRecord, MetricRecord, ModelRecord, new_id, now,
+)
+from tuneforge.storage.sql import SqlStore
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    from fixtures.postgres import reset_database
+
+    url = request.getfixturevalue("postgres_url")
+    reset_database(url)
+    return url
+
+
+@pytest.fixture
+def store(store_url):
+    s = SqlStore(store_url)
+    yield s
+    s.close()
+
+
+def job(project="p1", priority=0, status="queued", **fields) -> JobRecord:
+    return JobRecord(id=new_id("ftjob"), project=project, model="tiny", config={"model": "tiny"},
+                     priority=priority, status=status, **fields)
+
+
+def test_migrations_are_idempotent_and_reach_head(store_url, store):
+    from sqlalchemy import text
+
+    SqlStore(store_url).close()  # a second start finds the schema current
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_keys_files_datasets_and_projects(store):
+    store.add_api_key(project="p1", key_hash="a" * 64, prefix="tf-abc")
+    assert store.project_of_key("a" * 64) == "p1" and store.project_of_key("b" * 64) is None
+    files = [store.add_file(FileRecord(id=new_id("file"), project="p1", filename=f"f{i}.jsonl", purpose="fine-tune",
+                                       bytes=i, sha256="0" * 64)) for i in range(5)]
+    store.add_file(FileRecord(id=new_id("file"), project="p2", filename="x", purpose="fine-tune", bytes=1, sha256="1" * 64))
+    page = store.list_files(project="p1", limit=2)
+    assert [f.id for f in page.data] == [files[4].id, files[3].id] and page.has_more
+    page = store.list_files(project="p1", after=files[3].id, limit=3)
+    assert [f.id for f in page.data] == [files[2].id, files[1].id, files[0].id] and not page.has_more
+    assert [f.id for f in store.list_files(project="p1", order="asc", limit=1).data] == [files[0].id]
+    assert store.list_files(project="p1", purpose="fine-tune-results").data == []
+    with pytest.raises(NotFoundError):
+        store.get_file(files[0].id, project="p2")
+    assert store.get_file(files[0].id, project="p1").filename == "f0.jsonl"
+    store.delete_file(files[0].id, project="p1")
+    with pytest.raises(NotFoundError):
+        store.get_file(files[0].id)
+    ds = store.add_dataset(DatasetRecord(id=new_id("ds"), project="p1", name="d", file_id=files[1].id))
+    store.update_dataset(ds.id, format="messages", examples=12)
+    assert store.get_dataset(ds.id, project="p1").examples == 12
+    assert [d.id for d in store.list_datasets(project="p1").data] == [ds.id]
+    with pytest.raises(NotFoundError):
+        store.get_dataset(ds.id, project="p2")
+
+
+def test_job_states_priorities_heartbeats_and_requeue(store):
+    low, high, later = job(priority=0), job(priority=5), job(priority=5)
+    for j in (low, high, later):
+        store.add_job(j)
+    assert [store.queue_position(j.id) for j in (high, later, low)] == [1, 2, 3]
+    first = store.claim_job(worker_id="w1")
+    assert first.id == high.id and first.status == "running" and first.attempts == 1 and first.worker_id == "w1"
+    assert store.queue_position(high.id) is None and store.queue_position(low.id) == 2
+    # Conditional transitions: only from the expected state, only by the holder.
+    assert not store.transition(high.id, from_states=("queued",), status="cancelled")
+    assert store.heartbeat([high.id, low.id], worker_id="w1") == {high.id: ""}
+    assert not store.transition(high.id, from_states=("running",), held_by="w2", control="pause")
+    assert store.transition(high.id, from_states=("running",), control="pause")
+    assert store.heartbeat([high.id], worker_id="w1") == {high.id: "pause"}
+    assert store.heartbeat([high.id], worker_id="w2") == {}
+    second = store.claim_job(worker_id="w2")
+    assert second.id == later.id
+    # w1 and w2 die: their jobs go back (the pause asked of w1 is honoured).
+    assert sorted(store.requeue_stale(older_than=now() + 1)) == sorted([(high.id, "paused"), (later.id, "queued")])
+    assert store.get_job(later.id).status == "queued" and store.get_job(later.id).worker_id is None
+    assert store.count_jobs() == {"paused": 1, "queued": 2}
+    again = store.claim_job(worker_id="w3")
+    assert again.id == later.id and again.attempts == 2
+    assert store.transition(again.id, from_states=("running",), held_by="w3", status="succeeded", finished_at=now())
+    durations = store.job_durations()
+    assert len(durations) == 1 and durations[0][0] == "succeeded" and durations[0][1] >= 0
+    with pytest.raises(NotFoundError):
+        store.get_job(low.id, project="p2")
+    jobs = store.list_jobs(project="p1", limit=2)
+    assert [j.id for j in jobs.data] == [later.id, high.id] and jobs.has_more
+    assert [j.id for j in store.list_jobs(project="p1", after=high.id).data] == [low.id]
+
+
+def test_concurrent_claims_never_hand_out_a_job_twice(store_url, store):
+    ids = {store.add_job(job()).id for _ in range(40)}
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        own = SqlStore(store_url, migrate_schema=False)
+        while (j := own.claim_job(worker_id=name)) is not None:
+            with lock:
+                claimed.append(j.id)
+        own.close()
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == sorted(ids)
+
+
+def test_events_metrics_checkpoints_models(store):
+    j = store.add_job(job(status="running"))
+    events = [EventRecord(id=new_id("ftevent"), job_id=j.id, level="info", message=f"m{i}") for i in range(7)]
+    for e in events:
+        store.add_event(e)
+    page = store.list_events(j.id, limit=3)
+    assert [e.message for e in page.data] == ["m6", "m5", "m4"] and page.has_more
+    rest = store.list_events(j.id, after=page.data[-1].id, limit=4)
+    assert [e.message for e in rest.data] == ["m3", "m2", "m1", "m0"] and not rest.has_more
+    store.add_metric(MetricRecord(job_id=j.id, step=1, data={"loss": 2.0}))
+    store.add_metric(MetricRecord(job_id=j.id, step=2, data={"loss": 1.5}))
+    assert [m.data["loss"] for m in store.list_metrics(j.id)] == [2.0, 1.5]
+    ck = CheckpointRecord(id=new_id("ftckpt"), job_id=j.id, step=2, path="/x/checkpoint-2", metrics={"train_loss": 1.5})
+    assert store.add_checkpoint(ck)
+    assert not store.add_checkpoint(CheckpointRecord(id=new_id("ftckpt"), job_id=j.id, step=2, path="/x"))
+    assert store.get_checkpoint(ck.id).metrics == {"train_loss": 1.5}
+    assert [c.step for c in store.list_checkpoints(j.id).data] == [2]
+    store.add_model(ModelRecord(id="ft:tiny:p1::abc", project="p1", job_id=j.id, base_model="tiny", path="/x/adapter"))
+    assert [m.id for m in store.list_models(project="p1")] == ["ft:tiny:p1::abc"] and store.list_models(project="p2") == []
+    with pytest.raises(NotFoundError):
+        store.delete_model("ft:tiny:p1::abc", project="p2")
+    store.delete_model("ft:tiny:p1::abc", project="p1")
+    store.delete_job(j.id, project="p1")
+    assert store.list_events(j.id).data == [] and store.list_metrics(j.id) == []
+    with pytest.raises(NotFoundError):
+        store.get_checkpoint(ck.id)
