@@ -1,0 +1,123 @@
+"""A model as it stands between two steps, and the registry of step strategies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import ConfigError
+from tuneforge.progress import ProgressCallback, no_progress
+
+
+@dataclass
+class Stage:
+    """The model after a step: something that generates, and the files it was saved as.
+
+    Attributes:
+        model: A causal LM with transformers' ``generate`` (a torch module, or an adapter over llama.cpp / ONNX).
+        tokenizer: Its tokenizer.
+        files: Folder (or file) holding the artifact as written; its size is the size on disk.
+        format: What the artifact is, e.g. ``transformers fp32``, ``torch.ao int8 dynamic``, ``gguf q8_0``.
+        parameters: Weights in the model, however they are stored.
+        nonzero_parameters: Weights that are not zero (equals ``parameters`` unless pruned to zeros).
+        runs_on: Devices the artifact runs on (``cpu``, ``cuda``).
+        details: Step-specific facts for the report (measured sparsity, removed heads, training loss, ...).
+    """
+
+    model: Any
+    tokenizer: Any
+    files: Path
+    format: str
+    parameters: int
+    nonzero_parameters: int
+    runs_on: list[str] = field(default_factory=lambda: ["cpu", "cuda"])
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepContext:
+    """What a step gets besides the stage it transforms.
+
+    Attributes:
+        workdir: Empty folder for this step's artifact (inside the pipeline's staging folder).
+        scratch: Empty folder for intermediate files (training runs), removed after the step.
+        calibration: ``[1, t]`` token-id tensors of the calibration examples (empty without calibration data).
+        seed: The recipe's seed.
+        progress: Progress callback.
+        index: Position of the step in the recipe (for error messages).
+        file: The recipe file, if any (for error messages).
+    """
+
+    workdir: Path
+    scratch: Path
+    calibration: list[Any]
+    seed: int = 0
+    progress: ProgressCallback = no_progress
+    index: int = 0
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class StepStrategy:
+    """A step kind: a check that runs before any work, and the transformation.
+
+    Attributes:
+        name: The recipe's ``name:`` of the step.
+        check: ``check(step, model_config, index=, file=)`` raises :class:`ConfigError` when the step does not
+            fit the model (from its config alone, before weights are loaded).
+        apply: ``apply(stage, step, context) -> Stage``.
+    """
+
+    name: str
+    check: Callable[..., None]
+    apply: Callable[[Stage, Any, StepContext], Stage]
+
+
+STEPS: dict[str, StepStrategy] = {}
+
+
+def register_step(strategy: StepStrategy) -> StepStrategy:
+    """Add a step kind to the registry (as PEFT registers its tuners)."""
+    STEPS[strategy.name] = strategy
+    return strategy
+
+
+def get_step(name: str) -> StepStrategy:
+    """The strategy of a step kind, importing the built-in ones on first use."""
+    from tuneforge.compression import steps  # noqa: F401  (registers the built-in steps)
+
+    if name not in STEPS:
+        raise ConfigError(f"unknown step '{name}'", field="steps", hint=f"known steps: {', '.join(STEPS)}")
+    return STEPS[name]
+
+
+def step_error(message: str, *, context_index: int, file: str | None, field_name: str, hint: str) -> ConfigError:
+    """A :class:`ConfigError` that names the recipe's step and field."""
+    return ConfigError(message, file=file, field=f"steps.{context_index}.{field_name}", hint=hint)
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(all, non-zero) weights of a torch model."""
+    total = nonzero = 0
+    for p in model.parameters():
+        total += p.numel()
+        nonzero += int((p != 0).sum())
+    return total, nonzero
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def save_transformers(model: Any, tokenizer: Any, folder: Path) -> Path:
+    """Save a plain transformers model and its tokenizer (safetensors)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,3 @@
+"""The built-in step kinds; importing this package registers them."""
+
+from tuneforge.compression.steps import prune, quantize  # noqa: F401
