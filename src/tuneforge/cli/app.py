@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuneforge.cli import evaluation, platform
+from tuneforge.cli import compression, evaluation, platform
 from tuneforge.cli.render import ProgressRenderer, summary_table
 from tuneforge.errors import TuneforgeError
 
@@ -166,6 +166,7 @@ app.command("compare")(evaluation.compare_command)
 app.command("server")(platform.server)
 app.command("worker")(platform.worker)
 app.add_typer(platform.keys_app, name="keys")
+app.command("compress")(compression.compress_command)
 
 
 @config_app.command("validate")

@@ -1,3 +1,3 @@
 """The built-in step kinds; importing this package registers them."""
 
-from tuneforge.compression.steps import prune, quantize  # noqa: F401
+from tuneforge.compression.steps import distill, export, prune, quantize  # noqa: F401

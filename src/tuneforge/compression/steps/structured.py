@@ -53,7 +53,7 @@ def apply_structured(stage: Stage, step: PruneStep, context: StepContext) -> Sta
         details = _cut_heads(model, config, state, step.sparsity, context.calibration)
     else:
         details = _cut_layers(model, config, state, step.sparsity, context.calibration)
-    pruned = _rebuild(config, state)
+    pruned = rebuild(config, state)
     before = stage.parameters
     if step.recover is not None:
         from tuneforge.compression.steps.recovery import recover
@@ -66,7 +66,8 @@ def apply_structured(stage: Stage, step: PruneStep, context: StepContext) -> Sta
                  total, nonzero, ["cpu", "cuda"], details)
 
 
-def _rebuild(config: Any, state: dict[str, Any]) -> Any:
+def rebuild(config: Any, state: dict[str, Any]) -> Any:
+    """A fresh model of ``config`` holding ``state`` (every key must fit)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -175,6 +176,13 @@ def _cut_layers(model: Any, config: Any, state: dict, sparsity: float, calibrati
     count = len(layers)
     dropped = sorted(sorted(range(count), key=lambda i: influence[i])[: removed_count(count, sparsity)])
     kept = [i for i in range(count) if i not in dropped]
+    select_layers(config, state, kept)
+    return {"layers": [count, len(kept)], "removed_layers": dropped,
+            "block_influence": [round(x, 4) for x in influence]}
+
+
+def select_layers(config: Any, state: dict[str, Any], kept: list[int]) -> None:
+    """Keep only decoder layers ``kept`` (renumbered from 0) in a state dict and its config."""
     pattern = re.compile(r"^model\.layers\.(\d+)\.")
     for key in list(state):
         match = pattern.match(key)
@@ -186,8 +194,6 @@ def _cut_layers(model: Any, config: Any, state: dict, sparsity: float, calibrati
     config.num_hidden_layers = len(kept)
     if isinstance(getattr(config, "layer_types", None), list):
         config.layer_types = [config.layer_types[i] for i in kept]
-    return {"layers": [count, len(kept)], "removed_layers": dropped,
-            "block_influence": [round(x, 4) for x in influence]}
 
 
 def _slice(state: dict, prefix: str, *, rows: Any = None, cols: Any = None) -> None:

@@ -1,0 +1,32 @@
+"""The ``compress`` command: parse options, call services.compression, render the report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+
+from tuneforge.cli.render import ProgressRenderer
+
+console = Console()
+
+
+def compress_command(
+    model: str = typer.Argument(..., help="Model reference, run directory or adapter directory (merged first)."),
+    recipe: Path = typer.Option(..., "--recipe", "-r", help="Recipe YAML: steps (prune, distill, quantize, export), "
+                                "eval tasks, calibration data."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder to write: model/, report.json, report.md."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+) -> None:
+    """Compress MODEL as the recipe says, measuring size, latency and quality before and after each step."""
+    from tuneforge.compression.report import to_markdown
+    from tuneforge.services.compression import compress_model
+
+    logging.getLogger("torchao").setLevel(logging.ERROR)  # it logs every optional CUDA kernel it cannot load
+    with ProgressRenderer(console) as progress:
+        report = compress_model(model, recipe, output=output, overwrite=overwrite, progress=progress)
+    console.print(Markdown(to_markdown(report)))
+    console.print(f"[green]done:[/] {output / 'model'} (reports: {output / 'report.md'}, {output / 'report.json'})")

@@ -1,0 +1,1 @@
+"""Writers of serving formats (GGUF, ONNX) and adapters that run them for measurement."""

@@ -1,0 +1,74 @@
+"""Run a GGUF file with llama.cpp (llama-cpp-python) behind transformers' ``generate`` interface.
+
+The adapter lets the evaluation module and the latency timer measure the exported file as llama.cpp runs it:
+prompts are the transformers tokenizer's token ids (the GGUF holds the same vocabulary), decoding is greedy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class LlamaCppModel(torch.nn.Module):
+    """A GGUF model in llama.cpp with ``generate(input_ids, attention_mask, max_new_tokens, ...)``.
+
+    Args:
+        path: The .gguf file.
+        config: The transformers config of the model (for ``generate``'s callers that read it).
+        eos_token_ids: Tokens that end an answer.
+        n_ctx: Context length to allocate.
+    """
+
+    def __init__(self, path: Path, *, config: Any, eos_token_ids: list[int], n_ctx: int = 2048) -> None:
+        super().__init__()
+        from llama_cpp import Llama
+        from transformers import GenerationConfig
+
+        # One dummy weight gives callers that ask next(model.parameters()).device an answer: the CPU.
+        self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+        self.config = config
+        self.generation_config = GenerationConfig(eos_token_id=eos_token_ids)
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=os.cpu_count(), seed=0, verbose=False)
+
+    def generate(self, input_ids: Any, attention_mask: Any = None, *, max_new_tokens: int = 64,
+                 min_new_tokens: int = 0, eos_token_id: Any = None, pad_token_id: int | None = None,
+                 streamer: Any = None, **_: Any) -> Any:
+        """Greedy-decode each row (left padding removed); returns the prompts followed by the new tokens."""
+        stops = set(eos_token_id if isinstance(eos_token_id, list) else
+                    [eos_token_id] if eos_token_id is not None else self.generation_config.eos_token_id)
+        mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        answers = []
+        for ids, keep in zip(input_ids, mask):
+            prompt = ids[keep.bool()].tolist()
+            if streamer is not None:
+                streamer.put(torch.tensor([prompt]))
+            answers.append(self._decode(prompt, max_new_tokens, min_new_tokens, stops, streamer))
+        if streamer is not None:
+            streamer.end()
+        width = max(len(a) for a in answers)
+        pad = pad_token_id if pad_token_id is not None else 0
+        new = torch.tensor([a + [pad] * (width - len(a)) for a in answers], dtype=input_ids.dtype)
+        return torch.cat([input_ids, new], dim=1)
+
+    def _decode(self, prompt: list[int], max_new: int, min_new: int, stops: set, streamer: Any) -> list[int]:
+        out: list[int] = []
+        if max_new <= 0:
+            return out
+        for token in self.llm.generate(prompt, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0,
+                                       reset=True):
+            if token in stops and len(out) >= min_new:
+                out.append(token)
+                break
+            out.append(token)
+            if streamer is not None:
+                streamer.put(torch.tensor([token]))
+            if len(out) >= max_new:
+                break
+        return out
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - generation only
+        raise NotImplementedError("the llama.cpp adapter only generates; logits come from the transformers model")

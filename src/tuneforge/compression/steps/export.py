@@ -1,0 +1,84 @@
+"""Export step: GGUF for llama.cpp (Q8_0, Q4_0, F16, F32) and ONNX for onnxruntime (optionally int8).
+
+The exported file is measured as its runtime runs it: the GGUF through llama.cpp when llama-cpp-python is
+installed (else dequantized through transformers' GGUF loader, which reproduces the quantized weights), the
+ONNX model through onnxruntime.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+from tuneforge.compression.recipe import ExportStep
+from tuneforge.compression.stage import Stage, StepContext, StepStrategy, register_step, step_error
+from tuneforge.errors import MissingDependencyError
+from tuneforge.progress import ProgressEvent
+
+
+def check(step: ExportStep, config: Any, *, index: int, file: str | None) -> None:
+    """Refuse an architecture the writer does not support, or a missing exporter, before any work."""
+    if step.format == "gguf":
+        from tuneforge.compression.export.gguf_writer import ARCHITECTURES, pre_tokenizer_name
+
+        if config.model_type not in ARCHITECTURES:
+            raise step_error(f"the GGUF writer supports {', '.join(ARCHITECTURES)} models, not '{config.model_type}'",
+                             context_index=index, file=file, field_name="format",
+                             hint="export this model with format: onnx, or convert it with llama.cpp's own "
+                             "convert_hf_to_gguf.py")
+        folder = Path(getattr(config, "_name_or_path", "") or ".")
+        if (folder / "tokenizer.json").is_file() and pre_tokenizer_name(folder) is None:
+            raise step_error(f"the tokenizer of {folder} is not a byte-level BPE that llama.cpp knows (gpt2, smollm)",
+                             context_index=index, file=file, field_name="format",
+                             hint="export with format: onnx instead")
+        return
+    from tuneforge.compression.export.onnx_export import check_onnx
+
+    check_onnx(step, config, index=index, file=file)
+
+
+def apply(stage: Stage, step: ExportStep, context: StepContext) -> Stage:
+    """Write the export into ``context.workdir`` and return a stage that runs it."""
+    if step.format == "onnx":
+        from tuneforge.compression.export.onnx_export import export_onnx
+
+        return export_onnx(stage, step, context)
+    return _gguf(stage, step, context)
+
+
+def _gguf(stage: Stage, step: ExportStep, context: StepContext) -> Stage:
+    from tuneforge.compression.export.gguf_writer import write_gguf
+
+    logging.getLogger("gguf").setLevel(logging.WARNING)
+    path = context.workdir / f"model.{step.quantization}.gguf"
+    context.progress(ProgressEvent("stage", f"writing {path.name}"))
+    counts = write_gguf(stage.model, stage.tokenizer, stage.files, path, quantization=step.quantization)
+    details: dict[str, Any] = {"file": path.name, "tensor_types": counts}
+    if importlib.util.find_spec("llama_cpp") is not None:
+        from tuneforge.compression.export.llamacpp import LlamaCppModel
+        from tuneforge.evaluation.generation import _stop_ids
+
+        model = LlamaCppModel(path, config=stage.model.config, eos_token_ids=_stop_ids(stage.model, stage.tokenizer),
+                              n_ctx=min(int(stage.model.config.max_position_embeddings), 4096))
+        details["measured_with"] = "llama.cpp (llama-cpp-python)"
+    else:
+        model = _dequantized(path)
+        details["measured_with"] = ("transformers' GGUF loader (dequantized weights; latency is fp32 PyTorch's); "
+                                    "install llama-cpp-python to measure llama.cpp")
+    return Stage(model, stage.tokenizer, context.workdir, f"gguf {step.quantization}", stage.parameters,
+                 stage.nonzero_parameters, ["cpu", "cuda"], details)
+
+
+def _dequantized(path: Path) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if importlib.util.find_spec("gguf") is None:  # pragma: no cover - gguf is a core dependency
+        raise MissingDependencyError("gguf", extra="compress", purpose="reading a GGUF export")
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    return model.eval()
+
+
+register_step(StepStrategy("export", check, apply))

@@ -1,0 +1,241 @@
+"""Compression steps on tiny models: sizes fall, outputs still run, pruned weights are zero or gone, the student
+learns from the teacher, and bad input is refused before any work with the source untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from fixtures.data import MEMORIZE, write_jsonl
+
+from tuneforge.errors import ConfigError, DataError
+from tuneforge.services.compression import compress_model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices run fastest on one thread (and a busy CI machine makes two threads wait on each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("compress-data") / "mem.jsonl", MEMORIZE)
+
+
+def recipe(steps: list[dict], data: Path, **extra) -> dict:
+    return {"steps": steps, "calibration": {"data": str(data)}, "latency_samples": 1, "latency_tokens": 4,
+            "eval": {"tasks": [{"data": str(data), "metrics": ["exact_match", "token_f1"], "max_new_tokens": 6}],
+                     "batch_size": 8}, **extra}
+
+
+def digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def linear_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    state = load_file(folder / "model.safetensors")
+    return {k: v for k, v in state.items() if k.endswith("proj.weight")}
+
+
+def prompt_logits(model, tokenizer) -> torch.Tensor:
+    ids = tokenizer("What is 1 plus 2?", return_tensors="pt").input_ids
+    with torch.inference_mode():
+        return model(input_ids=ids).logits
+
+
+def test_int8_dynamic_shrinks_reloads_and_reports(tiny_model, data, tmp_path):
+    from tuneforge.compression.steps.quantize import load_compressed
+
+    before = digest(tiny_model)
+    report = compress_model(str(tiny_model), recipe([{"name": "quantize", "method": "int8_dynamic"}], data),
+                            output=tmp_path / "out")
+    source, result = report.stages
+    assert result.disk_mb < 0.4 * source.disk_mb  # int8 weights and embedding: about a quarter of fp32
+    assert result.parameters == source.parameters and result.runs_on == ["cpu"]
+    assert result.latency.requests == 1 and result.latency.per_token_p50_ms > 0
+    assert set(result.quality["mem"]) == {"exact_match", "token_f1"} and len(result.tasks[0].per_example) == 8
+    model, tokenizer = load_compressed(tmp_path / "out" / "model")
+    assert isinstance(model.model.layers[0].mlp.up_proj, torch.ao.nn.quantized.dynamic.Linear)
+    from transformers import AutoModelForCausalLM
+
+    from tuneforge.compression.steps.quantize import _quantized
+
+    fp32 = AutoModelForCausalLM.from_pretrained(tiny_model)
+    reference, reloaded = prompt_logits(fp32, tokenizer), prompt_logits(model, tokenizer)
+    again = prompt_logits(_quantized(fp32, "int8_dynamic", skip=[], group_size=128), tokenizer)
+    assert torch.equal(reloaded, again)  # the saved int8 model is the quantized model, bit for bit
+    similarity = torch.nn.functional.cosine_similarity(reloaded.flatten(), reference.flatten(), dim=0)
+    assert 0.95 < similarity < 1.0  # close to fp32, not equal
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["summary"]["size_reduction"] > 0.6
+    assert "| quantize int8_dynamic |" in (tmp_path / "out" / "report.md").read_text()
+    assert digest(tiny_model) == before
+
+
+def test_torchao_weight_only_and_bitsandbytes_nf4(tiny_model, data, tmp_path):
+    from tuneforge.compression.steps.quantize import load_compressed
+
+    ao = compress_model(str(tiny_model), recipe([{"name": "quantize", "method": "int8_weight_only"}], data),
+                        output=tmp_path / "ao")
+    assert ao.stages[1].disk_mb < 0.6 * ao.stages[0].disk_mb
+    model, tokenizer = load_compressed(tmp_path / "ao" / "model")
+    assert model.generate(**tokenizer("What", return_tensors="pt"), max_new_tokens=3, do_sample=False).shape[1] > 1
+    nf4 = compress_model(str(tiny_model), recipe([{"name": "quantize", "method": "nf4"}], data),
+                         output=tmp_path / "nf4")
+    assert nf4.stages[1].disk_mb < 0.6 * nf4.stages[0].disk_mb
+    config = json.loads((tmp_path / "nf4" / "model" / "config.json").read_text())
+    assert config["quantization_config"]["bnb_4bit_quant_type"] == "nf4"
+
+
+@pytest.mark.parametrize("method", ["magnitude", "wanda"])
+def test_unstructured_pruning_zeroes_half_of_every_layer(tiny_model, data, tmp_path, method):
+    report = compress_model(str(tiny_model), recipe([{"name": "prune", "method": method, "sparsity": 0.5}], data),
+                            output=tmp_path / "out")
+    weights = linear_weights(tmp_path / "out" / "model")
+    for name, weight in weights.items():
+        assert (weight == 0).float().mean().item() == pytest.approx(0.5, abs=0.01), name
+    if method == "wanda":  # per output row
+        assert all(((w == 0).sum(1) == w.shape[1] // 2).all() for w in weights.values())
+    assert report.stages[1].nonzero_parameters < 0.75 * report.stages[0].nonzero_parameters
+
+
+def test_semi_structured_keeps_two_of_every_four(tiny_model, data, tmp_path):
+    compress_model(str(tiny_model), recipe([{"name": "prune", "method": "semi_structured", "score": "wanda"}], data),
+                   output=tmp_path / "out")
+    for weight in linear_weights(tmp_path / "out" / "model").values():
+        groups = weight.reshape(weight.shape[0], -1, 4)
+        assert ((groups != 0).sum(-1) <= 2).all()
+
+
+@pytest.mark.parametrize(("method", "key", "expected"), [
+    ("heads", "num_key_value_heads", 1), ("mlp_channels", "intermediate_size", 64), ("layers", "num_hidden_layers", 1)])
+def test_structured_pruning_makes_the_saved_model_smaller(tiny_model, data, tmp_path, method, key, expected):
+    from transformers import AutoModelForCausalLM
+
+    report = compress_model(str(tiny_model), recipe([{"name": "prune", "method": method, "sparsity": 0.5}], data),
+                            output=tmp_path / "out")
+    folder = tmp_path / "out" / "model"
+    assert json.loads((folder / "config.json").read_text())[key] == expected
+    source, result = report.stages
+    assert result.parameters < source.parameters and result.disk_mb < source.disk_mb
+    model = AutoModelForCausalLM.from_pretrained(folder)  # the smaller shapes load as a plain model
+    assert sum(p.numel() for p in model.parameters()) == result.parameters
+    assert result.tasks[0].per_example[0].prediction is not None
+
+
+def test_distilled_student_has_half_the_layers_and_learns_from_the_teacher(tiny_model, data, tmp_path):
+    report = compress_model(str(tiny_model), recipe(
+        [{"name": "distill", "data": str(data), "max_steps": 12, "learning_rate": 5e-3, "batch_size": 4}], data),
+        output=tmp_path / "out")
+    details = report.stages[1].details
+    assert details["student_layers"] == 1 and details["initialized_from_layers"] == [1]
+    assert details["kl_to_teacher_after"] < 0.5 * details["kl_to_teacher_before"]
+    assert json.loads((tmp_path / "out" / "model" / "config.json").read_text())["num_hidden_layers"] == 1
+
+
+def test_gguf_export_round_trips_and_quantizes(tiny_model, data, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    sizes = {}
+    for quantization in ("f32", "q8_0", "q4_0"):
+        out = tmp_path / quantization
+        report = compress_model(str(tiny_model), recipe(
+            [{"name": "export", "format": "gguf", "quantization": quantization}], data, eval=None, latency_samples=0),
+            output=out)
+        sizes[quantization] = report.stages[1].disk_mb
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    reference = prompt_logits(AutoModelForCausalLM.from_pretrained(tiny_model), tokenizer)
+    back = AutoModelForCausalLM.from_pretrained(tmp_path / "f32" / "model", gguf_file="model.f32.gguf")
+    assert torch.allclose(prompt_logits(back, tokenizer), reference, atol=1e-5)  # names and rotary order right
+    assert sizes["q8_0"] < 0.3 * sizes["f32"] and sizes["q4_0"] < 0.2 * sizes["f32"]
+
+
+def test_adapter_is_merged_before_compressing(tiny_model, data, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path / "adapter")  # as a run's adapter/ has
+    report = compress_model(str(tmp_path / "adapter"), recipe(
+        [{"name": "export", "format": "gguf", "quantization": "f32"}], data, eval=None, latency_samples=0),
+        output=tmp_path / "out")
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert report.stages[0].parameters == sum(p.numel() for p in plain.parameters())  # no adapter weights left
+    merged = peft_model.merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    back = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "model", gguf_file="model.f32.gguf")
+    merged_logits = prompt_logits(merged, tokenizer)
+    assert torch.allclose(prompt_logits(back, tokenizer), merged_logits, atol=1e-4)
+    assert not torch.allclose(prompt_logits(plain, tokenizer), merged_logits, atol=1e-2)  # the adapter mattered
+
+
+# Bad input: a clear error before any work; no output folder; the source untouched.
+
+
+def _refused(model: Path, steps: list[dict], data: Path, tmp_path: Path, error: type, *needles: str, **extra):
+    before = digest(model)
+    with pytest.raises(error) as caught:
+        compress_model(str(model), recipe(steps, data, **extra), output=tmp_path / "out")
+    for needle in needles:
+        assert needle in str(caught.value)
+    assert not (tmp_path / "out").exists() and digest(model) == before
+    return caught.value
+
+
+def test_gguf_export_of_an_unsupported_architecture_is_refused(tmp_path, data):
+    from fixtures.tiny import build_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = build_tokenizer()
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2)).save_pretrained(
+        tmp_path / "gpt2")
+    tokenizer.save_pretrained(tmp_path / "gpt2")
+    error = _refused(tmp_path / "gpt2", [{"name": "export", "format": "gguf"}], data, tmp_path, ConfigError,
+                     "not 'gpt2'", "steps.0.format")
+    assert "onnx" in error.hint
+
+
+def test_two_four_on_a_width_not_a_multiple_of_four_is_refused(tmp_path, data):
+    from fixtures.tiny import build_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=66, intermediate_size=130, num_hidden_layers=1,
+                         num_attention_heads=3, num_key_value_heads=1)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "odd")
+    tokenizer.save_pretrained(tmp_path / "odd")
+    _refused(tmp_path / "odd", [{"name": "prune", "method": "semi_structured"}], data, tmp_path, ConfigError,
+             "multiples of 4", "hidden_size", "steps.0.method")
+
+
+def test_missing_calibration_data_is_refused(tiny_model, data, tmp_path):
+    _refused(tiny_model, [{"name": "prune", "method": "wanda"}], data, tmp_path, DataError, "calibration data",
+             "absent.jsonl", calibration={"data": str(tmp_path / "absent.jsonl")})
+    _refused(tiny_model, [{"name": "prune", "method": "wanda"}], data, tmp_path, ConfigError, "needs calibration",
+             calibration=None)
+
+
+def test_quantize_before_another_step_is_refused(tiny_model, data, tmp_path):
+    _refused(tiny_model, [{"name": "quantize"}, {"name": "prune"}], data, tmp_path, ConfigError, "must be the last")
+
+
+def test_cpu_only_machine_refuses_int4_weight_only(tiny_model, data, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU runs int4_weight_only")
+    _refused(tiny_model, [{"name": "quantize", "method": "int4_weight_only"}], data, tmp_path, ConfigError,
+             "needs a CUDA GPU")
