@@ -239,3 +239,34 @@ def test_cpu_only_machine_refuses_int4_weight_only(tiny_model, data, tmp_path):
         pytest.skip("a CUDA GPU runs int4_weight_only")
     _refused(tiny_model, [{"name": "quantize", "method": "int4_weight_only"}], data, tmp_path, ConfigError,
              "needs a CUDA GPU")
+
+
+def test_cli_compresses_and_refuses_a_bad_recipe_cleanly(tiny_model, data, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    def tuneforge(*args):
+        return subprocess.run([sys.executable, "-m", "tuneforge.cli.app", *map(str, args)], capture_output=True,
+                              text=True, env=dict(os.environ), timeout=300)
+
+    def assert_clean_error(result, *needles):
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert "error:" in result.stderr and "hint:" in result.stderr
+        for needle in needles:
+            assert needle in result.stderr, result.stderr
+
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(recipe([{"name": "export", "format": "gguf", "quantization": "q8_0"}], data,
+                                          latency_samples=0)))
+    result = tuneforge("compress", tiny_model, "--recipe", good, "--output", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "export gguf" in result.stdout and (tmp_path / "out" / "model" / "model.q8_0.gguf").is_file()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps:\n  - name: prune\n    method: wanda\n")
+    assert_clean_error(tuneforge("compress", tiny_model, "--recipe", bad, "--output", tmp_path / "bad-out"),
+                       "needs calibration data", "bad.yaml")
+    assert_clean_error(tuneforge("compress", tiny_model, "--recipe", good, "--output", tmp_path / "out"),
+                       "already holds files", "--overwrite")

@@ -81,7 +81,8 @@ def _config_error(exc: ValidationError, model: type[BaseModel], *, file: str | N
         tag = err.get("ctx", {}).get("tag")
         expected = err.get("ctx", {}).get("expected_tags", "")
         close = difflib.get_close_matches(str(tag), [t.strip(" '") for t in expected.split(",")], n=1)
-        message = f"unknown {loc[-1] if loc else 'name'} '{tag}'; expected one of {expected}"
+        label = loc[-1] if loc and isinstance(loc[-1], str) else "name"
+        message = f"unknown {label} '{tag}'; expected one of {expected}"
         hint = f"did you mean '{close[0]}'?" if close else None
     elif "input" in err and not isinstance(err["input"], (dict, list)):
         message = f"{message} (got {err['input']!r})"
@@ -102,12 +103,17 @@ def _strip_tags(model: type[BaseModel], loc: list[str | int]) -> list[str | int]
     while i < len(loc):
         part = loc[i]
         parts.append(part)
-        current = _child_model(current, part)
-        if current is not None and isinstance(current, list) and i + 1 < len(loc):
-            # A discriminated union: the next loc part is the tag, not a key of the YAML.
-            current = next((m for m in current if _tag_of(m) == loc[i + 1]), None)
-            i += 1
         i += 1
+        if isinstance(part, int):  # a list position: the list's item model stays current
+            if isinstance(current, list) and i < len(loc):
+                current = next((m for m in current if _tag_of(m) == loc[i]), None)
+                i += 1  # a discriminated union's tag follows the position
+            continue
+        current = _child_model(current, part)
+        if isinstance(current, list) and i < len(loc) and not isinstance(loc[i], int):
+            # A discriminated union: the next loc part is the tag, not a key of the YAML.
+            current = next((m for m in current if _tag_of(m) == loc[i]), None)
+            i += 1
     return parts
 
 
