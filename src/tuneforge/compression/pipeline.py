@@ -78,6 +78,8 @@ def run_pipeline(
             if previous != stage.files and previous.is_dir():
                 shutil.rmtree(previous, ignore_errors=True)
             figures.append(measure(stage, label, time.perf_counter() - step_started))
+        if callable(getattr(stage.model, "close", None)):
+            stage.model.close()  # a runtime outside torch (llama.cpp) frees its memory now
         shutil.move(str(stage.files), staging / "model")
         shutil.rmtree(work, ignore_errors=True)
         report = CompressionReport.build(reference=reference, output=output, recipe=recipe, stages=figures,

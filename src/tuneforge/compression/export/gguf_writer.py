@@ -22,7 +22,7 @@ BLOCK = 32  # weights per Q8_0 / Q4_0 block
 def pre_tokenizer_name(model_dir: Path) -> str | None:
     """llama.cpp's name for the tokenizer's pre-tokenizer, or None when it is not one llama.cpp knows here.
 
-    ``smollm``: individual digits, then byte-level BPE (SmolLM / SmolLM2); ``gpt2``: byte-level BPE alone.
+    ``smollm``: individual digits, then byte-level BPE (SmolLM / SmolLM2); ``gpt-2``: byte-level BPE alone.
     """
     file = model_dir / "tokenizer.json"
     if not file.is_file():
@@ -34,7 +34,7 @@ def pre_tokenizer_name(model_dir: Path) -> str | None:
     parts = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
     kinds = [p.get("type") for p in parts]
     if kinds == ["ByteLevel"]:
-        return "gpt2"
+        return "gpt-2"
     if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits"):
         return "smollm"
     return None

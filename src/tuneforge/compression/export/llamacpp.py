@@ -70,5 +70,6 @@ class LlamaCppModel(torch.nn.Module):
                 break
         return out
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - generation only
-        raise NotImplementedError("the llama.cpp adapter only generates; logits come from the transformers model")
+    def close(self) -> None:
+        """Free llama.cpp's model and context now (its finalizer can fail at interpreter exit)."""
+        self.llm.close()

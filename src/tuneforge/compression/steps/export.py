@@ -30,7 +30,7 @@ def check(step: ExportStep, config: Any, *, index: int, file: str | None) -> Non
                              "convert_hf_to_gguf.py")
         folder = Path(getattr(config, "_name_or_path", "") or ".")
         if (folder / "tokenizer.json").is_file() and pre_tokenizer_name(folder) is None:
-            raise step_error(f"the tokenizer of {folder} is not a byte-level BPE that llama.cpp knows (gpt2, smollm)",
+            raise step_error(f"the tokenizer of {folder} is not a byte-level BPE that llama.cpp knows (gpt-2, smollm)",
                              context_index=index, file=file, field_name="format",
                              hint="export with format: onnx instead")
         return
