@@ -270,3 +270,28 @@ def test_cli_compresses_and_refuses_a_bad_recipe_cleanly(tiny_model, data, tmp_p
                        "needs calibration data", "bad.yaml")
     assert_clean_error(tuneforge("compress", tiny_model, "--recipe", good, "--output", tmp_path / "out"),
                        "already holds files", "--overwrite")
+
+
+def test_onnx_export_matches_torch_and_int8_shrinks(tiny_model, data, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneforge.compression.export.onnx_export import OnnxCausalLM
+
+    runs = {}
+    for quantization in (None, "int8_dynamic", "int8_static"):
+        runs[quantization] = compress_model(str(tiny_model), recipe(
+            [{"name": "export", "format": "onnx", "quantization": quantization}], data), output=tmp_path / str(quantization))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    fp32 = AutoModelForCausalLM.from_pretrained(tiny_model)
+    exported = OnnxCausalLM(tmp_path / "None" / "model" / "model.onnx", config=fp32.config)
+    assert torch.allclose(prompt_logits(exported, tokenizer), prompt_logits(fp32, tokenizer), atol=1e-4)
+    source, onnx = runs[None].stages
+    assert answers_of(onnx) == answers_of(source)  # greedy answers through onnxruntime are torch's
+    for quantized in ("int8_dynamic", "int8_static"):
+        stage = runs[quantized].stages[1]
+        assert stage.disk_mb < 0.75 * onnx.disk_mb and stage.latency.per_token_p50_ms > 0
+        assert len(answers_of(stage)) == 8
+
+
+def answers_of(stage) -> list[str]:
+    return [e.prediction for e in stage.tasks[0].per_example]

@@ -31,3 +31,14 @@ def test_smollm2_gguf_q8_0_runs_in_llama_cpp_with_the_same_greedy_answers(tmp_pa
     profile = [task for task in gguf.tasks if task.name == "profile-extraction"][0]
     assert all(e.prediction for e in profile.per_example)  # llama.cpp answered every prompt
     assert gguf.latency.per_token_p50_ms > 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
+                    reason="onnxruntime is not installed (pip install 'tuneforge[onnx]')")
+def test_smollm2_onnx_runs_in_onnxruntime_with_the_same_greedy_answers(tmp_path):
+    recipe = {"steps": [{"name": "export", "format": "onnx"}], "latency_samples": 0,
+              "eval": {"tasks": [{"builtin": "arithmetic", "limit": 6}]}}
+    report = compress_model("smollm2-135m", recipe, output=tmp_path / "out")
+    source, onnx = report.stages
+    assert onnx.details["runtime"].startswith("onnxruntime") and (tmp_path / "out" / "model" / "model.onnx").is_file()
+    assert answers(onnx) == answers(source)
