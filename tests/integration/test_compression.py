@@ -86,6 +86,7 @@ def test_int8_dynamic_shrinks_reloads_and_reports(tiny_model, data, tmp_path):
 
 
 def test_torchao_weight_only_and_bitsandbytes_nf4(tiny_model, data, tmp_path):
+    pytest.importorskip("torchao", reason="int8_weight_only needs the compress extra")
     from tuneforge.compression.steps.quantize import load_compressed
 
     ao = compress_model(str(tiny_model), recipe([{"name": "quantize", "method": "int8_weight_only"}], data),
@@ -273,6 +274,7 @@ def test_cli_compresses_and_refuses_a_bad_recipe_cleanly(tiny_model, data, tmp_p
 
 
 def test_onnx_export_matches_torch_and_int8_shrinks(tiny_model, data, tmp_path):
+    pytest.importorskip("onnxruntime", reason="ONNX export needs the onnx extra")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tuneforge.compression.export.onnx_export import OnnxCausalLM

@@ -41,6 +41,8 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks 
         warnings.filterwarnings("ignore", category=UserWarning)
         # bitsandbytes' CPU backend warns at import that it cannot fetch an optional kernel from the hub.
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+        # torchao (the compress extra) logs each optional CUDA kernel it cannot load whenever it is imported.
+        logging.getLogger("torchao").setLevel(logging.ERROR)
 
 
 @app.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
@@ -25,7 +24,6 @@ def compress_command(
     from tuneforge.compression.report import to_markdown
     from tuneforge.services.compression import compress_model
 
-    logging.getLogger("torchao").setLevel(logging.ERROR)  # it logs every optional CUDA kernel it cannot load
     with ProgressRenderer(console) as progress:
         report = compress_model(model, recipe, output=output, overwrite=overwrite, progress=progress)
     console.print(Markdown(to_markdown(report)))
