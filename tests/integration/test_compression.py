@@ -297,3 +297,14 @@ def test_onnx_export_matches_torch_and_int8_shrinks(tiny_model, data, tmp_path):
 
 def answers_of(stage) -> list[str]:
     return [e.prediction for e in stage.tasks[0].per_example]
+
+
+def test_recovery_fine_tune_after_pruning_keeps_the_zeros(tiny_model, data, tmp_path):
+    steps = [{"name": "prune", "method": "magnitude", "sparsity": 0.5,
+              "recover": {"data": str(data), "method": "lora", "epochs": 2, "learning_rate": 1e-2, "batch_size": 4}}]
+    report = compress_model(str(tiny_model), recipe(steps, data, eval=None, latency_samples=0), output=tmp_path / "out")
+    recovery = report.stages[1].details["recovery"]
+    assert recovery["method"] == "lora" and recovery["steps"] == 4 and recovery["train_loss"] > 0
+    weights = linear_weights(tmp_path / "out" / "model")
+    assert all((w == 0).float().mean().item() >= 0.5 - 0.01 for w in weights.values())  # merged LoRA re-masked
+    assert not (tmp_path / "out" / "model" / "adapter_config.json").exists()

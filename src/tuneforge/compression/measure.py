@@ -6,7 +6,6 @@ model has transformers' ``generate``, which the llama.cpp and ONNX adapters prov
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import time
 from typing import Any
@@ -61,8 +60,7 @@ def measure_stage(
         quiet = suite.model_copy(update={"latency_samples": 0})  # latency is timed below, on equal work
         for task in tasks:
             progress(ProgressEvent("stage", f"{label}: {task.name} ({len(task.examples)} examples)"))
-            results.append(run_task(stage.model, stage.tokenizer, dataclasses.replace(task), suite=quiet,
-                                    progress=progress))
+            results.append(run_task(stage.model, stage.tokenizer, task, suite=quiet, progress=progress))
     latency = None
     if latency_samples:
         prompts = _latency_prompts(tasks, latency_samples)

@@ -105,8 +105,7 @@ def _check_order(recipe: CompressionRecipe, *, file: str | None) -> None:
 
 
 def _check_steps(recipe: CompressionRecipe, base: Path, *, file: str | None) -> None:
-    """Each step's own check, against the model's config (the layers a structural step leaves are estimated
-    by the checks themselves where it matters)."""
+    """Each step's own check against the model's config; a distill step's student depth carries to later checks."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(base)
