@@ -308,3 +308,14 @@ def test_recovery_fine_tune_after_pruning_keeps_the_zeros(tiny_model, data, tmp_
     weights = linear_weights(tmp_path / "out" / "model")
     assert all((w == 0).float().mean().item() >= 0.5 - 0.01 for w in weights.values())  # merged LoRA re-masked
     assert not (tmp_path / "out" / "model" / "adapter_config.json").exists()
+
+
+def test_llama_cpp_runs_a_head_pruned_gguf_export_like_torch(tiny_model, data, tmp_path):
+    pytest.importorskip("llama_cpp", reason="measuring GGUF in llama.cpp needs the llamacpp extra")
+    steps = [{"name": "prune", "method": "heads", "sparsity": 0.5},
+             {"name": "export", "format": "gguf", "quantization": "f32"}]
+    report = compress_model(str(tiny_model), recipe(steps, data), output=tmp_path / "out")
+    pruned, exported = report.stages[1:]
+    assert exported.details["measured_with"].startswith("llama.cpp")
+    assert answers_of(exported) == answers_of(pruned)  # same weights, same greedy answers in llama.cpp
+    assert any(answers_of(exported))
