@@ -151,7 +151,7 @@ def test_gguf_export_round_trips_and_quantizes(tiny_model, data, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     sizes = {}
-    for quantization in ("f32", "q8_0", "q4_0"):
+    for quantization in ("f32", "q8_0", "q4_1", "q4_0"):
         out = tmp_path / quantization
         report = compress_model(str(tiny_model), recipe(
             [{"name": "export", "format": "gguf", "quantization": quantization}], data, eval=None, latency_samples=0),
@@ -161,7 +161,7 @@ def test_gguf_export_round_trips_and_quantizes(tiny_model, data, tmp_path):
     reference = prompt_logits(AutoModelForCausalLM.from_pretrained(tiny_model), tokenizer)
     back = AutoModelForCausalLM.from_pretrained(tmp_path / "f32" / "model", gguf_file="model.f32.gguf")
     assert torch.allclose(prompt_logits(back, tokenizer), reference, atol=1e-5)  # names and rotary order right
-    assert sizes["q8_0"] < 0.3 * sizes["f32"] and sizes["q4_0"] < 0.2 * sizes["f32"]
+    assert sizes["q8_0"] < 0.3 * sizes["f32"] and sizes["q4_0"] < sizes["q4_1"] < 0.25 * sizes["f32"]
 
 
 def test_adapter_is_merged_before_compressing(tiny_model, data, tmp_path):

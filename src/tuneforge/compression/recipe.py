@@ -30,6 +30,7 @@ from tuneforge.config.models import DataFormat, StrictModel
 from tuneforge.evaluation.suites import SuiteConfig
 
 QuantizeMethod = Literal["int8_dynamic", "int8_weight_only", "int4_weight_only", "nf4", "fp4", "bnb_int8"]
+ExportQuantization = Literal["f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "int8_dynamic", "int8_static"]
 PruneMethod = Literal["magnitude", "wanda", "semi_structured", "heads", "mlp_channels", "layers"]
 
 
@@ -100,15 +101,15 @@ class ExportStep(StrictModel):
 
     name: Literal["export"] = Field("export", description="Step kind.")
     format: Literal["gguf", "onnx"] = Field("gguf", description="gguf (llama.cpp) or onnx (onnxruntime).")
-    quantization: Literal["f32", "f16", "q8_0", "q4_0", "int8_dynamic", "int8_static"] | None = Field(
+    quantization: ExportQuantization | None = Field(
         None,
-        description="gguf: f32, f16, q8_0 (default) or q4_0; onnx: none (default), int8_dynamic or int8_static "
+        description="gguf: f32, f16, q8_0 (default), q5_1, q5_0, q4_1 or q4_0; onnx: none (default), int8_dynamic or int8_static "
         "(onnxruntime; int8_static needs calibration data).",
     )
 
     @model_validator(mode="after")
     def _fits_format(self) -> ExportStep:
-        allowed = {"gguf": {"f32", "f16", "q8_0", "q4_0"}, "onnx": {"int8_dynamic", "int8_static"}}[self.format]
+        allowed = {"gguf": {"f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"}, "onnx": {"int8_dynamic", "int8_static"}}[self.format]
         if self.quantization is not None and self.quantization not in allowed:
             raise ValueError(f"quantization '{self.quantization}' does not apply to {self.format} "
                              f"(choose from {', '.join(sorted(allowed))})")

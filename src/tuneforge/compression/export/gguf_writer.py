@@ -3,8 +3,8 @@
 llama.cpp's own converter (``convert_hf_to_gguf.py``) is not on PyPI; this writer follows it for the Llama
 layout: tensor names from ``gguf``'s name tables, the query/key rows permuted back from Hugging Face's
 rotary layout, the BPE vocabulary with its merges and special tokens (``gguf.SpecialVocab``), and 2-D weights
-quantized with ``gguf.quants`` (Q8_0 or Q4_0 in blocks of 32; the embedding stays Q8_0 under Q4_0, as
-llama.cpp's own Q4_0 keeps its output matrix at higher precision).
+quantized with ``gguf.quants`` (Q8_0, Q5_0, Q5_1, Q4_0 or Q4_1 in blocks of 32; the embedding stays Q8_0 under
+the 4- and 5-bit types, as llama.cpp's own presets keep the output matrix at higher precision).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 # model_type -> llama.cpp architecture; mistral without sliding window is the Llama graph.
 ARCHITECTURES = {"llama": "llama", "mistral": "llama"}
-FILE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}
+FILE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9}
 BLOCK = 32  # weights per Q8_0 / Q4_0 block
 
 
@@ -141,9 +141,9 @@ def _tensor_type(name: str, data: Any, quantization: str) -> Any:
         return types.F32
     if quantization == "f16" or data.shape[-1] % BLOCK:
         return types.F16
-    if quantization == "q4_0" and name == "token_embd.weight":
-        return types.Q8_0
-    return {"q8_0": types.Q8_0, "q4_0": types.Q4_0}[quantization]
+    if quantization != "q8_0" and name == "token_embd.weight":
+        return types.Q8_0  # the embedding is also the (tied) output matrix: llama.cpp keeps it above 4 bits too
+    return types[quantization.upper()]
 
 
 def _encode(data: Any, qtype: Any) -> tuple[Any, Any]:
