@@ -60,8 +60,8 @@ def test_int8_dynamic_shrinks_reloads_and_reports(tiny_model, data, tmp_path):
     from tuneforge.compression.steps.quantize import load_compressed
 
     before = digest(tiny_model)
-    report = compress_model(str(tiny_model), recipe([{"name": "quantize", "method": "int8_dynamic"}], data),
-                            output=tmp_path / "out")
+    steps = [{"name": "quantize", "method": "int8_dynamic", "skip_modules": []}]
+    report = compress_model(str(tiny_model), recipe(steps, data), output=tmp_path / "out")
     source, result = report.stages
     assert result.disk_mb < 0.4 * source.disk_mb  # int8 weights and embedding: about a quarter of fp32
     assert result.parameters == source.parameters and result.runs_on == ["cpu"]

@@ -69,3 +69,11 @@ def test_summary_compares_the_result_with_the_source():
     summary = summarize(stage(100, 0.8, 20), stage(25, 0.78, 10))
     assert summary["size_reduction"] == 0.75 and summary["per_token_speedup"] == 2.0
     assert summary["relative_quality_change"]["t/exact_match"] == pytest.approx(-0.025)
+
+
+def test_int8_dynamic_keeps_down_proj_in_fp32_by_default():
+    from tuneforge.compression.recipe import QuantizeStep
+
+    assert QuantizeStep(method="int8_dynamic").skip_modules == ["down_proj"]
+    assert QuantizeStep(method="int8_weight_only").skip_modules == []
+    assert QuantizeStep(method="int8_dynamic", skip_modules=[]).skip_modules == []

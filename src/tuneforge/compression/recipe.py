@@ -44,11 +44,19 @@ class QuantizeStep(StrictModel):
         "int8_weight_only (torchao; CPU and GPU), int4_weight_only (torchao; CUDA only), "
         "nf4 / fp4 / bnb_int8 (bitsandbytes, for GPU serving; also runs on CPU with bitsandbytes >= 0.45).",
     )
-    skip_modules: list[str] = Field(
-        default_factory=list,
-        description="Modules left in full precision (name suffixes, e.g. lm_head); none by default.",
+    skip_modules: list[str] | None = Field(
+        None,
+        description="Modules left in full precision (name suffixes, e.g. lm_head). Default: down_proj for "
+        "int8_dynamic (the MLP output's inputs carry activation outliers, |x| in the thousands on a few tokens, "
+        "that per-tensor int8 activations cannot hold), none for the weight-only methods.",
     )
     group_size: int = Field(128, ge=16, description="Weights per scale for int4_weight_only.")
+
+    @model_validator(mode="after")
+    def _default_skips(self) -> QuantizeStep:
+        if self.skip_modules is None:
+            self.skip_modules = ["down_proj"] if self.method == "int8_dynamic" else []
+        return self
 
 
 class RecoverySettings(StrictModel):
