@@ -144,7 +144,8 @@ def test_distilled_student_has_half_the_layers_and_learns_from_the_teacher(tiny_
     details = report.stages[1].details
     assert details["student_layers"] == 1 and details["initialized_from_layers"] == [1]
     assert details["kl_to_teacher_after"] < 0.5 * details["kl_to_teacher_before"]
-    assert json.loads((tmp_path / "out" / "model" / "config.json").read_text())["num_hidden_layers"] == 1
+    config = json.loads((tmp_path / "out" / "model" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 1 and config["use_cache"] is True  # generation keeps its KV cache
 
 
 def test_gguf_export_round_trips_and_quantizes(tiny_model, data, tmp_path):

@@ -78,6 +78,7 @@ def apply(stage: Stage, step: DistillStep, context: StepContext) -> Stage:
     trainer = _trainer(student, teacher, step, context, Dataset.from_list(rows), collator)
     output = trainer.train()
     student = trainer.model.eval()
+    student.config.use_cache = True  # training turns the KV cache off; generation needs it back
     kl_after = distillation_kl(student, teacher, probe, temperature=step.temperature)
     save_transformers(student, stage.tokenizer, context.workdir)
     total, nonzero = count_parameters(student)

@@ -26,6 +26,7 @@ def recover(model: Any, tokenizer: Any, settings: RecoverySettings, context: Ste
     )
     result = run_training(config, overwrite=True, progress=context.progress)
     tuned, _, _ = load_for_inference(str(result.output_dir), merge=True)
+    tuned.config.use_cache = True  # training turns the KV cache off; generation needs it back
     details = {"method": settings.method, "train_loss": result.summary["train_loss"],
                "steps": result.summary["global_step"]}
     return tuned, details
