@@ -10,6 +10,7 @@ folder) and prints one row per recipe with the issue's targets:
 
     .venv/bin/python benchmarks/compress.py --quickstart quickstart
     .venv/bin/python benchmarks/compress.py --quickstart quickstart --recipes int8_dynamic gguf_q4_0 --limit 30
+    .venv/bin/python benchmarks/compress.py --quickstart quickstart --recipes gguf_q8_0 --speed
 """
 
 from __future__ import annotations
@@ -62,6 +63,31 @@ def run_recipe(name: str, quickstart: Path, limit: int | None, out: Path) -> dic
     }
 
 
+def interleaved_latency(quickstart: Path, rounds: int = 5) -> dict[str, float]:
+    """Per-token p50 (ms) of fp32 and of int8_dynamic (default and all-linear), timed in alternation, so that a
+    busy shared CPU slows every model alike (sequential pipeline figures drift with the machine's load)."""
+    import copy
+    import statistics
+
+    from tuneforge.compression.measure import time_latency
+    from tuneforge.compression.steps.quantize import _quantized
+    from tuneforge.data import load_examples
+    from tuneforge.evaluation.evaluate import split_reference
+    from tuneforge.models.inference import load_for_inference
+
+    fp32, tokenizer, _ = load_for_inference(str(quickstart / "run"), merge=True)
+    models = {"fp32": fp32,
+              "int8_dynamic": _quantized(copy.deepcopy(fp32), "int8_dynamic", skip=["down_proj"], group_size=128),
+              "int8_dynamic_all": _quantized(copy.deepcopy(fp32), "int8_dynamic", skip=[], group_size=128)}
+    examples, _ = load_examples(quickstart / "data" / "test.jsonl")
+    prompts = [split_reference(e)[0] for e in examples[:2]]
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            times[name].append(time_latency(model, tokenizer, prompts, tokens=32).per_token_p50_ms)
+    return {name: round(statistics.median(values), 2) for name, values in times.items()}
+
+
 def verdict(row: dict) -> str:
     loss = 1 - row["em_kept"] if row["em_kept"] is not None else None
     checks = []
@@ -80,9 +106,10 @@ def verdict(row: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quickstart", type=Path, default=Path("quickstart"), help="folder of `tuneforge quickstart`")
-    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--limit", type=int, default=None, help="score only the first N test examples")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--speed", action="store_true", help="also time fp32 and int8 in alternation")
     args = parser.parse_args()
     if not (args.quickstart / "run" / "tuneforge_run.json").is_file():
         sys.exit(f"{args.quickstart}/run is not a quickstart run: run `tuneforge quickstart` first")
@@ -99,6 +126,12 @@ def main() -> None:
         print(f"| {r['recipe']} | {r['format']} | {r['source_mb']:.0f} -> {r['result_mb']:.0f} | {r['smaller']:.1%} | "
               f"{r['em_source']:.3f} -> {r['em_result']:.3f} | {kept} | {r['ms_per_token_source']:.1f} -> "
               f"{r['ms_per_token_result']:.1f} | {r['ttft_ms_source']:.0f} -> {r['ttft_ms_result']:.0f} | {verdict(r)} |")
+    if args.speed:
+        speed = interleaved_latency(args.quickstart.resolve())
+        print("\nper-token p50 ms, timed in alternation:", ", ".join(f"{k} {v}" for k, v in speed.items()))
+        print(f"int8_dynamic faster per token than fp32: {'yes' if speed['int8_dynamic'] < speed['fp32'] else 'NO'} "
+              f"({speed['fp32'] / speed['int8_dynamic']:.2f}x)")
+        rows.append({"interleaved_per_token_ms": speed})
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
