@@ -163,3 +163,9 @@ def test_merge_adapters_command(tiny_model, memorize_data, tmp_path):
     assert (tmp_path / "m" / "adapter_config.json").is_file()
     assert_clean_error(tuneforge("merge-adapters", tmp_path / "a", tmp_path / "b", "-w", "1", "--output", tmp_path / "n"),
                        "1 weights for 2 adapters")
+
+
+def test_a_missing_option_shows_the_usage_line():
+    result = tuneforge("keys", "create")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "keys create [OPTIONS]" in result.stderr and "Missing option '--project'" in result.stderr

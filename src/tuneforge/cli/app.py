@@ -43,6 +43,7 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks 
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
         # torchao (the compress extra) logs each optional CUDA kernel it cannot load whenever it is imported.
         logging.getLogger("torchao").setLevel(logging.ERROR)
+        logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # warns about torchao's enums at import
 
 
 @app.command()
@@ -205,15 +206,10 @@ def main() -> None:
         Console(stderr=True, soft_wrap=True).print("[red]interrupted[/]: checkpoints written so far are kept; resume with --resume")
         sys.exit(130)
     except Exception as exc:  # click usage errors and the unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
+        if type(exc).__module__.endswith("click.exceptions"):  # click's, or the copy typer vendors (typer._click)
+            if hasattr(exc, "show"):  # usage errors: the usage line and what is wrong
+                exc.show()
+            sys.exit(getattr(exc, "exit_code", 1))
         if _state["debug"]:
             raise
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)

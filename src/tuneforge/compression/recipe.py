@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, model_validator
 
@@ -140,6 +140,10 @@ class CalibrationSettings(StrictModel):
 
 class CompressionRecipe(StrictModel):
     """A compression pipeline: steps run in order, quality and cost measured before and after each."""
+
+    examples_hint: ClassVar[str] = (
+        "the recipes in configs/compress/ and the README's Compressing table show every step and its options"
+    )
 
     steps: list[Step] = Field(min_length=1, description="Steps, run in this order.")
     eval: SuiteConfig | None = Field(None, description="Evaluation suite run before the first and after each step "

@@ -34,8 +34,7 @@ def load_config(path: str | Path, model: type[M] | None = None) -> M:
     model = model or TrainConfig  # type: ignore[assignment]
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}", hint="check the path, or write one with "
-                          "'tuneforge config template lora > config.yaml'")
+        raise ConfigError(f"config file not found: {path}", hint=f"check the path; {_examples_hint(model)}")
     text = path.read_text(encoding="utf-8")
     try:
         root = yaml.compose(text)
@@ -87,8 +86,13 @@ def _config_error(exc: ValidationError, model: type[BaseModel], *, file: str | N
     elif "input" in err and not isinstance(err["input"], (dict, list)):
         message = f"{message} (got {err['input']!r})"
     if hint is None:
-        hint = "'tuneforge config template lora' shows every field with its allowed values"
+        hint = _examples_hint(model)
     return ConfigError(message, file=file, line=_line_of(root, loc), field=field_path or None, hint=hint)
+
+
+def _examples_hint(model: type[BaseModel]) -> str:
+    """Where a user finds every field of ``model`` with its allowed values (its ``examples_hint``)."""
+    return getattr(model, "examples_hint", None) or "the README lists the fields and their allowed values"
 
 
 def _field_path(model: type[BaseModel], loc: list[str | int]) -> str:

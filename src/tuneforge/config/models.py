@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -306,6 +306,10 @@ class TrainSettings(StrictModel):
 
 class TrainConfig(StrictModel):
     """A fine-tuning run: model, method, data, optimization, seed and where the outputs go."""
+
+    examples_hint: ClassVar[str] = (
+        "'tuneforge config template lora > config.yaml' writes an example with every field and its allowed values"
+    )
 
     model: str = Field(
         description="Model reference: a builtin alias (smollm2-135m, minilm-l6), a local model "

@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -142,6 +142,8 @@ class TaskConfig(StrictModel):
 
 class SuiteConfig(StrictModel):
     """An evaluation: tasks to run on a model, generation settings, and the statistics of comparisons."""
+
+    examples_hint: ClassVar[str] = "'tuneforge eval --help' and the README's evaluation section show the suite fields"
 
     name: str = Field("eval", description="Name of the suite, shown in reports.")
     tasks: list[TaskConfig] = Field(min_length=1, description="Tasks to run, in order.")
