@@ -7,15 +7,15 @@ model has transformers' ``generate``, which the llama.cpp and ONNX adapters prov
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuneforge.compression.stage import Stage, folder_bytes
+from tuneforge.compression.stage import Stage
 from tuneforge.evaluation.results import TaskResult
 from tuneforge.evaluation.suites import LoadedTask, SuiteConfig
 from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
+from tuneforge.storage.files import folder_bytes
 
 
 class LatencyFigures(BaseModel):
@@ -83,50 +83,16 @@ def _latency_prompts(tasks: list[LoadedTask], count: int) -> list[list[dict[str,
 
 def time_latency(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], *, tokens: int) -> LatencyFigures:
     """Time single greedy requests of exactly ``tokens`` new tokens (one warm-up request first)."""
+    from tuneforge.evaluation.runner import model_device, token_times
+
     firsts, per_token = [], []
     for i, prompt in enumerate([prompts[0], *prompts]):
-        stamps = _token_times(model, tokenizer, prompt, tokens=tokens)
+        started, stamps, _ = token_times(model, tokenizer, prompt, max_new_tokens=tokens, min_new_tokens=tokens)
         if i == 0:
             continue  # warm-up: allocations, kernel selection, lazy initialisation
-        firsts.append(stamps[1] - stamps[0])
-        per_token.append((stamps[-1] - stamps[1]) / max(len(stamps) - 2, 1))
+        firsts.append(stamps[0] - started)
+        per_token.append((stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1))
     return LatencyFigures(
         requests=len(firsts), tokens=tokens, ttft_p50_ms=round(statistics.median(firsts) * 1000, 2),
-        per_token_p50_ms=round(statistics.median(per_token) * 1000, 3), device=str(_device(model)),
+        per_token_p50_ms=round(statistics.median(per_token) * 1000, 3), device=str(model_device(model)),
     )
-
-
-def _token_times(model: Any, tokenizer: Any, prompt: list[dict[str, str]], *, tokens: int) -> list[float]:
-    """[start, time of token 1, ..., time of token n] of one greedy request."""
-    import torch
-    from transformers.generation.streamers import BaseStreamer
-
-    from tuneforge.data.tokenize import render_prompt
-
-    class Stamps(BaseStreamer):
-        def __init__(self) -> None:
-            self.calls, self.times = 0, []
-
-        def put(self, value: Any) -> None:
-            self.calls += 1
-            if self.calls > 1:  # the first call carries the prompt
-                self.times.append(time.perf_counter())
-
-        def end(self) -> None:
-            pass
-
-    batch = tokenizer([render_prompt(prompt, tokenizer)], return_tensors="pt", add_special_tokens=False)
-    batch = batch.to(_device(model))
-    streamer = Stamps()
-    started = time.perf_counter()
-    with torch.inference_mode():
-        model.generate(**batch, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
-                       pad_token_id=tokenizer.pad_token_id, streamer=streamer)
-    return [started, *streamer.times]
-
-
-def _device(model: Any) -> Any:
-    try:
-        return next(model.parameters()).device
-    except (StopIteration, AttributeError):
-        return "cpu"

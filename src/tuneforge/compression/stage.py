@@ -107,14 +107,6 @@ def count_parameters(model: Any) -> tuple[int, int]:
     return total, nonzero
 
 
-def folder_bytes(path: Path) -> int:
-    """Bytes of a file, or of every file under a folder."""
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def save_transformers(model: Any, tokenizer: Any, folder: Path) -> Path:
     """Save a plain transformers model and its tokenizer (safetensors)."""
     folder.mkdir(parents=True, exist_ok=True)

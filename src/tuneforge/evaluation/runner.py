@@ -26,6 +26,7 @@ from tuneforge.evaluation.results import (
 )
 from tuneforge.evaluation.suites import LoadedTask, SuiteConfig
 from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
+from tuneforge.storage.files import folder_bytes
 
 
 def canonical_reference(reference: str) -> str:
@@ -87,17 +88,10 @@ def load_model(reference: str) -> tuple[Any, Any, dict[str, Any]]:
     figures = {
         "reference": reference, "base": str(source.base), "adapter": str(source.adapter) if source.adapter else None,
         "parameters": sum(p.numel() for p in model.parameters()), "adapter_parameters": adapter_parameters,
-        "disk_mb": round(sum(_folder_bytes(p) for p in (source.base, source.adapter) if p) / 2**20, 2),
+        "disk_mb": round(sum(folder_bytes(p) for p in (source.base, source.adapter) if p) / 2**20, 2),
         "load_seconds": round(time.perf_counter() - started, 2), "device": device,
     }
     return model, tokenizer, figures
-
-
-def _folder_bytes(path: Path) -> int:
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def run_task(
@@ -199,32 +193,48 @@ def time_request(
     model: Any, tokenizer: Any, prompt: list[dict[str, Any]], *, max_new_tokens: int
 ) -> tuple[float, float]:
     """Seconds to answer one request alone, and seconds to its first generated token."""
+    started, stamps, ended = token_times(model, tokenizer, prompt, max_new_tokens=max_new_tokens,
+                                         eos_token_id=_stop_ids(model, tokenizer))
+    return ended - started, (stamps[0] if stamps else ended) - started
+
+
+def token_times(
+    model: Any, tokenizer: Any, prompt: list[dict[str, Any]], *, max_new_tokens: int, **generate_options: Any
+) -> tuple[float, list[float], float]:
+    """One greedy request alone: its start, the time each new token arrived, and its end (perf_counter)."""
     import torch
     from transformers.generation.streamers import BaseStreamer
 
     from tuneforge.data.tokenize import render_prompt
 
-    class FirstToken(BaseStreamer):
+    class Stamps(BaseStreamer):
         def __init__(self) -> None:
-            self.calls, self.at = 0, None
+            self.calls, self.times = 0, []
 
         def put(self, value: Any) -> None:
-            self.calls += 1  # the first call carries the prompt, the second the first new token
-            if self.calls == 2:
-                self.at = time.perf_counter()
+            self.calls += 1
+            if self.calls > 1:  # the first call carries the prompt
+                self.times.append(time.perf_counter())
 
         def end(self) -> None:
             pass
 
-    device = next(model.parameters()).device
-    batch = tokenizer([render_prompt(prompt, tokenizer)], return_tensors="pt", add_special_tokens=False).to(device)
-    streamer = FirstToken()
+    batch = tokenizer([render_prompt(prompt, tokenizer)], return_tensors="pt", add_special_tokens=False)
+    batch = batch.to(model_device(model))
+    streamer = Stamps()
     started = time.perf_counter()
     with torch.inference_mode():
         model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                       eos_token_id=_stop_ids(model, tokenizer), streamer=streamer)
-    ended = time.perf_counter()
-    return ended - started, (streamer.at or ended) - started
+                       streamer=streamer, **generate_options)
+    return started, streamer.times, time.perf_counter()
+
+
+def model_device(model: Any) -> Any:
+    """The device of a model's weights (CPU for the llama.cpp and ONNX adapters, which have none)."""
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return "cpu"
 
 
 def reference_nll(model: Any, tokenizer: Any, examples: list[Any], *, batch_size: int = 4) -> list[list[float]]:
