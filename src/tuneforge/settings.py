@@ -1,21 +1,128 @@
-"""Where tuneforge keeps its files. Read from the environment when asked, never at import time."""
+"""The one Settings object: where tuneforge keeps its files, its database, and how the platform runs.
+
+The shells (CLI, API app, ``tuneforge.train``) build it once with :meth:`Settings.from_env` and pass it
+down; nothing else in the library reads or writes ``os.environ``.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# The variables :meth:`Settings.from_env` reads, and the field each one sets.
+ENVIRONMENT = {
+    "TUNEFORGE_HOME": "home",
+    "TUNEFORGE_DATABASE_URL": "database_url",
+    "TUNEFORGE_BASE_MODELS": "base_models",
+}
 
 
-def tuneforge_home() -> Path:
-    """The root folder of tuneforge's own files: ``$TUNEFORGE_HOME``, default ``~/.tuneforge``."""
-    return Path(os.environ.get("TUNEFORGE_HOME") or Path.home() / ".tuneforge").expanduser()
+def default_home() -> str:
+    """``~/.tuneforge``: the home when ``TUNEFORGE_HOME`` is not set."""
+    return str(Path.home() / ".tuneforge")
 
 
-def model_cache_dir() -> Path:
-    """Where builtin models converted to safetensors are cached."""
-    return tuneforge_home() / "models"
+class Settings(BaseModel):
+    """Where tuneforge's files and database are, and how the server and its workers run.
+
+    Every field can be set by a flag of ``tuneforge server`` / ``tuneforge worker``; the first three also by
+    the environment (``TUNEFORGE_HOME``, ``TUNEFORGE_DATABASE_URL``, ``TUNEFORGE_BASE_MODELS``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: str = Field(default_factory=default_home,
+                      description="TUNEFORGE_HOME: converted models, artifacts, job folders, stored evaluations and "
+                      "the default SQLite file.")
+    database_url: str = Field("", description="sqlite:///PATH or postgresql://... (TUNEFORGE_DATABASE_URL); empty: "
+                              "the SQLite file tuneforge.db under home.")
+    concurrency: int = Field(1, ge=0, description="Jobs one worker runs at once (0: the server runs none).")
+    threads_per_job: int = Field(0, ge=0, description="torch threads of a job process (0: CPU cores / concurrency).")
+    poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued jobs.")
+    heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker reports that its jobs live.")
+    stale_after_seconds: float = Field(
+        30.0, gt=0, description="A running job whose worker was silent this long is requeued (its worker died)."
+    )
+    max_upload_bytes: int = Field(512 * 2**20, ge=1, description="Largest accepted upload; larger ones get 413.")
+    base_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Base models jobs may name in 'model', beyond the builtin aliases: name -> local model "
+        "directory (TUNEFORGE_BASE_MODELS='name=path,name2=path2').",
+    )
+    allow_local_paths: bool = Field(False, description="Also accept a local model directory as 'model'.")
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{Path(self.home).expanduser() / 'tuneforge.db'}")
+        return self
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from the environment (``environ``, default ``os.environ``); ``overrides`` (flags) win.
+
+        Overrides that are ``None`` are ignored, so a shell can pass its optional flags straight through.
+        """
+        environ = os.environ if environ is None else environ
+        fields: dict[str, Any] = {}
+        for variable, name in ENVIRONMENT.items():
+            if environ.get(variable):
+                fields[name] = environ[variable]
+        if "base_models" in fields:
+            fields["base_models"] = parse_base_models(fields["base_models"])
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**fields)
+
+    # --- the folders under home, defined here once ------------------------------------------------
+    @property
+    def home_dir(self) -> Path:
+        """``home`` as a path (``~`` expanded)."""
+        return Path(self.home).expanduser()
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Builtin and GGUF models converted to safetensors."""
+        return self.home_dir / "models"
+
+    @property
+    def evaluations_dir(self) -> Path:
+        """Stored evaluation and comparison results."""
+        return self.home_dir / "evaluations"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Uploaded and result files, by sha256."""
+        return self.home_dir / "artifacts"
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Datasets' files, linked from their artifacts."""
+        return self.home_dir / "datasets"
+
+    def job_dir(self, job_id: str) -> Path:
+        """Everything a job writes: ``run/`` (its run folder or output) and ``data/`` (links to its files)."""
+        return self.home_dir / "jobs" / job_id
+
+    def run_dir(self, job_id: str) -> Path:
+        """The run directory (checkpoints, adapter, metrics, reports) of a job."""
+        return self.job_dir(job_id) / "run"
+
+    def data_dir(self, job_id: str) -> Path:
+        """The job's own links to its input files."""
+        return self.job_dir(job_id) / "data"
+
+    def job_threads(self) -> int:
+        """torch threads per job process."""
+        if self.threads_per_job:
+            return self.threads_per_job
+        return max(1, (os.cpu_count() or 1) // max(self.concurrency, 1))
 
 
-def database_url() -> str:
-    """The platform's database: ``$TUNEFORGE_DATABASE_URL``, default a SQLite file under TUNEFORGE_HOME."""
-    return os.environ.get("TUNEFORGE_DATABASE_URL") or f"sqlite:///{tuneforge_home() / 'tuneforge.db'}"
+def parse_base_models(text: str) -> dict[str, str]:
+    """``'name=path,name2=path2'`` as a mapping (the form of ``TUNEFORGE_BASE_MODELS``)."""
+    pairs = [item.split("=", 1) for item in text.split(",") if "=" in item]
+    return {name.strip(): path.strip() for name, path in pairs}

@@ -1,24 +1,49 @@
-"""What the Store holds: plain records, the same whatever database is behind it."""
+"""What the Store holds: frozen records, the same whatever database is behind it.
+
+Records are values: change a stored one through the Store (a job through :class:`JobUpdate`), and make a
+changed copy with ``dataclasses.replace``.
+"""
 
 from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import Enum
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-# Job states. ``paused`` goes back to ``queued`` on resume; the last three are final.
-VALIDATING = "validating_files"
-QUEUED = "queued"
-RUNNING = "running"
-PAUSED = "paused"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-CANCELLED = "cancelled"
-FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
-JOB_STATES = (VALIDATING, QUEUED, RUNNING, PAUSED, SUCCEEDED, FAILED, CANCELLED)
+
+class JobStatus(str, Enum):
+    """A job's state. ``paused`` goes back to ``queued`` on resume; the last three are final."""
+
+    VALIDATING = "validating_files"
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def is_final(self) -> bool:
+        """Whether the job has ended (succeeded, failed or cancelled) and will never run again."""
+        return self in FINAL_STATES
+
+    @classmethod
+    def final(cls) -> tuple[JobStatus, ...]:
+        """The final states."""
+        return FINAL_STATES
+
+
+FINAL_STATES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobControl(str, Enum):
+    """What a job's worker is asked to do with a running job."""
+
+    CANCEL = "cancel"
+    PAUSE = "pause"
 
 
 def new_id(prefix: str) -> str:
@@ -31,7 +56,7 @@ def now() -> float:
     return time.time()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Page(Generic[T]):
     """One page of a listing, newest first unless said otherwise; ``has_more`` is exact."""
 
@@ -39,7 +64,7 @@ class Page(Generic[T]):
     has_more: bool
 
 
-@dataclass
+@dataclass(frozen=True)
 class FileRecord:
     """An uploaded file; its bytes are an artifact under TUNEFORGE_HOME named by ``sha256``."""
 
@@ -54,7 +79,7 @@ class FileRecord:
     status_details: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatasetRecord:
     """A named dataset of the native API: a file with its detected format and statistics."""
 
@@ -67,27 +92,30 @@ class DatasetRecord:
     created_at: float = field(default_factory=now)
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobRecord:
-    """A fine-tuning job.
+    """A job of some ``kind`` (``train``, ``evaluate``, ``compress``, ...; the kinds are registered by services).
 
-    ``config`` is the TrainConfig (as JSON) the job trains with; ``request`` keeps the OpenAI-style
-    fields (hyperparameters, method, suffix, metadata) the job was created with.
+    ``config`` is the validated request the job runs (for ``train`` the TrainConfig as JSON); ``request``
+    keeps what the shell that created it needs to show it again (OpenAI's hyperparameters, method, suffix,
+    metadata); ``result`` is what a finished job produced, as the kind reports it (e.g. a report's figures).
     """
 
     id: str
     project: str
     model: str
     config: dict[str, Any]
+    kind: str = "train"
     training_file: str | None = None
     validation_file: str | None = None
-    status: str = VALIDATING
+    status: JobStatus = JobStatus.VALIDATING
     priority: int = 0
     request: dict[str, Any] = field(default_factory=dict)
     seed: int = 42
     fine_tuned_model: str | None = None
     trained_tokens: int | None = None
     result_files: list[str] = field(default_factory=list)
+    result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     progress: dict[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=now)
@@ -96,11 +124,16 @@ class JobRecord:
     worker_id: str | None = None
     heartbeat_at: float | None = None
     attempts: int = 0
-    control: str | None = None  # 'cancel' or 'pause', asked of the worker that runs the job
+    control: JobControl | None = None  # asked of the worker that runs the job
     seq: int | None = None  # insertion order: the cursor behind ``after``
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", JobStatus(self.status))
+        if self.control is not None:
+            object.__setattr__(self, "control", JobControl(self.control))
 
-@dataclass
+
+@dataclass(frozen=True)
 class EventRecord:
     """A job event: a message, or metrics of a step."""
 
@@ -114,7 +147,7 @@ class EventRecord:
     seq: int | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class MetricRecord:
     """Figures of one training step."""
 
@@ -124,7 +157,7 @@ class MetricRecord:
     created_at: float = field(default_factory=now)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckpointRecord:
     """A complete training checkpoint of a job (a folder under the job's run directory)."""
 
@@ -137,7 +170,7 @@ class CheckpointRecord:
     seq: int | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelRecord:
     """A fine-tuned model: the adapter or model folder a succeeded job wrote."""
 
@@ -147,3 +180,35 @@ class ModelRecord:
     base_model: str
     path: str
     created_at: float = field(default_factory=now)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()  # a JobUpdate field that is left as it is (``None`` clears a column)
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """The fields of a job that a status change or a progress report sets; the rest stay ``UNSET``."""
+
+    status: JobStatus = UNSET
+    error: dict[str, Any] | None = UNSET
+    finished_at: float | None = UNSET
+    control: JobControl | None = UNSET
+    worker_id: str | None = UNSET
+    fine_tuned_model: str | None = UNSET
+    trained_tokens: int | None = UNSET
+    result_files: list[str] = UNSET
+    result: dict[str, Any] | None = UNSET
+    progress: dict[str, Any] = UNSET
+    request: dict[str, Any] = UNSET
+    config: dict[str, Any] = UNSET
+
+    def values(self) -> dict[str, Any]:
+        """The set fields, as column values (enums as their strings)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not UNSET}
+        return {k: v.value if isinstance(v, Enum) else v for k, v in out.items()}
+
