@@ -126,3 +126,21 @@ def parse_base_models(text: str) -> dict[str, str]:
     """``'name=path,name2=path2'`` as a mapping (the form of ``TUNEFORGE_BASE_MODELS``)."""
     pairs = [item.split("=", 1) for item in text.split(",") if "=" in item]
     return {name.strip(): path.strip() for name, path in pairs}
+
+
+# Process defaults the shells set before any library loads: tuneforge never downloads at run time, and it
+# draws its own progress (the CLI's bar, a job's events), so the libraries' bars and advisories stay quiet.
+QUIET_ENVIRONMENT = {
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+
+
+def quiet_environment(environ: dict[str, str] | None = None) -> None:
+    """Set :data:`QUIET_ENVIRONMENT` where the user has not (the shells call this once, at start)."""
+    target = os.environ if environ is None else environ
+    for name, value in QUIET_ENVIRONMENT.items():
+        target.setdefault(name, value)

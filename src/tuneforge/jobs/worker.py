@@ -1,7 +1,8 @@
 """A worker: claims queued jobs, runs each in its own process, heartbeats, cancels, pauses, requeues.
 
-Job processes are forked from a forkserver that imported torch, transformers, PEFT and TRL once, so a
-job starts in well under a second while a crash still ends only that job's process. Any number of
+Job processes are forked from a forkserver that imported the kinds' heavy modules once (the ``preload``
+modules services name: torch, transformers, PEFT, TRL), so a job starts in well under a second while a
+crash still ends only that job's process. Any number of
 workers (in the server, or ``tuneforge worker`` on other machines sharing a PostgreSQL database) share
 the queue; the store's claim guarantees that no job runs twice.
 """
@@ -18,20 +19,23 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tuneforge.jobs.settings import PlatformSettings
-from tuneforge.storage.records import CANCELLED, FAILED, QUEUED, RUNNING, EventRecord, new_id, now
+from tuneforge.jobs.kinds import JobKinds
+from tuneforge.settings import Settings
+from tuneforge.storage.records import EventRecord, JobControl, JobStatus, JobUpdate, new_id, now
 from tuneforge.storage.sql import SqlStore
 
-# Imported once in the forkserver; every job process is a fork of that warm process.
-PRELOAD = ["tuneforge.jobs.preload"]
 _context_lock = threading.Lock()
+RUNNING = (JobStatus.RUNNING,)
 
 
-def job_context() -> Any:
-    """The multiprocessing context job processes start from (a forkserver with the heavy modules loaded)."""
+def job_context(preload: list[str]) -> Any:
+    """The multiprocessing context job processes start from (a forkserver with ``preload`` imported).
+
+    The forkserver is one per process: the first worker's ``preload`` is the one it keeps.
+    """
     with _context_lock:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(PRELOAD)
+        context.set_forkserver_preload(preload)
         return context
 
 
@@ -42,6 +46,7 @@ class RunningJob:
     job_id: str
     process: Any
     started: float
+    title: str = "Job"
     stopping: str | None = None  # 'cancel' once the worker asked it to end
     pausing: bool = False
 
@@ -51,11 +56,14 @@ class Worker:
 
     Args:
         settings: Database, home, concurrency, heartbeat and staleness settings.
+        kinds: The job kinds this worker runs; it claims only jobs of these kinds.
+        preload: Modules the job forkserver imports once (what the kinds need, warm).
         name: A label for the worker id (host and pid are added).
     """
 
-    def __init__(self, settings: PlatformSettings, *, name: str = "worker") -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, *, kinds: JobKinds, preload: list[str] | None = None,
+                 name: str = "worker") -> None:
+        self.settings, self.kinds, self.preload = settings, kinds, list(preload or [])
         self.id = f"{name}-{socket.gethostname()}-{os.getpid()}-{new_id('w')[2:10]}"
         self.store = SqlStore(settings.database_url)
         self.running: dict[str, RunningJob] = {}
@@ -66,7 +74,7 @@ class Worker:
     def run(self) -> None:
         """The loop: reap ended job processes and claim new jobs, until stopped. Heartbeats (and the
         requeue of dead workers' jobs) run in their own thread, so a slow process start never starves them."""
-        context = job_context()
+        context = job_context(self.preload)
         from multiprocessing import forkserver
 
         beat = threading.Thread(target=self._heartbeat_loop, name=f"{self.id}-heartbeat", daemon=True)
@@ -109,24 +117,26 @@ class Worker:
     def _claim(self, context: Any) -> bool:
         if len(self.running) >= self.settings.concurrency:
             return False
-        job = self.store.claim_job(worker_id=self.id)
+        job = self.store.claim_job(worker_id=self.id, kinds=self.kinds.names())
         if job is None:
             return False
-        from tuneforge.jobs import runner
+        from tuneforge.jobs import process as job_process
 
         process = context.Process(
-            target=runner.main, args=(job.id, self.settings.model_dump_json(), self.id, os.getpid()),
+            target=job_process.main,
+            args=(job.id, self.settings.model_dump_json(), self.id, os.getpid(), self.kinds.get(job.kind)),
             name=f"tuneforge-job-{job.id}", daemon=False,
         )
         with self._lock:
-            self.running[job.id] = RunningJob(job.id, process, time.monotonic())
+            self.running[job.id] = RunningJob(job.id, process, time.monotonic(), self.kinds.get(job.kind).title)
             self.max_concurrent = max(self.max_concurrent, len(self.running))
         try:
             process.start()
         except BaseException:
             with self._lock:
                 del self.running[job.id]
-            self.store.transition(job.id, from_states=(RUNNING,), held_by=self.id, status=QUEUED, worker_id=None)
+            self.store.update_job(job.id, JobUpdate(status=JobStatus.QUEUED, worker_id=None), from_states=RUNNING,
+                                  held_by=self.id)
             raise
         return True
 
@@ -145,16 +155,16 @@ class Worker:
         if running.stopping == "lost":
             return
         if running.stopping == "cancel":
-            if self.store.transition(running.job_id, from_states=(RUNNING,), held_by=self.id, status=CANCELLED,
-                                     finished_at=now(), control=None):
-                self._event(running.job_id, "Fine-tuning job cancelled; checkpoints written so far are kept")
+            update = JobUpdate(status=JobStatus.CANCELLED, finished_at=now(), control=None)
+            if self.store.update_job(running.job_id, update, from_states=RUNNING, held_by=self.id):
+                self._event(running.job_id, f"{running.title} cancelled; checkpoints written so far are kept")
             return
         reason = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         error = {"code": "job_process_died", "message": f"the job's process ended without a result ({reason})",
                  "param": None}
-        if self.store.transition(running.job_id, from_states=(RUNNING,), held_by=self.id, status=FAILED,
-                                 error=error, finished_at=now(), control=None):
-            self._event(running.job_id, f"Fine-tuning job failed: {error['message']}", level="error")
+        update = JobUpdate(status=JobStatus.FAILED, error=error, finished_at=now(), control=None)
+        if self.store.update_job(running.job_id, update, from_states=RUNNING, held_by=self.id):
+            self._event(running.job_id, f"{running.title} failed: {error['message']}", level="error")
 
     def _heartbeat(self) -> None:
         with self._lock:
@@ -162,19 +172,19 @@ class Worker:
         held = self.store.heartbeat(list(mine), worker_id=self.id)
         for job_id, running in mine.items():
             control = held.get(job_id)
-            if control is None and running.stopping is None:
-                if self.store.get_job(job_id).status in (QUEUED, RUNNING):
+            if job_id not in held and running.stopping is None:
+                if self.store.get_job(job_id).status in (JobStatus.QUEUED, JobStatus.RUNNING):
                     # Requeued or taken over by another worker (we were silent too long): ours must not run on.
                     running.stopping = "lost"
                     _signal(running.process, signal.SIGKILL)
-            elif control == "cancel" and running.stopping is None and _signal(running.process, signal.SIGTERM):
+            elif control is JobControl.CANCEL and running.stopping is None and _signal(running.process, signal.SIGTERM):
                 running.stopping = "cancel"
                 threading.Timer(10.0, _signal, args=(running.process, signal.SIGKILL)).start()
-            elif control == "pause" and not running.pausing:
+            elif control is JobControl.PAUSE and not running.pausing:
                 running.pausing = _signal(running.process, signal.SIGUSR1)
         for job_id, status in self.store.requeue_stale(older_than=now() - self.settings.stale_after_seconds):
-            message = {QUEUED: "Its worker stopped answering: job requeued; it resumes from its newest checkpoint"}
-            self._event(job_id, message.get(status, f"Its worker stopped answering: job {status}"), level="warn")
+            message = {JobStatus.QUEUED: "Its worker stopped answering: job requeued; it resumes from its newest checkpoint"}
+            self._event(job_id, message.get(status, f"Its worker stopped answering: job {status.value}"), level="warn")
 
     def _shutdown(self) -> None:
         for running in self.running.values():
@@ -183,8 +193,8 @@ class Worker:
             _signal(running.process, signal.SIGKILL)
         for running in self.running.values():
             running.process.join(timeout=10)
-            if self.store.transition(running.job_id, from_states=(RUNNING,), held_by=self.id, status=QUEUED,
-                                     worker_id=None, control=None):
+            update = JobUpdate(status=JobStatus.QUEUED, worker_id=None, control=None)
+            if self.store.update_job(running.job_id, update, from_states=RUNNING, held_by=self.id):
                 self._event(running.job_id, "Worker stopped: job requeued; it resumes from its newest checkpoint",
                             level="warn")
         self.running.clear()

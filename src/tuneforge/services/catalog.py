@@ -37,6 +37,27 @@ def resolve_base_model(platform: Platform, name: str) -> str:
     raise error
 
 
+def fine_tuned_model_name(*, base: str, project: str, suffix: str | None, job_id: str) -> str:
+    """The name of the model a fine-tuning job makes: ``ft:{base}:{project}:{suffix}:{id}`` (OpenAI's form)."""
+    return f"ft:{base}:{project}:{suffix or ''}:{job_id.split('-', 1)[1][:12]}"
+
+
+def resolve_model_reference(platform: Platform, name: str, *, project: str) -> str:
+    """What an evaluation or compression job loads for ``name``: a base model of the server, one of the
+    project's fine-tuned models (its adapter or model folder), or, with ``allow_local_paths``, a local path.
+
+    Raises:
+        NotFoundError: None of these (``param: model``).
+    """
+    try:
+        return platform.store.get_model(name, project=project).path
+    except NotFoundError:
+        pass
+    if platform.settings.allow_local_paths and Path(name).exists():
+        return str(Path(name).resolve())
+    return resolve_base_model(platform, name)
+
+
 def list_models(platform: Platform, *, project: str) -> list[dict[str, Any]]:
     """Base models (owned by ``tuneforge``) then the project's fine-tuned models."""
     bases = [{"id": name, "owned_by": "tuneforge", "created": 0, "kind": "base"} for name in base_models(platform)]

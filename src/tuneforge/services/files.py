@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from tuneforge.errors import ConfigError, NotFoundError
-from tuneforge.jobs.validation import check_jsonl
 from tuneforge.services.platform import Platform
 from tuneforge.storage.records import DatasetRecord, FileRecord, Page, new_id
 
@@ -16,18 +16,21 @@ PURPOSES = ("fine-tune", "batch", "user_data", "assistants", "vision", "evals")
 
 
 def add_upload(platform: Platform, *, project: str, staged: Path, sha256: str, size: int, filename: str,
-               purpose: str) -> FileRecord:
+               purpose: str, check: Callable[[Path], object] | None = None) -> FileRecord:
     """Keep a fully received upload: check it, move it under its sha256, record it.
 
+    Args:
+        check: Run on the staged file before it is kept (the OpenAI routes check that a ``fine-tune``
+            file is JSON Lines); what it raises refuses the upload.
+
     Raises:
-        TrainingFileError: A ``fine-tune`` file that is not JSON Lines (OpenAI's ``invalid_training_file``).
         ConfigError: An unknown purpose.
     """
     try:
         if purpose not in PURPOSES:
             raise ConfigError(f"unknown purpose {purpose!r}", field="purpose", hint=f"use one of {', '.join(PURPOSES)}")
-        if purpose == "fine-tune":
-            check_jsonl(staged)
+        if check is not None:
+            check(staged)
         platform.artifacts.commit(staged, sha256)
     finally:
         staged.unlink(missing_ok=True)
@@ -36,7 +39,8 @@ def add_upload(platform: Platform, *, project: str, staged: Path, sha256: str, s
     return platform.store.add_file(record)
 
 
-def upload_path(platform: Platform, *, project: str, path: str | Path, purpose: str = "fine-tune") -> FileRecord:
+def upload_path(platform: Platform, *, project: str, path: str | Path, purpose: str = "fine-tune",
+                check: Callable[[Path], object] | None = None) -> FileRecord:
     """Upload a local file (the CLI and tests)."""
     digest = hashlib.sha256()
     handle, staged = platform.artifacts.staging_file()
@@ -45,7 +49,7 @@ def upload_path(platform: Platform, *, project: str, path: str | Path, purpose: 
             digest.update(chunk)
             handle.write(chunk)
     return add_upload(platform, project=project, staged=staged, sha256=digest.hexdigest(),
-                      size=os.path.getsize(path), filename=Path(path).name, purpose=purpose)
+                      size=os.path.getsize(path), filename=Path(path).name, purpose=purpose, check=check)
 
 
 def list_files(platform: Platform, *, project: str, purpose: str | None = None, after: str | None = None,
@@ -101,7 +105,7 @@ def validate_dataset(platform: Platform, dataset_id: str, *, project: str) -> Da
     dataset = platform.store.get_dataset(dataset_id, project=project)
     record = platform.store.get_file(dataset.file_id, project=project)
     suffix = Path(record.filename).suffix.lower() or ".jsonl"
-    path = link_into(platform, record, Path(platform.settings.home) / "datasets" / f"{dataset.id}{suffix}")
+    path = link_into(platform, record, platform.settings.datasets_dir / f"{dataset.id}{suffix}")
     try:
         examples, fmt = load_examples(path)
         count = len(examples)
@@ -109,6 +113,38 @@ def validate_dataset(platform: Platform, dataset_id: str, *, project: str) -> Da
         count, fmt = len(load_preference_pairs(path)), "preference"
     platform.store.update_dataset(dataset.id, format=fmt, examples=count)
     return platform.store.get_dataset(dataset.id, project=project)
+
+
+def get_dataset(platform: Platform, dataset_id: str, *, project: str) -> DatasetRecord:
+    """A dataset of the project; raises NotFoundError."""
+    return platform.store.get_dataset(dataset_id, project=project)
+
+
+def list_datasets(platform: Platform, *, project: str, after: str | None = None,
+                  limit: int = 100) -> Page[DatasetRecord]:
+    """Datasets of the project, newest first."""
+    return platform.store.list_datasets(project=project, after=after, limit=limit)
+
+
+def input_file(platform: Platform, value: str, *, project: str, target: Path, field: str) -> str:
+    """A job's input named by a file id, a dataset id or (with ``allow_local_paths``) a server path, as a
+    path the job process can read: ids are linked into the job's own folder at ``target`` (its suffix kept).
+
+    Raises:
+        ConfigError: Neither an id nor an allowed path (names ``field``).
+        NotFoundError: No such file or dataset in the project.
+    """
+    if value.startswith("file-"):
+        record = platform.store.get_file(value, project=project)
+    elif value.startswith("ds-"):
+        record = dataset_file(platform, value, project=project)
+    elif platform.settings.allow_local_paths:
+        return str(Path(value).resolve())
+    else:
+        raise ConfigError(f"data file {value!r} is neither a file id nor a dataset id", field=field,
+                          hint="upload it (POST /v1/files) and pass its id; server paths need allow_local_paths")
+    suffix = Path(record.filename).suffix.lower() or ".jsonl"
+    return str(link_into(platform, record, target.with_suffix(suffix)))
 
 
 def dataset_file(platform: Platform, dataset_id: str, *, project: str) -> FileRecord:

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 from tuneforge.errors import AuthenticationError
-from tuneforge.jobs.settings import PlatformSettings
+from tuneforge.settings import Settings
 from tuneforge.storage.artifacts import Artifacts
 from tuneforge.storage.base import Store
 
@@ -16,7 +16,7 @@ from tuneforge.storage.base import Store
 class Platform:
     """What the services of the server and the CLI work on."""
 
-    settings: PlatformSettings
+    settings: Settings
     store: Store
     artifacts: Artifacts
 
@@ -25,11 +25,10 @@ class Platform:
         self.store.close()
 
 
-def open_platform(settings: PlatformSettings | None = None) -> Platform:
+def open_platform(settings: Settings) -> Platform:
     """Open the store (migrating it) and the artifact folder that ``settings`` name."""
     from tuneforge.storage.sql import SqlStore
 
-    settings = settings or PlatformSettings()
     return Platform(settings=settings, store=SqlStore(settings.database_url), artifacts=Artifacts(settings.artifacts_dir))
 
 

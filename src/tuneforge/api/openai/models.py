@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from tuneforge.api import deps
-from tuneforge.api.objects import model_object
+from tuneforge.api.openai.objects import model_object
 from tuneforge.services import catalog
 from tuneforge.services.platform import Platform
 

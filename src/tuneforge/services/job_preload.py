@@ -1,13 +1,12 @@
-"""Imported once by the job forkserver, so that each job process starts warm (see ``jobs.worker``)."""
+"""Imported once by the job forkserver, so that each job process starts warm (see ``jobs.worker``).
 
-import os
+The forkserver inherits the environment of the shell that started the worker (``settings.quiet_environment``
+ran there): offline, no progress bars. A job reports through the store instead.
+"""
+
 import signal
 import warnings
 
-# A job reports through the store; the libraries' bars and advisories would only fill the server's log.
-for name, value in (("HF_HUB_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
-                    ("TRANSFORMERS_VERBOSITY", "error"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
-    os.environ.setdefault(name, value)
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -18,7 +17,8 @@ import trl  # noqa: E402, F401
 
 from transformers.utils import logging as _hf_logging  # noqa: E402
 
-import tuneforge.jobs.runner  # noqa: E402, F401
+import tuneforge.jobs.process  # noqa: E402, F401
+import tuneforge.services.job_kinds  # noqa: E402, F401
 import tuneforge.training.run  # noqa: E402, F401
 import tuneforge.training.tasks.preference  # noqa: E402, F401
 import tuneforge.training.tasks.sft  # noqa: E402, F401
@@ -58,7 +58,7 @@ def _warm_up() -> None:
 
 
 _warm_up()
-signal.signal(signal.SIGUSR1, tuneforge.jobs.runner.on_pause_signal)  # inherited by every job process
+signal.signal(signal.SIGUSR1, tuneforge.jobs.process.on_pause_signal)  # inherited by every job process
 # Objects made so far are shared by every job process: keep the collector from walking them in each job.
 import gc  # noqa: E402
 

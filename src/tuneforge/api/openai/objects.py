@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuneforge.storage.records import CheckpointRecord, EventRecord, FileRecord, JobRecord, Page
+from tuneforge.storage.records import CheckpointRecord, EventRecord, FileRecord, JobRecord, JobStatus, Page
 
 AUTO_HYPERPARAMETERS = {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}
 
@@ -26,7 +26,7 @@ def job_object(job: JobRecord, *, queue_position: int | None = None) -> dict[str
         "fine_tuned_model": job.fine_tuned_model,
         "organization_id": job.project,
         "result_files": job.result_files,
-        "status": job.status,
+        "status": job.status.value,
         "validation_file": job.validation_file,
         "training_file": job.training_file,
         "hyperparameters": request.get("hyperparameters") or AUTO_HYPERPARAMETERS,
@@ -50,7 +50,7 @@ def job_object(job: JobRecord, *, queue_position: int | None = None) -> dict[str
 def _estimated_finish(job: JobRecord) -> int | None:
     eta = (job.progress or {}).get("eta_seconds")
     updated = (job.progress or {}).get("updated_at")
-    return int(updated + eta) if job.status == "running" and eta is not None and updated else None
+    return int(updated + eta) if job.status is JobStatus.RUNNING and eta is not None and updated else None
 
 
 def event_object(event: EventRecord) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from tuneforge.api import deps
-from tuneforge.api.objects import as_page, file_object
+from tuneforge.api.openai.file_checks import check_jsonl
+from tuneforge.api.openai.objects import as_page, file_object
 from tuneforge.api.uploads import receive_upload
 from tuneforge.services import files
 from tuneforge.services.platform import Platform
@@ -26,9 +27,10 @@ async def create_file(request: Request, project: str = Depends(deps.project)) ->
     """Upload a file (multipart: ``file``, ``purpose``); fine-tune files must be JSON Lines."""
     platform: Platform = request.app.state.platform
     upload = await receive_upload(request, platform.artifacts, limit=platform.settings.max_upload_bytes)
+    purpose = upload.fields.get("purpose", "")
     record = await run_in_threadpool(
         files.add_upload, platform, project=project, staged=upload.path, sha256=upload.sha256, size=upload.size,
-        filename=upload.filename, purpose=upload.fields.get("purpose", ""),
+        filename=upload.filename, purpose=purpose, check=check_jsonl if purpose == "fine-tune" else None,
     )
     return file_object(record)
 

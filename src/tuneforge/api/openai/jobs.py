@@ -1,0 +1,110 @@
+"""``/v1/fine_tuning/jobs``: OpenAI's fine-tuning API (create, list, retrieve, cancel, pause, resume,
+events, checkpoints), over the job services; only ``train`` jobs are seen here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from tuneforge.api import deps
+from tuneforge.api.openai.file_checks import MIN_EXAMPLES, check_training_file
+from tuneforge.api.openai.objects import as_page, checkpoint_object, event_object, job_object
+from tuneforge.api.openai.protocol import OpenAIJobRequest, resolve_hyperparameters, to_train_config
+from tuneforge.config import TrainConfig, validate_config
+from tuneforge.errors import ConfigError
+from tuneforge.services import jobs
+from tuneforge.services.jobs import Configure, TrainInputs
+from tuneforge.services.platform import Platform
+from tuneforge.storage.records import JobRecord
+
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning (OpenAI)"])
+TRAIN = "train"
+
+
+def _job(platform: Platform, job: JobRecord) -> dict:
+    return job_object(job, queue_position=jobs.queue_position(platform, job.id))
+
+
+def configure(request: OpenAIJobRequest) -> Configure:
+    """How an OpenAI request becomes a TrainConfig: files checked OpenAI's way, ``"auto"`` resolved."""
+
+    def build(inputs: TrainInputs) -> tuple[TrainConfig, dict[str, Any]]:
+        examples = MIN_EXAMPLES
+        if inputs.check:
+            checks = {param: check_training_file(path, method=request.method_type, param=param)
+                      for param, path in inputs.files.items()}
+            examples = checks["training_file"].examples
+        hyper = resolve_hyperparameters(request.chosen_hyperparameters(), examples=examples,
+                                        method_type=request.method_type)
+        validation = inputs.files.get("validation_file")
+        raw = to_train_config(request, model_path=inputs.model_path, training_path=str(inputs.files["training_file"]),
+                              validation_path=str(validation) if validation else None, hyperparameters=hyper,
+                              seed=request.seed or 0, output_dir=str(inputs.run_dir))
+        method = {"type": request.method_type, request.method_type: {"hyperparameters": hyper}}
+        return validate_config(raw, TrainConfig), {"hyperparameters": hyper, "method": method, "examples": examples}
+
+    return build
+
+
+@router.post("")
+def create_job(body: OpenAIJobRequest, platform: Platform = Depends(deps.platform),
+               project: str = Depends(deps.project)) -> dict:
+    """Create a job: validates the files, then queues it."""
+    if body.integrations:
+        raise ConfigError("integrations are not supported by this server", field="integrations",
+                          hint="remove 'integrations' from the request")
+    job = jobs.create_checked_train_job(
+        platform, project=project, model=body.model, configure=configure(body), seed=body.seed,
+        files={"training_file": body.training_file, "validation_file": body.validation_file},
+        priority=body.priority, suffix=body.suffix,
+        request={"api": "openai", "metadata": body.metadata, "method": {"type": body.method_type}})
+    return _job(platform, job)
+
+
+@router.get("")
+def list_jobs(after: str | None = None, limit: int = Query(20, ge=1, le=100), platform: Platform = Depends(deps.platform),
+              project: str = Depends(deps.project)) -> dict:
+    """Jobs, newest first."""
+    return as_page(jobs.list_jobs(platform, project=project, kind=TRAIN, after=after, limit=limit), job_object)
+
+
+@router.get("/{job_id}")
+def retrieve_job(job_id: str, platform: Platform = Depends(deps.platform), project: str = Depends(deps.project)) -> dict:
+    """One job."""
+    return _job(platform, jobs.get_job(platform, job_id, project=project, kind=TRAIN))
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(job_id: str, platform: Platform = Depends(deps.platform), project: str = Depends(deps.project)) -> dict:
+    """Cancel a job."""
+    return _job(platform, jobs.cancel_job(platform, job_id, project=project, kind=TRAIN))
+
+
+@router.post("/{job_id}/pause")
+def pause_job(job_id: str, platform: Platform = Depends(deps.platform), project: str = Depends(deps.project)) -> dict:
+    """Pause a job (a running one checkpoints first)."""
+    return _job(platform, jobs.pause_job(platform, job_id, project=project, kind=TRAIN))
+
+
+@router.post("/{job_id}/resume")
+def resume_job(job_id: str, platform: Platform = Depends(deps.platform), project: str = Depends(deps.project)) -> dict:
+    """Resume a paused job from its newest checkpoint."""
+    return _job(platform, jobs.resume_job(platform, job_id, project=project, kind=TRAIN))
+
+
+@router.get("/{job_id}/events")
+def list_events(job_id: str, after: str | None = None, limit: int = Query(20, ge=1, le=1000),
+                platform: Platform = Depends(deps.platform), project: str = Depends(deps.project)) -> dict:
+    """Events, newest first."""
+    return as_page(jobs.list_events(platform, job_id, project=project, kind=TRAIN, after=after, limit=limit),
+                   event_object)
+
+
+@router.get("/{job_id}/checkpoints")
+def list_checkpoints(job_id: str, after: str | None = None, limit: int = Query(10, ge=1, le=100),
+                     platform: Platform = Depends(deps.platform), project: str = Depends(deps.project)) -> dict:
+    """Checkpoints, newest first."""
+    job = jobs.get_job(platform, job_id, project=project, kind=TRAIN)
+    checkpoints = jobs.list_checkpoints(platform, job_id, project=project, after=after, limit=limit)
+    return as_page(checkpoints, lambda c: checkpoint_object(c, job))

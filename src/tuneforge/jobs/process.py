@@ -1,0 +1,99 @@
+"""One job in its own process: run its kind and write the outcome to the store.
+
+The worker starts :func:`main` in a process forked from a warm forkserver (the modules the kinds need
+already imported). Pause arrives as SIGUSR1: a pausable kind saves what a resume continues from and
+raises :class:`~tuneforge.jobs.kinds.JobPaused`; cancel is SIGTERM / SIGKILL from the worker. If the
+worker dies, the job process ends too (a watchdog thread), so a requeued job never runs twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import traceback
+from typing import Any
+
+from tuneforge.errors import TuneforgeError
+from tuneforge.jobs.kinds import JobContext, JobKind, JobOutcome, JobPaused
+from tuneforge.jobs.recorder import JobRecorder
+from tuneforge.settings import Settings
+from tuneforge.storage.base import Store
+from tuneforge.storage.records import JobRecord, JobStatus, JobUpdate, now
+from tuneforge.storage.sql import SqlStore
+
+PAUSE = threading.Event()
+RUNNING = (JobStatus.RUNNING,)
+
+
+def on_pause_signal(*_: Any) -> None:
+    """SIGUSR1 handler: pause at the next safe point. Installed in the forkserver too, so that a job
+    process has it from its first instruction (SIGUSR1's default action would kill it)."""
+    PAUSE.set()
+
+
+def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int, kind: JobKind) -> None:
+    """Entry point of a job process. Never raises: every outcome is written to the store."""
+    settings = Settings.model_validate_json(settings_json)
+    _watch_worker(worker_pid)
+    signal.signal(signal.SIGUSR1, on_pause_signal)
+    import torch
+
+    torch.set_num_threads(settings.job_threads())
+    store = SqlStore(settings.database_url, migrate_schema=False)
+    try:
+        job = store.get_job(job_id)
+        if job.status != JobStatus.RUNNING or job.worker_id != worker_id:
+            return  # taken over by another worker while this process was starting: never run twice
+        run_job(store, job, kind=kind, settings=settings, worker_id=worker_id, pause=PAUSE)
+    finally:
+        store.close()
+
+
+def _watch_worker(pid: int) -> None:
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(3)  # the worker died: stop now, the job will be requeued and resumed elsewhere
+
+    threading.Thread(target=watch, daemon=True, name="worker-watchdog").start()
+
+
+def run_job(store: Store, job: JobRecord, *, kind: JobKind, settings: Settings, worker_id: str,
+            pause: threading.Event) -> None:
+    """Run ``job`` with its kind and record success, failure or pause."""
+    recorder = JobRecorder(store, job.id, settings.run_dir(job.id), title=kind.title)
+    context = JobContext(job=job, store=store, settings=settings, recorder=recorder, pause=pause, worker_id=worker_id)
+    try:
+        outcome = kind.run(context)
+    except JobPaused:
+        recorder.scan_checkpoints()
+        if store.update_job(job.id, JobUpdate(status=JobStatus.PAUSED, control=None), from_states=RUNNING,
+                            held_by=worker_id):
+            recorder.message(f"{kind.title} paused after a checkpoint; resume continues from it")
+        return
+    except Exception as exc:  # noqa: BLE001 - every failure becomes the job's error
+        error = kind.error_of(exc)
+        if not isinstance(exc, TuneforgeError):
+            recorder.message(traceback.format_exc(limit=8), level="error")
+        update = JobUpdate(status=JobStatus.FAILED, error=error, finished_at=now(), control=None)
+        if store.update_job(job.id, update, from_states=RUNNING, held_by=worker_id):
+            recorder.message(f"{kind.title} failed: {error['message']}", level="error")
+        return
+    recorder.scan_checkpoints()
+    finish(context, kind=kind, outcome=outcome)
+
+
+def finish(context: JobContext, *, kind: JobKind, outcome: JobOutcome) -> None:
+    """Mark the job succeeded with what it produced, then let the kind act on it (register a model)."""
+    update = JobUpdate(status=JobStatus.SUCCEEDED, finished_at=now(), control=None, result=outcome.result,
+                       result_files=outcome.result_files, fine_tuned_model=outcome.fine_tuned_model,
+                       trained_tokens=outcome.trained_tokens,
+                       progress={**context.recorder.progress, **outcome.progress, "updated_at": time.time()})
+    if context.store.update_job(context.job.id, update, from_states=RUNNING, held_by=context.worker_id):
+        kind.on_succeeded(context, outcome)
+        context.recorder.message("The job has successfully completed")  # OpenAI's words

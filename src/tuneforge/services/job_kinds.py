@@ -1,0 +1,169 @@
+"""The job kinds of the platform: ``train``, ``evaluate`` and ``compress``, registered once here.
+
+Each kind runs in a job process (see ``jobs.process``) over the same library functions as the CLI:
+``run_training``, ``services.evaluation.evaluate`` and ``services.compression.compress_model``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneforge.errors import ConfigError, DataError, NotFoundError, TuneforgeError
+from tuneforge.jobs.kinds import JobContext, JobKind, JobKinds, JobOutcome, JobPaused
+from tuneforge.storage.artifacts import Artifacts
+from tuneforge.storage.records import FileRecord, ModelRecord, new_id
+from tuneforge.storage.rundir import RunDir
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
+# Imported once by the job forkserver, so that a job process starts with torch and the trainers loaded.
+PRELOAD = ["tuneforge.services.job_preload"]
+
+
+def store_result_file(context: JobContext, *, filename: str, data: bytes, purpose: str) -> FileRecord:
+    """Keep bytes a job produced as a file of the job's project (by sha256, like uploads)."""
+    digest, _ = Artifacts(context.settings.artifacts_dir).put_bytes(data)
+    record = FileRecord(id=new_id("file"), project=context.job.project, filename=filename, purpose=purpose,
+                        bytes=len(data), sha256=digest)
+    return context.store.add_file(record)
+
+
+class TrainKind(JobKind):
+    """A fine-tuning job: ``run_training`` on the job's TrainConfig, resuming from its newest checkpoint."""
+
+    name, title, id_prefix, pausable = "train", "Fine-tuning job", "ftjob", True
+
+    def run(self, context: JobContext) -> JobOutcome:
+        from tuneforge.config import TrainConfig
+        from tuneforge.training.run import run_training
+
+        job, run = context.job, RunDir(context.run_dir)
+        config = TrainConfig.model_validate({**job.config, "output_dir": str(run.root)})
+        checkpoint = run.latest_checkpoint()
+        context.recorder.message(f"Fine-tuning job started (attempt {job.attempts})" +
+                                 (f", resuming from {checkpoint.name}" if checkpoint else ""),
+                                 data={"attempt": job.attempts, "pid": os.getpid(), "worker": context.worker_id})
+        if (run.read_marker() or {}).get("status") == "completed":
+            summary = json.loads(run.summary.read_text())  # trained before a crash: just record it
+        else:
+            summary = run_training(config, settings=context.settings, resume=True, progress=context.recorder,
+                                   extra_callbacks=[pause_callback(context.pause)]).summary
+        table = metrics_csv(run.metrics).encode()
+        result = store_result_file(context, filename="step_metrics.csv", data=table, purpose="fine-tune-results")
+        step = summary.get("global_step")
+        return JobOutcome(
+            result={k: summary.get(k) for k in ("global_step", "final_loss", "train_runtime", "trained_tokens")},
+            result_files=[result.id], fine_tuned_model=job.request.get("fine_tuned_model_name"),
+            trained_tokens=int(summary.get("trained_tokens") or 0),
+            progress={"step": step, "total_steps": step, "train_loss": summary.get("final_loss"), "eta_seconds": 0},
+        )
+
+    def on_succeeded(self, context: JobContext, outcome: JobOutcome) -> None:
+        run, job = RunDir(context.run_dir), context.job
+        if outcome.fine_tuned_model is None:
+            return
+        path = run.adapter if run.adapter.is_dir() else run.model
+        context.store.add_model(ModelRecord(id=outcome.fine_tuned_model, project=job.project, job_id=job.id,
+                                            base_model=job.model, path=str(path)))
+        context.recorder.message(f"New fine-tuned model created: {outcome.fine_tuned_model}")
+
+    def error_of(self, exc: BaseException) -> dict[str, Any]:
+        return job_error(exc)
+
+
+def job_error(exc: BaseException) -> dict[str, Any]:
+    """A training job's ``error {code, message, param}`` (OpenAI's codes where they exist)."""
+    code = getattr(exc, "code", None)
+    if code:
+        return {"code": code, "message": str(getattr(exc, "message", exc)), "param": getattr(exc, "param", None)}
+    if isinstance(exc, DataError):
+        return {"code": "invalid_training_file", "message": str(exc), "param": "training_file"}
+    if isinstance(exc, ConfigError):
+        return {"code": "invalid_config", "message": str(exc), "param": exc.field}
+    if isinstance(exc, NotFoundError):
+        return {"code": "model_not_found", "message": str(exc), "param": "model"}
+    if isinstance(exc, TuneforgeError):
+        return {"code": "training_error", "message": str(exc), "param": None}
+    return {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "param": None}
+
+
+def pause_callback(pause: threading.Event) -> TrainerCallback:
+    """A TrainerCallback: when ``pause`` is set, save a checkpoint at the end of the step, then stop."""
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+    class PauseControl(TrainerCallback):
+        def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                        **kwargs: Any) -> TrainerControl:
+            if pause.is_set():
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+        def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> TrainerControl:
+            if pause.is_set():
+                raise JobPaused()
+            return control
+
+    return PauseControl()
+
+
+def metrics_csv(metrics_file: Path) -> str:
+    """OpenAI's result file: one row per logged step (step, train_loss, valid_loss, learning_rate, ...)."""
+    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line] if metrics_file.is_file() else []
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["step", "epoch", "train_loss", "valid_loss", "learning_rate", "tokens_per_second"])
+    for row in rows:
+        writer.writerow([row.get("step"), row.get("epoch"), row.get("loss", ""), row.get("eval_loss", ""),
+                         row.get("learning_rate", ""), row.get("tokens_per_second", "")])
+    return out.getvalue()
+
+
+class EvaluateKind(JobKind):
+    """An evaluation job: the ``tuneforge eval`` request (a model and a suite), its report kept as a file."""
+
+    name, title, id_prefix = "evaluate", "Evaluation job", "evaljob"
+
+    def run(self, context: JobContext) -> JobOutcome:
+        from tuneforge.services.evaluation import evaluate
+
+        job = context.job
+        context.recorder.message(f"Evaluation job started (attempt {job.attempts})")
+        report = evaluate(job.config["model"], job.config["suite"], settings=context.settings, store=False,
+                          progress=context.recorder)
+        text = report.model_dump_json(indent=2).encode()
+        record = store_result_file(context, filename="evaluation_report.json", data=text, purpose="evaluation-results")
+        figures = {t.name: {"examples": t.examples, **t.metrics} for t in report.tasks}
+        return JobOutcome(result={"tasks": figures, "seconds": report.seconds, "report_file": record.id},
+                          result_files=[record.id])
+
+
+class CompressKind(JobKind):
+    """A compression job: a recipe run on a model; the compressed model stays in the job's folder."""
+
+    name, title, id_prefix = "compress", "Compression job", "cmpjob"
+
+    def run(self, context: JobContext) -> JobOutcome:
+        from tuneforge.services.compression import compress_model
+
+        job = context.job
+        context.recorder.message(f"Compression job started (attempt {job.attempts})")
+        output = context.run_dir / "output"
+        report = compress_model(job.config["model"], job.config["recipe"], output=output, overwrite=True,
+                                settings=context.settings, progress=context.recorder)
+        text = report.model_dump_json(indent=2).encode()
+        record = store_result_file(context, filename="compression_report.json", data=text,
+                                   purpose="compression-results")
+        return JobOutcome(result={"summary": report.summary, "output": report.output, "seconds": report.seconds,
+                                  "report_file": record.id}, result_files=[record.id])
+
+
+KINDS = JobKinds(TrainKind(), EvaluateKind(), CompressKind())
