@@ -6,9 +6,10 @@ import threading
 
 import pytest
 
-from tuneforge.errors import NotFoundError
+from tuneforge.errors import NotFoundError, StorageError
 from tuneforge.storage.records import (
-    CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobRecord, MetricRecord, ModelRecord, new_id, now,
+    CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobControl, JobRecord, JobStatus, JobUpdate,
+    MetricRecord, ModelRecord, new_id, now,
 )
 from tuneforge.storage.sql import SqlStore
 
@@ -31,7 +32,10 @@ def store(store_url):
     s.close()
 
 
-def job(project="p1", priority=0, status="queued", **fields) -> JobRecord:
+QUEUED, RUNNING, PAUSED = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED
+
+
+def job(project="p1", priority=0, status=JobStatus.QUEUED, **fields) -> JobRecord:
     return JobRecord(id=new_id("ftjob"), project=project, model="tiny", config={"model": "tiny"},
                      priority=priority, status=status, **fields)
 
@@ -41,7 +45,7 @@ def test_migrations_are_idempotent_and_reach_head(store_url, store):
 
     SqlStore(store_url).close()  # a second start finds the schema current
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_keys_files_datasets_and_projects(store):
@@ -73,34 +77,67 @@ def test_keys_files_datasets_and_projects(store):
 def test_job_states_priorities_heartbeats_and_requeue(store):
     low, high, later = job(priority=0), job(priority=5), job(priority=5)
     for j in (low, high, later):
-        store.add_job(j)
+        added = store.add_job(j)
+        assert added.seq is not None and j.seq is None  # a copy: records are frozen
     assert [store.queue_position(j.id) for j in (high, later, low)] == [1, 2, 3]
     first = store.claim_job(worker_id="w1")
-    assert first.id == high.id and first.status == "running" and first.attempts == 1 and first.worker_id == "w1"
+    assert first.id == high.id and first.status is RUNNING and first.attempts == 1 and first.worker_id == "w1"
     assert store.queue_position(high.id) is None and store.queue_position(low.id) == 2
-    # Conditional transitions: only from the expected state, only by the holder.
-    assert not store.transition(high.id, from_states=("queued",), status="cancelled")
-    assert store.heartbeat([high.id, low.id], worker_id="w1") == {high.id: ""}
-    assert not store.transition(high.id, from_states=("running",), held_by="w2", control="pause")
-    assert store.transition(high.id, from_states=("running",), control="pause")
-    assert store.heartbeat([high.id], worker_id="w1") == {high.id: "pause"}
+    # Conditional updates: only from the expected state, only by the holder.
+    assert not store.update_job(high.id, JobUpdate(status=JobStatus.CANCELLED), from_states=[QUEUED])
+    assert store.heartbeat([high.id, low.id], worker_id="w1") == {high.id: None}
+    pause = JobUpdate(control=JobControl.PAUSE)
+    assert not store.update_job(high.id, pause, from_states=[RUNNING], held_by="w2")
+    assert store.update_job(high.id, pause, from_states=[RUNNING], held_by="w1")
+    assert store.heartbeat([high.id], worker_id="w1") == {high.id: JobControl.PAUSE}
     assert store.heartbeat([high.id], worker_id="w2") == {}
     second = store.claim_job(worker_id="w2")
     assert second.id == later.id
     # w1 and w2 die: their jobs go back (the pause asked of w1 is honoured).
-    assert sorted(store.requeue_stale(older_than=now() + 1)) == sorted([(high.id, "paused"), (later.id, "queued")])
-    assert store.get_job(later.id).status == "queued" and store.get_job(later.id).worker_id is None
-    assert store.count_jobs() == {"paused": 1, "queued": 2}
+    assert sorted(store.requeue_stale(older_than=now() + 1)) == sorted([(high.id, PAUSED), (later.id, QUEUED)])
+    assert store.get_job(later.id).status is QUEUED and store.get_job(later.id).worker_id is None
+    assert store.count_jobs() == {PAUSED: 1, QUEUED: 2}
     again = store.claim_job(worker_id="w3")
     assert again.id == later.id and again.attempts == 2
-    assert store.transition(again.id, from_states=("running",), held_by="w3", status="succeeded", finished_at=now())
+    done = JobUpdate(status=JobStatus.SUCCEEDED, finished_at=now(), result={"accuracy": 0.5})
+    assert store.update_job(again.id, done, from_states=[RUNNING], held_by="w3")
+    assert store.get_job(again.id).result == {"accuracy": 0.5}
     durations = store.job_durations()
-    assert len(durations) == 1 and durations[0][0] == "succeeded" and durations[0][1] >= 0
+    assert len(durations) == 1 and durations[0][0] is JobStatus.SUCCEEDED and durations[0][1] >= 0
     with pytest.raises(NotFoundError):
         store.get_job(low.id, project="p2")
     jobs = store.list_jobs(project="p1", limit=2)
     assert [j.id for j in jobs.data] == [later.id, high.id] and jobs.has_more
     assert [j.id for j in store.list_jobs(project="p1", after=high.id).data] == [low.id]
+    assert [j.id for j in store.list_jobs(project="p1", status=PAUSED).data] == [high.id]
+    with pytest.raises(ValueError, match="empty JobUpdate"):
+        store.update_job(low.id, JobUpdate(), from_states=[QUEUED])
+
+
+def test_update_job_held_by_and_clearing_fields(store):
+    j = store.add_job(job())
+    assert store.claim_job(worker_id="w1").id == j.id
+    requeue = JobUpdate(status=QUEUED, worker_id=None, control=None)
+    assert not store.update_job(j.id, requeue, from_states=[RUNNING], held_by="w2")  # not w2's job
+    assert store.get_job(j.id).worker_id == "w1"
+    assert store.update_job(j.id, requeue, from_states=[RUNNING], held_by="w1")
+    back = store.get_job(j.id)
+    assert back.status is QUEUED and back.worker_id is None and back.control is None
+    assert not store.update_job(j.id, requeue, from_states=[RUNNING], held_by="w1")  # already done
+
+
+def test_claim_by_kind(store):
+    train = store.add_job(job(priority=9))
+    evaluate = store.add_job(job(kind="evaluate"))
+    compress = store.add_job(job(kind="compress", priority=1))
+    assert store.get_job(train.id).kind == "train"  # the default kind
+    assert store.claim_job(worker_id="w", kinds=["serve_update"]) is None
+    assert store.claim_job(worker_id="w", kinds=[]) is None
+    assert store.claim_job(worker_id="w", kinds={"evaluate", "compress"}).id == compress.id
+    assert store.claim_job(worker_id="w", kinds=("evaluate",)).id == evaluate.id
+    assert store.claim_job(worker_id="w", kinds=["evaluate", "compress"]) is None
+    assert store.claim_job(worker_id="w").id == train.id
+    assert [j.kind for j in store.list_jobs(project="p1", kind="evaluate").data] == ["evaluate"]
 
 
 def test_concurrent_claims_never_hand_out_a_job_twice(store_url, store):
@@ -124,7 +161,7 @@ def test_concurrent_claims_never_hand_out_a_job_twice(store_url, store):
 
 
 def test_events_metrics_checkpoints_models(store):
-    j = store.add_job(job(status="running"))
+    j = store.add_job(job(status=RUNNING))
     events = [EventRecord(id=new_id("ftevent"), job_id=j.id, level="info", message=f"m{i}") for i in range(7)]
     for e in events:
         store.add_event(e)
@@ -149,3 +186,66 @@ def test_events_metrics_checkpoints_models(store):
     assert store.list_events(j.id).data == [] and store.list_metrics(j.id) == []
     with pytest.raises(NotFoundError):
         store.get_checkpoint(ck.id)
+
+
+def test_concurrent_checkpoints_at_one_step_keep_one(store_url, store):
+    j = store.add_job(job(status=RUNNING))
+    stores = [SqlStore(store_url, migrate_schema=False) for _ in range(2)]
+    for step in range(5):  # several rounds: each one a race of two writers at one step
+        barrier, results, errors = threading.Barrier(2), [], []
+
+        def write(own: SqlStore, step: int = step) -> None:
+            record = CheckpointRecord(id=new_id("ftckpt"), job_id=j.id, step=step, path=f"/x/checkpoint-{step}")
+            barrier.wait()
+            try:
+                results.append(own.add_checkpoint(record))
+            except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(own,)) for own in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and sorted(results) == [False, True]
+    assert sorted(c.step for c in store.list_checkpoints(j.id, limit=10).data) == list(range(5))
+    for own in stores:
+        own.close()
+
+
+def test_another_integrity_error_is_a_storage_error(store):
+    j = store.add_job(job())
+    with pytest.raises(StorageError, match=f"could not add job '{j.id}'"):
+        store.add_job(j)  # the same id twice
+    orphan = CheckpointRecord(id=new_id("ftckpt"), job_id="ftjob-none", step=1, path="/x")
+    with pytest.raises(StorageError, match="could not add the checkpoint"):
+        store.add_checkpoint(orphan)  # a foreign key, not the duplicate step: not a quiet False
+
+
+def test_unreachable_database_is_a_storage_error_with_a_hint():
+    from fixtures.postgres import free_port
+
+    url = f"postgresql://tuneforge:s3cret@127.0.0.1:{free_port()}/tuneforge"
+    with pytest.raises(StorageError) as caught:
+        SqlStore(url)
+    error = caught.value
+    assert error.message.startswith("could not migrate the database schema")
+    assert "reachable" in error.hint and "TUNEFORGE_DATABASE_URL" in error.hint
+    assert "127.0.0.1" in error.hint and "s3cret" not in str(error) and "***" in error.hint
+
+
+def test_a_table_dropped_behind_the_store_is_a_storage_error(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "store.db"
+    store = SqlStore(f"sqlite:///{path}")
+    store.add_job(job())
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE job_events")
+    with pytest.raises(StorageError, match="could not list events of job 'x'") as caught:
+        store.list_events("x")
+    assert "no such table" in caught.value.message and "migrate" in caught.value.hint
+    assert str(path) in caught.value.hint
+    with pytest.raises(NotFoundError):  # NotFoundError still passes through the session
+        store.get_job("ftjob-none")
+    store.close()

@@ -4,19 +4,30 @@ One implementation (:class:`tuneforge.storage.sql.SqlStore`) serves SQLite and P
 tests in ``tests/contract`` run against both. Listings are newest first with an ``after`` cursor (the id
 of the last item of the previous page) and an exact ``has_more``. ``project`` scopes what a caller may
 see: a record of another project is not found.
+
+Records come back frozen (change a job with :class:`JobUpdate`, a copy with ``dataclasses.replace``), job
+states as :class:`JobStatus` and control requests as :class:`JobControl`. A database failure is a
+:class:`tuneforge.errors.StorageError` whose hint says what to check; ``NotFoundError`` and the documented
+results (``add_checkpoint`` returning False on a duplicate step) are the only other outcomes.
+
+Thread and process rules: a Store object may be shared by the threads of one process (each call takes its
+own connection from the pool and commits before it returns); each process opens its own Store.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Collection, Iterable
 
 from tuneforge.storage.records import (
     CheckpointRecord,
     DatasetRecord,
     EventRecord,
     FileRecord,
+    JobControl,
     JobRecord,
+    JobStatus,
+    JobUpdate,
     MetricRecord,
     ModelRecord,
     Page,
@@ -68,64 +79,67 @@ class Store(ABC):
         """Datasets of a project, newest first."""
 
     @abstractmethod
-    def update_dataset(self, dataset_id: str, **fields: Any) -> None:
-        """Set fields of a dataset (format, examples)."""
+    def update_dataset(self, dataset_id: str, *, format: str, examples: int) -> None:
+        """Record a dataset's detected format and number of examples."""
 
     # --- jobs -----------------------------------------------------------------------------------
     @abstractmethod
     def add_job(self, record: JobRecord) -> JobRecord:
-        """Insert a job; returns it with its ``seq``."""
+        """Insert a job; returns a copy of it with its ``seq``."""
 
     @abstractmethod
     def get_job(self, job_id: str, *, project: str | None = None) -> JobRecord:
-        """A job; raises NotFoundError."""
+        """A job; raises NotFoundError (also for another project's job)."""
 
     @abstractmethod
     def list_jobs(
-        self, *, project: str | None, after: str | None = None, limit: int = 20, status: str | None = None
+        self, *, project: str | None, after: str | None = None, limit: int = 20, status: JobStatus | None = None,
+        kind: str | None = None,
     ) -> Page[JobRecord]:
-        """Jobs, newest first; ``project=None`` lists every project's."""
+        """Jobs, newest first, optionally of one status and one kind; ``project=None`` lists every project's."""
 
     @abstractmethod
     def delete_job(self, job_id: str, *, project: str) -> None:
-        """Remove a finished job with its events, metrics and checkpoints."""
+        """Remove a job with its events, metrics and checkpoints; raises NotFoundError."""
 
     @abstractmethod
-    def transition(self, job_id: str, *, from_states: tuple[str, ...], held_by: str | None = None,
-                   **fields: Any) -> bool:
-        """Atomically set ``fields`` of a job if its status is one of ``from_states`` (and, when given, it
-        is held by the worker ``held_by``). Returns whether the job was changed."""
+    def update_job(
+        self, job_id: str, update: JobUpdate, *, from_states: Iterable[JobStatus], held_by: str | None = None
+    ) -> bool:
+        """Atomically set the fields of ``update`` if the job's status is one of ``from_states`` (and, when
+        ``held_by`` is given, the job is held by that worker). Returns whether the job was changed."""
 
     @abstractmethod
-    def claim_job(self, *, worker_id: str) -> JobRecord | None:
-        """Take the queued job of highest priority (oldest first) for ``worker_id``, marking it running.
+    def claim_job(self, *, worker_id: str, kinds: Collection[str] | None = None) -> JobRecord | None:
+        """Take the queued job of highest priority (oldest first) among ``kinds`` (``None``: any kind) for
+        ``worker_id``, marking it running. Returns ``None`` when no such job waits.
 
         Two workers never get the same job: rows are locked with ``FOR UPDATE SKIP LOCKED`` on
         PostgreSQL, and the status change is conditional on every database.
         """
 
     @abstractmethod
-    def heartbeat(self, job_ids: list[str], *, worker_id: str) -> dict[str, str]:
+    def heartbeat(self, job_ids: Iterable[str], *, worker_id: str) -> dict[str, JobControl | None]:
         """Record that ``worker_id`` still runs these jobs. Returns the ones it still holds, each with its
-        pending control request (``'cancel'``, ``'pause'`` or ``''``); a job missing from the answer was
-        taken over by another worker."""
+        pending control request (``None`` when there is none); a job missing from the answer was taken
+        over by another worker or has ended."""
 
     @abstractmethod
-    def requeue_stale(self, *, older_than: float) -> list[tuple[str, str]]:
+    def requeue_stale(self, *, older_than: float) -> list[tuple[str, JobStatus]]:
         """Requeue running jobs whose last heartbeat is older than ``older_than`` (epoch seconds): their
         worker died. A pending pause or cancel is honoured instead (``paused`` / ``cancelled``).
         Returns ``(job_id, new_status)`` pairs."""
 
     @abstractmethod
     def queue_position(self, job_id: str) -> int | None:
-        """1-based place of a queued job in the claim order, or ``None`` when it is not queued."""
+        """1-based place of a queued job in the claim order (all kinds), or ``None`` when it is not queued."""
 
     @abstractmethod
-    def count_jobs(self) -> dict[str, int]:
-        """Number of jobs per status (every project)."""
+    def count_jobs(self) -> dict[JobStatus, int]:
+        """Number of jobs per status (every project; statuses without jobs are absent)."""
 
     @abstractmethod
-    def job_durations(self) -> list[tuple[str, float]]:
+    def job_durations(self) -> list[tuple[JobStatus, float]]:
         """``(status, seconds from start to end)`` of every finished job that started."""
 
     # --- events, metrics, checkpoints -------------------------------------------------------------
@@ -147,7 +161,8 @@ class Store(ABC):
 
     @abstractmethod
     def add_checkpoint(self, record: CheckpointRecord) -> bool:
-        """Record a checkpoint; returns False when the job already has one at that step."""
+        """Record a checkpoint; returns False when the job already has one at that step (also when a
+        concurrent writer inserted it first)."""
 
     @abstractmethod
     def list_checkpoints(self, job_id: str, *, after: str | None = None, limit: int = 10) -> Page[CheckpointRecord]:

@@ -61,16 +61,17 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def migrate(engine: Any) -> None:
-    """Apply the migrations shipped in ``tuneforge/storage/migrations`` up to the newest (idempotent)."""
+def migrate(connection: Any, *, revision: str = "head") -> None:
+    """Apply the migrations shipped in ``tuneforge/storage/migrations`` up to ``revision`` (idempotent), in
+    the transaction of ``connection``. On PostgreSQL an advisory lock makes processes that start together
+    migrate one after another."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import text
 
     config = Config()
     config.set_main_option("script_location", str(resources.files("tuneforge.storage") / "migrations"))
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)

@@ -1,8 +1,14 @@
-"""The tables, as SQLAlchemy Core sees them. Migrations (``storage/migrations``) create and evolve them."""
+"""The tables, as SQLAlchemy Core sees them. Migrations (``storage/migrations``) create and evolve them.
+
+Change a table here and in a new migration together: ``tests/contract/test_migrations.py`` fails when
+autogenerate finds a difference between this metadata and a database migrated to head.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON, BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
+)
 
 metadata = MetaData()
 # SQLite autoincrements only INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
@@ -67,6 +73,8 @@ jobs = Table(
     Column("heartbeat_at", Float),
     Column("attempts", Integer, nullable=False),
     Column("control", String(16)),
+    Column("kind", String(32), nullable=False, server_default="train"),  # 0002
+    Column("result", JSON),  # 0002
     Index("ix_jobs_claim", "status", "priority", "seq"),
 )
 
@@ -91,6 +99,9 @@ job_metrics = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# A job has at most one checkpoint per step; SqlStore.add_checkpoint relies on this constraint's name.
+uq_checkpoints_job_step = UniqueConstraint("job_id", "step", name="uq_checkpoints_job_step")
+
 checkpoints = Table(
     "checkpoints", metadata,
     Column("seq", SeqType, primary_key=True, autoincrement=True),
@@ -100,7 +111,7 @@ checkpoints = Table(
     Column("path", Text, nullable=False),
     Column("metrics", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
-    UniqueConstraint("job_id", "step", name="uq_checkpoints_job_step"),
+    uq_checkpoints_job_step,
 )
 
 models = Table(

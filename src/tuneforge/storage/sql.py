@@ -1,22 +1,36 @@
-"""The one Store implementation: SQLAlchemy 2 Core over SQLite or PostgreSQL."""
+"""The one Store implementation: SQLAlchemy 2 Core over SQLite or PostgreSQL.
+
+Every database call goes through :meth:`SqlStore._session` (as Optuna's storage goes through
+``_create_scoped_session``): one transaction, committed when the block ends. The session maps database
+errors in one place: the integrity error a method documents (a second checkpoint at the same step) gives
+that method's result, and every other database failure becomes a :class:`StorageError` that names the
+operation and says what to check. ``NotFoundError`` raised inside a session passes through (and rolls the
+transaction back).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Connection, UniqueConstraint, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
-from tuneforge.errors import NotFoundError
+from tuneforge.errors import NotFoundError, StorageError
 from tuneforge.storage import schema as t
 from tuneforge.storage.base import Store
 from tuneforge.storage.engine import create_db_engine, migrate
 from tuneforge.storage.records import (
-    CANCELLED, FINAL_STATES, PAUSED, QUEUED, RUNNING, CheckpointRecord, DatasetRecord, EventRecord, FileRecord,
-    JobRecord, MetricRecord, ModelRecord, Page, now,
+    FINAL_STATES, CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobControl, JobRecord, JobStatus,
+    JobUpdate, MetricRecord, ModelRecord, Page, now,
 )
+
+_QUEUED, _RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
+# What a stale running job becomes, by the control request its dead worker had not acted on yet.
+_STALE_OUTCOME = {JobControl.CANCEL.value: JobStatus.CANCELLED, JobControl.PAUSE.value: JobStatus.PAUSED}
 
 
 def _record(cls: type, row: Any) -> Any:
@@ -25,7 +39,22 @@ def _record(cls: type, row: Any) -> Any:
 
 
 def _values(record: Any, table: Any) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(record).items() if k in table.c and k != "seq"}
+    values = {k: v for k, v in dataclasses.asdict(record).items() if k in table.c and k != "seq"}
+    return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
+
+
+def _violates(exc: IntegrityError, constraint: UniqueConstraint) -> bool:
+    """Whether ``exc`` breaks ``constraint``: PostgreSQL names the constraint, SQLite lists its columns."""
+    name = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+    if name is not None:
+        return name == constraint.name
+    columns = ", ".join(f"{constraint.table.name}.{column.name}" for column in constraint.columns)
+    return f"UNIQUE constraint failed: {columns}" in str(exc.orig)
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class SqlStore(Store):
@@ -34,56 +63,94 @@ class SqlStore(Store):
     Args:
         url: ``sqlite:///PATH`` or ``postgresql://...``.
         migrate_schema: Apply pending migrations first (the server and workers do; job processes skip it).
+
+    Raises:
+        StorageError: The database cannot be reached or migrated.
     """
 
     def __init__(self, url: str, *, migrate_schema: bool = True) -> None:
         self.url = url
         self.engine = create_db_engine(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        self._shown_url = self.engine.url.render_as_string(hide_password=True)
         if migrate_schema:
-            migrate(self.engine)
-
-    @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        with self.engine.begin() as conn:
-            yield conn
+            try:
+                with self._session("migrate the database schema") as conn:
+                    migrate(conn)
+            except StorageError:
+                self.engine.dispose()
+                raise
 
     def close(self) -> None:
         self.engine.dispose()
 
+    # --- the session helper -------------------------------------------------------------------------
+    @contextmanager
+    def _session(self, operation: str, *, duplicate: UniqueConstraint | None = None) -> Iterator[Connection]:
+        """One transaction for ``operation`` (worded to follow "could not ..."), committed when the block ends.
+
+        A violation of ``duplicate`` ends the block quietly, rolled back: the caller's code after the
+        ``with`` statement gives the documented result. Any other database failure raises StorageError.
+        """
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError as exc:
+            if duplicate is None or not _violates(exc, duplicate):
+                raise self._error(exc, operation) from exc
+        except SQLAlchemyError as exc:
+            raise self._error(exc, operation) from exc
+
+    def _error(self, exc: SQLAlchemyError, operation: str) -> StorageError:
+        reason = _first_line(exc)
+        if isinstance(exc, ProgrammingError) or reason.startswith(("no such table", "no such column")):
+            hint = (f"the schema of the database at {self._shown_url} does not match this version of tuneforge: "
+                    "start the server or a worker once to migrate it, and check TUNEFORGE_DATABASE_URL")
+        else:
+            hint = f"is the database at {self._shown_url} reachable and writable? check TUNEFORGE_DATABASE_URL"
+        return StorageError(f"could not {operation}: {reason}", hint=hint)
+
     # --- helpers ------------------------------------------------------------------------------------
-    def _one(self, table: Any, cls: type, what: str, *conditions: Any) -> Any:
-        with self._tx() as conn:
-            row = conn.execute(select(table).where(*conditions)).first()
+    @staticmethod
+    def _find(conn: Connection, table: Any, cls: type, what: str, *conditions: Any) -> Any:
+        row = conn.execute(select(table).where(*conditions)).first()
         if row is None:
             raise NotFoundError(f"no {what}", hint="check the id (records of other projects are not visible)")
         return _record(cls, row)
 
-    def _page(self, table: Any, cls: type, conditions: list[Any], *, after: str | None, limit: int,
+    def _one(self, table: Any, cls: type, what: str, *conditions: Any) -> Any:
+        with self._session(f"read {what}") as conn:
+            return self._find(conn, table, cls, what, *conditions)
+
+    def _page(self, table: Any, cls: type, conditions: list[Any], *, what: str, after: str | None, limit: int,
               order: str = "desc") -> Page[Any]:
-        with self._tx() as conn:
+        with self._session(f"list {what}") as conn:
             if after is not None:
                 seq = conn.execute(select(table.c.seq).where(table.c.id == after, *conditions)).scalar()
                 if seq is None:
-                    raise NotFoundError(f"no item '{after}' to page after", hint="pass the id of an item of the listing")
+                    raise NotFoundError(f"no item '{after}' to page after",
+                                        hint="pass the id of an item of the listing")
                 conditions = [*conditions, table.c.seq < seq if order == "desc" else table.c.seq > seq]
             ordering = table.c.seq.desc() if order == "desc" else table.c.seq.asc()
             rows = conn.execute(select(table).where(*conditions).order_by(ordering).limit(limit + 1)).all()
         return Page([_record(cls, r) for r in rows[:limit]], has_more=len(rows) > limit)
 
+    def _insert(self, table: Any, record: Any, what: str) -> None:
+        with self._session(f"add {what}") as conn:
+            conn.execute(insert(table).values(**_values(record, table)))
+
     # --- API keys -------------------------------------------------------------------------------------
     def add_api_key(self, *, project: str, key_hash: str, prefix: str) -> None:
-        with self._tx() as conn:
+        with self._session("add an API key") as conn:
             conn.execute(insert(t.api_keys).values(key_hash=key_hash, prefix=prefix, project=project, created_at=now()))
 
     def project_of_key(self, key_hash: str) -> str | None:
-        with self._tx() as conn:
+        with self._session("look up an API key") as conn:
             return conn.execute(select(t.api_keys.c.project).where(t.api_keys.c.key_hash == key_hash)).scalar()
 
     # --- files and datasets ---------------------------------------------------------------------------
     def add_file(self, record: FileRecord) -> FileRecord:
-        with self._tx() as conn:
-            conn.execute(insert(t.files).values(**_values(record, t.files)))
+        self._insert(t.files, record, f"file '{record.id}'")
         return record
 
     def get_file(self, file_id: str, *, project: str | None = None) -> FileRecord:
@@ -95,17 +162,17 @@ class SqlStore(Store):
         conditions = [t.files.c.project == project]
         if purpose:
             conditions.append(t.files.c.purpose == purpose)
-        return self._page(t.files, FileRecord, conditions, after=after, limit=limit, order=order)
+        return self._page(t.files, FileRecord, conditions, what="files", after=after, limit=limit, order=order)
 
     def delete_file(self, file_id: str, *, project: str) -> FileRecord:
-        record = self.get_file(file_id, project=project)
-        with self._tx() as conn:
+        what = f"file '{file_id}'"
+        with self._session(f"delete {what}") as conn:
+            record = self._find(conn, t.files, FileRecord, what, t.files.c.id == file_id, t.files.c.project == project)
             conn.execute(delete(t.files).where(t.files.c.id == file_id))
         return record
 
     def add_dataset(self, record: DatasetRecord) -> DatasetRecord:
-        with self._tx() as conn:
-            conn.execute(insert(t.datasets).values(**_values(record, t.datasets)))
+        self._insert(t.datasets, record, f"dataset '{record.id}'")
         return record
 
     def get_dataset(self, dataset_id: str, *, project: str) -> DatasetRecord:
@@ -113,57 +180,68 @@ class SqlStore(Store):
                          t.datasets.c.project == project)
 
     def list_datasets(self, *, project: str, after: str | None = None, limit: int = 100) -> Page[DatasetRecord]:
-        return self._page(t.datasets, DatasetRecord, [t.datasets.c.project == project], after=after, limit=limit)
+        return self._page(t.datasets, DatasetRecord, [t.datasets.c.project == project], what="datasets",
+                          after=after, limit=limit)
 
-    def update_dataset(self, dataset_id: str, **fields: Any) -> None:
-        with self._tx() as conn:
-            conn.execute(update(t.datasets).where(t.datasets.c.id == dataset_id).values(**fields))
+    def update_dataset(self, dataset_id: str, *, format: str, examples: int) -> None:
+        with self._session(f"update dataset '{dataset_id}'") as conn:
+            query = update(t.datasets).where(t.datasets.c.id == dataset_id)
+            conn.execute(query.values(format=format, examples=examples))
 
     # --- jobs -------------------------------------------------------------------------------------------
     def add_job(self, record: JobRecord) -> JobRecord:
-        with self._tx() as conn:
-            record.seq = conn.execute(insert(t.jobs).values(**_values(record, t.jobs)).returning(t.jobs.c.seq)).scalar()
-        return record
+        with self._session(f"add job '{record.id}'") as conn:
+            seq = conn.execute(insert(t.jobs).values(**_values(record, t.jobs)).returning(t.jobs.c.seq)).scalar()
+        return dataclasses.replace(record, seq=seq)
 
     def get_job(self, job_id: str, *, project: str | None = None) -> JobRecord:
         scope = [t.jobs.c.project == project] if project is not None else []
-        return self._one(t.jobs, JobRecord, f"fine-tuning job '{job_id}'", t.jobs.c.id == job_id, *scope)
+        return self._one(t.jobs, JobRecord, f"job '{job_id}'", t.jobs.c.id == job_id, *scope)
 
     def list_jobs(self, *, project: str | None, after: str | None = None, limit: int = 20,
-                  status: str | None = None) -> Page[JobRecord]:
+                  status: JobStatus | None = None, kind: str | None = None) -> Page[JobRecord]:
         conditions = [t.jobs.c.project == project] if project is not None else []
-        if status:
-            conditions.append(t.jobs.c.status == status)
-        return self._page(t.jobs, JobRecord, conditions, after=after, limit=limit)
+        if status is not None:
+            conditions.append(t.jobs.c.status == JobStatus(status).value)
+        if kind is not None:
+            conditions.append(t.jobs.c.kind == kind)
+        return self._page(t.jobs, JobRecord, conditions, what="jobs", after=after, limit=limit)
 
     def delete_job(self, job_id: str, *, project: str) -> None:
-        self.get_job(job_id, project=project)
-        with self._tx() as conn:
+        what = f"job '{job_id}'"
+        with self._session(f"delete {what}") as conn:
+            self._find(conn, t.jobs, JobRecord, what, t.jobs.c.id == job_id, t.jobs.c.project == project)
             for table in (t.job_events, t.job_metrics, t.checkpoints):
                 conn.execute(delete(table).where(table.c.job_id == job_id))
             conn.execute(delete(t.jobs).where(t.jobs.c.id == job_id))
 
-    def transition(self, job_id: str, *, from_states: tuple[str, ...], held_by: str | None = None,
-                   **fields: Any) -> bool:
-        conditions = [t.jobs.c.id == job_id, t.jobs.c.status.in_(from_states)]
+    def update_job(self, job_id: str, update: JobUpdate, *, from_states: Iterable[JobStatus],
+                   held_by: str | None = None) -> bool:
+        values = update.values()
+        if not values:
+            raise ValueError(f"an empty JobUpdate for job '{job_id}': set at least one field")
+        states = [JobStatus(state).value for state in from_states]
+        conditions = [t.jobs.c.id == job_id, t.jobs.c.status.in_(states)]
         if held_by is not None:
             conditions.append(t.jobs.c.worker_id == held_by)
-        with self._tx() as conn:
-            return conn.execute(update(t.jobs).where(*conditions).values(**fields)).rowcount == 1
+        with self._session(f"update job '{job_id}'") as conn:
+            return conn.execute(_update_jobs(*conditions).values(**values)).rowcount == 1
 
-    def claim_job(self, *, worker_id: str) -> JobRecord | None:
-        query = select(t.jobs.c.id).where(t.jobs.c.status == QUEUED)
+    def claim_job(self, *, worker_id: str, kinds: Collection[str] | None = None) -> JobRecord | None:
+        query = select(t.jobs.c.id).where(t.jobs.c.status == _QUEUED)
+        if kinds is not None:
+            query = query.where(t.jobs.c.kind.in_(list(kinds)))
         query = query.order_by(t.jobs.c.priority.desc(), t.jobs.c.seq).limit(1)
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True)
-        with self._tx() as conn:
+        with self._session("claim a job") as conn:
             job_id = conn.execute(query).scalar()
             if job_id is None:
                 return None
             stamp = now()
             claimed = conn.execute(
-                update(t.jobs).where(t.jobs.c.id == job_id, t.jobs.c.status == QUEUED).values(
-                    status=RUNNING, worker_id=worker_id, heartbeat_at=stamp, attempts=t.jobs.c.attempts + 1,
+                _update_jobs(t.jobs.c.id == job_id, t.jobs.c.status == _QUEUED).values(
+                    status=_RUNNING, worker_id=worker_id, heartbeat_at=stamp, attempts=t.jobs.c.attempts + 1,
                     started_at=func.coalesce(t.jobs.c.started_at, stamp), control=None,
                 )
             ).rowcount
@@ -171,82 +249,87 @@ class SqlStore(Store):
                 return None
             return _record(JobRecord, conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).one())
 
-    def heartbeat(self, job_ids: list[str], *, worker_id: str) -> dict[str, str]:
+    def heartbeat(self, job_ids: Iterable[str], *, worker_id: str) -> dict[str, JobControl | None]:
+        job_ids = list(job_ids)
         if not job_ids:
             return {}
-        mine = [t.jobs.c.id.in_(job_ids), t.jobs.c.worker_id == worker_id, t.jobs.c.status == RUNNING]
-        with self._tx() as conn:
-            conn.execute(update(t.jobs).where(*mine).values(heartbeat_at=now()))
-            rows = conn.execute(select(t.jobs.c.id, t.jobs.c.control).where(*mine))
-            return {row.id: row.control or "" for row in rows}
+        mine = [t.jobs.c.id.in_(job_ids), t.jobs.c.worker_id == worker_id, t.jobs.c.status == _RUNNING]
+        with self._session("record a heartbeat") as conn:
+            conn.execute(_update_jobs(*mine).values(heartbeat_at=now()))
+            rows = conn.execute(select(t.jobs.c.id, t.jobs.c.control).where(*mine)).all()
+        return {row.id: JobControl(row.control) if row.control else None for row in rows}
 
-    def requeue_stale(self, *, older_than: float) -> list[tuple[str, str]]:
-        stale = [t.jobs.c.status == RUNNING, t.jobs.c.heartbeat_at < older_than]
+    def requeue_stale(self, *, older_than: float) -> list[tuple[str, JobStatus]]:
+        stale = [t.jobs.c.status == _RUNNING, t.jobs.c.heartbeat_at < older_than]
         changed = []
-        with self._tx() as conn:
+        with self._session("requeue the jobs of dead workers") as conn:
             for row in conn.execute(select(t.jobs.c.id, t.jobs.c.control).where(*stale)).all():
-                status = {"cancel": CANCELLED, "pause": PAUSED}.get(row.control, QUEUED)
-                values: dict[str, Any] = {"status": status, "worker_id": None, "control": None}
-                if status == CANCELLED:
+                status = _STALE_OUTCOME.get(row.control, JobStatus.QUEUED)
+                values: dict[str, Any] = {"status": status.value, "worker_id": None, "control": None}
+                if status.is_final():
                     values["finished_at"] = now()
-                if conn.execute(update(t.jobs).where(t.jobs.c.id == row.id, *stale).values(**values)).rowcount:
+                if conn.execute(_update_jobs(t.jobs.c.id == row.id, *stale).values(**values)).rowcount:
                     changed.append((row.id, status))
         return changed
 
     def queue_position(self, job_id: str) -> int | None:
-        job = self.get_job(job_id)
-        if job.status != QUEUED:
-            return None
-        ahead = or_(t.jobs.c.priority > job.priority, (t.jobs.c.priority == job.priority) & (t.jobs.c.seq < job.seq))
-        with self._tx() as conn:
-            return conn.execute(select(func.count()).where(t.jobs.c.status == QUEUED, ahead)).scalar() + 1
+        what = f"job '{job_id}'"
+        with self._session(f"find the queue position of {what}") as conn:
+            job = self._find(conn, t.jobs, JobRecord, what, t.jobs.c.id == job_id)
+            if job.status != JobStatus.QUEUED:
+                return None
+            ahead = or_(t.jobs.c.priority > job.priority,
+                        (t.jobs.c.priority == job.priority) & (t.jobs.c.seq < job.seq))
+            return conn.execute(select(func.count()).where(t.jobs.c.status == _QUEUED, ahead)).scalar() + 1
 
-    def count_jobs(self) -> dict[str, int]:
-        with self._tx() as conn:
+    def count_jobs(self) -> dict[JobStatus, int]:
+        with self._session("count jobs") as conn:
             rows = conn.execute(select(t.jobs.c.status, func.count()).group_by(t.jobs.c.status)).all()
-        return {status: count for status, count in rows}
+        return {JobStatus(status): count for status, count in rows}
 
-    def job_durations(self) -> list[tuple[str, float]]:
+    def job_durations(self) -> list[tuple[JobStatus, float]]:
         query = select(t.jobs.c.status, t.jobs.c.finished_at - t.jobs.c.started_at).where(
-            t.jobs.c.status.in_(FINAL_STATES), t.jobs.c.started_at.is_not(None), t.jobs.c.finished_at.is_not(None))
-        with self._tx() as conn:
-            return [(status, float(seconds)) for status, seconds in conn.execute(query).all()]
+            t.jobs.c.status.in_([s.value for s in FINAL_STATES]), t.jobs.c.started_at.is_not(None),
+            t.jobs.c.finished_at.is_not(None))
+        with self._session("read job durations") as conn:
+            rows = conn.execute(query).all()
+        return [(JobStatus(status), float(seconds)) for status, seconds in rows]
 
     # --- events, metrics, checkpoints -------------------------------------------------------------------
     def add_event(self, record: EventRecord) -> None:
-        with self._tx() as conn:
-            conn.execute(insert(t.job_events).values(**_values(record, t.job_events)))
+        self._insert(t.job_events, record, f"an event of job '{record.job_id}'")
 
     def list_events(self, job_id: str, *, after: str | None = None, limit: int = 20) -> Page[EventRecord]:
-        return self._page(t.job_events, EventRecord, [t.job_events.c.job_id == job_id], after=after, limit=limit)
+        return self._page(t.job_events, EventRecord, [t.job_events.c.job_id == job_id],
+                          what=f"events of job '{job_id}'", after=after, limit=limit)
 
     def add_metric(self, record: MetricRecord) -> None:
-        with self._tx() as conn:
-            conn.execute(insert(t.job_metrics).values(**_values(record, t.job_metrics)))
+        self._insert(t.job_metrics, record, f"metrics of job '{record.job_id}'")
 
     def list_metrics(self, job_id: str) -> list[MetricRecord]:
         query = select(t.job_metrics).where(t.job_metrics.c.job_id == job_id).order_by(t.job_metrics.c.seq)
-        with self._tx() as conn:
+        with self._session(f"list metrics of job '{job_id}'") as conn:
             return [_record(MetricRecord, r) for r in conn.execute(query).all()]
 
     def add_checkpoint(self, record: CheckpointRecord) -> bool:
-        same = [t.checkpoints.c.job_id == record.job_id, t.checkpoints.c.step == record.step]
-        with self._tx() as conn:
-            if conn.execute(select(t.checkpoints.c.id).where(*same)).first() is not None:
-                return False
+        # No select-then-insert: the unique constraint decides, so a concurrent writer cannot slip between.
+        what = f"checkpoint of job '{record.job_id}' at step {record.step}"
+        with self._session(f"add the {what}", duplicate=t.uq_checkpoints_job_step) as conn:
             conn.execute(insert(t.checkpoints).values(**_values(record, t.checkpoints)))
-        return True
+            return True
+        return False  # reached only when the session swallowed the duplicate-step violation
 
     def list_checkpoints(self, job_id: str, *, after: str | None = None, limit: int = 10) -> Page[CheckpointRecord]:
-        return self._page(t.checkpoints, CheckpointRecord, [t.checkpoints.c.job_id == job_id], after=after, limit=limit)
+        return self._page(t.checkpoints, CheckpointRecord, [t.checkpoints.c.job_id == job_id],
+                          what=f"checkpoints of job '{job_id}'", after=after, limit=limit)
 
     def get_checkpoint(self, checkpoint_id: str) -> CheckpointRecord:
-        return self._one(t.checkpoints, CheckpointRecord, f"checkpoint '{checkpoint_id}'", t.checkpoints.c.id == checkpoint_id)
+        return self._one(t.checkpoints, CheckpointRecord, f"checkpoint '{checkpoint_id}'",
+                         t.checkpoints.c.id == checkpoint_id)
 
     # --- fine-tuned models --------------------------------------------------------------------------------
     def add_model(self, record: ModelRecord) -> None:
-        with self._tx() as conn:
-            conn.execute(insert(t.models).values(**_values(record, t.models)))
+        self._insert(t.models, record, f"model '{record.id}'")
 
     def get_model(self, model_id: str, *, project: str) -> ModelRecord:
         return self._one(t.models, ModelRecord, f"model '{model_id}'", t.models.c.id == model_id,
@@ -254,18 +337,18 @@ class SqlStore(Store):
 
     def list_models(self, *, project: str) -> list[ModelRecord]:
         query = select(t.models).where(t.models.c.project == project).order_by(t.models.c.seq)
-        with self._tx() as conn:
+        with self._session("list models") as conn:
             return [_record(ModelRecord, r) for r in conn.execute(query).all()]
 
     def delete_model(self, model_id: str, *, project: str) -> ModelRecord:
-        record = self.get_model(model_id, project=project)
-        with self._tx() as conn:
+        what = f"model '{model_id}'"
+        with self._session(f"delete {what}") as conn:
+            record = self._find(conn, t.models, ModelRecord, what, t.models.c.id == model_id,
+                                t.models.c.project == project)
             conn.execute(delete(t.models).where(t.models.c.id == model_id))
         return record
 
 
-def open_store(url: str | None = None, *, migrate_schema: bool = True) -> SqlStore:
-    """The store at ``url``, default ``$TUNEFORGE_DATABASE_URL`` or the SQLite file under TUNEFORGE_HOME."""
-    from tuneforge.settings import database_url
-
-    return SqlStore(url or database_url(), migrate_schema=migrate_schema)
+def _update_jobs(*conditions: Any) -> Any:
+    # ``update`` is also update_job's parameter name; this keeps SQLAlchemy's function reachable there.
+    return update(t.jobs).where(*conditions)
