@@ -49,9 +49,9 @@ def create_to_succeeded(settings, data: Path, repeats: int = 3) -> list[float]:
 def drain_queue(settings, data: Path, *, jobs_count: int, workers: int, concurrency: int) -> tuple[float, int, int]:
     """Submit ``jobs_count`` tiny jobs, drain them with a pool; returns (wall s, peak concurrency, succeeded)."""
     from tuneforge.config import TrainConfig
-    from tuneforge.jobs.worker import Worker
     from tuneforge.services import files, jobs
     from tuneforge.services.platform import open_platform
+    from tuneforge.services.workers import make_worker
 
     from fixtures.platform import wait_for
 
@@ -59,11 +59,11 @@ def drain_queue(settings, data: Path, *, jobs_count: int, workers: int, concurre
     record = files.upload_path(platform, project="acme", path=data)
     config = TrainConfig(model="tiny-llama", data={"train": record.id},
                          train={"max_steps": 1, "batch_size": 4, "precision": "fp32", "save_steps": 1})
-    pool = [Worker(settings.model_copy(update={"concurrency": concurrency}), name=f"bench{i}") for i in range(workers)]
+    pool = [make_worker(settings.model_copy(update={"concurrency": concurrency}), name=f"bench{i}") for i in range(workers)]
     threads = [w.start_thread() for w in pool]
     time.sleep(1)
     started = time.perf_counter()
-    ids = [jobs.create_job(platform, project="acme", config=config).id for _ in range(jobs_count)]
+    ids = [jobs.create_train_job(platform, project="acme", config=config).id for _ in range(jobs_count)]
     done = lambda: sum(platform.store.count_jobs().get(s, 0) for s in ("succeeded", "failed")) >= jobs_count  # noqa: E731
     wait_for(done, timeout=3600, every=0.2, what="the queue to drain")
     wall = time.perf_counter() - started
@@ -99,17 +99,17 @@ def run(args: argparse.Namespace) -> None:
 
     from fixtures.platform import write_chat
     from fixtures.tiny import build_tiny_llama
-    from tuneforge.jobs.settings import PlatformSettings
+    from tuneforge.settings import Settings
 
     root = Path(tempfile.mkdtemp(prefix="tuneforge-bench-"))
     model = build_tiny_llama(root / "tiny-llama")
     data = write_chat(root / "train.jsonl")
     common = dict(poll_seconds=0.1, heartbeat_seconds=0.5, threads_per_job=1, base_models={"tiny-llama": str(model)})
-    api = PlatformSettings(home=str(root / "api"), database_url=f"sqlite:///{root / 'api.db'}", concurrency=1, **common)
+    api = Settings(home=str(root / "api"), database_url=f"sqlite:///{root / 'api.db'}", concurrency=1, **common)
     times = create_to_succeeded(api, data)
     print(f"jobs.create -> succeeded (tiny job, 3 steps, warm server): "
           f"{', '.join(f'{t:.2f}' for t in times)} s (median {sorted(times)[len(times) // 2]:.2f} s)")
-    queue = PlatformSettings(home=str(root / "queue"), database_url=args.database_url or f"sqlite:///{root / 'q.db'}",
+    queue = Settings(home=str(root / "queue"), database_url=args.database_url or f"sqlite:///{root / 'q.db'}",
                              **common)
     wall, peak, ok = drain_queue(queue, data, jobs_count=args.jobs, workers=args.workers, concurrency=args.concurrency)
     print(f"{args.jobs} jobs, {args.workers} workers x {args.concurrency}: {wall:.1f} s wall "

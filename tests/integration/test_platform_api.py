@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from fixtures.platform import CHAT, running_server, wait_for, write_chat
-from tuneforge.jobs.settings import PlatformSettings
+from tuneforge.settings import Settings
 
 FP32 = {"precision": "fp32"}  # bf16 autocast is slow on CPUs without AMX
 HYPER = {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 2.0}
@@ -22,7 +22,7 @@ HYPER = {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 2.0}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model):
     home = tmp_path_factory.mktemp("platform")
-    settings = PlatformSettings(
+    settings = Settings(
         home=str(home), database_url=f"sqlite:///{home / 'tuneforge.db'}", concurrency=2, poll_seconds=0.2,
         heartbeat_seconds=0.3, max_upload_bytes=100_000, base_models={"tiny-llama": str(tiny_model)},
     )

@@ -16,8 +16,9 @@ import pytest
 from fixtures.platform import wait_for, write_chat
 from fixtures.postgres import reset_database
 from tuneforge.config import TrainConfig
-from tuneforge.jobs.settings import PlatformSettings
-from tuneforge.jobs.translate import OpenAIJobRequest
+from tuneforge.settings import Settings
+from tuneforge.api.openai.protocol import OpenAIJobRequest
+from tuneforge.api.openai.jobs import create_openai_job
 from tuneforge.services import files, jobs
 from tuneforge.services.platform import open_platform
 
@@ -28,7 +29,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 @pytest.fixture
 def platform(postgres_url, tiny_model, tmp_path):
     reset_database(postgres_url)
-    settings = PlatformSettings(home=str(tmp_path / "home"), database_url=postgres_url, concurrency=1,
+    settings = Settings(home=str(tmp_path / "home"), database_url=postgres_url, concurrency=1,
                                 poll_seconds=0.2, heartbeat_seconds=0.3, stale_after_seconds=3.0, threads_per_job=1,
                                 base_models={"tiny-llama": str(tiny_model)})
     p = open_platform(settings)
@@ -52,7 +53,7 @@ def test_a_killed_workers_job_resumes_from_its_checkpoint_on_another_worker(plat
     request = OpenAIJobRequest(model="tiny-llama", training_file=data.id,
                                method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 20, "batch_size": 4}}},
                                tuneforge={"train": {"save_steps": 10, "precision": "fp32"}})
-    job = jobs.create_openai_job(platform, project="acme", request=request)
+    job = create_openai_job(platform, project="acme", request=request)
     first = start_worker(platform, tmp_path / "worker1.log")
     try:
         wait_for(lambda: store.list_checkpoints(job.id).data, timeout=90, what="a checkpoint on the first worker")
@@ -97,7 +98,7 @@ def test_120_jobs_drain_through_a_pool_of_workers(platform, tiny_model, tmp_path
     config = TrainConfig(model="tiny-llama", data={"train": data.id},
                          train={"max_steps": 1, "batch_size": 4, "precision": "fp32", "save_steps": 1})
     started = time.perf_counter()
-    ids = [jobs.create_job(platform, project="acme", config=config, priority=i % 3).id for i in range(120)]
+    ids = [jobs.create_train_job(platform, project="acme", config=config, priority=i % 3).id for i in range(120)]
     workers = [Worker(platform.settings.model_copy(update={"concurrency": 2}), name=f"pool{i}") for i in range(3)]
     threads = [w.start_thread() for w in workers]
     try:

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tuneforge.config import TrainConfig
-from tuneforge.jobs.translate import Hyperparameters, OpenAIJobRequest, resolve_hyperparameters, to_train_config
-from tuneforge.jobs.validation import TrainingFileError, check_jsonl, check_training_file
+from tuneforge.api.openai.protocol import Hyperparameters, OpenAIJobRequest, resolve_hyperparameters, to_train_config
+from tuneforge.api.openai.file_checks import TrainingFileError, check_jsonl, check_training_file
 
 
 @pytest.mark.parametrize("examples, epochs, batch", [(10, 10, 1), (20, 5, 1), (1000, 3, 2), (20_000, 1, 32)])
@@ -63,14 +63,14 @@ def test_keys_create_prints_a_key_once_and_stores_its_hash(tmp_path):
 
     from tuneforge.cli.app import app
     from tuneforge.errors import AuthenticationError
-    from tuneforge.jobs.settings import PlatformSettings
+    from tuneforge.settings import Settings
     from tuneforge.services.platform import authenticate, open_platform
 
     url = f"sqlite:///{tmp_path / 'keys.db'}"
     result = CliRunner().invoke(app, ["keys", "create", "--project", "acme", "--database-url", url])
     assert result.exit_code == 0, result.output
     key = result.output.strip()
-    platform = open_platform(PlatformSettings(database_url=url, home=str(tmp_path)))
+    platform = open_platform(Settings(database_url=url, home=str(tmp_path)))
     assert authenticate(platform, f"Bearer {key}") == "acme"
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("keys.db*"))  # the database and its WAL
     assert key.encode() not in stored  # only the hash is stored

@@ -4,29 +4,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
-from tuneforge.jobs.settings import PlatformSettings
+from tuneforge.settings import Settings
 
 
-def create_app(settings: PlatformSettings | None = None, *, workers: int = 1) -> FastAPI:
+def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI:
     """The tuneforge API.
 
     Args:
-        settings: Database, home, limits and the embedded pool's concurrency.
+        settings: Database, home, limits and the embedded pool's concurrency (default: from the environment).
         workers: Embedded workers (each runs ``settings.concurrency`` jobs); 0 serves the API only.
     """
     from tuneforge import __version__
-    from tuneforge.api import errors
-    from tuneforge.api.routers import files, health, jobs, models, native
+    from tuneforge.api import errors, operations
+    from tuneforge.api.native import compressions, evaluations, fine_tuning
+    from tuneforge.api.openai import files, jobs, models
+    from tuneforge.settings import quiet_environment
 
-    settings = settings or PlatformSettings()
+    settings = settings or Settings.from_env()
+    quiet_environment()  # job processes inherit it: offline, no library progress bars in the server's log
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from tuneforge.services.platform import open_platform
+        from tuneforge.services.workers import start_workers
 
         app.state.platform = open_platform(settings)
         app.state.workers = start_workers(settings, count=workers if settings.concurrency else 0)
@@ -40,17 +43,9 @@ def create_app(settings: PlatformSettings | None = None, *, workers: int = 1) ->
             app.state.platform.close()
 
     app = FastAPI(title="tuneforge", version=__version__, lifespan=lifespan,
-                  description="Fine-tuning jobs on your own hardware: OpenAI-compatible routes under /v1, "
-                  "the native API under /api/v1/fine-tuning. Send 'Authorization: Bearer KEY'.")
+                  description="Fine-tuning, evaluation and compression jobs on your own hardware: OpenAI-compatible "
+                  "routes under /v1, the native API under /api/v1. Send 'Authorization: Bearer KEY'.")
     errors.install(app)
-    for module in (health, files, jobs, models, native):
+    for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions):
         app.include_router(module.router)
     return app
-
-
-def start_workers(settings: PlatformSettings, *, count: int) -> list[tuple[Any, Any]]:
-    """Start ``count`` embedded workers in threads; their jobs run in their own processes."""
-    from tuneforge.jobs.worker import Worker
-
-    workers = [Worker(settings, name=f"server{i}") for i in range(count)]
-    return [(worker, worker.start_thread()) for worker in workers]

@@ -7,7 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from tuneforge.api import deps
-from tuneforge.storage.records import FINAL_STATES, JOB_STATES
+from tuneforge.services import jobs
+from tuneforge.services.platform import Platform
+from tuneforge.storage.records import FINAL_STATES, JobStatus
 
 router = APIRouter(tags=["operations"])
 DURATION_BUCKETS = (10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 24 * 3600.0)
@@ -16,7 +18,7 @@ DURATION_BUCKETS = (10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 24 * 360
 @router.get("/health")
 def health(request: Request) -> dict:
     """Liveness and database reachability."""
-    request.app.state.platform.store.count_jobs()
+    jobs.check_store(request.app.state.platform)
     return {"status": "ok"}
 
 
@@ -26,37 +28,38 @@ def metrics(request: Request) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     registry = CollectorRegistry()
-    registry.register(StoreCollector(request.app.state.platform.store))
+    registry.register(JobCollector(request.app.state.platform))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-class StoreCollector:
-    """Job figures computed from the store, so every server of a deployment reports the same numbers."""
+class JobCollector:
+    """Job figures computed from the database, so every server of a deployment reports the same numbers."""
 
-    def __init__(self, store: Any) -> None:
-        self.store = store
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
 
     def collect(self) -> Any:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-        counts = self.store.count_jobs()
-        yield GaugeMetricFamily("tuneforge_queue_depth", "Jobs waiting in the queue", value=counts.get("queued", 0))
-        yield GaugeMetricFamily("tuneforge_running_jobs", "Jobs running now", value=counts.get("running", 0))
-        jobs = GaugeMetricFamily("tuneforge_jobs", "Jobs by status", labels=["status"])
-        for status in JOB_STATES:
-            jobs.add_metric([status], counts.get(status, 0))
-        yield jobs
+        counts = jobs.job_counts(self.platform)
+        yield GaugeMetricFamily("tuneforge_queue_depth", "Jobs waiting in the queue",
+                                value=counts.get(JobStatus.QUEUED, 0))
+        yield GaugeMetricFamily("tuneforge_running_jobs", "Jobs running now", value=counts.get(JobStatus.RUNNING, 0))
+        by_status = GaugeMetricFamily("tuneforge_jobs", "Jobs by status", labels=["status"])
+        for status in JobStatus:
+            by_status.add_metric([status.value], counts.get(status, 0))
+        yield by_status
         outcomes = CounterMetricFamily("tuneforge_job_outcomes", "Finished jobs by outcome", labels=["status"])
         for status in FINAL_STATES:
-            outcomes.add_metric([status], counts.get(status, 0))
+            outcomes.add_metric([status.value], counts.get(status, 0))
         yield outcomes
-        yield _durations(self.store.job_durations(), HistogramMetricFamily)
+        yield _durations(jobs.job_durations(self.platform), HistogramMetricFamily)
 
 
-def _durations(durations: list[tuple[str, float]], family: Any) -> Any:
+def _durations(durations: list[tuple[JobStatus, float]], family: Any) -> Any:
     histogram = family("tuneforge_job_duration_seconds", "Start to end of finished jobs", labels=["status"])
     for status in FINAL_STATES:
         values = [seconds for s, seconds in durations if s == status]
         buckets = [(str(bound), sum(v <= bound for v in values)) for bound in DURATION_BUCKETS]
-        histogram.add_metric([status], buckets + [("+Inf", len(values))], sum(values))
+        histogram.add_metric([status.value], buckets + [("+Inf", len(values))], sum(values))
     return histogram

@@ -17,24 +17,20 @@ console = Console()
 def _settings(database_url: Optional[str], home: Optional[str], concurrency: int, base_model: list[str],
               allow_local_paths: bool = False, max_upload_mb: Optional[float] = None, stale_after: float = 30.0,
               threads_per_job: int = 0):
-    from tuneforge.jobs.settings import PlatformSettings, base_models_from_env
+    from tuneforge.settings import Settings
 
-    models = base_models_from_env()
+    from_env = Settings.from_env()
+    models = dict(from_env.base_models)
     for item in base_model:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise ConfigError(f"--base-model {item!r} is not NAME=DIR", field="base_model",
                               hint="e.g. --base-model tiny-llama=/models/tiny-llama")
         models[name] = path
-    fields = {"concurrency": concurrency, "base_models": models, "allow_local_paths": allow_local_paths,
-              "stale_after_seconds": stale_after, "threads_per_job": threads_per_job}
-    if database_url:
-        fields["database_url"] = database_url
-    if home:
-        fields["home"] = home
-    if max_upload_mb:
-        fields["max_upload_bytes"] = int(max_upload_mb * 2**20)
-    return PlatformSettings(**fields)
+    return Settings.from_env(
+        concurrency=concurrency, base_models=models, allow_local_paths=allow_local_paths,
+        stale_after_seconds=stale_after, threads_per_job=threads_per_job, database_url=database_url or None,
+        home=home or None, max_upload_bytes=int(max_upload_mb * 2**20) if max_upload_mb else None)
 
 
 DB = typer.Option(None, "--database-url", help="sqlite:///PATH or postgresql://... (default: TUNEFORGE_DATABASE_URL, "
@@ -77,11 +73,11 @@ def worker(
     threads_per_job: int = THREADS,
 ) -> None:
     """Run jobs from the shared queue (on another machine: a PostgreSQL database and a shared TUNEFORGE_HOME)."""
-    from tuneforge.jobs.worker import Worker
+    from tuneforge.services.workers import make_worker
 
     settings = _settings(database_url, home, concurrency, base_model, stale_after=stale_after,
                          threads_per_job=threads_per_job)
-    pool = Worker(settings, name="worker")
+    pool = make_worker(settings, name="worker")
     signal.signal(signal.SIGTERM, lambda *_: pool.stop())
     console.print(f"worker {pool.id}: {concurrency} job(s) at once, database {_safe(settings.database_url)}")
     try:
@@ -96,11 +92,10 @@ def keys_create(
     database_url: Optional[str] = DB,
 ) -> None:
     """Create an API key; it is printed once (only its hash is stored)."""
-    from tuneforge.jobs.settings import PlatformSettings
     from tuneforge.services.platform import create_api_key, open_platform
+    from tuneforge.settings import Settings
 
-    settings = PlatformSettings(**({"database_url": database_url} if database_url else {}))
-    platform = open_platform(settings)
+    platform = open_platform(Settings.from_env(database_url=database_url or None))
     try:
         key = create_api_key(platform, project=project)
     finally:

@@ -87,3 +87,15 @@ def delete_model(platform: Platform, model_id: str, *, project: str) -> ModelRec
     record = platform.store.delete_model(model_id, project=project)
     shutil.rmtree(record.path, ignore_errors=True)
     return record
+
+
+def check_base_model(platform: Platform, name: str) -> dict[str, str]:
+    """Where a base model name leads: the loadable folder (a builtin is converted on first use) and its source.
+
+    Raises:
+        NotFoundError: No such base model, or its folder is missing.
+    """
+    from tuneforge.models.resolve import resolve_model
+
+    resolved = resolve_model(resolve_base_model(platform, name), cache_dir=platform.settings.model_cache_dir)
+    return {"path": str(resolved.path), "source": resolved.source}

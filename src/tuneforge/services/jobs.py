@@ -314,3 +314,21 @@ def job_counts(platform: Platform) -> dict[JobStatus, int]:
 def job_durations(platform: Platform) -> list[tuple[JobStatus, float]]:
     """``(status, seconds from start to end)`` of every finished job that started."""
     return platform.store.job_durations()
+
+
+def job_report(platform: Platform, job_id: str, *, project: str, kind: str | None = None) -> dict[str, Any]:
+    """The JSON report a finished evaluation or compression job stored (its first result file).
+
+    Raises:
+        ConflictError: The job has not succeeded (yet), so there is no report.
+    """
+    import json
+
+    from tuneforge.services.files import file_path
+
+    job = get_job(platform, job_id, project=project, kind=kind)
+    report_id = (job.result or {}).get("report_file")
+    if job.status is not S.SUCCEEDED or report_id is None:
+        raise ConflictError(f"job {job.id} is {job.status.value}: it has no report",
+                            hint="a report is there once the job has succeeded; see its events for progress")
+    return json.loads(file_path(platform, platform.store.get_file(report_id, project=project)).read_text())

@@ -26,6 +26,13 @@ class JobStatus(str, Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    # A state acts as its string: one dictionary key (counts.get("queued")), printed as "queued".
+    __hash__ = str.__hash__
+    __format__ = str.__format__
+
+    def __str__(self) -> str:
+        return self.value
+
     def is_final(self) -> bool:
         """Whether the job has ended (succeeded, failed or cancelled) and will never run again."""
         return self in FINAL_STATES
@@ -44,6 +51,12 @@ class JobControl(str, Enum):
 
     CANCEL = "cancel"
     PAUSE = "pause"
+
+    __hash__ = str.__hash__
+    __format__ = str.__format__
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def new_id(prefix: str) -> str:

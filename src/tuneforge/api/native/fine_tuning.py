@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 
 from tuneforge.api import deps
 from tuneforge.config import TrainConfig, validate_config
-from tuneforge.config.models import METHOD_NAMES
 from tuneforge.services import catalog, files, jobs
 from tuneforge.services.platform import Platform
 
@@ -36,68 +35,70 @@ def _page(records: Any) -> dict[str, Any]:
     return {"data": [asdict(r) for r in records.data], "has_more": records.has_more}
 
 
+TRAIN = "train"
+
+
 @router.post("/jobs")
 def create_job(config: TrainConfig, priority: int = 0, suffix: str | None = None, platform: Platform = Plat,
                project: str = Proj) -> dict:
     """Queue a job from a TrainConfig (the YAML shape); ``data.train`` is a file or dataset id."""
-    return asdict(jobs.create_job(platform, project=project, config=config, priority=priority, suffix=suffix))
+    return asdict(jobs.create_train_job(platform, project=project, config=config, priority=priority, suffix=suffix))
 
 
 @router.get("/jobs")
 def list_jobs(after: str | None = None, limit: int = Query(20, ge=1, le=100), platform: Platform = Plat,
               project: str = Proj) -> dict:
     """Jobs, newest first."""
-    return _page(jobs.list_jobs(platform, project=project, after=after, limit=limit))
+    return _page(jobs.list_jobs(platform, project=project, kind=TRAIN, after=after, limit=limit))
 
 
 @router.get("/jobs/{job_id}")
 def get_job(job_id: str, platform: Platform = Plat, project: str = Proj) -> dict:
     """One job with its config."""
-    return asdict(jobs.get_job(platform, job_id, project=project))
+    return asdict(jobs.get_job(platform, job_id, project=project, kind=TRAIN))
 
 
 @router.delete("/jobs/{job_id}")
 def delete_job(job_id: str, platform: Platform = Plat, project: str = Proj) -> dict:
     """Delete a finished job and its run directory."""
-    jobs.delete_job(platform, job_id, project=project)
+    jobs.delete_job(platform, job_id, project=project, kind=TRAIN)
     return {"id": job_id, "deleted": True}
 
 
 @router.put("/jobs/{job_id}/cancel")
 def cancel_job(job_id: str, platform: Platform = Plat, project: str = Proj) -> dict:
     """Cancel a job."""
-    return asdict(jobs.cancel_job(platform, job_id, project=project))
+    return asdict(jobs.cancel_job(platform, job_id, project=project, kind=TRAIN))
 
 
 @router.post("/jobs/{job_id}/pause")
 def pause_job(job_id: str, platform: Platform = Plat, project: str = Proj) -> dict:
     """Pause a job."""
-    return asdict(jobs.pause_job(platform, job_id, project=project))
+    return asdict(jobs.pause_job(platform, job_id, project=project, kind=TRAIN))
 
 
 @router.post("/jobs/{job_id}/resume")
 def resume_job(job_id: str, platform: Platform = Plat, project: str = Proj) -> dict:
     """Resume a paused job."""
-    return asdict(jobs.resume_job(platform, job_id, project=project))
+    return asdict(jobs.resume_job(platform, job_id, project=project, kind=TRAIN))
 
 
 @router.get("/jobs/{job_id}/logs")
 def job_logs(job_id: str, platform: Platform = Plat, project: str = Proj) -> dict:
     """The job's events as log lines, oldest first."""
-    return {"lines": jobs.job_logs(platform, job_id, project=project)}
+    return {"lines": jobs.job_logs(platform, job_id, project=project, kind=TRAIN)}
 
 
 @router.get("/jobs/{job_id}/metrics")
 def job_metrics(job_id: str, platform: Platform = Plat, project: str = Proj) -> dict:
     """Figures of every step."""
-    jobs.get_job(platform, job_id, project=project)
-    return {"data": [{"step": m.step, **m.data} for m in platform.store.list_metrics(job_id)]}
+    return {"data": [{"step": m.step, **m.data} for m in jobs.list_metrics(platform, job_id, project=project)]}
 
 
 @router.get("/jobs/{job_id}/progress")
 def job_progress(job_id: str, platform: Platform = Plat, project: str = Proj) -> dict:
     """Status, step, loss, ETA, queue position."""
-    return jobs.job_progress(platform, job_id, project=project)
+    return jobs.job_progress(platform, job_id, project=project, kind=TRAIN)
 
 
 @router.get("/jobs/{job_id}/checkpoints")
@@ -128,18 +129,15 @@ def list_models(platform: Platform = Plat, project: str = Proj) -> dict:
 @router.post("/models/validate")
 def validate_model(body: ModelCheck, platform: Platform = Plat, project: str = Proj) -> dict:
     """Whether a base model name resolves to a loadable model folder."""
-    from tuneforge.models.resolve import resolve_model
-
-    resolved = resolve_model(catalog.resolve_base_model(platform, body.model))
-    return {"model": body.model, "valid": True, "path": str(resolved.path), "source": resolved.source}
+    return {"model": body.model, "valid": True, **catalog.check_base_model(platform, body.model)}
 
 
 @router.get("/configs/templates")
 def config_templates(project: str = Proj) -> dict:
     """The commented example config of every method."""
-    from tuneforge.services.training import template  # imports the trainers: only when asked
+    from tuneforge.services.training import method_names, template  # imports the trainers: only when asked
 
-    return {"data": [{"name": name, "yaml": template(name)} for name in METHOD_NAMES]}
+    return {"data": [{"name": name, "yaml": template(name)} for name in method_names()]}
 
 
 @router.post("/configs/validate")
@@ -158,13 +156,13 @@ def create_dataset(body: DatasetRequest, platform: Platform = Plat, project: str
 def list_datasets(after: str | None = None, limit: int = Query(100, ge=1, le=1000), platform: Platform = Plat,
                   project: str = Proj) -> dict:
     """Datasets, newest first."""
-    return _page(platform.store.list_datasets(project=project, after=after, limit=limit))
+    return _page(files.list_datasets(platform, project=project, after=after, limit=limit))
 
 
 @router.get("/datasets/{dataset_id}")
 def get_dataset(dataset_id: str, platform: Platform = Plat, project: str = Proj) -> dict:
     """One dataset."""
-    return asdict(platform.store.get_dataset(dataset_id, project=project))
+    return asdict(files.get_dataset(platform, dataset_id, project=project))
 
 
 @router.post("/datasets/{dataset_id}/validate")

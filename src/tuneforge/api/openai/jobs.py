@@ -47,19 +47,24 @@ def configure(request: OpenAIJobRequest) -> Configure:
     return build
 
 
+def create_openai_job(platform: Platform, *, project: str, request: OpenAIJobRequest) -> JobRecord:
+    """Create a training job from OpenAI's request: its files are checked once the job exists
+    (``validating_files``); a bad file fails the job with OpenAI's error code, a bad option raises first."""
+    if request.integrations:
+        raise ConfigError("integrations are not supported by this server", field="integrations",
+                          hint="remove 'integrations' from the request")
+    return jobs.create_checked_train_job(
+        platform, project=project, model=request.model, configure=configure(request), seed=request.seed,
+        files={"training_file": request.training_file, "validation_file": request.validation_file},
+        priority=request.priority, suffix=request.suffix,
+        request={"api": "openai", "metadata": request.metadata, "method": {"type": request.method_type}})
+
+
 @router.post("")
 def create_job(body: OpenAIJobRequest, platform: Platform = Depends(deps.platform),
                project: str = Depends(deps.project)) -> dict:
     """Create a job: validates the files, then queues it."""
-    if body.integrations:
-        raise ConfigError("integrations are not supported by this server", field="integrations",
-                          hint="remove 'integrations' from the request")
-    job = jobs.create_checked_train_job(
-        platform, project=project, model=body.model, configure=configure(body), seed=body.seed,
-        files={"training_file": body.training_file, "validation_file": body.validation_file},
-        priority=body.priority, suffix=body.suffix,
-        request={"api": "openai", "metadata": body.metadata, "method": {"type": body.method_type}})
-    return _job(platform, job)
+    return _job(platform, create_openai_job(platform, project=project, request=body))
 
 
 @router.get("")

@@ -1,0 +1,112 @@
+"""Evaluation and compression as jobs: a real server on 127.0.0.1 with a real worker runs them in job
+processes; their results equal the CLI's, their reports come back as JSON, and bad requests are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from fixtures.data import MEMORIZE, write_jsonl
+
+from fixtures.platform import running_server, wait_for
+from tuneforge.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model):
+    home = tmp_path_factory.mktemp("kinds")
+    settings = Settings(home=str(home), concurrency=1, poll_seconds=0.2, heartbeat_seconds=0.3, threads_per_job=1,
+                        base_models={"tiny-llama": str(tiny_model)})
+    with running_server(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def api(server):
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.keys['acme']}"}, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_jsonl(tmp_path_factory.mktemp("kinds-data") / "mem.jsonl", MEMORIZE)
+
+
+@pytest.fixture(scope="module")
+def file_id(api, data):
+    with data.open("rb") as handle:
+        return api.post("/v1/files", files={"file": ("mem.jsonl", handle)}, data={"purpose": "evals"}).json()["id"]
+
+
+def finished(api, path: str) -> dict:
+    return wait_for(lambda: (j := api.get(path).json())["status"] in ("succeeded", "failed", "cancelled") and j,
+                    timeout=180, what=path)
+
+
+SUITE = {"tasks": [{"metrics": ["exact_match", "token_f1"], "max_new_tokens": 6}], "latency_samples": 0}
+
+
+def test_an_evaluation_job_scores_like_the_cli_and_keeps_its_report(api, server, file_id, data, tiny_model):
+    suite = {**SUITE, "tasks": [{**SUITE["tasks"][0], "data": file_id}]}
+    job = api.post("/api/v1/evaluations", json={"model": "tiny-llama", "suite": suite}).json()
+    assert job["kind"] == "evaluate" and job["id"].startswith("evaljob-") and job["status"] in ("queued", "running")
+    done = finished(api, f"/api/v1/evaluations/{job['id']}")
+    assert done["status"] == "succeeded", done["error"]
+    report = api.get(f"/api/v1/evaluations/{job['id']}/report").json()
+    assert report["kind"] == "evaluation" and report["tasks"][0]["examples"] == len(MEMORIZE)
+    scores = done["result"]["tasks"][report["tasks"][0]["name"]]
+    assert scores["exact_match"] == report["tasks"][0]["metrics"]["exact_match"]
+
+    # The same request through the CLI's service, in this process: the same answers and scores.
+    from tuneforge.services.evaluation import evaluate
+
+    local = evaluate(str(tiny_model), {**suite, "tasks": [{**suite["tasks"][0], "data": str(data)}]},
+                     settings=server.settings, store=False)
+    assert local.tasks[0].metrics == report["tasks"][0]["metrics"]
+    assert [e.prediction for e in local.tasks[0].per_example] == [e["prediction"] for e in report["tasks"][0]["per_example"]]
+    assert any("successfully completed" in line for line in api.get(f"/api/v1/evaluations/{job['id']}/logs").json()["lines"])
+    assert [j["id"] for j in api.get("/api/v1/evaluations").json()["data"]] == [job["id"]]
+    assert api.get("/v1/fine_tuning/jobs").json()["data"] == []  # a fine-tuning listing shows only training jobs
+    assert api.get(f"/v1/fine_tuning/jobs/{job['id']}").status_code == 404
+
+
+def test_a_compression_job_prunes_and_reports_before_and_after(api, server, file_id):
+    recipe = {"steps": [{"name": "prune", "method": "magnitude", "sparsity": 0.5}], "latency_samples": 1,
+              "latency_tokens": 4, "eval": {"tasks": [{"data": file_id, "metrics": ["exact_match"], "max_new_tokens": 6}]}}
+    job = api.post("/api/v1/compressions", json={"model": "tiny-llama", "recipe": recipe}).json()
+    assert job["kind"] == "compress" and job["id"].startswith("cmpjob-")
+    done = finished(api, f"/api/v1/compressions/{job['id']}")
+    assert done["status"] == "succeeded", done["error"]
+    report = api.get(f"/api/v1/compressions/{job['id']}/report").json()
+    before, after = report["stages"]
+    assert after["nonzero_parameters"] < before["nonzero_parameters"] == after["parameters"]
+    assert done["result"]["summary"] == report["summary"]
+    assert (Path(report["output"]) / "model").is_dir() and Path(report["output"]).is_relative_to(server.settings.home)
+    assert api.get(f"/api/v1/evaluations/{job['id']}").status_code == 404  # another kind's id
+
+
+def test_bad_requests_are_refused_before_anything_is_queued(api, data):
+    local = {"tasks": [{"data": str(data)}]}
+    refused = api.post("/api/v1/evaluations", json={"model": "tiny-llama", "suite": local})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "suite.tasks.0.data"
+    unknown = api.post("/api/v1/evaluations", json={"model": "nope", "suite": {"tasks": [{"builtin": "profile-extraction"}]}})
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "model"
+    typo = api.post("/api/v1/compressions", json={"model": "tiny-llama", "recipe": {"steps": [{"name": "prun"}]}})
+    assert typo.status_code == 400
+    assert api.get("/api/v1/evaluations/evaljob-nope").status_code == 404
+
+
+def test_cancel_a_queued_job_and_no_report_before_success(tmp_path, tiny_model):
+    settings = Settings(home=str(tmp_path / "home"), concurrency=0, base_models={"tiny-llama": str(tiny_model)})
+    with running_server(settings, workers=0) as quiet:  # API only: nothing runs the job
+        api = httpx.Client(base_url=quiet.url, headers={"Authorization": f"Bearer {quiet.keys['acme']}"}, timeout=30)
+        body = {"model": "tiny-llama", "suite": {"tasks": [{"builtin": "profile-extraction", "limit": 2}]}}
+        job = api.post("/api/v1/evaluations", json=body).json()
+        assert job["status"] == "queued" and job["queue_position"] == 1
+        assert api.get(f"/api/v1/evaluations/{job['id']}/report").status_code == 409
+        cancelled = api.post(f"/api/v1/evaluations/{job['id']}/cancel").json()
+        assert cancelled["status"] == "cancelled"
+        assert api.post(f"/api/v1/evaluations/{job['id']}/cancel").status_code == 409
+        other = httpx.get(quiet.url + f"/api/v1/evaluations/{job['id']}",
+                          headers={"Authorization": f"Bearer {quiet.keys['other']}"})
+        assert other.status_code == 404
