@@ -19,7 +19,7 @@ import torch
 from tuneforge.compression.recipe import ExportStep
 from tuneforge.compression.stage import Stage, StepContext
 from tuneforge.errors import MissingDependencyError
-from tuneforge.progress import ProgressEvent
+from tuneforge.progress import ProgressEvent, ProgressKind
 
 if TYPE_CHECKING:
     import torch
@@ -50,7 +50,7 @@ def export_onnx(stage: Stage, step: ExportStep, context: StepContext) -> Stage:
     """Export to ``model.onnx`` (quantized in place of the float graph when asked) and run it with onnxruntime."""
     folder = context.workdir
     float_path = context.scratch / FILE if step.quantization else folder / FILE
-    context.progress(ProgressEvent("stage", "exporting the ONNX graph (torch.onnx, dynamo)"))
+    context.progress(ProgressEvent(ProgressKind.STAGE, "exporting the ONNX graph (torch.onnx, dynamo)"))
     example = stage.tokenizer(["Hello there", "A longer example prompt"], return_tensors="pt", padding=True)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     axes = {0: batch, 1: sequence}
@@ -60,7 +60,7 @@ def export_onnx(stage: Stage, step: ExportStep, context: StepContext) -> Stage:
                           dynamic_shapes={"input_ids": axes, "attention_mask": axes}, dynamo=True,
                           external_data=False, verbose=False)
     if step.quantization:
-        context.progress(ProgressEvent("stage", f"onnxruntime {step.quantization} quantization"))
+        context.progress(ProgressEvent(ProgressKind.STAGE, f"onnxruntime {step.quantization} quantization"))
         _quantize(float_path, folder / FILE, step.quantization, context.calibration)
     stage.tokenizer.save_pretrained(folder)
     stage.model.config.save_pretrained(folder)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.compression.recipe import ExportStep
 from tuneforge.compression.stage import Stage, StepContext, StepStrategy, step_error
 from tuneforge.errors import MissingDependencyError
-from tuneforge.progress import ProgressEvent
+from tuneforge.progress import ProgressEvent, ProgressKind
 
 if TYPE_CHECKING:
     import torch
@@ -57,7 +57,7 @@ def _gguf(stage: Stage, step: ExportStep, context: StepContext) -> Stage:
 
     logging.getLogger("gguf").setLevel(logging.WARNING)
     path = context.workdir / f"model.{step.quantization}.gguf"
-    context.progress(ProgressEvent("stage", f"writing {path.name}"))
+    context.progress(ProgressEvent(ProgressKind.STAGE, f"writing {path.name}"))
     counts = write_gguf(stage.model, stage.tokenizer, stage.files, path, quantization=step.quantization)
     details: dict[str, Any] = {"file": path.name, "tensor_types": counts}
     if importlib.util.find_spec("llama_cpp") is not None:

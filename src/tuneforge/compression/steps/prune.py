@@ -21,7 +21,7 @@ from tuneforge.compression.stage import (
     save_transformers,
     step_error,
 )
-from tuneforge.progress import ProgressEvent
+from tuneforge.progress import ProgressEvent, ProgressKind
 
 if TYPE_CHECKING:
     import torch
@@ -123,7 +123,7 @@ def apply(stage: Stage, step: PruneStep, context: StepContext) -> Stage:
                                              semi_structured=step.method == "semi_structured"))
         masks[name] = module.weight_mask.detach().clone().bool()
         prune.remove(module, "weight")  # the zeros become the weight itself
-        context.progress(ProgressEvent("step", f"prune {step.method}", step=i + 1, total=len(layers)))
+        context.progress(ProgressEvent(ProgressKind.STEP, f"prune {step.method}", step=i + 1, total=len(layers)))
     details: dict[str, Any] = {"method": step.method, "layers_pruned": len(layers)}
     if step.recover is not None:
         from tuneforge.compression.steps.recovery import recover

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.compression.recipe import RecoverySettings
 from tuneforge.compression.stage import StepContext, save_transformers
-from tuneforge.progress import ProgressEvent
+from tuneforge.progress import ProgressEvent, ProgressKind
 
 if TYPE_CHECKING:
     import torch
@@ -21,7 +21,7 @@ def recover(
     from tuneforge.models.inference import load_for_inference
     from tuneforge.training.run import run_training
 
-    context.progress(ProgressEvent("stage", f"recovery fine-tune ({settings.method})"))
+    context.progress(ProgressEvent(ProgressKind.STAGE, f"recovery fine-tune ({settings.method})"))
     source = save_transformers(model, tokenizer, context.scratch / "pruned")
     method: dict[str, Any] = {"name": "lora", "r": 16, "alpha": 32} if settings.method == "lora" else {"name": "full"}
     config = TrainConfig(

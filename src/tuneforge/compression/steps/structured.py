@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.compression.recipe import PruneStep
 from tuneforge.compression.stage import Stage, StepContext, count_parameters, save_transformers, step_error
-from tuneforge.progress import ProgressEvent
+from tuneforge.progress import ProgressEvent, ProgressKind
 
 if TYPE_CHECKING:
     import torch
@@ -50,7 +50,7 @@ def apply_structured(stage: Stage, step: PruneStep, context: StepContext) -> Sta
     """Score the units on the calibration set, cut the least important, rebuild and save the model."""
     model, config = stage.model, stage.model.config.__class__.from_dict(stage.model.config.to_dict())
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    context.progress(ProgressEvent("stage", f"prune {step.method}: scoring on {len(context.calibration)} examples"))
+    context.progress(ProgressEvent(ProgressKind.STAGE, f"prune {step.method}: scoring on {len(context.calibration)} examples"))
     if step.method == "mlp_channels":
         details = _cut_channels(model, config, state, step.sparsity, context.calibration)
     elif step.method == "heads":
