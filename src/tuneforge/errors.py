@@ -77,10 +77,6 @@ class MissingDependencyError(TuneforgeError):
         self.package, self.extra = package, extra
 
 
-class JobCancelled(TuneforgeError):
-    """A job stopped because it was cancelled."""
-
-
 class StorageError(TuneforgeError):
     """The store or an artifact file could not be read or written."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tuneforge.config import load_config
-from tuneforge.config.models import METHOD_NAMES
+from tuneforge.config import method_names
 from tuneforge.errors import ConfigError, NotFoundError
 from tuneforge.services.training import template
 
@@ -101,7 +101,7 @@ def test_missing_file_and_broken_yaml(tmp_path):
     assert caught.value.line is not None and "not valid YAML" in caught.value.message
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", method_names())
 def test_every_template_validates(tmp_path, name):
     config = load_config(write(tmp_path, template(name)))
     assert config.method.name == name

@@ -16,17 +16,21 @@
         sparsity: 0.5
       - name: quantize
         method: int8_dynamic
+
+Each step kind is a config class here registered with its strategy (``@STEPS.register(strategy=...)``, see
+:mod:`tuneforge.config.registry`); the ``steps`` union, the step names in help and errors follow from it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal, Union
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from tuneforge.config.base import DataFormat, NamedConfig, StrictModel
 from tuneforge.config.loader import load_config
-from tuneforge.config.models import DataFormat, StrictModel
+from tuneforge.config.registry import Registry
 from tuneforge.evaluation.suites import SuiteConfig
 
 QuantizeMethod = Literal["int8_dynamic", "int8_weight_only", "int4_weight_only", "nf4", "fp4", "bnb_int8"]
@@ -34,7 +38,24 @@ ExportQuantization = Literal["f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0
 PruneMethod = Literal["magnitude", "wanda", "semi_structured", "heads", "mlp_channels", "layers"]
 
 
-class QuantizeStep(StrictModel):
+class StepConfig(NamedConfig):
+    """Base of every compression step's config class."""
+
+    def needs_calibration(self) -> bool:
+        """Whether the step reads calibration activations."""
+        return False
+
+
+STEPS: Registry[StepConfig] = Registry("step", field="steps")
+
+
+def step_names() -> tuple[str, ...]:
+    """The registered step kinds, in registration order."""
+    return STEPS.names()
+
+
+@STEPS.register(strategy="tuneforge.compression.steps.quantize:QUANTIZE")
+class QuantizeStep(StepConfig):
     """Quantize the weights of the linear layers (the model stays a PyTorch model)."""
 
     name: Literal["quantize"] = Field("quantize", description="Step kind.")
@@ -70,7 +91,8 @@ class RecoverySettings(StrictModel):
     max_seq_length: int = Field(256, ge=16, description="Longest training sequence in tokens.")
 
 
-class PruneStep(StrictModel):
+@STEPS.register(strategy="tuneforge.compression.steps.prune:PRUNE")
+class PruneStep(StepConfig):
     """Remove weights: zero them (magnitude, wanda, 2:4) or cut whole heads, MLP channels or layers."""
 
     name: Literal["prune"] = Field("prune", description="Step kind.")
@@ -88,8 +110,14 @@ class PruneStep(StrictModel):
                                     description="Linear modules never pruned (name suffixes).")
     recover: RecoverySettings | None = Field(None, description="Optional recovery fine-tune after pruning.")
 
+    def needs_calibration(self) -> bool:
+        """wanda scores, structured pruning and 2:4 by wanda score read activations."""
+        return self.method in {"wanda", "heads", "mlp_channels", "layers"} or (
+            self.method == "semi_structured" and self.score == "wanda")
 
-class DistillStep(StrictModel):
+
+@STEPS.register(strategy="tuneforge.compression.steps.distill:DISTILL")
+class DistillStep(StepConfig):
     """Train a student with fewer layers (initialized from the teacher's) on KL to the teacher plus the task loss."""
 
     name: Literal["distill"] = Field("distill", description="Step kind.")
@@ -104,7 +132,8 @@ class DistillStep(StrictModel):
     max_steps: int | None = Field(None, ge=1, description="Stop after this many steps (overrides epochs).")
 
 
-class ExportStep(StrictModel):
+@STEPS.register(strategy="tuneforge.compression.steps.export:EXPORT")
+class ExportStep(StepConfig):
     """Write the model in a serving format: GGUF for llama.cpp, ONNX for onnxruntime."""
 
     name: Literal["export"] = Field("export", description="Step kind.")
@@ -125,8 +154,9 @@ class ExportStep(StrictModel):
             self.quantization = "q8_0"
         return self
 
-
-Step = Annotated[Union[QuantizeStep, PruneStep, DistillStep, ExportStep], Field(discriminator="name")]
+    def needs_calibration(self) -> bool:
+        """Static int8 ONNX calibrates its activation scales."""
+        return self.quantization == "int8_static"
 
 
 class CalibrationSettings(StrictModel):
@@ -145,7 +175,7 @@ class CompressionRecipe(StrictModel):
         "the recipes in configs/compress/ and the README's Compressing table show every step and its options"
     )
 
-    steps: list[Step] = Field(min_length=1, description="Steps, run in this order.")
+    steps: list[StepConfig] = Field(min_length=1)  # the union of registered steps: bound below the class
     eval: SuiteConfig | None = Field(None, description="Evaluation suite run before the first and after each step "
                                      "(the evaluation module's suite: tasks, metrics, batch size).")
     calibration: CalibrationSettings | None = Field(None, description="Calibration data (wanda, structured "
@@ -159,19 +189,15 @@ class CompressionRecipe(StrictModel):
     @model_validator(mode="after")
     def _calibration_when_needed(self) -> CompressionRecipe:
         for i, step in enumerate(self.steps):
-            if self.calibration is None and needs_calibration(step):
+            if self.calibration is None and step.needs_calibration():
                 what = f"{step.name} {getattr(step, 'method', '')} {getattr(step, 'quantization', '') or ''}".split()
                 raise ValueError(f"steps.{i} ({' '.join(what)}) needs calibration data, and the recipe has "
                                  "no 'calibration' (add calibration: {data: FILE})")
         return self
 
 
-def needs_calibration(step: QuantizeStep | PruneStep | DistillStep | ExportStep) -> bool:
-    """Whether a step reads calibration activations."""
-    if isinstance(step, PruneStep):
-        return step.method in {"wanda", "heads", "mlp_channels", "layers"} or (
-            step.method == "semi_structured" and step.score == "wanda")
-    return isinstance(step, ExportStep) and step.quantization == "int8_static"
+STEPS.bind(CompressionRecipe, "steps", wrap=lambda union: list[union],
+           description="Steps, run in this order; each a mapping with 'name' ({names}) and its options.")
 
 
 def load_recipe(path: str | Path) -> CompressionRecipe:

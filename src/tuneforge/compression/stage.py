@@ -1,14 +1,22 @@
-"""A model as it stands between two steps, and the registry of step strategies."""
+"""A model as it stands between two steps, and the step strategies (registered with their configs in ``recipe``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from tuneforge.compression.recipe import STEPS, StepConfig
 from tuneforge.errors import ConfigError
 from tuneforge.progress import ProgressCallback, no_progress
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedTokenizerBase
+
+S = TypeVar("S", bound=StepConfig)
+S_contra = TypeVar("S_contra", bound=StepConfig, contravariant=True)
 
 
 @dataclass
@@ -26,8 +34,8 @@ class Stage:
         details: Step-specific facts for the report (measured sparsity, removed heads, training loss, ...).
     """
 
-    model: Any
-    tokenizer: Any
+    model: Any  # a torch module, or an adapter over llama.cpp / onnxruntime with the same generate()
+    tokenizer: PreTrainedTokenizerBase
     files: Path
     format: str
     parameters: int
@@ -52,45 +60,40 @@ class StepContext:
 
     workdir: Path
     scratch: Path
-    calibration: list[Any]
+    calibration: list[torch.Tensor]
     seed: int = 0
     progress: ProgressCallback = no_progress
     index: int = 0
     file: str | None = None
 
 
+class StepCheck(Protocol[S_contra]):
+    """``check(step, model_config, index=, file=)``: raises :class:`ConfigError` when the step does not fit the
+    model (from its config alone, before weights are loaded)."""
+
+    def __call__(self, step: S_contra, config: PretrainedConfig, *, index: int, file: str | None) -> None: ...
+
+
 @dataclass(frozen=True)
-class StepStrategy:
-    """A step kind: a check that runs before any work, and the transformation.
+class StepStrategy(Generic[S]):
+    """A step kind (``S`` is its config class): a check that runs before any work, and the transformation.
 
     Attributes:
-        name: The recipe's ``name:`` of the step.
-        check: ``check(step, model_config, index=, file=)`` raises :class:`ConfigError` when the step does not
-            fit the model (from its config alone, before weights are loaded).
+        check: See :class:`StepCheck`.
         apply: ``apply(stage, step, context) -> Stage``.
     """
 
-    name: str
-    check: Callable[..., None]
-    apply: Callable[[Stage, Any, StepContext], Stage]
+    check: StepCheck[S]
+    apply: Callable[[Stage, S, StepContext], Stage]
 
 
-STEPS: dict[str, StepStrategy] = {}
+def get_step(name: str) -> StepStrategy[StepConfig]:
+    """The strategy of the step kind registered as ``name``.
 
-
-def register_step(strategy: StepStrategy) -> StepStrategy:
-    """Add a step kind to the registry (as PEFT registers its tuners)."""
-    STEPS[strategy.name] = strategy
-    return strategy
-
-
-def get_step(name: str) -> StepStrategy:
-    """The strategy of a step kind, importing the built-in ones on first use."""
-    from tuneforge.compression import steps  # noqa: F401  (registers the built-in steps)
-
-    if name not in STEPS:
-        raise ConfigError(f"unknown step '{name}'", field="steps", hint=f"known steps: {', '.join(STEPS)}")
-    return STEPS[name]
+    Raises:
+        ConfigError: No step is registered as ``name``.
+    """
+    return STEPS.strategy(name)
 
 
 def step_error(message: str, *, context_index: int, file: str | None, field_name: str, hint: str) -> ConfigError:
@@ -98,7 +101,7 @@ def step_error(message: str, *, context_index: int, file: str | None, field_name
     return ConfigError(message, file=file, field=f"steps.{context_index}.{field_name}", hint=hint)
 
 
-def count_parameters(model: Any) -> tuple[int, int]:
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     """(all, non-zero) weights of a torch model."""
     total = nonzero = 0
     for p in model.parameters():
@@ -107,7 +110,7 @@ def count_parameters(model: Any) -> tuple[int, int]:
     return total, nonzero
 
 
-def save_transformers(model: Any, tokenizer: Any, folder: Path) -> Path:
+def save_transformers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, folder: Path) -> Path:
     """Save a plain transformers model and its tokenizer (safetensors)."""
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.data.formats import Example
 from tuneforge.errors import DataError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100  # label value that the loss skips (transformers' convention)
 
@@ -35,7 +38,7 @@ class DatasetStats:
 
 
 def tokenize_examples(
-    examples: list[Example], tokenizer: Any, *, max_seq_length: int, train_on_prompt: bool = False
+    examples: list[Example], tokenizer: PreTrainedTokenizerBase, *, max_seq_length: int, train_on_prompt: bool = False
 ) -> tuple[list[dict[str, list[int]]], DatasetStats]:
     """Tokenize examples into ``input_ids`` / ``attention_mask`` / ``labels`` rows.
 
@@ -64,12 +67,12 @@ def tokenize_examples(
     return rows, stats
 
 
-def render_prompt(messages: list[dict[str, Any]], tokenizer: Any) -> str:
+def render_prompt(messages: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase) -> str:
     """The chat-template text that asks the model for the next assistant message."""
     return tokenizer.apply_chat_template(_plain(messages), add_generation_prompt=True, tokenize=False)
 
 
-def _conversation(example: Example, tokenizer: Any, train_on_prompt: bool) -> tuple[list[int], list[int]]:
+def _conversation(example: Example, tokenizer: PreTrainedTokenizerBase, train_on_prompt: bool) -> tuple[list[int], list[int]]:
     messages = example.messages or []
     full = tokenizer.apply_chat_template(_plain(messages), tokenize=False)
     spans = []  # character spans of trained assistant replies (with their end-of-turn tokens)
@@ -99,7 +102,7 @@ def _conversation(example: Example, tokenizer: Any, train_on_prompt: bool) -> tu
     return ids, labels
 
 
-def _text_blocks(text: str, tokenizer: Any, block: int) -> list[tuple[list[int], list[int]]]:
+def _text_blocks(text: str, tokenizer: PreTrainedTokenizerBase, block: int) -> list[tuple[list[int], list[int]]]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if tokenizer.eos_token_id is not None:
         ids = ids + [tokenizer.eos_token_id]

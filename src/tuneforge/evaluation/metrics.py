@@ -31,7 +31,6 @@ import numpy as np
 _SPACES = re.compile(r"\s+")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
-TASK_TYPES = ("generation", "qa", "classification", "language_modeling")
 
 
 def normalize_answer(text: str) -> str:

@@ -90,6 +90,3 @@ def profile_extraction(*, n_train: int = 320, n_eval: int = 40, n_test: int = 60
         eval=examples[n_train : n_train + n_eval],
         test=examples[n_train + n_eval :],
     )
-
-
-BUILTIN_TASKS = {"profile-extraction": profile_extraction}

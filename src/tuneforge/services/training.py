@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tuneforge.config import TrainConfig, load_config, validate_config
-from tuneforge.config.models import METHOD_NAMES
+from tuneforge.config import TrainConfig, load_config, method_template, validate_config
 from tuneforge.errors import ConfigError, ConflictError, NotFoundError
 from tuneforge.progress import ProgressCallback, no_progress
 from tuneforge.training.methods import get_method
@@ -40,9 +38,7 @@ def train(
 
 def template(name: str) -> str:
     """The commented example config of a method."""
-    if name not in METHOD_NAMES:
-        raise NotFoundError(f"no template named '{name}'", hint=f"use one of {', '.join(METHOD_NAMES)}")
-    return resources.files("tuneforge.config").joinpath("templates", f"{name}.yaml").read_text()
+    return method_template(name)
 
 
 def merge_run(run_dir: str | Path, *, output: str | Path, progress: ProgressCallback = no_progress) -> Path:

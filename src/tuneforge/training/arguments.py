@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.config.models import TrainConfig
 
+if TYPE_CHECKING:
+    from tuneforge.training.precision import Precision
+    from tuneforge.training.rundir import RunDir
 
-def training_arguments(config: TrainConfig, precision: Any, run: Any, *, has_eval: bool) -> dict[str, Any]:
+
+def training_arguments(config: TrainConfig, precision: Precision, run: RunDir, *, has_eval: bool) -> dict[str, Any]:
     """Keyword arguments for ``TrainingArguments`` (or a TRL config) of a run; checkpoints go to
     ``run.checkpoints``."""
     t = config.train

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
-from tuneforge.progress import ProgressCallback, ProgressEvent
+from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind
+
+if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
 
 
 class ProgressReporter(TrainerCallback):
@@ -25,28 +28,39 @@ class ProgressReporter(TrainerCallback):
         self._last_time = 0.0
         self._last_tokens = 0
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self._start_time = self._last_time = time.perf_counter()
         self._start_step = state.global_step  # > 0 when resuming
         self._start_tokens = self._last_tokens = state.num_input_tokens_seen
         _drop_lines_after(self.metrics_file, state.global_step)  # a resumed run rewrites later steps
-        self.progress(ProgressEvent("stage", "training", step=state.global_step, total=state.max_steps))
+        self.progress(ProgressEvent(ProgressKind.STAGE, "training", step=state.global_step, total=state.max_steps))
 
-    def tokens_per_second(self, state: Any) -> float:
+    def tokens_per_second(self, state: TrainerState) -> float:
         """Tokens per second since this process started training."""
         elapsed = time.perf_counter() - self._start_time
         return (state.num_input_tokens_seen - self._start_tokens) / elapsed if elapsed > 0 else 0.0
 
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         done = state.global_step - self._start_step
         elapsed = time.perf_counter() - self._start_time
         eta = elapsed / done * (state.max_steps - state.global_step) if done else None
         data = {"tokens_per_second": self.tokens_per_second(state), "eta_seconds": eta, "epoch": state.epoch}
         if self.last_loss is not None:
             data["loss"] = self.last_loss
-        self.progress(ProgressEvent("step", step=state.global_step, total=state.max_steps, data=data))
+        self.progress(ProgressEvent(ProgressKind.STEP, step=state.global_step, total=state.max_steps, data=data))
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         logs = logs or {}
         now = time.perf_counter()
         row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
@@ -60,7 +74,7 @@ class ProgressReporter(TrainerCallback):
             self._last_time, self._last_tokens = now, state.num_input_tokens_seen
         if "eval_loss" in logs:
             row["eval_loss"] = float(logs["eval_loss"])
-            self.progress(ProgressEvent("metrics", step=state.global_step, data={"eval_loss": row["eval_loss"]}))
+            self.progress(ProgressEvent(ProgressKind.METRICS, step=state.global_step, data={"eval_loss": row["eval_loss"]}))
         if len(row) > 2:
             with self.metrics_file.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")

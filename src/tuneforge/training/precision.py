@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuneforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,7 @@ class Precision:
         return self.name == "fp16"
 
     @property
-    def compute_dtype(self):  # noqa: ANN201 - torch.dtype, imported lazily
+    def compute_dtype(self) -> torch.dtype:
         import torch
 
         return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[self.name]

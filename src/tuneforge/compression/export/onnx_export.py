@@ -12,19 +12,23 @@ import contextlib
 import importlib.util
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tuneforge.compression.recipe import ExportStep
 from tuneforge.compression.stage import Stage, StepContext
 from tuneforge.errors import MissingDependencyError
-from tuneforge.progress import ProgressEvent
+from tuneforge.progress import ProgressEvent, ProgressKind
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 FILE = "model.onnx"
 
 
-def check_onnx(step: ExportStep, config: Any, *, index: int, file: str | None) -> None:
+def check_onnx(step: ExportStep, config: PretrainedConfig, *, index: int, file: str | None) -> None:
     """Refuse when onnx, onnxscript (the exporter's) or onnxruntime is missing, before any work."""
     for package in ("onnx", "onnxscript", "onnxruntime"):
         if importlib.util.find_spec(package) is None:
@@ -34,11 +38,11 @@ def check_onnx(step: ExportStep, config: Any, *, index: int, file: str | None) -
 class _LogitsOnly(torch.nn.Module):
     """The causal LM as one graph: (input_ids [b, t], attention_mask [b, t]) -> logits [b, t, vocab]."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
 
@@ -46,7 +50,7 @@ def export_onnx(stage: Stage, step: ExportStep, context: StepContext) -> Stage:
     """Export to ``model.onnx`` (quantized in place of the float graph when asked) and run it with onnxruntime."""
     folder = context.workdir
     float_path = context.scratch / FILE if step.quantization else folder / FILE
-    context.progress(ProgressEvent("stage", "exporting the ONNX graph (torch.onnx, dynamo)"))
+    context.progress(ProgressEvent(ProgressKind.STAGE, "exporting the ONNX graph (torch.onnx, dynamo)"))
     example = stage.tokenizer(["Hello there", "A longer example prompt"], return_tensors="pt", padding=True)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     axes = {0: batch, 1: sequence}
@@ -56,7 +60,7 @@ def export_onnx(stage: Stage, step: ExportStep, context: StepContext) -> Stage:
                           dynamic_shapes={"input_ids": axes, "attention_mask": axes}, dynamo=True,
                           external_data=False, verbose=False)
     if step.quantization:
-        context.progress(ProgressEvent("stage", f"onnxruntime {step.quantization} quantization"))
+        context.progress(ProgressEvent(ProgressKind.STAGE, f"onnxruntime {step.quantization} quantization"))
         _quantize(float_path, folder / FILE, step.quantization, context.calibration)
     stage.tokenizer.save_pretrained(folder)
     stage.model.config.save_pretrained(folder)
@@ -67,7 +71,7 @@ def export_onnx(stage: Stage, step: ExportStep, context: StepContext) -> Stage:
                  details)
 
 
-def _quantize(source: Path, target: Path, method: str, calibration: list[Any]) -> None:
+def _quantize(source: Path, target: Path, method: str, calibration: list[torch.Tensor]) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_dynamic, quantize_static
 
     if method == "int8_dynamic":
@@ -91,7 +95,7 @@ def _quantize(source: Path, target: Path, method: str, calibration: list[Any]) -
 class OnnxCausalLM(torch.nn.Module):
     """An ONNX causal LM in onnxruntime with transformers' ``generate`` interface (greedy, no KV cache)."""
 
-    def __init__(self, path: Path, *, config: Any) -> None:
+    def __init__(self, path: Path, *, config: PretrainedConfig) -> None:
         super().__init__()
         import onnxruntime as ort
         from transformers import GenerationConfig

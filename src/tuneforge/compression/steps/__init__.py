@@ -1,3 +1,1 @@
-"""The built-in step kinds; importing this package registers them."""
-
-from tuneforge.compression.steps import distill, export, prune, quantize  # noqa: F401
+"""The built-in step kinds (registered with their configs in :mod:`tuneforge.compression.recipe`)."""

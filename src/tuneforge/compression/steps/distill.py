@@ -10,7 +10,7 @@ subclass of transformers' Trainer instead.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.compression.recipe import DistillStep
 from tuneforge.compression.stage import (
@@ -18,14 +18,17 @@ from tuneforge.compression.stage import (
     StepContext,
     StepStrategy,
     count_parameters,
-    register_step,
     save_transformers,
     step_error,
 )
 from tuneforge.data.tokenize import IGNORE_INDEX
 
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-def check(step: DistillStep, config: Any, *, index: int, file: str | None) -> None:
+
+def check(step: DistillStep, config: PretrainedConfig, *, index: int, file: str | None) -> None:
     """Refuse a student as deep as the teacher, and unreadable data, before any work."""
     from tuneforge.compression.steps.structured import FAMILIES
     from tuneforge.data import load_examples
@@ -49,7 +52,7 @@ def student_layers(teacher_layers: int, student_layers: int) -> list[int]:
     return sorted({round(i * (teacher_layers - 1) / (student_layers - 1)) for i in range(student_layers)})
 
 
-def build_student(teacher: Any, layers: int) -> tuple[Any, list[int]]:
+def build_student(teacher: PreTrainedModel, layers: int) -> tuple[PreTrainedModel, list[int]]:
     """A copy of ``teacher`` with ``layers`` decoder layers taken from it."""
     from tuneforge.compression.steps.structured import rebuild, select_layers
 
@@ -90,7 +93,9 @@ def apply(stage: Stage, step: DistillStep, context: StepContext) -> Stage:
                  ["cpu", "cuda"], details)
 
 
-def distillation_kl(student: Any, teacher: Any, batch: dict, *, temperature: float) -> float:
+def distillation_kl(
+    student: PreTrainedModel, teacher: PreTrainedModel, batch: dict[str, torch.Tensor], *, temperature: float
+) -> float:
     """Mean KL(teacher || student) per answer token at ``temperature`` on one batch."""
     import torch
 
@@ -99,7 +104,9 @@ def distillation_kl(student: Any, teacher: Any, batch: dict, *, temperature: flo
         return float(kl_loss(student(**inputs).logits, teacher(**inputs).logits, batch["labels"], temperature))
 
 
-def kl_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float) -> Any:
+def kl_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """KL(teacher || student) per answer token, at ``temperature`` (logits ``[b, t, vocab]``, labels ``[b, t]``)."""
     import torch.nn.functional as F
 
@@ -144,4 +151,4 @@ def _trainer(student: Any, teacher: Any, step: DistillStep, context: StepContext
     return trainer
 
 
-register_step(StepStrategy("distill", check, apply))
+DISTILL: StepStrategy[DistillStep] = StepStrategy(check, apply)

@@ -10,15 +10,19 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.compression.recipe import ExportStep
-from tuneforge.compression.stage import Stage, StepContext, StepStrategy, register_step, step_error
+from tuneforge.compression.stage import Stage, StepContext, StepStrategy, step_error
 from tuneforge.errors import MissingDependencyError
-from tuneforge.progress import ProgressEvent
+from tuneforge.progress import ProgressEvent, ProgressKind
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 
-def check(step: ExportStep, config: Any, *, index: int, file: str | None) -> None:
+def check(step: ExportStep, config: PretrainedConfig, *, index: int, file: str | None) -> None:
     """Refuse an architecture the writer does not support, or a missing exporter, before any work."""
     if step.format == "gguf":
         from tuneforge.compression.export.gguf_writer import ARCHITECTURES, pre_tokenizer_name
@@ -53,7 +57,7 @@ def _gguf(stage: Stage, step: ExportStep, context: StepContext) -> Stage:
 
     logging.getLogger("gguf").setLevel(logging.WARNING)
     path = context.workdir / f"model.{step.quantization}.gguf"
-    context.progress(ProgressEvent("stage", f"writing {path.name}"))
+    context.progress(ProgressEvent(ProgressKind.STAGE, f"writing {path.name}"))
     counts = write_gguf(stage.model, stage.tokenizer, stage.files, path, quantization=step.quantization)
     details: dict[str, Any] = {"file": path.name, "tensor_types": counts}
     if importlib.util.find_spec("llama_cpp") is not None:
@@ -81,4 +85,4 @@ def _dequantized(path: Path) -> Any:
     return model.eval()
 
 
-register_step(StepStrategy("export", check, apply))
+EXPORT: StepStrategy[ExportStep] = StepStrategy(check, apply)

@@ -10,7 +10,7 @@ dense model (not layer by layer).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.compression.recipe import PruneStep
 from tuneforge.compression.stage import (
@@ -18,16 +18,19 @@ from tuneforge.compression.stage import (
     StepContext,
     StepStrategy,
     count_parameters,
-    register_step,
     save_transformers,
     step_error,
 )
-from tuneforge.progress import ProgressEvent
+from tuneforge.progress import ProgressEvent, ProgressKind
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 STRUCTURED = {"heads", "mlp_channels", "layers"}
 
 
-def check(step: PruneStep, config: Any, *, index: int, file: str | None) -> None:
+def check(step: PruneStep, config: PretrainedConfig, *, index: int, file: str | None) -> None:
     """Refuse a 2:4 pattern on a width that is not a multiple of 4, and structured pruning it cannot do."""
     if step.method in STRUCTURED:
         from tuneforge.compression.steps.structured import check_structured
@@ -46,7 +49,7 @@ def check(step: PruneStep, config: Any, *, index: int, file: str | None) -> None
                              hint="use method: magnitude or wanda (unstructured) for this model")
 
 
-def linear_layers(model: Any, skip: list[str]) -> Iterator[tuple[str, Any]]:
+def linear_layers(model: torch.nn.Module, skip: list[str]) -> Iterator[tuple[str, torch.nn.Linear]]:
     """(name, module) of every prunable ``nn.Linear`` (those not named in ``skip``)."""
     import torch
 
@@ -55,7 +58,9 @@ def linear_layers(model: Any, skip: list[str]) -> Iterator[tuple[str, Any]]:
             yield name, module
 
 
-def input_norms(model: Any, layers: list[tuple[str, Any]], calibration: list[Any]) -> dict[str, Any]:
+def input_norms(
+    model: torch.nn.Module, layers: list[tuple[str, torch.nn.Linear]], calibration: list[torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """The L2 norm of each input feature of each layer over all calibration tokens: ``{name: [in]}``."""
     import torch
 
@@ -78,7 +83,7 @@ def input_norms(model: Any, layers: list[tuple[str, Any]], calibration: list[Any
     return {name: s.sqrt().float() for name, s in sums.items()}
 
 
-def keep_mask(scores: Any, *, sparsity: float, semi_structured: bool) -> Any:
+def keep_mask(scores: torch.Tensor, *, sparsity: float, semi_structured: bool) -> torch.Tensor:
     """1 for weights to keep: the top (1 - sparsity) of each row, or the top 2 of every 4 inputs (2:4)."""
     import torch
 
@@ -118,7 +123,7 @@ def apply(stage: Stage, step: PruneStep, context: StepContext) -> Stage:
                                              semi_structured=step.method == "semi_structured"))
         masks[name] = module.weight_mask.detach().clone().bool()
         prune.remove(module, "weight")  # the zeros become the weight itself
-        context.progress(ProgressEvent("step", f"prune {step.method}", step=i + 1, total=len(layers)))
+        context.progress(ProgressEvent(ProgressKind.STEP, f"prune {step.method}", step=i + 1, total=len(layers)))
     details: dict[str, Any] = {"method": step.method, "layers_pruned": len(layers)}
     if step.recover is not None:
         from tuneforge.compression.steps.recovery import recover
@@ -137,7 +142,7 @@ def apply(stage: Stage, step: PruneStep, context: StepContext) -> Stage:
                  ["cpu", "cuda"], details)
 
 
-def reapply_masks(model: Any, masks: dict[str, Any]) -> None:
+def reapply_masks(model: torch.nn.Module, masks: dict[str, torch.Tensor]) -> None:
     """Zero again the weights that pruning removed (a merged LoRA update or a full fine-tune fills them)."""
     import torch
 
@@ -147,4 +152,4 @@ def reapply_masks(model: Any, masks: dict[str, Any]) -> None:
             modules[name].weight.mul_(mask.to(modules[name].weight.dtype))
 
 
-register_step(StepStrategy("prune", check, apply))
+PRUNE: StepStrategy[PruneStep] = StepStrategy(check, apply)

@@ -12,11 +12,15 @@ import importlib.util
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.compression.recipe import QuantizeStep
-from tuneforge.compression.stage import Stage, StepContext, StepStrategy, register_step, step_error
+from tuneforge.compression.stage import Stage, StepContext, StepStrategy, step_error
 from tuneforge.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 MANIFEST = "tuneforge_compressed.json"
 WEIGHTS = "quantized_model.pt"
@@ -25,7 +29,7 @@ TORCH_METHODS = {"int8_dynamic": "torch.ao int8 dynamic", "int8_weight_only": "t
 BNB_METHODS = {"nf4": "bitsandbytes nf4", "fp4": "bitsandbytes fp4", "bnb_int8": "bitsandbytes int8"}
 
 
-def check(step: QuantizeStep, config: Any, *, index: int, file: str | None) -> None:
+def check(step: QuantizeStep, config: PretrainedConfig, *, index: int, file: str | None) -> None:
     """Refuse what cannot run here or cannot fit the model, before any work."""
     import torch
 
@@ -68,7 +72,7 @@ def apply(stage: Stage, step: QuantizeStep, context: StepContext) -> Stage:
                  stage.nonzero_parameters, runs_on, {"method": step.method, "skip_modules": step.skip_modules})
 
 
-def _quantized(model: Any, method: str, *, skip: list[str], group_size: int) -> Any:
+def _quantized(model: torch.nn.Module, method: str, *, skip: list[str], group_size: int) -> torch.nn.Module:
     """Quantize the linear layers (and, for int8_dynamic, the input embedding) in place."""
     import torch
 
@@ -102,7 +106,7 @@ def _quantized(model: Any, method: str, *, skip: list[str], group_size: int) -> 
     return model
 
 
-def load_compressed(path: str | Path) -> tuple[Any, Any]:
+def load_compressed(path: str | Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     """Load a model that the quantize step saved (torch.ao or torchao), with its tokenizer.
 
     Raises:
@@ -147,4 +151,4 @@ def _bitsandbytes(stage: Stage, step: QuantizeStep, context: StepContext) -> Sta
                  stage.nonzero_parameters, ["cuda", "cpu"], {"method": step.method, "device": device})
 
 
-register_step(StepStrategy("quantize", check, apply))
+QUANTIZE: StepStrategy[QuantizeStep] = StepStrategy(check, apply)

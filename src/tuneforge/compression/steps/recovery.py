@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.compression.recipe import RecoverySettings
 from tuneforge.compression.stage import StepContext, save_transformers
-from tuneforge.progress import ProgressEvent
+from tuneforge.progress import ProgressEvent, ProgressKind
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 
-def recover(model: Any, tokenizer: Any, settings: RecoverySettings, context: StepContext) -> tuple[Any, dict]:
+def recover(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: RecoverySettings, context: StepContext
+) -> tuple[PreTrainedModel, dict[str, Any]]:
     """Fine-tune ``model`` on ``settings.data`` and return the tuned model (LoRA merged) with the run's losses."""
     from tuneforge.config import TrainConfig
     from tuneforge.models.inference import load_for_inference
     from tuneforge.training.run import run_training
 
-    context.progress(ProgressEvent("stage", f"recovery fine-tune ({settings.method})"))
+    context.progress(ProgressEvent(ProgressKind.STAGE, f"recovery fine-tune ({settings.method})"))
     source = save_transformers(model, tokenizer, context.scratch / "pruned")
     method: dict[str, Any] = {"name": "lora", "r": 16, "alpha": 32} if settings.method == "lora" else {"name": "full"}
     config = TrainConfig(

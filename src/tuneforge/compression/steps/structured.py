@@ -12,11 +12,15 @@ Every layer keeps the same number of heads and channels (the config has one widt
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.compression.recipe import PruneStep
 from tuneforge.compression.stage import Stage, StepContext, count_parameters, save_transformers, step_error
-from tuneforge.progress import ProgressEvent
+from tuneforge.progress import ProgressEvent, ProgressKind
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 
@@ -26,7 +30,7 @@ def removed_count(total: int, sparsity: float) -> int:
     return int(round(total * sparsity))
 
 
-def check_structured(step: PruneStep, config: Any, *, index: int, file: str | None) -> None:
+def check_structured(step: PruneStep, config: PretrainedConfig, *, index: int, file: str | None) -> None:
     """Refuse a family without the Llama layout, and a sparsity that removes nothing or everything."""
     if config.model_type not in FAMILIES:
         raise step_error(f"structured pruning ({step.method}) knows the layout of {', '.join(FAMILIES)}, not "
@@ -46,7 +50,7 @@ def apply_structured(stage: Stage, step: PruneStep, context: StepContext) -> Sta
     """Score the units on the calibration set, cut the least important, rebuild and save the model."""
     model, config = stage.model, stage.model.config.__class__.from_dict(stage.model.config.to_dict())
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    context.progress(ProgressEvent("stage", f"prune {step.method}: scoring on {len(context.calibration)} examples"))
+    context.progress(ProgressEvent(ProgressKind.STAGE, f"prune {step.method}: scoring on {len(context.calibration)} examples"))
     if step.method == "mlp_channels":
         details = _cut_channels(model, config, state, step.sparsity, context.calibration)
     elif step.method == "heads":
@@ -66,7 +70,7 @@ def apply_structured(stage: Stage, step: PruneStep, context: StepContext) -> Sta
                  total, nonzero, ["cpu", "cuda"], details)
 
 
-def rebuild(config: Any, state: dict[str, Any]) -> Any:
+def rebuild(config: PretrainedConfig, state: dict[str, torch.Tensor]) -> PreTrainedModel:
     """A fresh model of ``config`` holding ``state`` (every key must fit)."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -95,7 +99,9 @@ def _collect(model: Any, calibration: list[Any], modules: list[Any], record: Any
             handle.remove()
 
 
-def _cut_channels(model: Any, config: Any, state: dict, sparsity: float, calibration: list) -> dict:
+def _cut_channels(
+    model: PreTrainedModel, config: PretrainedConfig, state: dict, sparsity: float, calibration: list[torch.Tensor]
+) -> dict:
     import torch
 
     layers = model.model.layers
@@ -120,7 +126,9 @@ def _cut_channels(model: Any, config: Any, state: dict, sparsity: float, calibra
     return {"intermediate_size": [width, keep]}
 
 
-def _cut_heads(model: Any, config: Any, state: dict, sparsity: float, calibration: list) -> dict:
+def _cut_heads(
+    model: PreTrainedModel, config: PretrainedConfig, state: dict, sparsity: float, calibration: list[torch.Tensor]
+) -> dict:
     import torch
 
     layers = model.model.layers
@@ -152,13 +160,15 @@ def _cut_heads(model: Any, config: Any, state: dict, sparsity: float, calibratio
     return {"attention_heads": [heads, keep * per_group], "kv_heads": [groups, keep], "removed_groups": removed}
 
 
-def _head_rows(heads: Any, head_dim: int) -> Any:
+def _head_rows(heads: torch.Tensor, head_dim: int) -> torch.Tensor:
     import torch
 
     return (heads[:, None] * head_dim + torch.arange(head_dim)[None, :]).reshape(-1)
 
 
-def _cut_layers(model: Any, config: Any, state: dict, sparsity: float, calibration: list) -> dict:
+def _cut_layers(
+    model: PreTrainedModel, config: PretrainedConfig, state: dict, sparsity: float, calibration: list[torch.Tensor]
+) -> dict:
     import torch
 
     layers = model.model.layers
@@ -181,7 +191,7 @@ def _cut_layers(model: Any, config: Any, state: dict, sparsity: float, calibrati
             "block_influence": [round(x, 4) for x in influence]}
 
 
-def select_layers(config: Any, state: dict[str, Any], kept: list[int]) -> None:
+def select_layers(config: PretrainedConfig, state: dict[str, torch.Tensor], kept: list[int]) -> None:
     """Keep only decoder layers ``kept`` (renumbered from 0) in a state dict and its config."""
     pattern = re.compile(r"^model\.layers\.(\d+)\.")
     for key in list(state):
@@ -196,7 +206,9 @@ def select_layers(config: Any, state: dict[str, Any], kept: list[int]) -> None:
         config.layer_types = [config.layer_types[i] for i in kept]
 
 
-def _slice(state: dict, prefix: str, *, rows: Any = None, cols: Any = None) -> None:
+def _slice(
+    state: dict[str, torch.Tensor], prefix: str, *, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
+) -> None:
     """Keep only ``rows`` (output features, bias too) or ``cols`` (input features) of a linear layer."""
     weight = state[prefix + ".weight"]
     state[prefix + ".weight"] = weight[rows].contiguous() if rows is not None else weight[:, cols].contiguous()

@@ -1,16 +1,30 @@
-"""Fine-tuning methods as small strategies, registered by name (as PEFT registers its tuners).
+"""Fine-tuning methods as small strategies, registered with their config classes (as PEFT registers its tuners).
 
-A strategy says whether it trains an adapter, which quantization (if any) the base model is loaded
-with, how to make a loaded model trainable, and, where the method needs them, its own optimizer
-(LoRA+) or Trainer callbacks (AdaLoRA's rank reallocation).
+A method's config class is registered in :mod:`tuneforge.config.methods` together with the import path of its
+strategy here (``@METHODS.register(strategy="tuneforge.training.methods.lora:LORA")``). A strategy says
+whether it trains an adapter, which quantization (if any) the base model is loaded with, how to make a loaded
+model trainable, and, where the method needs them, its own optimizer (LoRA+) or Trainer callbacks (AdaLoRA's
+rank reallocation).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, Generic, TypeVar, Union
 
-from tuneforge.errors import ConfigError
+from tuneforge.config.methods import METHODS, MethodConfig
+
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
+    from transformers import PreTrainedModel, TrainerCallback
+    from transformers.utils.quantization_config import QuantizationConfigMixin
+
+    from tuneforge.config.models import TrainSettings
+
+    TrainableModel = Union[PreTrainedModel, PeftModel]
+
+M = TypeVar("M", bound=MethodConfig)
 
 
 @dataclass(frozen=True)
@@ -30,16 +44,26 @@ class PrepareContext:
     task_type: str = "CAUSAL_LM"
 
 
-def _none(*args: Any, **kwargs: Any) -> Any:
+def no_quantization(method: MethodConfig, compute_dtype: torch.dtype) -> None:
+    """The base model loads unquantized."""
     return None
 
 
+def no_optimizer(model: TrainableModel, method: MethodConfig, train: TrainSettings) -> None:
+    """The Trainer's own AdamW."""
+    return None
+
+
+def no_callbacks(model: TrainableModel, method: MethodConfig) -> list[TrainerCallback]:
+    """No extra Trainer callbacks."""
+    return []
+
+
 @dataclass(frozen=True)
-class MethodStrategy:
-    """One fine-tuning method.
+class MethodStrategy(Generic[M]):
+    """One fine-tuning method; ``M`` is its config class.
 
     Attributes:
-        name: The ``method.name`` it serves.
         trains_adapter: Whether the result is a PEFT adapter (saved apart from the base).
         prepare: ``prepare(model, method_config, context)`` returns the trainable model.
         quantization: ``quantization(method_config, compute_dtype)``: a transformers quantization
@@ -50,33 +74,18 @@ class MethodStrategy:
         mergeable: Whether the adapter can be folded into the base weights.
     """
 
-    name: str
     trains_adapter: bool
-    prepare: Callable[..., Any]
-    quantization: Callable[[Any, Any], Any] = _none
-    optimizer: Callable[[Any, Any, Any], Any] = _none
-    callbacks: Callable[[Any, Any], list] = lambda model, method: []
+    prepare: Callable[[PreTrainedModel, M, PrepareContext], TrainableModel]
+    quantization: Callable[[M, torch.dtype], QuantizationConfigMixin | None] = no_quantization
+    optimizer: Callable[[TrainableModel, M, TrainSettings], torch.optim.Optimizer | None] = no_optimizer
+    callbacks: Callable[[TrainableModel, M], list[TrainerCallback]] = no_callbacks
     mergeable: bool = True
 
 
-_REGISTRY: dict[str, MethodStrategy] = {}
+def get_method(name: str) -> MethodStrategy[MethodConfig]:
+    """The strategy of the method registered as ``name``.
 
-
-def register(strategy: MethodStrategy) -> MethodStrategy:
-    """Add a strategy to the registry under its name."""
-    _REGISTRY[strategy.name] = strategy
-    return strategy
-
-
-def get_method(name: str) -> MethodStrategy:
-    """The strategy registered as ``name``."""
-    _load_builtin_methods()
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown method '{name}'", field="method.name", hint=f"use one of {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def _load_builtin_methods() -> None:
-    from tuneforge.training.methods import (  # noqa: F401  (they register)
-        adalora, bottleneck, freeze, full, ia3, lora, prompt_learning, qlora,
-    )
+    Raises:
+        ConfigError: No method is registered as ``name`` (the hint names a close one, or all).
+    """
+    return METHODS.strategy(name)

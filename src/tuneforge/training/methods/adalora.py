@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from tuneforge.config.methods import AdaLoraMethod
 from tuneforge.errors import ConfigError
-from tuneforge.training.methods import MethodStrategy, PrepareContext, register
+from tuneforge.training.methods import MethodStrategy, PrepareContext
 from tuneforge.training.methods.lora import resolve_target_modules
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, TrainerControl, TrainerState, TrainingArguments
 
-def prepare_adalora(model: Any, method: Any, context: PrepareContext) -> Any:
+
+def prepare_adalora(model: PreTrainedModel, method: AdaLoraMethod, context: PrepareContext) -> PeftModel:
     """Wrap ``model`` with AdaLoRA adapters scheduled over the run's ``total_steps``."""
     from peft import AdaLoraConfig, get_peft_model
 
@@ -40,15 +45,20 @@ def prepare_adalora(model: Any, method: Any, context: PrepareContext) -> Any:
 class RankAllocator(TrainerCallback):
     """Calls AdaLoRA's ``update_and_allocate`` after each optimizer step, while gradients still exist."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: PeftModel) -> None:
         self.model = model
 
-    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def on_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.model.base_model.update_and_allocate(state.global_step)
 
 
-register(
-    MethodStrategy(
-        "adalora", trains_adapter=True, prepare=prepare_adalora, callbacks=lambda model, method: [RankAllocator(model)]
-    )
+def rank_allocator(model: PeftModel, method: AdaLoraMethod) -> list[TrainerCallback]:
+    """AdaLoRA's Trainer callback."""
+    return [RankAllocator(model)]
+
+
+ADALORA: MethodStrategy[AdaLoraMethod] = MethodStrategy(
+    trains_adapter=True, prepare=prepare_adalora, callbacks=rank_allocator
 )

@@ -9,10 +9,15 @@ so the adapter reloads with plain PEFT and merges into the base weights.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from tuneforge.training.methods import MethodStrategy, PrepareContext, register
+from tuneforge.config.methods import BottleneckMethod
+from tuneforge.training.methods import MethodStrategy, PrepareContext
 from tuneforge.training.methods.lora import table_row
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 
 def bottleneck_targets(model_type: str) -> list[str]:
@@ -22,7 +27,7 @@ def bottleneck_targets(model_type: str) -> list[str]:
     return list(arch.block_outputs)
 
 
-def prepare_bottleneck(model: Any, method: Any, context: PrepareContext) -> Any:
+def prepare_bottleneck(model: PreTrainedModel, method: BottleneckMethod, context: PrepareContext) -> PeftModel:
     """Wrap ``model`` with a bottleneck adapter on every attention and feed-forward output projection."""
     from peft import LoraConfig, get_peft_model
 
@@ -38,4 +43,4 @@ def prepare_bottleneck(model: Any, method: Any, context: PrepareContext) -> Any:
     return get_peft_model(model, config)
 
 
-register(MethodStrategy("bottleneck", trains_adapter=True, prepare=prepare_bottleneck))
+BOTTLENECK: MethodStrategy[BottleneckMethod] = MethodStrategy(trains_adapter=True, prepare=prepare_bottleneck)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
+from tuneforge.config.methods import FreezeMethod
 from tuneforge.errors import ConfigError
 from tuneforge.models.architectures import architecture_for
-from tuneforge.training.methods import MethodStrategy, PrepareContext, register
+from tuneforge.training.methods import MethodStrategy, PrepareContext
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
 
 
-def transformer_blocks(model: Any, model_type: str) -> Any:
+def transformer_blocks(model: PreTrainedModel, model_type: str) -> torch.nn.ModuleList:
     """The ``ModuleList`` of transformer blocks: from the table, else the longest ModuleList."""
     import torch
 
     arch = architecture_for(model_type)
     if arch is not None:
-        module = model
+        module: object = model
         for part in arch.layers_attr.split("."):
             module = getattr(module, part, None)
             if module is None:
@@ -32,7 +37,7 @@ def transformer_blocks(model: Any, model_type: str) -> Any:
     return max(lists, key=len)
 
 
-def prepare_freeze(model: Any, method: Any, context: PrepareContext) -> Any:
+def prepare_freeze(model: PreTrainedModel, method: FreezeMethod, context: PrepareContext) -> PreTrainedModel:
     """Freeze everything, then unfreeze the last ``trainable_layers`` blocks and named modules."""
     for parameter in model.parameters():
         parameter.requires_grad_(False)
@@ -67,4 +72,4 @@ def prepare_freeze(model: Any, method: Any, context: PrepareContext) -> Any:
     return model
 
 
-register(MethodStrategy("freeze", trains_adapter=False, prepare=prepare_freeze))
+FREEZE: MethodStrategy[FreezeMethod] = MethodStrategy(trains_adapter=False, prepare=prepare_freeze)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from tuneforge.training.methods import MethodStrategy, PrepareContext, register
+from tuneforge.config.methods import FullMethod
+from tuneforge.training.methods import MethodStrategy, PrepareContext
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
-def prepare_full(model: Any, method: Any, context: PrepareContext) -> Any:
+def prepare_full(model: PreTrainedModel, method: FullMethod, context: PrepareContext) -> PreTrainedModel:
     """Make every parameter trainable."""
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     return model
 
 
-register(MethodStrategy("full", trains_adapter=False, prepare=prepare_full))
+FULL: MethodStrategy[FullMethod] = MethodStrategy(trains_adapter=False, prepare=prepare_full)

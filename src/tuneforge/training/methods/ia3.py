@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from tuneforge.training.methods import MethodStrategy, PrepareContext, register
+from tuneforge.config.methods import IA3Method
+from tuneforge.training.methods import MethodStrategy, PrepareContext
 from tuneforge.training.methods.lora import resolve_target_modules
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
-def prepare_ia3(model: Any, method: Any, context: PrepareContext) -> Any:
+
+def prepare_ia3(model: PreTrainedModel, method: IA3Method, context: PrepareContext) -> PeftModel:
     """Wrap ``model`` with IA3 vectors ('auto': PEFT's defaults for the architecture)."""
     from peft import IA3Config, get_peft_model
 
@@ -22,4 +27,4 @@ def prepare_ia3(model: Any, method: Any, context: PrepareContext) -> Any:
     )
 
 
-register(MethodStrategy("ia3", trains_adapter=True, prepare=prepare_ia3))
+IA3: MethodStrategy[IA3Method] = MethodStrategy(trains_adapter=True, prepare=prepare_ia3)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Union
 
+from tuneforge.config.base import TargetModules
+from tuneforge.config.methods import DoraMethod, LoraMethod, QloraMethod
 from tuneforge.errors import ConfigError
-from tuneforge.models.architectures import architecture_for
-from tuneforge.training.methods import MethodStrategy, PrepareContext, register
+from tuneforge.models.architectures import Architecture, architecture_for
+from tuneforge.training.methods import MethodStrategy, PrepareContext
+
+if TYPE_CHECKING:
+    import torch
+    from peft import LoraConfig, PeftModel
+    from transformers import PreTrainedModel
+
+    from tuneforge.config.models import TrainSettings
+
+LoraFamily = Union[LoraMethod, DoraMethod, QloraMethod]
 
 
-def table_row(model_type: str, *, lacking: str, field: str, hint: str) -> Any:
+def table_row(model_type: str, *, lacking: str, field: str, hint: str) -> Architecture:
     """The architecture table's row for ``model_type``, or a ConfigError saying what is ``lacking`` without it."""
     arch = architecture_for(model_type)
     if arch is None:
@@ -18,7 +29,9 @@ def table_row(model_type: str, *, lacking: str, field: str, hint: str) -> Any:
     return arch
 
 
-def resolve_target_modules(target_modules: Any, model: Any, model_type: str) -> Any:
+def resolve_target_modules(
+    target_modules: TargetModules, model: torch.nn.Module, model_type: str
+) -> str | list[str]:
     """Turn ``auto`` / ``all-linear`` / a list into what PEFT takes, checking a list against the model."""
     if target_modules == "all-linear":
         return "all-linear"
@@ -37,13 +50,15 @@ def resolve_target_modules(target_modules: Any, model: Any, model_type: str) -> 
     return list(target_modules)
 
 
-def _linear_names(model: Any) -> set[str]:
+def _linear_names(model: torch.nn.Module) -> set[str]:
     import torch
 
     return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
 
 
-def peft_lora_config(method: Any, model: Any, model_type: str, *, task_type: str = "CAUSAL_LM") -> Any:
+def peft_lora_config(
+    method: LoraFamily, model: torch.nn.Module, model_type: str, *, task_type: str = "CAUSAL_LM"
+) -> LoraConfig:
     """The ``peft.LoraConfig`` for a lora / dora / qlora method block."""
     from peft import LoraConfig
 
@@ -57,12 +72,12 @@ def peft_lora_config(method: Any, model: Any, model_type: str, *, task_type: str
         use_rslora=method.rslora,
         use_dora=method.name == "dora",
         modules_to_save=method.modules_to_save,
-        target_parameters=getattr(method, "target_parameters", None),
+        target_parameters=method.target_parameters,
         task_type=task_type,
     )
 
 
-def prepare_lora(model: Any, method: Any, context: PrepareContext) -> Any:
+def prepare_lora(model: PreTrainedModel, method: LoraFamily, context: PrepareContext) -> PeftModel:
     """Wrap ``model`` in a PEFT model with LoRA (or DoRA) adapters."""
     from peft import get_peft_model
 
@@ -83,7 +98,9 @@ def prepare_lora(model: Any, method: Any, context: PrepareContext) -> Any:
         ) from None
 
 
-def loraplus_optimizer(model: Any, method: Any, train: Any) -> Any:
+def loraplus_optimizer(
+    model: PeftModel, method: LoraFamily, train: TrainSettings
+) -> torch.optim.Optimizer | None:
     """LoRA+: AdamW with B matrices at ``loraplus_lr_ratio`` times the learning rate (None when unset)."""
     if not method.loraplus_lr_ratio:
         return None
@@ -99,5 +116,4 @@ def loraplus_optimizer(model: Any, method: Any, train: Any) -> Any:
     )
 
 
-register(MethodStrategy("lora", trains_adapter=True, prepare=prepare_lora, optimizer=loraplus_optimizer))
-register(MethodStrategy("dora", trains_adapter=True, prepare=prepare_lora, optimizer=loraplus_optimizer))
+LORA: MethodStrategy[LoraFamily] = MethodStrategy(trains_adapter=True, prepare=prepare_lora, optimizer=loraplus_optimizer)

@@ -5,21 +5,28 @@ They add trained virtual tokens instead of changing weights, so they cannot be m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from tuneforge.training.methods import MethodStrategy, PrepareContext, register
+from tuneforge.config.methods import PrefixTuningMethod, PromptLearningMethod, PTuningMethod
+from tuneforge.training.methods import MethodStrategy, PrepareContext
+
+if TYPE_CHECKING:
+    from peft import PeftConfig, PeftModel
+    from transformers import PreTrainedModel
 
 
-def prompt_learning_config(method: Any, context: PrepareContext, *, tokenizer_path: str | None = None) -> Any:
+def prompt_learning_config(
+    method: PromptLearningMethod, context: PrepareContext, *, tokenizer_path: str | None = None
+) -> PeftConfig:
     """The PEFT config of a prefix_tuning / prompt_tuning / p_tuning method block."""
     import peft
 
     common = {"task_type": context.task_type, "num_virtual_tokens": method.num_virtual_tokens}
-    if method.name == "prefix_tuning":
+    if isinstance(method, PrefixTuningMethod):
         return peft.PrefixTuningConfig(
             **common, prefix_projection=method.prefix_projection, encoder_hidden_size=method.encoder_hidden_size
         )
-    if method.name == "p_tuning":
+    if isinstance(method, PTuningMethod):
         return peft.PromptEncoderConfig(
             **common, encoder_reparameterization_type=method.encoder_type, encoder_hidden_size=method.encoder_hidden_size
         )
@@ -31,12 +38,15 @@ def prompt_learning_config(method: Any, context: PrepareContext, *, tokenizer_pa
     return peft.PromptTuningConfig(**common)
 
 
-def prepare_prompt_learning(model: Any, method: Any, context: PrepareContext) -> Any:
+def prepare_prompt_learning(
+    model: PreTrainedModel, method: PromptLearningMethod, context: PrepareContext
+) -> PeftModel:
     """Wrap ``model`` with trained virtual tokens."""
     from peft import get_peft_model
 
     return get_peft_model(model, prompt_learning_config(method, context, tokenizer_path=model.name_or_path))
 
 
-for _name in ("prefix_tuning", "prompt_tuning", "p_tuning"):
-    register(MethodStrategy(_name, trains_adapter=True, prepare=prepare_prompt_learning, mergeable=False))
+PROMPT_LEARNING: MethodStrategy[PromptLearningMethod] = MethodStrategy(
+    trains_adapter=True, prepare=prepare_prompt_learning, mergeable=False
+)

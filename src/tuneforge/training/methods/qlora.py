@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
+from tuneforge.config.methods import QloraMethod
 from tuneforge.errors import MissingDependencyError
-from tuneforge.training.methods import MethodStrategy, PrepareContext, register
+from tuneforge.training.methods import MethodStrategy, PrepareContext
 from tuneforge.training.methods.lora import loraplus_optimizer, prepare_lora
 
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
+    from transformers import BitsAndBytesConfig, PreTrainedModel
 
-def quantization(method: Any, compute_dtype: Any) -> Any:
+
+def quantization(method: QloraMethod, compute_dtype: torch.dtype) -> BitsAndBytesConfig:
     """The ``BitsAndBytesConfig`` that loads the base model quantized."""
     try:
         import bitsandbytes  # noqa: F401
@@ -28,7 +34,7 @@ def quantization(method: Any, compute_dtype: Any) -> Any:
     )
 
 
-def prepare_qlora(model: Any, method: Any, context: PrepareContext) -> Any:
+def prepare_qlora(model: PreTrainedModel, method: QloraMethod, context: PrepareContext) -> PeftModel:
     """Ready a quantized model for training (norms in fp32, input grads), then add LoRA adapters."""
     from peft import prepare_model_for_kbit_training
 
@@ -36,8 +42,6 @@ def prepare_qlora(model: Any, method: Any, context: PrepareContext) -> Any:
     return prepare_lora(model, method, replace(context, gradient_checkpointing=False))
 
 
-register(
-    MethodStrategy(
-        "qlora", trains_adapter=True, prepare=prepare_qlora, quantization=quantization, optimizer=loraplus_optimizer
-    )
+QLORA: MethodStrategy[QloraMethod] = MethodStrategy(
+    trains_adapter=True, prepare=prepare_qlora, quantization=quantization, optimizer=loraplus_optimizer
 )

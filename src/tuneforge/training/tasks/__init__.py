@@ -1,5 +1,8 @@
 """Training tasks as small strategies: what data they read, which model head they load, which trainer runs.
 
+A task's config class is registered in :mod:`tuneforge.config.tasks` together with the import path of its
+strategy here (``@TASKS.register(strategy="tuneforge.training.tasks.sft:LANGUAGE_MODELING")``).
+
 ``sft`` and ``pretrain`` use transformers' Trainer; ``dpo``, ``kto`` and ``orpo`` use TRL's trainers. Every task goes
 through the same run directory, checkpoints, progress callbacks and outputs (``run_training``).
 """
@@ -8,9 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
-from tuneforge.errors import ConfigError
+from tuneforge.config.models import TrainConfig
+from tuneforge.config.tasks import TASKS, TrainTaskConfig
+
+if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
+    from transformers.utils.quantization_config import QuantizationConfigMixin
+
+    TrainableModel = Union[PreTrainedModel, PeftModel]
 
 
 @dataclass
@@ -24,8 +37,8 @@ class TaskData:
         data_format: The record format the files were read as.
     """
 
-    train: Any
-    eval: Any | None
+    train: Dataset
+    eval: Dataset | None
     stats: dict[str, Any]
     data_format: str
 
@@ -34,13 +47,13 @@ class TaskData:
 class TrainerParts:
     """Everything a task needs to build its trainer."""
 
-    config: Any
-    model: Any
-    tokenizer: Any
+    config: TrainConfig
+    model: TrainableModel
+    tokenizer: PreTrainedTokenizerBase
     data: TaskData
     arguments: dict[str, Any]
-    callbacks: list[Any]
-    optimizer: Any = None
+    callbacks: list[TrainerCallback]
+    optimizer: torch.optim.Optimizer | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -49,22 +62,17 @@ class TaskStrategy:
     """One training task.
 
     Attributes:
-        name: The ``task.name`` it serves.
         build_data: ``build_data(config, tokenizer)`` reads, validates and tokenizes the data.
         load_model: ``load_model(path, config, data, quantization_config)`` loads the model with its head.
         build_trainer: ``build_trainer(parts)`` returns a transformers / TRL trainer.
     """
 
-    name: str
-    build_data: Callable[[Any, Any], TaskData]
-    load_model: Callable[[Path, Any, TaskData, Any], Any]
-    build_trainer: Callable[[TrainerParts], Any]
+    build_data: Callable[[TrainConfig, PreTrainedTokenizerBase], TaskData]
+    load_model: Callable[[Path, TrainConfig, TaskData, QuantizationConfigMixin | None], PreTrainedModel]
+    build_trainer: Callable[[TrainerParts], Trainer]
 
 
-_REGISTRY: dict[str, TaskStrategy] = {}
-
-
-def peft_task_type(model: Any) -> str:
+def peft_task_type(model: PreTrainedModel) -> str:
     """PEFT's task type for adapters on a loaded model, from the model's head."""
     if getattr(model.config, "is_encoder_decoder", False):
         return "SEQ_2_SEQ_LM"
@@ -73,16 +81,21 @@ def peft_task_type(model: Any) -> str:
     return "CAUSAL_LM"
 
 
-def register_task(strategy: TaskStrategy) -> TaskStrategy:
-    """Add a task to the registry under its name."""
-    _REGISTRY[strategy.name] = strategy
-    return strategy
+T = TypeVar("T", bound=TrainTaskConfig)
+
+
+def task_options(config: TrainConfig, kind: type[T] | tuple[type[T], ...]) -> T:
+    """``config.task`` as the task's own config class (a strategy serves the classes it is registered with)."""
+    task = config.task
+    if not isinstance(task, kind):
+        raise TypeError(f"task '{task.name}' reached a strategy for {kind}: check its registration in config.tasks")
+    return task
 
 
 def get_task(name: str) -> TaskStrategy:
-    """The task registered as ``name``."""
-    from tuneforge.training.tasks import classification, preference, seq2seq, sft  # noqa: F401  (they register)
+    """The strategy of the task registered as ``name``.
 
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown task '{name}'", field="task.name", hint=f"use one of {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    Raises:
+        ConfigError: No task is registered as ``name`` (the hint names a close one, or all).
+    """
+    return TASKS.strategy(name)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.models import TrainConfig
+from tuneforge.config.tasks import ClassificationTask
 from tuneforge.data import load_examples
 from tuneforge.data.formats import Example
 from tuneforge.errors import ConfigError, DataError
-from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, register_task
+from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, task_options
 from tuneforge.training.tasks.sft import plain_trainer
 
+if TYPE_CHECKING:
+    from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+    from transformers.utils.quantization_config import QuantizationConfigMixin
 
-def _texts_and_labels(config: Any, path: str) -> tuple[list[Example], list[str]]:
+
+def _texts_and_labels(config: TrainConfig, path: str) -> tuple[list[Example], list[str]]:
     examples, fmt = load_examples(path, fmt="classification" if config.data.format == "auto" else config.data.format)
     if fmt != "classification":
         raise ConfigError(
@@ -21,23 +28,23 @@ def _texts_and_labels(config: Any, path: str) -> tuple[list[Example], list[str]]
     return examples, [e.messages[-1]["content"] for e in examples]
 
 
-def label_set(config: Any, train_labels: list[str]) -> list[str]:
+def label_set(config: TrainConfig, train_labels: list[str]) -> list[str]:
     """The labels in id order: the config's list, else the sorted labels of the training data."""
-    labels = config.task.labels or sorted(set(train_labels))
+    labels = task_options(config, ClassificationTask).labels or sorted(set(train_labels))
     if len(labels) < 2:
         raise ConfigError(f"classification needs at least 2 labels, the data has {labels}", field="task.labels",
                           hint="add examples of every class")
     return labels
 
 
-def build_classification_data(config: Any, tokenizer: Any) -> TaskData:
+def build_classification_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> TaskData:
     """Tokenized texts with integer labels; an unknown label names its file and line."""
     from datasets import Dataset
 
     train_examples, train_labels = _texts_and_labels(config, config.data.train)
     labels = label_set(config, train_labels)
 
-    def encode(examples: list[Example], names: list[str]) -> list[dict]:
+    def encode(examples: list[Example], names: list[str]) -> list[dict[str, Any]]:
         rows = []
         for example, name in zip(examples, names):
             if name not in labels:
@@ -61,7 +68,9 @@ def build_classification_data(config: Any, tokenizer: Any) -> TaskData:
     )
 
 
-def load_classifier(path: Any, config: Any, data: TaskData, quantization: Any) -> Any:
+def load_classifier(
+    path: Path, config: TrainConfig, data: TaskData, quantization: QuantizationConfigMixin | None
+) -> PreTrainedModel:
     """The model with a fresh classification head sized to the label set."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -78,19 +87,17 @@ def load_classifier(path: Any, config: Any, data: TaskData, quantization: Any) -
     return model
 
 
-def accuracy_metric(prediction: Any) -> dict[str, float]:
+def accuracy_metric(prediction: EvalPrediction) -> dict[str, float]:
     """Eval accuracy from the Trainer's predictions."""
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     return {"accuracy": float((logits.argmax(-1) == prediction.label_ids).mean())}
 
 
-def build_classification_trainer(parts: TrainerParts) -> Any:
+def build_classification_trainer(parts: TrainerParts) -> Trainer:
     """transformers' Trainer with dynamic padding and eval accuracy."""
     from transformers import DataCollatorWithPadding
 
     return plain_trainer(parts, DataCollatorWithPadding(parts.tokenizer), accuracy_metric)
 
 
-register_task(
-    TaskStrategy("classification", build_classification_data, load_classifier, build_classification_trainer)
-)
+CLASSIFICATION = TaskStrategy(build_classification_data, load_classifier, build_classification_trainer)

@@ -6,22 +6,29 @@ it trains as supervised fine-tuning (the prompt is the context and the question)
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.models import TrainConfig
+from tuneforge.config.tasks import QaTask, Seq2SeqTask
 from tuneforge.data import load_examples
 from tuneforge.errors import ConfigError
-from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, register_task
+from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, task_options
 from tuneforge.training.tasks.sft import build_lm_data, build_lm_trainer, load_lm
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+    from transformers.utils.quantization_config import QuantizationConfigMixin
 
-def is_encoder_decoder(path: Any) -> bool:
+
+def is_encoder_decoder(path: str | Path) -> bool:
     """Whether the model at ``path`` is an encoder-decoder."""
     from transformers import AutoConfig
 
     return bool(getattr(AutoConfig.from_pretrained(path), "is_encoder_decoder", False))
 
 
-def _require_encoder_decoder(config: Any, path: Any) -> None:
+def _require_encoder_decoder(config: TrainConfig, path: str | Path) -> None:
     if not is_encoder_decoder(path):
         raise ConfigError(
             f"task '{config.task.name}' needs an encoder-decoder model (t5, bart), but {config.model} is decoder-only",
@@ -30,7 +37,7 @@ def _require_encoder_decoder(config: Any, path: Any) -> None:
         )
 
 
-def _pairs(config: Any, path: str, fmt: str) -> tuple[list[tuple[str, str]], str]:
+def _pairs(config: TrainConfig, path: str, fmt: str) -> tuple[list[tuple[str, str]], str]:
     examples, data_format = load_examples(path, fmt=fmt)
     if data_format in ("text", "classification"):
         raise ConfigError(f"task '{config.task.name}' needs source / target pairs, but {path} holds {data_format} "
@@ -38,7 +45,7 @@ def _pairs(config: Any, path: str, fmt: str) -> tuple[list[tuple[str, str]], str
     return [("\n".join(m["content"] for m in e.messages[:-1]), e.messages[-1]["content"]) for e in examples], data_format
 
 
-def build_seq2seq_data(config: Any, tokenizer: Any) -> TaskData:
+def build_seq2seq_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> TaskData:
     """Tokenized source texts with tokenized targets as labels."""
     from datasets import Dataset
 
@@ -46,9 +53,9 @@ def build_seq2seq_data(config: Any, tokenizer: Any) -> TaskData:
         return build_lm_data(config, tokenizer)
     _require_encoder_decoder(config, tokenizer.name_or_path)
     fmt = "qa" if config.task.name == "qa" and config.data.format == "auto" else config.data.format
-    limit, target_limit = config.train.max_seq_length, config.task.max_target_length
+    limit, target_limit = config.train.max_seq_length, task_options(config, (Seq2SeqTask, QaTask)).max_target_length
 
-    def encode(path: str) -> tuple[list[dict], int, str]:
+    def encode(path: str) -> tuple[list[dict[str, Any]], int, str]:
         pairs, data_format = _pairs(config, path, fmt)
         rows, truncated = [], 0
         for source, target in pairs:
@@ -71,7 +78,9 @@ def build_seq2seq_data(config: Any, tokenizer: Any) -> TaskData:
     )
 
 
-def load_seq2seq(path: Any, config: Any, data: TaskData, quantization: Any) -> Any:
+def load_seq2seq(
+    path: Path, config: TrainConfig, data: TaskData, quantization: QuantizationConfigMixin | None
+) -> PreTrainedModel:
     """An encoder-decoder LM (or a causal LM for qa on a decoder)."""
     from transformers import AutoModelForSeq2SeqLM
 
@@ -81,7 +90,7 @@ def load_seq2seq(path: Any, config: Any, data: TaskData, quantization: Any) -> A
     return AutoModelForSeq2SeqLM.from_pretrained(path, quantization_config=quantization)
 
 
-def build_seq2seq_trainer(parts: TrainerParts) -> Any:
+def build_seq2seq_trainer(parts: TrainerParts) -> Trainer:
     """transformers' Seq2SeqTrainer with the encoder-decoder collator."""
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
@@ -99,5 +108,4 @@ def build_seq2seq_trainer(parts: TrainerParts) -> Any:
     )
 
 
-register_task(TaskStrategy("seq2seq", build_seq2seq_data, load_seq2seq, build_seq2seq_trainer))
-register_task(TaskStrategy("qa", build_seq2seq_data, load_seq2seq, build_seq2seq_trainer))
+SEQ2SEQ = TaskStrategy(build_seq2seq_data, load_seq2seq, build_seq2seq_trainer)  # seq2seq and qa

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.models import TrainConfig
 from tuneforge.data import DatasetStats, load_examples, tokenize_examples
 from tuneforge.errors import ConfigError
 from tuneforge.models.loading import load_causal_lm
-from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, register_task
+from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts
+
+if TYPE_CHECKING:
+    from transformers import DataCollator, EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+    from transformers.utils.quantization_config import QuantizationConfigMixin
 
 
-def tokenized_split(config: Any, path: str, tokenizer: Any, *, fmt: str) -> tuple[list[dict], DatasetStats, str]:
+def tokenized_split(
+    config: TrainConfig, path: str, tokenizer: PreTrainedTokenizerBase, *, fmt: str
+) -> tuple[list[dict[str, Any]], DatasetStats, str]:
     """Read, validate and tokenize one data file for causal-LM training."""
     examples, data_format = load_examples(path, fmt=fmt, system_prompt=config.data.system_prompt)
     if config.task.name == "pretrain" and data_format != "text":
@@ -31,7 +40,7 @@ def tokenized_split(config: Any, path: str, tokenizer: Any, *, fmt: str) -> tupl
     return rows, stats, data_format
 
 
-def build_lm_data(config: Any, tokenizer: Any) -> TaskData:
+def build_lm_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> TaskData:
     """Tokenized train / eval rows with loss masks."""
     from datasets import Dataset
 
@@ -46,12 +55,18 @@ def build_lm_data(config: Any, tokenizer: Any) -> TaskData:
     )
 
 
-def load_lm(path: Any, config: Any, data: TaskData, quantization: Any) -> Any:
+def load_lm(
+    path: Path, config: TrainConfig, data: TaskData, quantization: QuantizationConfigMixin | None
+) -> PreTrainedModel:
     """A causal LM, quantized when the method asks for it."""
     return load_causal_lm(path, quantization_config=quantization)
 
 
-def plain_trainer(parts: TrainerParts, collator: Any, compute_metrics: Any = None) -> Any:
+def plain_trainer(
+    parts: TrainerParts,
+    collator: DataCollator,
+    compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None,
+) -> Trainer:
     """transformers' Trainer over a task's parts with the given collator."""
     from transformers import Trainer, TrainingArguments
 
@@ -68,12 +83,11 @@ def plain_trainer(parts: TrainerParts, collator: Any, compute_metrics: Any = Non
     )
 
 
-def build_lm_trainer(parts: TrainerParts) -> Any:
+def build_lm_trainer(parts: TrainerParts) -> Trainer:
     """transformers' Trainer with a padding collator that pads labels with -100."""
     from transformers import DataCollatorForSeq2Seq
 
     return plain_trainer(parts, DataCollatorForSeq2Seq(parts.tokenizer, padding=True, label_pad_token_id=-100))
 
 
-register_task(TaskStrategy("sft", build_lm_data, load_lm, build_lm_trainer))
-register_task(TaskStrategy("pretrain", build_lm_data, load_lm, build_lm_trainer))
+LANGUAGE_MODELING = TaskStrategy(build_lm_data, load_lm, build_lm_trainer)  # sft and pretrain
