@@ -103,13 +103,3 @@ METHODS.bind(TrainConfig, "method",
 TASKS.bind(TrainConfig, "task",
            description="What is trained: a name ({names}) or a mapping with 'name' and the task's options.")
 
-
-def __getattr__(name: str) -> Any:
-    """``Method`` and ``Task``: the current unions; ``METHOD_NAMES``: the registered names (use ``method_names()``)."""
-    if name == "Method":
-        return METHODS.union()
-    if name == "Task":
-        return TASKS.union()
-    if name == "METHOD_NAMES":  # kept for callers not yet moved to tuneforge.config.method_names()
-        return METHODS.names()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

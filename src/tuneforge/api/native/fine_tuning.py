@@ -135,7 +135,8 @@ def validate_model(body: ModelCheck, platform: Platform = Plat, project: str = P
 @router.get("/configs/templates")
 def config_templates(project: str = Proj) -> dict:
     """The commented example config of every method."""
-    from tuneforge.services.training import method_names, template  # imports the trainers: only when asked
+    from tuneforge.config import method_names
+    from tuneforge.services.training import template
 
     return {"data": [{"name": name, "yaml": template(name)} for name in method_names()]}
 

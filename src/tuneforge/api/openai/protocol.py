@@ -9,11 +9,12 @@ the number of training examples the way OpenAI documents it. Extra tuneforge fie
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tuneforge.config.models import Method, TrainSettings
+from tuneforge.config.methods import METHODS, MethodConfig
+from tuneforge.config.models import TrainSettings
 
 Auto = Literal["auto"]
 
@@ -51,13 +52,17 @@ class TuneforgeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Method | None = Field(None, description="The PEFT method and its options (default: lora).")
+    method: MethodConfig | None = Field(None, description="The PEFT method and its options (default: lora).")
     train: dict[str, Any] = Field(default_factory=dict, description="Overrides of TrainConfig.train fields.")
 
     @field_validator("method", mode="before")
     @classmethod
     def _name_shorthand(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+
+METHODS.bind(TuneforgeOptions, "method", wrap=lambda union: Optional[union],  # noqa: UP007
+             description="The method ({names}) and its options (default: lora).")
 
 
 class OpenAIJobRequest(BaseModel):
