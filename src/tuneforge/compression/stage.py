@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError
 from tuneforge.progress import ProgressCallback, no_progress
+
+if TYPE_CHECKING:
+    from tuneforge.settings import Settings
 
 
 @dataclass
@@ -44,6 +47,7 @@ class StepContext:
         workdir: Empty folder for this step's artifact (inside the pipeline's staging folder).
         scratch: Empty folder for intermediate files (training runs), removed after the step.
         calibration: ``[1, t]`` token-id tensors of the calibration examples (empty without calibration data).
+        settings: The pipeline's settings, handed to training by a recovery fine-tune.
         seed: The recipe's seed.
         progress: Progress callback.
         index: Position of the step in the recipe (for error messages).
@@ -53,6 +57,7 @@ class StepContext:
     workdir: Path
     scratch: Path
     calibration: list[Any]
+    settings: Settings
     seed: int = 0
     progress: ProgressCallback = no_progress
     index: int = 0
