@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 def train(
-    config: Any, *, resume: bool = False, overwrite: bool = False, progress: Any = None, settings: Settings | None = None
+    config: Any, *, resume: bool = False, overwrite: bool = False, progress: Any = None,
+    settings: Settings | None = None,
 ) -> TrainResult:
     """Fine-tune as ``config`` says (a TrainConfig, a mapping, or a YAML path); see the CLI's ``train``.
 

@@ -47,8 +47,8 @@ def test_loss_falls_on_a_memorizable_set(tiny_model, memorize_data, tmp_path, me
 def test_freeze_trains_only_the_last_layers(tiny_model, memorize_data, tmp_path, settings):
     from transformers import AutoModelForCausalLM
 
-    run_training(tiny_config(tiny_model, memorize_data, tmp_path / "run", method={"name": "freeze", "trainable_layers": 1},
-                             epochs=2), settings=settings)
+    freeze = {"name": "freeze", "trainable_layers": 1}
+    run_training(tiny_config(tiny_model, memorize_data, tmp_path / "run", method=freeze, epochs=2), settings=settings)
     before = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
     after = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model").state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}

@@ -84,7 +84,7 @@ def modules() -> dict[str, Path]:
 
 
 def package_of(module: str) -> str:
-    """``tuneforge.training.run`` -> ``training``; ``tuneforge`` -> ``__init__``; ``tuneforge.settings`` -> ``settings``."""
+    """``tuneforge.training.run`` -> ``training``; ``tuneforge`` -> ``__init__``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
 

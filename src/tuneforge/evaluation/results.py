@@ -2,7 +2,8 @@
 
 One pydantic shape serves the JSON report written with ``--output``, the API's response and the stored
 copy under ``Settings.evaluations_dir/KEY.json`` (``TUNEFORGE_HOME/evaluations``), where KEY hashes the model
-reference(s), the data's sha256 and the config, so that a result can be found again (the SQL Store replaces the folder later).
+reference(s), the data's sha256 and the config, so that a result can be found again (the SQL Store replaces
+the folder later).
 """
 
 from __future__ import annotations

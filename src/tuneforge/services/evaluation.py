@@ -61,7 +61,8 @@ def _check_names(task: str | None, metrics: list[str] | None) -> None:
     for kind, name, known in (("built-in task", task, BUILTIN_TASKS), *(("metric", m, METRICS) for m in metrics or [])):
         if name is not None and name not in known:
             guess = suggest(name, known)
-            raise ConfigError(f"unknown {kind} '{name}'", hint=(f"{guess} " if guess else "") + f"known: {', '.join(known)}")
+            raise ConfigError(f"unknown {kind} '{name}'",
+                              hint=(f"{guess} " if guess else "") + f"known: {', '.join(known)}")
 
 
 def evaluate(

@@ -78,7 +78,8 @@ def run_quickstart(
     test = load_task(suite.tasks[0])
 
     def measure(reference: str, label: str) -> TaskResult:
-        progress(ProgressEvent(ProgressKind.STAGE, f"measuring the {label} model on {len(test.examples)} test examples"))
+        progress(ProgressEvent(ProgressKind.STAGE,
+                               f"measuring the {label} model on {len(test.examples)} test examples"))
         task = dataclasses.replace(test, name=f"eval {label}")
         return evaluate_loaded_tasks(reference, [task], suite, settings=settings, progress=progress).tasks[0]
 
