@@ -244,7 +244,7 @@ def test_cpu_only_machine_refuses_int4_weight_only(tiny_model, data, tmp_path):
              "needs a CUDA GPU")
 
 
-def test_cli_compresses_and_refuses_a_bad_recipe_cleanly(tiny_model, data, tmp_path):
+def test_cli_compresses_and_refuses_a_bad_recipe_cleanly(tiny_model, data, tmp_path, settings):
     import os
     import subprocess
     import sys
