@@ -41,6 +41,7 @@ RECIPES = {
 
 def run_recipe(name: str, quickstart: Path, limit: int | None, out: Path) -> dict:
     from tuneforge.services.compression import compress_model
+    from tuneforge.settings import Settings
 
     steps = json.loads(json.dumps(RECIPES[name]).replace("{data}", str(quickstart / "data")))
     recipe = {
@@ -50,7 +51,7 @@ def run_recipe(name: str, quickstart: Path, limit: int | None, out: Path) -> dic
                             "max_new_tokens": 48, "limit": limit}], "batch_size": 16},
     }
     started = time.perf_counter()
-    report = compress_model(str(quickstart / "run"), recipe, output=out / name)
+    report = compress_model(str(quickstart / "run"), recipe, output=out / name, settings=Settings.from_env())
     source, result = report.stages[0], report.stages[-1]
     em = lambda stage: next(iter(stage.quality.values()))["exact_match"]  # noqa: E731
     return {
@@ -74,8 +75,10 @@ def interleaved_latency(quickstart: Path, rounds: int = 5) -> dict[str, float]:
     from tuneforge.data import load_examples
     from tuneforge.evaluation.evaluate import split_reference
     from tuneforge.models.inference import load_for_inference
+    from tuneforge.settings import Settings
 
-    fp32, tokenizer, _ = load_for_inference(str(quickstart / "run"), merge=True)
+    cache_dir = Settings.from_env().model_cache_dir
+    fp32, tokenizer, _ = load_for_inference(str(quickstart / "run"), cache_dir=cache_dir, merge=True)
     models = {"fp32": fp32,
               "int8_dynamic": _quantized(copy.deepcopy(fp32), "int8_dynamic", skip=["down_proj"], group_size=128),
               "int8_dynamic_all": _quantized(copy.deepcopy(fp32), "int8_dynamic", skip=[], group_size=128)}

@@ -19,6 +19,7 @@ from pathlib import Path
 def run_one(method: str, steps: int, precision: str, workdir: Path) -> dict:
     from tuneforge.config import TrainConfig
     from tuneforge.services.quickstart import write_task_data
+    from tuneforge.settings import Settings
     from tuneforge.training import run_training
 
     paths = write_task_data(workdir)
@@ -30,7 +31,7 @@ def run_one(method: str, steps: int, precision: str, workdir: Path) -> dict:
                "max_seq_length": 256, "save_steps": 10_000},
         output_dir=str(workdir / f"run-{method}"),
     )
-    summary = run_training(config, overwrite=True).summary
+    summary = run_training(config, settings=Settings.from_env(), overwrite=True).summary
     keys = ("method", "precision", "device", "global_step", "trained_tokens", "tokens_per_second", "peak_memory_mb",
             "runtime_seconds", "trainable_parameters", "final_loss")
     return {k: summary[k] for k in keys}

@@ -31,6 +31,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def settings():
+    """The session's Settings, read once from the environment above (TUNEFORGE_HOME is the test home)."""
+    from tuneforge.settings import Settings
+
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny random Llama model directory (2 layers, hidden 64) with a BPE tokenizer."""
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
@@ -43,11 +51,11 @@ def memorize_data(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def quickstart_result(tmp_path_factory):
+def quickstart_result(tmp_path_factory, settings):
     """The quickstart (base SmolLM2-135M measured, LoRA-tuned, measured again), run once per session."""
     from tuneforge.services.quickstart import run_quickstart
 
-    return run_quickstart(workdir=tmp_path_factory.mktemp("qs"))
+    return run_quickstart(workdir=tmp_path_factory.mktemp("qs"), settings=settings)
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,24 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from tuneforge.settings import Settings
     from tuneforge.training.run import TrainResult
 
 
-def train(config: Any, *, resume: bool = False, overwrite: bool = False, progress: Any = None) -> TrainResult:
-    """Fine-tune as ``config`` says (a TrainConfig, a mapping, or a YAML path); see the CLI's ``train``."""
-    from tuneforge.progress import no_progress
-    from tuneforge.services.training import train as _train
+def train(
+    config: Any, *, resume: bool = False, overwrite: bool = False, progress: Any = None,
+    settings: Settings | None = None,
+) -> TrainResult:
+    """Fine-tune as ``config`` says (a TrainConfig, a mapping, or a YAML path); see the CLI's ``train``.
 
-    return _train(config, resume=resume, overwrite=overwrite, progress=progress or no_progress)
+    ``settings`` default to :meth:`Settings.from_env` (``TUNEFORGE_HOME`` and friends), read once here.
+    """
+    from tuneforge.progress import no_progress
+    from tuneforge.services.training import train as train_service
+    from tuneforge.settings import Settings
+
+    return train_service(config, settings=settings or Settings.from_env(), resume=resume, overwrite=overwrite,
+                         progress=progress or no_progress)
 
 
 __all__ = ["__version__", "train"]

@@ -6,6 +6,9 @@ Every error says what was wrong (with the value), where, and what to do. The CLI
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class TuneforgeError(Exception):
     """Root of all tuneforge errors.
@@ -87,3 +90,12 @@ class AuthenticationError(TuneforgeError):
 
 class TooLargeError(TuneforgeError):
     """An upload above the server's size limit."""
+
+
+def suggest(name: object, choices: Iterable[object]) -> str:
+    """``"did you mean 'x'?"`` for the choice closest to a misspelt ``name``, or ``""`` when none is close.
+
+    The one "did you mean" of tuneforge: config keys and method names, metrics, built-in tasks.
+    """
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
+    return f"did you mean '{close[0]}'?" if close else ""

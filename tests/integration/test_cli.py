@@ -121,6 +121,27 @@ def test_models_lists_builtins_and_architectures():
         assert needle in result.stdout
 
 
+def test_chat_loads_the_model_once_for_the_whole_conversation(tiny_model, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tuneforge.cli.app import app
+    from tuneforge.models import inference
+
+    loads = []
+    real = inference.load_for_inference
+
+    def counting(reference, **kwargs):
+        loads.append(reference)
+        return real(reference, **kwargs)
+
+    monkeypatch.setattr(inference, "load_for_inference", counting)
+    result = CliRunner().invoke(app, ["generate", str(tiny_model), "--chat", "--max-new-tokens", "2"],
+                                input="Hello\nWhat is 1 plus 2?\nAnd 2 plus 2?\n\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("model>") == 3  # three turns answered
+    assert loads == [str(tiny_model)]  # one load for all of them
+
+
 def adapter_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(run_dir / "adapter" / "adapter_model.safetensors")
 

@@ -13,6 +13,7 @@ from fixtures.data import MEMORIZE, write_jsonl
 
 from tuneforge.errors import ConfigError, ConflictError, DataError
 from tuneforge.services.compression import compress_model
+from tuneforge.settings import Settings
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,12 +57,12 @@ def prompt_logits(model, tokenizer) -> torch.Tensor:
         return model(input_ids=ids).logits
 
 
-def test_int8_dynamic_shrinks_reloads_and_reports(tiny_model, data, tmp_path):
+def test_int8_dynamic_shrinks_reloads_and_reports(tiny_model, data, tmp_path, settings):
     from tuneforge.compression.steps.quantize import load_compressed
 
     before = digest(tiny_model)
     steps = [{"name": "quantize", "method": "int8_dynamic", "skip_modules": []}]
-    report = compress_model(str(tiny_model), recipe(steps, data), output=tmp_path / "out")
+    report = compress_model(str(tiny_model), recipe(steps, data), output=tmp_path / "out", settings=settings)
     source, result = report.stages
     assert result.disk_mb < 0.4 * source.disk_mb  # int8 weights and embedding: about a quarter of fp32
     assert result.parameters == source.parameters and result.runs_on == ["cpu"]
@@ -85,26 +86,26 @@ def test_int8_dynamic_shrinks_reloads_and_reports(tiny_model, data, tmp_path):
     assert digest(tiny_model) == before
 
 
-def test_torchao_weight_only_and_bitsandbytes_nf4(tiny_model, data, tmp_path):
+def test_torchao_weight_only_and_bitsandbytes_nf4(tiny_model, data, tmp_path, settings):
     pytest.importorskip("torchao", reason="int8_weight_only needs the compress extra")
     from tuneforge.compression.steps.quantize import load_compressed
 
     ao = compress_model(str(tiny_model), recipe([{"name": "quantize", "method": "int8_weight_only"}], data),
-                        output=tmp_path / "ao")
+                        output=tmp_path / "ao", settings=settings)
     assert ao.stages[1].disk_mb < 0.6 * ao.stages[0].disk_mb
     model, tokenizer = load_compressed(tmp_path / "ao" / "model")
     assert model.generate(**tokenizer("What", return_tensors="pt"), max_new_tokens=3, do_sample=False).shape[1] > 1
     nf4 = compress_model(str(tiny_model), recipe([{"name": "quantize", "method": "nf4"}], data),
-                         output=tmp_path / "nf4")
+                         output=tmp_path / "nf4", settings=settings)
     assert nf4.stages[1].disk_mb < 0.6 * nf4.stages[0].disk_mb
     config = json.loads((tmp_path / "nf4" / "model" / "config.json").read_text())
     assert config["quantization_config"]["bnb_4bit_quant_type"] == "nf4"
 
 
 @pytest.mark.parametrize("method", ["magnitude", "wanda"])
-def test_unstructured_pruning_zeroes_half_of_every_layer(tiny_model, data, tmp_path, method):
+def test_unstructured_pruning_zeroes_half_of_every_layer(tiny_model, data, tmp_path, method, settings):
     report = compress_model(str(tiny_model), recipe([{"name": "prune", "method": method, "sparsity": 0.5}], data),
-                            output=tmp_path / "out")
+                            output=tmp_path / "out", settings=settings)
     weights = linear_weights(tmp_path / "out" / "model")
     for name, weight in weights.items():
         assert (weight == 0).float().mean().item() == pytest.approx(0.5, abs=0.01), name
@@ -113,9 +114,9 @@ def test_unstructured_pruning_zeroes_half_of_every_layer(tiny_model, data, tmp_p
     assert report.stages[1].nonzero_parameters < 0.75 * report.stages[0].nonzero_parameters
 
 
-def test_semi_structured_keeps_two_of_every_four(tiny_model, data, tmp_path):
+def test_semi_structured_keeps_two_of_every_four(tiny_model, data, tmp_path, settings):
     compress_model(str(tiny_model), recipe([{"name": "prune", "method": "semi_structured", "score": "wanda"}], data),
-                   output=tmp_path / "out")
+                   output=tmp_path / "out", settings=settings)
     for weight in linear_weights(tmp_path / "out" / "model").values():
         groups = weight.reshape(weight.shape[0], -1, 4)
         assert ((groups != 0).sum(-1) <= 2).all()
@@ -123,11 +124,11 @@ def test_semi_structured_keeps_two_of_every_four(tiny_model, data, tmp_path):
 
 @pytest.mark.parametrize(("method", "key", "expected"), [
     ("heads", "num_key_value_heads", 1), ("mlp_channels", "intermediate_size", 64), ("layers", "num_hidden_layers", 1)])
-def test_structured_pruning_makes_the_saved_model_smaller(tiny_model, data, tmp_path, method, key, expected):
+def test_structured_pruning_makes_the_saved_model_smaller(tiny_model, data, tmp_path, method, key, expected, settings):
     from transformers import AutoModelForCausalLM
 
     report = compress_model(str(tiny_model), recipe([{"name": "prune", "method": method, "sparsity": 0.5}], data),
-                            output=tmp_path / "out")
+                            output=tmp_path / "out", settings=settings)
     folder = tmp_path / "out" / "model"
     assert json.loads((folder / "config.json").read_text())[key] == expected
     source, result = report.stages
@@ -137,10 +138,10 @@ def test_structured_pruning_makes_the_saved_model_smaller(tiny_model, data, tmp_
     assert result.tasks[0].per_example[0].prediction is not None
 
 
-def test_distilled_student_has_half_the_layers_and_learns_from_the_teacher(tiny_model, data, tmp_path):
+def test_distilled_student_has_half_the_layers_and_learns_from_the_teacher(tiny_model, data, tmp_path, settings):
     report = compress_model(str(tiny_model), recipe(
         [{"name": "distill", "data": str(data), "max_steps": 12, "learning_rate": 5e-3, "batch_size": 4}], data),
-        output=tmp_path / "out")
+        output=tmp_path / "out", settings=settings)
     details = report.stages[1].details
     assert details["student_layers"] == 1 and details["initialized_from_layers"] == [1]
     assert details["kl_to_teacher_after"] < 0.5 * details["kl_to_teacher_before"]
@@ -148,7 +149,7 @@ def test_distilled_student_has_half_the_layers_and_learns_from_the_teacher(tiny_
     assert config["num_hidden_layers"] == 1 and config["use_cache"] is True  # generation keeps its KV cache
 
 
-def test_gguf_export_round_trips_and_quantizes(tiny_model, data, tmp_path):
+def test_gguf_export_round_trips_and_quantizes(tiny_model, data, tmp_path, settings):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     sizes = {}
@@ -156,7 +157,7 @@ def test_gguf_export_round_trips_and_quantizes(tiny_model, data, tmp_path):
         out = tmp_path / quantization
         report = compress_model(str(tiny_model), recipe(
             [{"name": "export", "format": "gguf", "quantization": quantization}], data, eval=None, latency_samples=0),
-            output=out)
+            output=out, settings=settings)
         sizes[quantization] = report.stages[1].disk_mb
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     reference = prompt_logits(AutoModelForCausalLM.from_pretrained(tiny_model), tokenizer)
@@ -165,7 +166,7 @@ def test_gguf_export_round_trips_and_quantizes(tiny_model, data, tmp_path):
     assert sizes["q8_0"] < 0.3 * sizes["f32"] and sizes["q4_0"] < sizes["q4_1"] < 0.25 * sizes["f32"]
 
 
-def test_adapter_is_merged_before_compressing(tiny_model, data, tmp_path):
+def test_adapter_is_merged_before_compressing(tiny_model, data, tmp_path, settings):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -175,7 +176,7 @@ def test_adapter_is_merged_before_compressing(tiny_model, data, tmp_path):
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path / "adapter")  # as a run's adapter/ has
     report = compress_model(str(tmp_path / "adapter"), recipe(
         [{"name": "export", "format": "gguf", "quantization": "f32"}], data, eval=None, latency_samples=0),
-        output=tmp_path / "out")
+        output=tmp_path / "out", settings=settings)
     plain = AutoModelForCausalLM.from_pretrained(tiny_model)
     assert report.stages[0].parameters == sum(p.numel() for p in plain.parameters())  # no adapter weights left
     merged = peft_model.merge_and_unload()
@@ -192,7 +193,7 @@ def test_adapter_is_merged_before_compressing(tiny_model, data, tmp_path):
 def _refused(model: Path, steps: list[dict], data: Path, tmp_path: Path, error: type, *needles: str, **extra):
     before = digest(model)
     with pytest.raises(error) as caught:
-        compress_model(str(model), recipe(steps, data, **extra), output=tmp_path / "out")
+        compress_model(str(model), recipe(steps, data, **extra), output=tmp_path / "out", settings=Settings.from_env())
     for needle in needles:
         assert needle in str(caught.value)
     assert not (tmp_path / "out").exists() and digest(model) == before
@@ -243,7 +244,7 @@ def test_cpu_only_machine_refuses_int4_weight_only(tiny_model, data, tmp_path):
              "needs a CUDA GPU")
 
 
-def test_cli_compresses_and_refuses_a_bad_recipe_cleanly(tiny_model, data, tmp_path):
+def test_cli_compresses_and_refuses_a_bad_recipe_cleanly(tiny_model, data, tmp_path, settings):
     import os
     import subprocess
     import sys
@@ -271,10 +272,10 @@ def test_cli_compresses_and_refuses_a_bad_recipe_cleanly(tiny_model, data, tmp_p
     assert_clean_error(tuneforge("compress", tiny_model, "--recipe", bad, "--output", tmp_path / "bad-out"),
                        "needs calibration data", "bad.yaml")
     with pytest.raises(ConflictError, match="already holds files"):  # a second run never replaces the first
-        compress_model(str(tiny_model), str(good), output=tmp_path / "out")
+        compress_model(str(tiny_model), str(good), output=tmp_path / "out", settings=settings)
 
 
-def test_onnx_export_matches_torch_and_int8_shrinks(tiny_model, data, tmp_path):
+def test_onnx_export_matches_torch_and_int8_shrinks(tiny_model, data, tmp_path, settings):
     pytest.importorskip("onnxruntime", reason="ONNX export needs the onnx extra")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -285,7 +286,8 @@ def test_onnx_export_matches_torch_and_int8_shrinks(tiny_model, data, tmp_path):
     runs = {}
     for quantization in (None, "int8_static"):  # static int8 calibrates on the recipe's calibration data
         runs[quantization] = compress_model(str(tiny_model), recipe(
-            [{"name": "export", "format": "onnx", "quantization": quantization}], data), output=tmp_path / str(quantization))
+            [{"name": "export", "format": "onnx", "quantization": quantization}], data),
+            output=tmp_path / str(quantization), settings=settings)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     fp32 = AutoModelForCausalLM.from_pretrained(tiny_model)
     exported = tmp_path / "None" / "model" / "model.onnx"
@@ -307,10 +309,11 @@ def answers_of(stage) -> list[str]:
     return [e.prediction for e in stage.tasks[0].per_example]
 
 
-def test_recovery_fine_tune_after_pruning_keeps_the_zeros(tiny_model, data, tmp_path):
+def test_recovery_fine_tune_after_pruning_keeps_the_zeros(tiny_model, data, tmp_path, settings):
     steps = [{"name": "prune", "method": "magnitude", "sparsity": 0.5,
               "recover": {"data": str(data), "method": "lora", "epochs": 2, "learning_rate": 1e-2, "batch_size": 4}}]
-    report = compress_model(str(tiny_model), recipe(steps, data, eval=None, latency_samples=0), output=tmp_path / "out")
+    report = compress_model(str(tiny_model), recipe(steps, data, eval=None, latency_samples=0), output=tmp_path / "out",
+                            settings=settings)
     recovery = report.stages[1].details["recovery"]
     assert recovery["method"] == "lora" and recovery["steps"] == 4 and recovery["train_loss"] > 0
     weights = linear_weights(tmp_path / "out" / "model")
@@ -318,11 +321,11 @@ def test_recovery_fine_tune_after_pruning_keeps_the_zeros(tiny_model, data, tmp_
     assert not (tmp_path / "out" / "model" / "adapter_config.json").exists()
 
 
-def test_llama_cpp_runs_a_head_pruned_gguf_export_like_torch(tiny_model, data, tmp_path):
+def test_llama_cpp_runs_a_head_pruned_gguf_export_like_torch(tiny_model, data, tmp_path, settings):
     pytest.importorskip("llama_cpp", reason="measuring GGUF in llama.cpp needs the llamacpp extra")
     steps = [{"name": "prune", "method": "heads", "sparsity": 0.5},
              {"name": "export", "format": "gguf", "quantization": "f32"}]
-    report = compress_model(str(tiny_model), recipe(steps, data), output=tmp_path / "out")
+    report = compress_model(str(tiny_model), recipe(steps, data), output=tmp_path / "out", settings=settings)
     pruned, exported = report.stages[1:]
     assert exported.details["measured_with"].startswith("llama.cpp")
     assert answers_of(exported) == answers_of(pruned)  # same weights, same greedy answers in llama.cpp

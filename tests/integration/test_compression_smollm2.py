@@ -17,12 +17,12 @@ def answers(stage) -> list[str]:
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                     reason="llama-cpp-python is not installed (pip install 'tuneforge[llamacpp]')")
-def test_smollm2_gguf_q8_0_runs_in_llama_cpp_with_the_same_greedy_answers(tmp_path):
+def test_smollm2_gguf_q8_0_runs_in_llama_cpp_with_the_same_greedy_answers(tmp_path, settings):
     recipe = {"steps": [{"name": "export", "format": "gguf", "quantization": "q8_0"}], "latency_samples": 1,
               "latency_tokens": 8,
               "eval": {"tasks": [{"builtin": "arithmetic", "limit": 12}, {"builtin": "profile-extraction", "limit": 4,
                                                                            "max_new_tokens": 24}]}}
-    report = compress_model("smollm2-135m", recipe, output=tmp_path / "out")
+    report = compress_model("smollm2-135m", recipe, output=tmp_path / "out", settings=settings)
     source, gguf = report.stages
     assert gguf.details["measured_with"].startswith("llama.cpp")
     assert gguf.disk_mb < 0.3 * source.disk_mb  # Q8_0: 8.5 bits per weight against 32
@@ -35,10 +35,10 @@ def test_smollm2_gguf_q8_0_runs_in_llama_cpp_with_the_same_greedy_answers(tmp_pa
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
                     reason="onnxruntime is not installed (pip install 'tuneforge[onnx]')")
-def test_smollm2_onnx_runs_in_onnxruntime_with_the_same_greedy_answers(tmp_path):
+def test_smollm2_onnx_runs_in_onnxruntime_with_the_same_greedy_answers(tmp_path, settings):
     recipe = {"steps": [{"name": "export", "format": "onnx"}], "latency_samples": 0,
               "eval": {"tasks": [{"builtin": "arithmetic", "limit": 6}]}}
-    report = compress_model("smollm2-135m", recipe, output=tmp_path / "out")
+    report = compress_model("smollm2-135m", recipe, output=tmp_path / "out", settings=settings)
     source, onnx = report.stages
     assert onnx.details["runtime"].startswith("onnxruntime") and (tmp_path / "out" / "model" / "model.onnx").is_file()
     assert answers(onnx) == answers(source)

@@ -48,7 +48,7 @@ def tiny_report(tiny_model, data_file, tmp_path_factory) -> dict:
     return {"json": out / "r.json", "md": out / "r.md", "stdout": result.stdout, "report": report}
 
 
-def test_eval_reports_metrics_cost_and_stores_the_result(tiny_report, tiny_model, data_file):
+def test_eval_reports_metrics_cost_and_stores_the_result(tiny_report, tiny_model, data_file, settings):
     from transformers import AutoModelForCausalLM
 
     from tuneforge.evaluation.results import find_results
@@ -68,14 +68,16 @@ def test_eval_reports_metrics_cost_and_stores_the_result(tiny_report, tiny_model
     assert 1 < task["metrics"]["perplexity"] < math.inf
     stored = Path(os.environ["TUNEFORGE_HOME"]) / "evaluations" / f"{report['key']}.json"
     assert json.loads(stored.read_text()) == report
-    assert stored in find_results(model=report["model"], data_sha256=task["data_sha256"])
-    assert stored not in find_results(model=report["model"], data_sha256="0" * 64)
+    folder = settings.evaluations_dir
+    assert stored == folder / f"{report['key']}.json"
+    assert stored in find_results(folder=folder, model=report["model"], data_sha256=task["data_sha256"])
+    assert stored not in find_results(folder=folder, model=report["model"], data_sha256="0" * 64)
     markdown = tiny_report["md"].read_text()
     assert "| memorize | chrf |" in markdown and "latency p50 (ms)" in markdown
     assert "exact_match" in tiny_report["stdout"] and "stored as" in tiny_report["stdout"]
 
 
-def test_perplexity_equals_transformers_loss(tiny_model):
+def test_perplexity_equals_transformers_loss(tiny_model, settings):
     import torch
 
     from tuneforge.data import load_examples
@@ -83,7 +85,7 @@ def test_perplexity_equals_transformers_loss(tiny_model):
     from tuneforge.evaluation.runner import reference_nll
     from tuneforge.models.inference import load_for_inference
 
-    model, tokenizer, _ = load_for_inference(str(tiny_model))
+    model, tokenizer, _ = load_for_inference(str(tiny_model), cache_dir=settings.model_cache_dir)
     folder = Path(tiny_model).parent
     chat, _ = load_examples(write_jsonl(folder / "ppl-chat.jsonl", MEMORIZE[:2]))
     text, _ = load_examples(write_jsonl(folder / "ppl-text.jsonl", [{"text": "The quick brown fox."}]))
@@ -214,11 +216,12 @@ def test_a_model_that_cannot_be_loaded_is_a_clean_error(data_file, tmp_path):
 
 
 @pytest.mark.slow
-def test_quickstart_adapter_is_significantly_better_than_base(quickstart_result, tmp_path):
+def test_quickstart_adapter_is_significantly_better_than_base(quickstart_result, tmp_path, settings):
     from tuneforge.evaluation.reports import comparison_markdown, write_report
     from tuneforge.services.evaluation import compare
 
-    report = compare("smollm2-135m", quickstart_result.run_dir, {"tasks": [{"builtin": "profile-extraction"}]})
+    report = compare("smollm2-135m", quickstart_result.run_dir, {"tasks": [{"builtin": "profile-extraction"}]},
+                     settings=settings)
     write_report(report, tmp_path / "base-vs-tuned.png")
     print("\n" + comparison_markdown(report))
     em = next(m for m in report.metrics if m.metric == "exact_match")
@@ -229,7 +232,7 @@ def test_quickstart_adapter_is_significantly_better_than_base(quickstart_result,
     assert report.b.model_figures.parameters == report.a.model_figures.parameters  # the adapter is merged
 
 
-def test_eval_of_a_run_directory_counts_the_adapter_and_merges_it(tiny_model, data_file, tmp_path):
+def test_eval_of_a_run_directory_counts_the_adapter_and_merges_it(tiny_model, data_file, tmp_path, settings):
     from safetensors.torch import load_file
 
     from tuneforge.config import TrainConfig
@@ -239,10 +242,10 @@ def test_eval_of_a_run_directory_counts_the_adapter_and_merges_it(tiny_model, da
     run = run_training(TrainConfig(
         model=str(tiny_model), method={"name": "lora", "r": 4}, data={"train": str(data_file)},
         train={"max_steps": 2, "batch_size": 4, "precision": "fp32"}, output_dir=str(tmp_path / "run"),
-    ))
+    ), settings=settings)
     suite = {"tasks": [{"data": str(data_file), "metrics": ["exact_match"], "max_new_tokens": 4}], "latency_samples": 1}
-    tuned = evaluate(str(run.output_dir), suite, store=False)
-    base = evaluate(str(tiny_model), suite, store=False)
+    tuned = evaluate(str(run.output_dir), suite, store=False, settings=settings)
+    base = evaluate(str(tiny_model), suite, store=False, settings=settings)
     saved = load_file(run.output_dir / "adapter" / "adapter_model.safetensors")
     assert tuned.model_figures.adapter_parameters == sum(t.numel() for t in saved.values()) > 0
     assert base.model_figures.adapter_parameters == 0

@@ -23,7 +23,7 @@ def delta(model_dir, adapter_dir):
 
 
 @pytest.fixture(scope="module")
-def two_runs(tiny_model, tmp_path_factory):
+def two_runs(tiny_model, tmp_path_factory, settings):
     folder = tmp_path_factory.mktemp("adapters")
     halves = {"a": MEMORIZE[:4], "b": MEMORIZE[4:]}
     for name, rows in halves.items():
@@ -32,14 +32,14 @@ def two_runs(tiny_model, tmp_path_factory):
             model=str(tiny_model), method={"name": "lora", "r": 4}, data={"train": str(data)},
             train={"epochs": 5, "learning_rate": 1e-2, "batch_size": 2, "precision": "fp32"},
             output_dir=str(folder / f"run-{name}"), seed=1 if name == "a" else 2,
-        ))
+        ), settings=settings)
     return folder / "run-a", folder / "run-b"
 
 
-def test_task_arithmetic_adds_the_weighted_updates_exactly(tiny_model, two_runs, tmp_path):
+def test_task_arithmetic_adds_the_weighted_updates_exactly(tiny_model, two_runs, tmp_path, settings):
     out = merge_adapters(MergeAdaptersConfig(
         adapters=[str(two_runs[0]), str(two_runs[1])], weights=[0.7, 0.3], output=str(tmp_path / "m"),
-    ))
+    ), settings=settings)
     da, db, dm = delta(tiny_model, two_runs[0] / "adapter"), delta(tiny_model, two_runs[1] / "adapter"), delta(tiny_model, out)
     changed = [k for k in dm if dm[k].abs().max() > 0]
     assert changed
@@ -48,13 +48,13 @@ def test_task_arithmetic_adds_the_weighted_updates_exactly(tiny_model, two_runs,
 
 
 @pytest.mark.parametrize("method", ["linear", "svd", "ties", "dare_ties"])
-def test_other_combinations_write_a_loadable_adapter(tiny_model, two_runs, tmp_path, method):
+def test_other_combinations_write_a_loadable_adapter(tiny_model, two_runs, tmp_path, method, settings):
     from tuneforge.models.inference import load_for_inference
 
     out = merge_adapters(MergeAdaptersConfig(
         adapters=[str(r) for r in two_runs], weights=[0.5, 0.5], method=method, output=str(tmp_path / "m"),
-    ))
-    model, _, source = load_for_inference(str(out))
+    ), settings=settings)
+    model, _, source = load_for_inference(str(out), cache_dir=settings.model_cache_dir)
     assert source.adapter == out and (out / "adapter_model.safetensors").is_file()
     with torch.no_grad():
         assert torch.isfinite(model(torch.tensor([[5, 6, 7]])).logits).all()

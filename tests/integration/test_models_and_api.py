@@ -11,7 +11,7 @@ from tuneforge.errors import ConfigError, NotFoundError
 from tuneforge.models import resolve_model
 
 
-def test_hub_id_loads_from_the_local_hugging_face_cache(tiny_model, tmp_path, monkeypatch):
+def test_hub_id_loads_from_the_local_hugging_face_cache(tiny_model, tmp_path, monkeypatch, settings):
     cache = tmp_path / "hub"
     snapshot = cache / "models--acme--tiny-llama" / "snapshots" / ("0" * 40)
     shutil.copytree(tiny_model, snapshot)
@@ -21,22 +21,22 @@ def test_hub_id_loads_from_the_local_hugging_face_cache(tiny_model, tmp_path, mo
     import huggingface_hub.constants as constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    resolved = resolve_model("acme/tiny-llama")
+    resolved = resolve_model("acme/tiny-llama", cache_dir=settings.model_cache_dir)
     assert resolved.source == "hub" and (resolved.path / "config.json").is_file()
     with pytest.raises(NotFoundError, match="not in the local Hugging Face cache") as caught:
-        resolve_model("acme/absent")
+        resolve_model("acme/absent", cache_dir=settings.model_cache_dir)
     assert "hf download acme/absent" in caught.value.hint
 
 
 @pytest.mark.parametrize("reference", ["no-such-alias", "./missing/dir", "a/b/c"])
-def test_unknown_references_are_not_found(reference):
+def test_unknown_references_are_not_found(reference, settings):
     with pytest.raises(NotFoundError):
-        resolve_model(reference)
+        resolve_model(reference, cache_dir=settings.model_cache_dir)
 
 
-def test_directory_without_config_is_refused(tmp_path):
+def test_directory_without_config_is_refused(tmp_path, settings):
     with pytest.raises(NotFoundError, match="has no config.json"):
-        resolve_model(str(tmp_path))
+        resolve_model(str(tmp_path), cache_dir=settings.model_cache_dir)
 
 
 def test_python_api_trains_from_a_mapping(tiny_model, memorize_data, tmp_path):

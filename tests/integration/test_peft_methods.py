@@ -32,7 +32,7 @@ def losses(run_dir) -> list[float]:
 
 
 @pytest.mark.parametrize("key", list(METHODS))
-def test_method_learns_and_round_trips(tiny_model, memorize_data, tmp_path, key):
+def test_method_learns_and_round_trips(tiny_model, memorize_data, tmp_path, key, settings):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -45,17 +45,17 @@ def test_method_learns_and_round_trips(tiny_model, memorize_data, tmp_path, key)
                "logging_steps": 1, "precision": "fp32", "warmup": 0},
         output_dir=str(tmp_path / "run"),
     )
-    result = run_training(config)
+    result = run_training(config, settings=settings)
     curve = losses(tmp_path / "run")
     assert min(curve[-3:]) < 0.7 * curve[0], curve
     inputs = torch.tensor([[5, 17, 42, 99, 7, 3]])
-    ours, _, _ = load_for_inference(str(tmp_path / "run"))
+    ours, _, _ = load_for_inference(str(tmp_path / "run"), cache_dir=settings.model_cache_dir)
     plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), result.model_path).eval()
     with torch.no_grad():
         assert torch.allclose(ours(inputs).logits, plain(inputs).logits, atol=1e-6)
 
 
-def test_prompt_learning_runs_refuse_to_merge(tiny_model, memorize_data, tmp_path):
+def test_prompt_learning_runs_refuse_to_merge(tiny_model, memorize_data, tmp_path, settings):
     from tuneforge.services.training import merge_run
 
     config = TrainConfig(
@@ -63,23 +63,23 @@ def test_prompt_learning_runs_refuse_to_merge(tiny_model, memorize_data, tmp_pat
         data={"train": str(memorize_data)}, train={"max_steps": 2, "precision": "fp32"},
         output_dir=str(tmp_path / "run"),
     )
-    run_training(config)
+    run_training(config, settings=settings)
     with pytest.raises(ConfigError, match="cannot be merged") as caught:
-        merge_run(tmp_path / "run", output=tmp_path / "merged")
+        merge_run(tmp_path / "run", output=tmp_path / "merged", settings=settings)
     assert caught.value.field == "method.name" and not (tmp_path / "merged").exists()
 
 
-def test_adalora_needs_room_between_tinit_and_tfinal(tiny_model, memorize_data, tmp_path):
+def test_adalora_needs_room_between_tinit_and_tfinal(tiny_model, memorize_data, tmp_path, settings):
     config = TrainConfig(
         model=str(tiny_model), method={"name": "adalora", "tinit": 0.5, "tfinal": 0.45},
         data={"train": str(memorize_data)}, train={"max_steps": 4, "precision": "fp32"},
         output_dir=str(tmp_path / "run"),
     )
     with pytest.raises(ConfigError, match="AdaLoRA needs steps"):
-        run_training(config)
+        run_training(config, settings=settings)
 
 
-def test_bottleneck_adapts_the_block_outputs_only(tiny_model, tmp_path, memorize_data):
+def test_bottleneck_adapts_the_block_outputs_only(tiny_model, tmp_path, memorize_data, settings):
     from peft import PeftConfig
 
     config = TrainConfig(
@@ -87,6 +87,6 @@ def test_bottleneck_adapts_the_block_outputs_only(tiny_model, tmp_path, memorize
         data={"train": str(memorize_data)}, train={"max_steps": 1, "precision": "fp32"},
         output_dir=str(tmp_path / "run"),
     )
-    saved = PeftConfig.from_pretrained(run_training(config).model_path)
+    saved = PeftConfig.from_pretrained(run_training(config, settings=settings).model_path)
     assert set(saved.target_modules) == {"o_proj", "down_proj"}
     assert (saved.r, saved.lora_alpha / saved.r) == (8, 2.0)

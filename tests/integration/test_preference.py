@@ -26,7 +26,7 @@ def pairs(numbers, *, openai=False):
 
 
 @pytest.mark.parametrize(("task", "openai"), [("dpo", False), ("dpo", True), ("kto", False), ("orpo", False)])
-def test_preference_tuning_raises_the_margin_on_held_out_pairs(tiny_model, tmp_path, task, openai):
+def test_preference_tuning_raises_the_margin_on_held_out_pairs(tiny_model, tmp_path, task, openai, settings):
     from tuneforge.models.inference import load_for_inference
 
     train = write_jsonl(tmp_path / "train.jsonl", pairs(range(1, 9), openai=openai))
@@ -37,19 +37,19 @@ def test_preference_tuning_raises_the_margin_on_held_out_pairs(tiny_model, tmp_p
         train={"epochs": 5, "learning_rate": 5e-3, "batch_size": 4, "precision": "fp32", "logging_steps": 1},
         output_dir=str(tmp_path / "run"),
     )
-    result = run_training(config)
+    result = run_training(config, settings=settings)
     assert result.summary["task"] == task and result.summary["data_format"] == "preference"
-    base, tokenizer, _ = load_for_inference(str(tiny_model))
-    tuned, _, _ = load_for_inference(str(tmp_path / "run"))
+    base, tokenizer, _ = load_for_inference(str(tiny_model), cache_dir=settings.model_cache_dir)
+    tuned, _, _ = load_for_inference(str(tmp_path / "run"), cache_dir=settings.model_cache_dir)
     before = sum(preference_margins(base, tokenizer, held_out)) / len(held_out)
     after = sum(preference_margins(tuned, tokenizer, held_out)) / len(held_out)
     print(f"{task} mean held-out margin: {before:.3f} -> {after:.3f}")
     assert after > before + 1.0, (before, after)
 
 
-def test_dpo_without_preference_columns_is_a_clear_error(tiny_model, memorize_data, tmp_path):
+def test_dpo_without_preference_columns_is_a_clear_error(tiny_model, memorize_data, tmp_path, settings):
     config = TrainConfig(model=str(tiny_model), task="dpo", data={"train": str(memorize_data)},
                          output_dir=str(tmp_path / "run"))
     with pytest.raises(DataError, match="not a preference pair") as caught:
-        run_training(config)
+        run_training(config, settings=settings)
     assert caught.value.line == 1 and "chosen" in caught.value.hint and not (tmp_path / "run").exists()

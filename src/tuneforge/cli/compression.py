@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from tuneforge.cli.render import ProgressRenderer
+from tuneforge.settings import Settings
 
 console = Console()
 
@@ -25,6 +26,7 @@ def compress_command(
     from tuneforge.services.compression import compress_model
 
     with ProgressRenderer(console) as progress:
-        report = compress_model(model, recipe, output=output, overwrite=overwrite, progress=progress)
+        report = compress_model(model, recipe, output=output, settings=Settings.from_env(), overwrite=overwrite,
+                                progress=progress)
     console.print(Markdown(to_markdown(report)))
     console.print(f"[green]done:[/] {output / 'model'} (reports: {output / 'report.md'}, {output / 'report.json'})")

@@ -11,6 +11,7 @@ from rich.markdown import Markdown
 
 from tuneforge.cli.render import ProgressRenderer
 from tuneforge.errors import ConfigError, TuneforgeError
+from tuneforge.settings import Settings
 
 console = Console()
 
@@ -39,14 +40,15 @@ def _suite(data: Optional[Path], task: Optional[str], suite: Optional[Path], met
     return suite_from_options(data=data, task=task, suite=suite, metrics=names, **options)
 
 
-def _write(report: Any, output: Optional[Path], markdown: Optional[Path], chart: Optional[Path] = None) -> None:
+def _write(report: Any, output: Optional[Path], markdown: Optional[Path], chart: Optional[Path] = None, *,
+           settings: Settings) -> None:
     from tuneforge.evaluation.reports import write_report
-    from tuneforge.evaluation.results import evaluations_dir
+    from tuneforge.evaluation.results import result_path
 
     for path in (output, markdown, chart):
         if path is not None:
             console.print(f"[green]wrote[/] {write_report(report, path)}")
-    console.print(f"stored as {evaluations_dir() / (report.key + '.json')}")
+    console.print(f"stored as {result_path(report, folder=settings.evaluations_dir)}")
 
 
 def eval_command(
@@ -69,10 +71,11 @@ def eval_command(
                           "--baseline old.json --max-drop exact_match=0.02")
     config = _suite(data, task, suite, metrics, task_type=task_type, format=data_format, limit=limit,
                     max_new_tokens=max_new_tokens, batch_size=batch_size, latency_samples=latency_samples)
+    settings = Settings.from_env()
     with ProgressRenderer(console) as progress:
-        report = evaluate(model, config, progress=progress)
+        report = evaluate(model, config, settings=settings, progress=progress)
     console.print(Markdown(eval_markdown(report)))
-    _write(report, output, markdown)
+    _write(report, output, markdown, settings=settings)
     if baseline is not None:
         regressions = check_regression(report, baseline=baseline, max_drop=max_drop or None)
         if regressions:
@@ -104,8 +107,9 @@ def compare_command(
     config = _suite(data, task, suite, metrics, task_type=task_type, format=data_format, limit=limit,
                     max_new_tokens=max_new_tokens, batch_size=batch_size, latency_samples=latency_samples,
                     resamples=resamples, confidence=confidence, seed=seed)
+    settings = Settings.from_env()
     with ProgressRenderer(console) as progress:
-        report = compare(model_a, model_b, config, progress=progress)
+        report = compare(model_a, model_b, config, settings=settings, progress=progress)
     console.print(Markdown(comparison_markdown(report)))
-    _write(report, output, markdown, chart)
+    _write(report, output, markdown, chart, settings=settings)
     console.print(f"[bold]verdict:[/] {report.verdict} ({report.primary})")

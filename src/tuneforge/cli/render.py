@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tuneforge.progress import ProgressEvent
+from tuneforge.progress import ProgressEvent, ProgressKind
 
 
 class ProgressRenderer:
@@ -37,23 +37,26 @@ class ProgressRenderer:
         self.progress.stop()
 
     def __call__(self, event: ProgressEvent) -> None:
-        if event.kind == "stage" and event.message != "training":
-            self.console.print(f"[cyan]•[/] {event.message}")
-        elif event.kind == "message":
-            self.console.print(f"  {event.message}")
-        elif event.kind == "metrics" and event.message == "dataset":
-            d = event.data
-            self.console.print(
-                f"  data: {d['examples']} examples ({d['format']}), {d['tokens']} tokens, "
-                f"{d['trained_tokens']} trained, {d['truncated']} truncated, {d['dropped']} dropped"
-            )
-        elif event.kind == "metrics" and "eval_loss" in event.data and event.step is not None:
-            self.console.print(f"  step {event.step}: eval loss {event.data['eval_loss']:.4f}")
-        elif event.kind in ("step", "stage") and event.total:
-            self._advance(event)
+        match event.kind:
+            case ProgressKind.STAGE if event.message != "training":
+                self.console.print(f"[cyan]•[/] {event.message}")
+            case ProgressKind.MESSAGE:
+                self.console.print(f"  {event.message}")
+            case ProgressKind.DATASET:
+                d = event.data
+                self.console.print(
+                    f"  data: {d['examples']} examples ({d['format']}), {d['tokens']} tokens, "
+                    f"{d['trained_tokens']} trained, {d['truncated']} truncated, {d['dropped']} dropped"
+                )
+            case ProgressKind.METRICS if "eval_loss" in event.data and event.step is not None:
+                self.console.print(f"  step {event.step}: eval loss {event.data['eval_loss']:.4f}")
+            case ProgressKind.STEP | ProgressKind.STAGE if event.total:
+                self._advance(event)
+            case _:  # a summary is drawn by the command itself (summary_table)
+                pass
 
     def _advance(self, event: ProgressEvent) -> None:
-        name = "train" if event.kind == "stage" or not event.message else event.message
+        name = "train" if event.kind is ProgressKind.STAGE or not event.message else event.message
         if name not in self.tasks:
             self.tasks[name] = self.progress.add_task(name, total=event.total, info="")
         d = event.data

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tuneforge.compression.stage import Stage
 from tuneforge.evaluation.results import TaskResult
 from tuneforge.evaluation.suites import LoadedTask, SuiteConfig
-from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
+from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
 from tuneforge.storage.files import folder_bytes
 
 
@@ -59,7 +59,7 @@ def measure_stage(
     if suite is not None:
         quiet = suite.model_copy(update={"latency_samples": 0})  # latency is timed below, on equal work
         for task in tasks:
-            progress(ProgressEvent("stage", f"{label}: {task.name} ({len(task.examples)} examples)"))
+            progress(ProgressEvent(ProgressKind.STAGE, f"{label}: {task.name} ({len(task.examples)} examples)"))
             results.append(run_task(stage.model, stage.tokenizer, task, suite=quiet, progress=progress))
     latency = None
     if latency_samples:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -18,14 +18,17 @@ from tuneforge.compression.recipe import CompressionRecipe, DistillStep, ExportS
 from tuneforge.compression.report import CompressionReport, write_reports
 from tuneforge.compression.stage import Stage, StepContext, count_parameters, get_step, save_transformers
 from tuneforge.errors import ConfigError, ConflictError
-from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
+from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
+
+if TYPE_CHECKING:
+    from tuneforge.settings import Settings
 
 TERMINAL = (QuantizeStep, ExportStep)
 
 
 def run_pipeline(
-    reference: str, recipe: CompressionRecipe, *, output: str | Path, overwrite: bool = False, file: str | None = None,
-    progress: ProgressCallback = no_progress,
+    reference: str, recipe: CompressionRecipe, *, output: str | Path, settings: Settings, overwrite: bool = False,
+    file: str | None = None, progress: ProgressCallback = no_progress,
 ) -> CompressionReport:
     """Compress a model as the recipe says and write ``output`` (model/, report.json, report.md, recipe.yaml).
 
@@ -33,6 +36,7 @@ def run_pipeline(
         reference: Builtin alias, model directory, .gguf file, hub id, run directory or adapter directory.
         recipe: The validated recipe (data paths already absolute, see :func:`load_recipe`).
         output: Folder to write; it must not exist (or be empty) unless ``overwrite``.
+        settings: Where models are cached (the source, and the recovery fine-tunes' base).
         overwrite: Replace an existing output folder.
         file: The recipe file, named in errors.
         progress: Receives a stage per step and measurement, and steps of long loops.
@@ -44,20 +48,20 @@ def run_pipeline(
     """
     from tuneforge.compression.calibration import calibration_examples
     from tuneforge.models.inference import locate
-    from tuneforge.services.evaluation import load_tasks
+    from tuneforge.evaluation.suites import load_tasks
     from tuneforge.storage.files import atomic_directory
 
     output = Path(output)
     _check_output(output, overwrite=overwrite)
     _check_order(recipe, file=file)
-    source = locate(reference)
+    source = locate(reference, cache_dir=settings.model_cache_dir)
     _check_steps(recipe, source.base, file=file)
     suite, tasks = load_tasks(recipe.eval) if recipe.eval is not None else (None, [])
     calibration = calibration_examples(recipe.calibration, seed=recipe.seed) if recipe.calibration else []
     started = time.perf_counter()
     with atomic_directory(output) as staging:
         work = staging / ".work"
-        stage = _load_source(reference, work / "0-source", progress=progress)
+        stage = _load_source(reference, work / "0-source", cache_dir=settings.model_cache_dir, progress=progress)
         token_ids = _tokenize(calibration, stage.tokenizer, recipe)
 
         def measure(stage: Stage, label: str, seconds: float = 0.0) -> StageFigures:
@@ -67,10 +71,11 @@ def run_pipeline(
         figures = [measure(stage, "source")]
         for index, step in enumerate(recipe.steps, start=1):
             label = f"{step.name} {getattr(step, 'method', None) or getattr(step, 'format', '')}".strip()
-            progress(ProgressEvent("stage", f"step {index}/{len(recipe.steps)}: {label}"))
+            progress(ProgressEvent(ProgressKind.STAGE, f"step {index}/{len(recipe.steps)}: {label}"))
             context = StepContext(workdir=_fresh(work / f"{index}-{step.name}"),
                                   scratch=_fresh(work / f"{index}-scratch"), calibration=token_ids,
-                                  seed=recipe.seed, progress=progress, index=index - 1, file=file)
+                                  seed=recipe.seed, progress=progress, index=index - 1, file=file,
+                                  settings=settings)
             step_started = time.perf_counter()
             previous = stage.files
             stage = get_step(step.name).apply(stage, step, context)
@@ -124,12 +129,12 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def _load_source(reference: str, folder: Path, *, progress: ProgressCallback) -> Stage:
+def _load_source(reference: str, folder: Path, *, cache_dir: Path, progress: ProgressCallback) -> Stage:
     """Load the model (adapter merged) and save it as a plain fp32 transformers folder: the baseline."""
     from tuneforge.models.inference import load_for_inference
 
-    progress(ProgressEvent("stage", f"loading {reference} (adapter merged)"))
-    model, tokenizer, _ = load_for_inference(reference, merge=True)
+    progress(ProgressEvent(ProgressKind.STAGE, f"loading {reference} (adapter merged)"))
+    model, tokenizer, _ = load_for_inference(reference, cache_dir=cache_dir, merge=True)
     if hasattr(model, "peft_config"):
         raise ConfigError(f"{reference} has a prompt-learning adapter, which cannot be folded into the weights",
                           field="model", hint="compress the base model, or a LoRA-family run")

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
+    from tuneforge.settings import Settings
+
 S = TypeVar("S", bound=StepConfig)
 S_contra = TypeVar("S_contra", bound=StepConfig, contravariant=True)
 
@@ -52,6 +54,7 @@ class StepContext:
         workdir: Empty folder for this step's artifact (inside the pipeline's staging folder).
         scratch: Empty folder for intermediate files (training runs), removed after the step.
         calibration: ``[1, t]`` token-id tensors of the calibration examples (empty without calibration data).
+        settings: The pipeline's settings, handed to training by a recovery fine-tune.
         seed: The recipe's seed.
         progress: Progress callback.
         index: Position of the step in the recipe (for error messages).
@@ -61,6 +64,7 @@ class StepContext:
     workdir: Path
     scratch: Path
     calibration: list[torch.Tensor]
+    settings: Settings
     seed: int = 0
     progress: ProgressCallback = no_progress
     index: int = 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, suggest
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -70,19 +69,17 @@ def _config_error(exc: ValidationError, model: type[BaseModel], *, file: str | N
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         message = f"unknown key '{loc[-1]}'"
-        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(sorted(allowed))}"
+        hint = suggest(loc[-1], allowed) or f"allowed keys here: {', '.join(sorted(allowed))}"
     elif err["type"] == "missing":
         message = "this required field is missing"
         hint = f"add '{loc[-1]}:' to the config"
     elif err["type"] == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag")
         expected = err.get("ctx", {}).get("expected_tags", "")
-        close = difflib.get_close_matches(str(tag), [t.strip(" '") for t in expected.split(",")], n=1)
         label = loc[-1] if loc and isinstance(loc[-1], str) else "name"
         message = f"unknown {label} '{tag}'; expected one of {expected}"
-        hint = f"did you mean '{close[0]}'?" if close else None
+        hint = suggest(tag, [t.strip(" '") for t in expected.split(",")]) or None
     elif "input" in err and not isinstance(err["input"], (dict, list)):
         message = f"{message} (got {err['input']!r})"
     if hint is None:

@@ -46,7 +46,7 @@ def generate_answers(
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=_stop_ids(model, tokenizer),
+                    eos_token_id=stop_ids(model, tokenizer),
                 )
             new_tokens = output[:, batch["input_ids"].shape[1] :]
             answers.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
@@ -57,7 +57,7 @@ def generate_answers(
     return answers
 
 
-def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
+def stop_ids(model: Any, tokenizer: Any) -> list[int]:
     """End-of-turn tokens: the tokenizer's EOS, the model's, and ChatML's ``<|im_end|>``."""
     ids = {tokenizer.eos_token_id}
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

@@ -1,8 +1,9 @@
 """The shape of evaluation and comparison results, and where they are kept.
 
 One pydantic shape serves the JSON report written with ``--output``, the API's response and the stored
-copy under ``tuneforge_home()/evaluations/KEY.json``, where KEY hashes the model reference(s), the data's
-sha256 and the config, so that a result can be found again (the SQL Store replaces the folder later).
+copy under ``Settings.evaluations_dir/KEY.json`` (``TUNEFORGE_HOME/evaluations``), where KEY hashes the model
+reference(s), the data's sha256 and the config, so that a result can be found again (the SQL Store replaces
+the folder later).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tuneforge.errors import ConfigError, NotFoundError
-from tuneforge.settings import tuneforge_home
 from tuneforge.storage.files import atomic_write_text
 
 Verdict = Literal["A better", "B better", "no significant difference"]
@@ -145,14 +145,19 @@ def result_key(kind: str, models: list[str], data_sha256: list[str], config: dic
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def evaluations_dir() -> Path:
-    """Folder of stored results: ``tuneforge_home()/evaluations``."""
-    return tuneforge_home() / "evaluations"
+def result_path(report: EvalReport | ComparisonReport, *, folder: Path) -> Path:
+    """Where a result is stored: ``folder/KEY.json``."""
+    return Path(folder) / f"{report.key}.json"
 
 
-def store_result(report: EvalReport | ComparisonReport) -> Path:
-    """Write a result to ``evaluations/KEY.json`` (atomically; the same key replaces the older result)."""
-    path = evaluations_dir() / f"{report.key}.json"
+def store_result(report: EvalReport | ComparisonReport, *, folder: Path) -> Path:
+    """Write a result to ``folder/KEY.json`` (atomically; the same key replaces the older result).
+
+    Args:
+        report: The evaluation or comparison.
+        folder: The folder of stored results (``Settings.evaluations_dir``).
+    """
+    path = result_path(report, folder=folder)
     atomic_write_text(path, report.model_dump_json(indent=2))
     return path
 
@@ -183,13 +188,13 @@ def load_report(path: str | Path) -> EvalReport | ComparisonReport:
         ) from None
 
 
-def find_results(*, model: str | None = None, data_sha256: str | None = None) -> list[Path]:
-    """Stored results of a model reference and/or a data file's sha256, newest first.
+def find_results(*, folder: Path, model: str | None = None, data_sha256: str | None = None) -> list[Path]:
+    """Stored results in ``folder`` of a model reference and/or a data file's sha256, newest first.
 
     A comparison matches when either of its models does and its data does.
     """
     matches = []
-    for path in evaluations_dir().glob("*.json"):
+    for path in Path(folder).glob("*.json"):
         try:
             report = load_report(path)
         except (ConfigError, NotFoundError):

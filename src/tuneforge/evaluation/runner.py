@@ -6,14 +6,14 @@ import gc
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tuneforge import __version__
 from tuneforge.errors import ConfigError
 from tuneforge.evaluation.evaluate import split_reference
-from tuneforge.evaluation.generation import _stop_ids, generate_answers
+from tuneforge.evaluation.generation import generate_answers, stop_ids
 from tuneforge.evaluation.metrics import METRICS
 from tuneforge.evaluation.results import (
     EvalReport,
@@ -25,8 +25,11 @@ from tuneforge.evaluation.results import (
     result_key,
 )
 from tuneforge.evaluation.suites import LoadedTask, SuiteConfig
-from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
+from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
 from tuneforge.storage.files import folder_bytes
+
+if TYPE_CHECKING:
+    from tuneforge.settings import Settings
 
 
 def canonical_reference(reference: str) -> str:
@@ -36,7 +39,8 @@ def canonical_reference(reference: str) -> str:
 
 
 def evaluate_loaded_tasks(
-    reference: str, tasks: list[LoadedTask], suite: SuiteConfig, *, progress: ProgressCallback = no_progress
+    reference: str, tasks: list[LoadedTask], suite: SuiteConfig, *, settings: Settings,
+    progress: ProgressCallback = no_progress,
 ) -> EvalReport:
     """Load a model, run every task on it, and free it again.
 
@@ -44,6 +48,7 @@ def evaluate_loaded_tasks(
         reference: Builtin alias, model directory, .gguf file, run directory or adapter directory.
         tasks: Tasks from :func:`tuneforge.evaluation.suites.load_task`.
         suite: Generation settings (batch size, latency samples) and the config stored with the result.
+        settings: Where models are cached (``model_cache_dir``, for builtin and GGUF models).
         progress: Receives a stage per model and task, and a step per generation batch.
 
     Returns:
@@ -51,11 +56,11 @@ def evaluate_loaded_tasks(
     """
     started = time.perf_counter()
     with PeakMemory() as peak:
-        progress(ProgressEvent("stage", f"loading {reference}"))
-        model, tokenizer, figures = load_model(reference)
+        progress(ProgressEvent(ProgressKind.STAGE, f"loading {reference}"))
+        model, tokenizer, figures = load_model(reference, cache_dir=settings.model_cache_dir)
         results = []
         for task in tasks:
-            progress(ProgressEvent("stage", f"task {task.name}: {len(task.examples)} examples, "
+            progress(ProgressEvent(ProgressKind.STAGE, f"task {task.name}: {len(task.examples)} examples, "
                                    f"metrics {', '.join(task.metrics)}"))
             results.append(run_task(model, tokenizer, task, suite=suite, progress=progress))
     figures.update(peak_memory_mb=round(peak.peak_mb, 1), memory=peak.kind)
@@ -70,14 +75,14 @@ def evaluate_loaded_tasks(
     )
 
 
-def load_model(reference: str) -> tuple[Any, Any, dict[str, Any]]:
+def load_model(reference: str, *, cache_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
     """Load a model for evaluation (adapter merged, on the GPU when there is one) with its cost figures."""
     import torch
 
     from tuneforge.models.inference import load_for_inference, merge_adapter
 
     started = time.perf_counter()
-    model, tokenizer, source = load_for_inference(reference, merge=False)
+    model, tokenizer, source = load_for_inference(reference, cache_dir=cache_dir, merge=False)
     adapter_parameters = 0
     if source.adapter is not None:
         tag = f".{model.active_adapter}."  # PEFT names adapter weights '...lora_A.default.weight'
@@ -108,7 +113,7 @@ def run_task(
         raise ConfigError(f"task {task.name}: perplexity needs a language model, but this model is a classifier",
                           field="metrics", hint="score a classifier with accuracy, macro_f1 or exact_match")
     if head and any(METRICS[m].score is not None for m in task.metrics):
-        progress(ProgressEvent("stage", f"{task.name}: classifying with the model's head"))
+        progress(ProgressEvent(ProgressKind.STAGE, f"{task.name}: classifying with the model's head"))
         predictions = classify_texts(model, tokenizer, [p[-1]["content"] for p in prompts], batch_size=suite.batch_size)
         for name in task.metrics:
             stats[name] = METRICS[name].score(predictions, list(references))
@@ -117,13 +122,13 @@ def run_task(
             model, tokenizer, list(prompts), max_new_tokens=task.max_new_tokens, batch_size=suite.batch_size,
             latency_samples=suite.latency_samples,
             on_batch=lambda done, total: progress(
-                ProgressEvent("step", f"{task.name}: generate", step=done, total=total)),
+                ProgressEvent(ProgressKind.STEP, f"{task.name}: generate", step=done, total=total)),
         )
         for name in task.metrics:
             if METRICS[name].score is not None:
                 stats[name] = METRICS[name].score(predictions, list(references))
     if "perplexity" in task.metrics:
-        progress(ProgressEvent("stage", f"{task.name}: perplexity of the references"))
+        progress(ProgressEvent(ProgressKind.STAGE, f"{task.name}: perplexity of the references"))
         stats["perplexity"] = reference_nll(model, tokenizer, task.examples, batch_size=min(suite.batch_size, 4))
     values = {name: round(METRICS[name].aggregate(np.asarray(stats[name], dtype=float)), 6) for name in task.metrics}
     per_example = [
@@ -194,7 +199,7 @@ def time_request(
 ) -> tuple[float, float]:
     """Seconds to answer one request alone, and seconds to its first generated token."""
     started, stamps, ended = token_times(model, tokenizer, prompt, max_new_tokens=max_new_tokens,
-                                         eos_token_id=_stop_ids(model, tokenizer))
+                                         eos_token_id=stop_ids(model, tokenizer))
     return ended - started, (stamps[0] if stamps else ended) - started
 
 

@@ -13,23 +13,22 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tuneforge.config import load_config
+from tuneforge.config import load_config, validate_config
 from tuneforge.config.models import DataFormat, StrictModel
 from tuneforge.data import load_examples, normalize
 from tuneforge.data.formats import Example
 from tuneforge.data.readers import Record
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, suggest
 from tuneforge.evaluation.metrics import DEFAULT_METRICS, METRICS, task_type_for_format
 from tuneforge.evaluation.tasks import profile_extraction
 
@@ -93,9 +92,8 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
 
 
 def _unknown_metric(name: str) -> str:
-    close = difflib.get_close_matches(name, list(METRICS), n=1)
-    guess = f"did you mean '{close[0]}'? " if close else ""
-    return f"unknown metric '{name}' ({guess}known: {', '.join(METRICS)})"
+    guess = suggest(name, METRICS)
+    return f"unknown metric '{name}' ({guess + ' ' if guess else ''}known: {', '.join(METRICS)})"
 
 
 class TaskConfig(StrictModel):
@@ -169,6 +167,9 @@ class LoadedTask:
     examples: list[Example]
 
 
+SuiteLike = SuiteConfig | dict[str, Any] | str | Path
+
+
 def load_suite(path: str | Path) -> SuiteConfig:
     """Read a suite YAML file; errors name the file, the line and the field."""
     return load_config(path, SuiteConfig)
@@ -229,3 +230,22 @@ def _check_fit(metrics: list[str], task_type: str, fmt: str, *, file: str | None
                 f"{' or '.join(METRICS[name].task_types)}, say so with task_type (--task-type)",
             )
 
+
+def load_tasks(suite: SuiteLike) -> tuple[SuiteConfig, list[LoadedTask]]:
+    """Validate a suite (a config, a mapping, or a YAML path) and read every task's data.
+
+    Raises:
+        ConfigError: The suite does not validate, or a metric does not fit its task.
+        DataError: A data file is missing, empty or malformed.
+    """
+    file, base_dir = None, None
+    if isinstance(suite, (str, Path)):
+        file, base_dir = str(suite), Path(suite).parent
+        suite = load_suite(suite)
+    elif isinstance(suite, dict):
+        suite = validate_config(suite, SuiteConfig)
+    tasks = [
+        load_task(t, base_dir=base_dir, file=file, field=f"tasks.{i}.metrics" if file else "metrics")
+        for i, t in enumerate(suite.tasks)
+    ]
+    return suite, tasks

@@ -10,6 +10,10 @@ from typing import Any
 from tuneforge.errors import NotFoundError
 from tuneforge.models.loading import load_model, load_tokenizer
 from tuneforge.models.resolve import resolve_model
+from tuneforge.storage.rundir import COMPLETED, RunDir
+
+ADAPTER_CONFIG = "adapter_config.json"  # what PEFT writes into an adapter folder
+LABELS = "labels.json"  # the class names of a classification head, saved beside the weights by training
 
 
 @dataclass(frozen=True)
@@ -27,26 +31,34 @@ class ModelSource:
     head: str | None = None
 
 
-def locate(reference: str) -> ModelSource:
-    """Find the weights behind a model reference, a run directory or an adapter directory."""
+def locate(reference: str, *, cache_dir: Path) -> ModelSource:
+    """Find the weights behind a model reference, a run directory or an adapter directory.
+
+    Args:
+        reference: Builtin alias, model directory, .gguf file, hub id, run directory or adapter directory.
+        cache_dir: Where GGUF files are converted once (``Settings.model_cache_dir``).
+
+    Raises:
+        NotFoundError: The model cannot be found, or the run has not completed.
+    """
     path = Path(reference).expanduser()
-    marker = path / "tuneforge_run.json"
-    if marker.is_file():
-        run = json.loads(marker.read_text())
-        if run.get("status") != "completed":
+    run = RunDir(path)
+    marker = run.read_marker()
+    if marker is not None:
+        if marker.get("status") != COMPLETED:
             raise NotFoundError(
-                f"run {path} has not completed (status: {run.get('status')})",
+                f"run {path} has not completed (status: {marker.get('status')})",
                 hint="finish it with 'tuneforge train CONFIG --resume', or use one of its checkpoints",
             )
-        head = "classification" if run.get("task") == "classification" else None
-        if (path / "adapter").is_dir():
-            return ModelSource(Path(run["base_model"]), path / "adapter", head)
-        return ModelSource(path / "model", None, head)
-    if (path / "adapter_config.json").is_file():
-        adapter = json.loads((path / "adapter_config.json").read_text())
+        head = "classification" if marker.get("task") == "classification" else None
+        if run.has_adapter():
+            return ModelSource(Path(marker["base_model"]), run.adapter, head)
+        return ModelSource(run.model, None, head)
+    if (path / ADAPTER_CONFIG).is_file():
+        adapter = json.loads((path / ADAPTER_CONFIG).read_text())
         head = "classification" if adapter.get("task_type") == "SEQ_CLS" else None
-        return ModelSource(resolve_model(adapter["base_model_name_or_path"]).path, path, head)
-    return ModelSource(resolve_model(reference).path)
+        return ModelSource(resolve_model(adapter["base_model_name_or_path"], cache_dir=cache_dir).path, path, head)
+    return ModelSource(resolve_model(reference, cache_dir=cache_dir).path)
 
 
 def merge_adapter(model: Any) -> Any:
@@ -56,20 +68,21 @@ def merge_adapter(model: Any) -> Any:
     return model.merge_and_unload()
 
 
-def load_for_inference(reference: str, *, merge: bool = False) -> tuple[Any, Any, ModelSource]:
+def load_for_inference(reference: str, *, cache_dir: Path, merge: bool = False) -> tuple[Any, Any, ModelSource]:
     """Load a model and tokenizer for generation.
 
     Args:
         reference: Builtin alias, model directory, .gguf file, hub id, run directory or adapter directory.
+        cache_dir: Where GGUF files are converted once (``Settings.model_cache_dir``).
         merge: Fold an adapter into the base weights (faster inference, no PEFT wrapper); prompt-learning
             adapters stay unmerged.
 
     Returns:
         The model (in eval mode), its tokenizer, and where its weights came from.
     """
-    source = locate(reference)
+    source = locate(reference, cache_dir=cache_dir)
     tokenizer = load_tokenizer(source.adapter or source.base)
-    labels_file = (source.adapter or source.base) / "labels.json"
+    labels_file = (source.adapter or source.base) / LABELS
     labels = json.loads(labels_file.read_text()) if labels_file.is_file() else None
     model = load_model(source.base, head=source.head, labels=labels)
     if source.adapter is not None:

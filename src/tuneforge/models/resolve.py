@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.errors import MissingDependencyError, NotFoundError, TuneforgeError
-from tuneforge.settings import model_cache_dir
 
 
 @dataclass(frozen=True)
@@ -64,15 +63,20 @@ class ResolvedModel:
     source: str
 
 
-def resolve_model(reference: str) -> ResolvedModel:
+def resolve_model(reference: str, *, cache_dir: Path) -> ResolvedModel:
     """Resolve a model reference to a local directory, converting GGUF files once into the cache.
+
+    Args:
+        reference: Builtin alias, model directory, .gguf file or hub id (owner/name, from the local HF cache).
+        cache_dir: Where GGUF files (and GGUF builtins) are converted to safetensors, once
+            (``Settings.model_cache_dir``).
 
     Raises:
         NotFoundError: Nothing matches the reference locally; the hint says how to provide it.
         MissingDependencyError: A builtin's package is not installed.
     """
     if reference in BUILTINS:
-        return _resolve_builtin(BUILTINS[reference])
+        return _resolve_builtin(BUILTINS[reference], cache_dir=Path(cache_dir))
     path = Path(reference).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -85,7 +89,7 @@ def resolve_model(reference: str) -> ResolvedModel:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise NotFoundError(f"GGUF file not found: {path}", hint="check the path")
-        return ResolvedModel(reference, _convert_gguf(path.resolve(), _gguf_cache_name(path)), "gguf")
+        return ResolvedModel(reference, _convert_gguf(path.resolve(), Path(cache_dir) / _gguf_cache_name(path)), "gguf")
     if path.exists() or reference.startswith((".", "/", "~")) or reference.count("/") != 1:
         raise NotFoundError(
             f"model '{reference}' not found: it is not a builtin alias ({', '.join(BUILTINS)}), a model "
@@ -95,7 +99,7 @@ def resolve_model(reference: str) -> ResolvedModel:
     return ResolvedModel(reference, _hub_snapshot(reference), "hub")
 
 
-def _resolve_builtin(builtin: Builtin) -> ResolvedModel:
+def _resolve_builtin(builtin: Builtin, *, cache_dir: Path) -> ResolvedModel:
     spec = importlib.util.find_spec(builtin.module)
     if spec is None or not spec.submodule_search_locations:
         raise TuneforgeError(
@@ -104,7 +108,7 @@ def _resolve_builtin(builtin: Builtin) -> ResolvedModel:
         )
     source = Path(next(iter(spec.submodule_search_locations))) / builtin.relative_path
     if source.suffix == ".gguf":
-        return ResolvedModel(builtin.alias, _convert_gguf(source, builtin.alias), "builtin")
+        return ResolvedModel(builtin.alias, _convert_gguf(source, cache_dir / builtin.alias), "builtin")
     return ResolvedModel(builtin.alias, source, "builtin")
 
 
@@ -114,9 +118,9 @@ def _gguf_cache_name(path: Path) -> str:
     return f"gguf-{path.stem}-{hashlib.sha256(key).hexdigest()[:12]}"
 
 
-def _convert_gguf(gguf_file: Path, name: str) -> Path:
-    """Dequantize a GGUF file to a safetensors model directory in the cache, once."""
-    target = model_cache_dir() / name
+def _convert_gguf(gguf_file: Path, target: Path) -> Path:
+    """Dequantize a GGUF file to a safetensors model directory ``target`` in the cache, once."""
+    name = target.name
     if (target / "config.json").is_file():
         return target
     if importlib.util.find_spec("gguf") is None:

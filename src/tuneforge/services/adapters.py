@@ -10,7 +10,8 @@ from pydantic import Field, model_validator
 
 from tuneforge.config.models import StrictModel
 from tuneforge.errors import ConfigError, ConflictError
-from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
+from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
+from tuneforge.settings import Settings
 
 # tuneforge name -> PEFT's add_weighted_adapter combination_type
 COMBINATIONS = {
@@ -45,7 +46,9 @@ class MergeAdaptersConfig(StrictModel):
         return self
 
 
-def merge_adapters(config: MergeAdaptersConfig, *, progress: ProgressCallback = no_progress) -> Path:
+def merge_adapters(
+    config: MergeAdaptersConfig, *, settings: Settings, progress: ProgressCallback = no_progress
+) -> Path:
     """Load every adapter on the shared base, combine them with PEFT, save the result as an adapter."""
     from peft import PeftModel
 
@@ -56,9 +59,9 @@ def merge_adapters(config: MergeAdaptersConfig, *, progress: ProgressCallback = 
     output = Path(config.output)
     if output.exists() and any(output.iterdir()):
         raise ConflictError(f"output folder {output} is not empty", hint="choose a new folder for the adapter")
-    sources = [locate(a) for a in config.adapters]
+    sources = [locate(a, cache_dir=settings.model_cache_dir) for a in config.adapters]
     _check_compatible(config, sources)
-    progress(ProgressEvent("stage", f"combining {len(sources)} adapters ({config.method})"))
+    progress(ProgressEvent(ProgressKind.STAGE, f"combining {len(sources)} adapters ({config.method})"))
     model = PeftModel.from_pretrained(load_causal_lm(sources[0].base), sources[0].adapter, adapter_name="a0")
     for index, source in enumerate(sources[1:], start=1):
         model.load_adapter(source.adapter, adapter_name=f"a{index}")
@@ -83,11 +86,13 @@ def merge_adapters(config: MergeAdaptersConfig, *, progress: ProgressCallback = 
 
 
 def _check_compatible(config: MergeAdaptersConfig, sources: list) -> None:
+    from tuneforge.models.inference import ADAPTER_CONFIG
+
     for index, source in enumerate(sources):
         if source.adapter is None:
             raise ConfigError(f"'{config.adapters[index]}' has no adapter", field=f"adapters[{index}]",
                               hint="give run directories of lora/dora runs or adapter folders")
-        peft_type = json.loads((source.adapter / "adapter_config.json").read_text()).get("peft_type")
+        peft_type = json.loads((source.adapter / ADAPTER_CONFIG).read_text()).get("peft_type")
         if peft_type != "LORA":
             raise ConfigError(f"'{config.adapters[index]}' is a {peft_type} adapter; only LoRA adapters combine",
                               field=f"adapters[{index}]", hint="merge LoRA (or DoRA/QLoRA) adapters")

@@ -9,6 +9,7 @@ from tuneforge.compression.recipe import CompressionRecipe, load_recipe, resolve
 from tuneforge.compression.report import CompressionReport
 from tuneforge.config import validate_config
 from tuneforge.progress import ProgressCallback, no_progress
+from tuneforge.settings import Settings
 
 RecipeLike = CompressionRecipe | dict[str, Any] | str | Path
 
@@ -27,7 +28,7 @@ def as_recipe(recipe: RecipeLike) -> tuple[CompressionRecipe, str | None]:
 
 
 def compress_model(
-    model: str, recipe: RecipeLike, *, output: str | Path, overwrite: bool = False,
+    model: str, recipe: RecipeLike, *, output: str | Path, settings: Settings, overwrite: bool = False,
     progress: ProgressCallback = no_progress,
 ) -> CompressionReport:
     """Compress a model (a reference or a run directory; an adapter is merged first) as the recipe says.
@@ -39,6 +40,7 @@ def compress_model(
         model: Builtin alias, model directory, .gguf file, hub id, run directory or adapter directory.
         recipe: A :class:`CompressionRecipe`, a mapping, or a recipe YAML path.
         output: Folder to write.
+        settings: Where models are cached.
         overwrite: Replace an existing output folder.
         progress: Receives stages and steps.
 
@@ -52,4 +54,5 @@ def compress_model(
     from tuneforge.compression.pipeline import run_pipeline
 
     validated, file = as_recipe(recipe)
-    return run_pipeline(model, validated, output=output, overwrite=overwrite, file=file, progress=progress)
+    return run_pipeline(model, validated, output=output, settings=settings, overwrite=overwrite, file=file,
+                        progress=progress)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
 from tuneforge.config import validate_config
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, suggest
 from tuneforge.evaluation.compare import Regression, check_regressions, compare_reports, parse_max_drop
 from tuneforge.evaluation.metrics import METRICS
 from tuneforge.evaluation.results import ComparisonReport, EvalReport, load_report, store_result
-from tuneforge.evaluation.suites import BUILTIN_TASKS, LoadedTask, SuiteConfig, TaskConfig, load_suite, load_task
-from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
+from tuneforge.evaluation.suites import BUILTIN_TASKS, SuiteConfig, SuiteLike, TaskConfig, load_tasks
+from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
+from tuneforge.settings import Settings
 
-SuiteLike = SuiteConfig | dict[str, Any] | str | Path
+__all__ = ["check_regression", "compare", "evaluate", "load_tasks", "suite_from_options"]
 
 
 def suite_from_options(
@@ -60,39 +60,20 @@ def _check_names(task: str | None, metrics: list[str] | None) -> None:
     """Unknown built-in tasks and metrics from the command line, with the close name as the hint."""
     for kind, name, known in (("built-in task", task, BUILTIN_TASKS), *(("metric", m, METRICS) for m in metrics or [])):
         if name is not None and name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            raise ConfigError(f"unknown {kind} '{name}'", hint=(f"did you mean '{close[0]}'? " if close else "")
-                              + f"known: {', '.join(known)}")
-
-
-def load_tasks(suite: SuiteLike) -> tuple[SuiteConfig, list[LoadedTask]]:
-    """Validate a suite (a config, a mapping, or a YAML path) and read every task's data.
-
-    Raises:
-        ConfigError: The suite does not validate, or a metric does not fit its task.
-        DataError: A data file is missing, empty or malformed.
-    """
-    file, base_dir = None, None
-    if isinstance(suite, (str, Path)):
-        file, base_dir = str(suite), Path(suite).parent
-        suite = load_suite(suite)
-    elif isinstance(suite, dict):
-        suite = validate_config(suite, SuiteConfig)
-    tasks = [
-        load_task(t, base_dir=base_dir, file=file, field=f"tasks.{i}.metrics" if file else "metrics")
-        for i, t in enumerate(suite.tasks)
-    ]
-    return suite, tasks
+            guess = suggest(name, known)
+            raise ConfigError(f"unknown {kind} '{name}'",
+                              hint=(f"{guess} " if guess else "") + f"known: {', '.join(known)}")
 
 
 def evaluate(
-    model: str, suite: SuiteLike, *, store: bool = True, progress: ProgressCallback = no_progress
+    model: str, suite: SuiteLike, *, settings: Settings, store: bool = True, progress: ProgressCallback = no_progress
 ) -> EvalReport:
-    """Evaluate a model on a suite and store the result under ``tuneforge_home()/evaluations``.
+    """Evaluate a model on a suite and store the result under ``settings.evaluations_dir``.
 
     Args:
         model: Builtin alias, model directory, .gguf file, run directory or adapter directory.
         suite: A :class:`SuiteConfig`, a mapping, or a suite YAML path (see :func:`suite_from_options`).
+        settings: Where models are cached and results stored.
         store: Keep the result in the evaluations folder.
         progress: Receives stages and generation steps.
 
@@ -103,19 +84,21 @@ def evaluate(
     from tuneforge.evaluation.runner import evaluate_loaded_tasks
 
     config, tasks = load_tasks(suite)
-    report = evaluate_loaded_tasks(model, tasks, config, progress=progress)
+    report = evaluate_loaded_tasks(model, tasks, config, settings=settings, progress=progress)
     if store:
-        store_result(report)
+        store_result(report, folder=settings.evaluations_dir)
     return report
 
 
 def compare(
-    model_a: str, model_b: str, suite: SuiteLike, *, store: bool = True, progress: ProgressCallback = no_progress
+    model_a: str, model_b: str, suite: SuiteLike, *, settings: Settings, store: bool = True,
+    progress: ProgressCallback = no_progress,
 ) -> ComparisonReport:
     """Evaluate A and B on the same examples and compare them (the offline A/B test).
 
     A model may also be given as the JSON report of an earlier evaluation on the same data, which is
-    then reused instead of running the model again.
+    then reused instead of running the model again. ``settings`` says where models are cached and
+    results stored; the other arguments are :func:`evaluate`'s.
 
     Raises:
         ConfigError, DataError: Bad suite or data (before any model is loaded), or a reused report that
@@ -127,11 +110,12 @@ def compare(
     config, tasks = load_tasks(suite)
     reports = []
     for label, reference in (("A", model_a), ("B", model_b)):
-        progress(ProgressEvent("stage", f"model {label}: {reference}"))
-        reports.append(_reused_report(reference) or evaluate_loaded_tasks(reference, tasks, config, progress=progress))
+        progress(ProgressEvent(ProgressKind.STAGE, f"model {label}: {reference}"))
+        reports.append(_reused_report(reference)
+                       or evaluate_loaded_tasks(reference, tasks, config, settings=settings, progress=progress))
     result = compare_reports(*reports, resamples=config.resamples, confidence=config.confidence, seed=config.seed)
     if store:
-        store_result(result)
+        store_result(result, folder=settings.evaluations_dir)
     return result
 
 

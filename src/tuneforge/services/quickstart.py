@@ -14,7 +14,8 @@ from tuneforge.config import TrainConfig
 from tuneforge.evaluation.results import TaskResult
 from tuneforge.evaluation.suites import SuiteConfig, TaskConfig, load_task
 from tuneforge.evaluation.tasks import profile_extraction
-from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
+from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
+from tuneforge.settings import Settings
 from tuneforge.storage.files import atomic_write_text
 from tuneforge.training.run import run_training
 
@@ -58,9 +59,13 @@ def write_task_data(workdir: Path, *, seed: int = 0) -> dict[str, Path]:
 
 
 def run_quickstart(
-    *, workdir: str | Path = "quickstart", model: str = "smollm2-135m", progress: ProgressCallback = no_progress
+    *, settings: Settings, workdir: str | Path = "quickstart", model: str = "smollm2-135m",
+    progress: ProgressCallback = no_progress,
 ) -> QuickstartResult:
-    """Generate the task, measure the base model, LoRA-tune it, measure again; write ``quickstart.json``."""
+    """Generate the task, measure the base model, LoRA-tune it, measure again; write ``quickstart.json``.
+
+    ``settings`` says where the builtin model is converted (its cache).
+    """
     from tuneforge.evaluation.runner import evaluate_loaded_tasks
 
     started = time.perf_counter()
@@ -73,12 +78,13 @@ def run_quickstart(
     test = load_task(suite.tasks[0])
 
     def measure(reference: str, label: str) -> TaskResult:
-        progress(ProgressEvent("stage", f"measuring the {label} model on {len(test.examples)} test examples"))
+        progress(ProgressEvent(ProgressKind.STAGE,
+                               f"measuring the {label} model on {len(test.examples)} test examples"))
         task = dataclasses.replace(test, name=f"eval {label}")
-        return evaluate_loaded_tasks(reference, [task], suite, progress=progress).tasks[0]
+        return evaluate_loaded_tasks(reference, [task], suite, settings=settings, progress=progress).tasks[0]
 
     base = measure(model, "base")
-    trained = run_training(config, overwrite=True, progress=progress)
+    trained = run_training(config, settings=settings, overwrite=True, progress=progress)
     tuned = measure(str(trained.output_dir), "tuned")
     outcome = QuickstartResult(
         base_accuracy=base.metrics["exact_match"],

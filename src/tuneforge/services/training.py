@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tuneforge.config import TrainConfig, load_config, method_template, validate_config
 from tuneforge.errors import ConfigError, ConflictError, NotFoundError
-from tuneforge.progress import ProgressCallback, no_progress
+from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
+from tuneforge.settings import Settings
+from tuneforge.storage.rundir import RunDir
 from tuneforge.training.methods import get_method
 from tuneforge.training.run import TrainResult, run_training
 
@@ -25,6 +26,7 @@ def as_train_config(config: TrainConfig | dict[str, Any] | str | Path) -> TrainC
 def train(
     config: TrainConfig | dict[str, Any] | str | Path,
     *,
+    settings: Settings,
     resume: bool = False,
     overwrite: bool = False,
     progress: ProgressCallback = no_progress,
@@ -33,7 +35,8 @@ def train(
 
     See :func:`tuneforge.training.run_training` for the arguments and errors.
     """
-    return run_training(as_train_config(config), resume=resume, overwrite=overwrite, progress=progress)
+    return run_training(as_train_config(config), settings=settings, resume=resume, overwrite=overwrite,
+                        progress=progress)
 
 
 def template(name: str) -> str:
@@ -41,31 +44,33 @@ def template(name: str) -> str:
     return method_template(name)
 
 
-def merge_run(run_dir: str | Path, *, output: str | Path, progress: ProgressCallback = no_progress) -> Path:
+def merge_run(
+    run_dir: str | Path, *, output: str | Path, settings: Settings, progress: ProgressCallback = no_progress
+) -> Path:
     """Fold a run's adapter into its base model and save a plain transformers model at ``output``."""
     from tuneforge.models.inference import load_for_inference
-    from tuneforge.progress import ProgressEvent
     from tuneforge.storage.files import atomic_directory
 
-    run_dir, output = Path(run_dir), Path(output)
-    if not (run_dir / "tuneforge_run.json").is_file():
-        raise NotFoundError(f"{run_dir} is not a tuneforge run directory", hint="pass the output_dir of a run")
-    if not (run_dir / "adapter").is_dir() and (run_dir / "model").is_dir():
+    run, output = RunDir(Path(run_dir)), Path(output)
+    marker = run.read_marker()
+    if marker is None:
+        raise NotFoundError(f"{run.root} is not a tuneforge run directory", hint="pass the output_dir of a run")
+    if not run.has_adapter() and run.model.is_dir():
         raise ConfigError(
-            f"run {run_dir} trained the whole model: there is no adapter to merge",
-            hint=f"load {run_dir / 'model'} directly",
+            f"run {run.root} trained the whole model: there is no adapter to merge",
+            hint=f"load {run.model} directly",
         )
-    method = json.loads((run_dir / "tuneforge_run.json").read_text()).get("method", "")
+    method = marker.get("method", "")
     if not get_method(method).mergeable:
         raise ConfigError(
-            f"run {run_dir} trained {method}: its virtual tokens are not weights and cannot be merged into the base",
+            f"run {run.root} trained {method}: its virtual tokens are not weights and cannot be merged into the base",
             field="method.name",
-            hint=f"serve the adapter as it is ('tuneforge generate {run_dir}'), or train with lora to merge",
+            hint=f"serve the adapter as it is ('tuneforge generate {run.root}'), or train with lora to merge",
         )
     if output.exists() and any(output.iterdir()):
         raise ConflictError(f"output folder {output} is not empty", hint="choose a new folder for the merged model")
-    progress(ProgressEvent("stage", f"merging the adapter of {run_dir}"))
-    model, tokenizer, _ = load_for_inference(str(run_dir), merge=True)
+    progress(ProgressEvent(ProgressKind.STAGE, f"merging the adapter of {run.root}"))
+    model, tokenizer, _ = load_for_inference(str(run.root), cache_dir=settings.model_cache_dir, merge=True)
     with atomic_directory(output) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

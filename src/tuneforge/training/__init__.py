@@ -1,6 +1,6 @@
 """Training: run_training() and the method strategies.
 
-``run_training`` loads lazily, so that light submodules (``training.rundir``) import without torch.
+``run_training`` loads lazily, so that light submodules (``training.precision``) import without torch.
 """
 
 from __future__ import annotations

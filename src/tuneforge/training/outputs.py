@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tuneforge.models.inference import LABELS
 from tuneforge.storage.files import atomic_directory, atomic_write_text
+from tuneforge.storage.rundir import ADAPTER, CONFIG, METRICS, RunDir
 
 
 def peak_memory_mb(device: str) -> float:
@@ -21,7 +23,7 @@ def peak_memory_mb(device: str) -> float:
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
-def save_outputs(model: Any, tokenizer: Any, run: Any, *, config: Any, summary: dict, trains_adapter: bool) -> Path:
+def save_outputs(model: Any, tokenizer: Any, run: RunDir, *, config: Any, summary: dict, trains_adapter: bool) -> Path:
     """Write the adapter (PEFT format) or the full model, then summary.json and README.md.
 
     Each folder is written to a staging name and renamed, so an interrupted save leaves no half model.
@@ -31,9 +33,9 @@ def save_outputs(model: Any, tokenizer: Any, run: Any, *, config: Any, summary: 
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         if config.task.name == "classification":  # the head's classes, to rebuild it when loading
-            (staging / "labels.json").write_text(json.dumps(summary["dataset"]["labels"]))
+            (staging / LABELS).write_text(json.dumps(summary["dataset"]["labels"]))
     atomic_write_text(run.summary, json.dumps(summary, indent=2))
-    atomic_write_text(run.root / "README.md", model_card(config, summary, target.name))
+    atomic_write_text(run.readme, model_card(config, summary, target.name))
     return target
 
 
@@ -44,7 +46,7 @@ def model_card(config: Any, summary: dict, artifact: str) -> str:
         f"from peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n\n"
         f"base = AutoModelForCausalLM.from_pretrained({summary['base_model']!r})\n"
         f"model = PeftModel.from_pretrained(base, '{artifact}')"
-        if artifact == "adapter"
+        if artifact == ADAPTER
         else f"from transformers import AutoModelForCausalLM\n\nmodel = AutoModelForCausalLM.from_pretrained('{artifact}')"
     )
     rows = [
@@ -63,8 +65,8 @@ def model_card(config: Any, summary: dict, artifact: str) -> str:
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     return (
         f"# {Path(config.output_dir).name}\n\nFine-tuned with tuneforge.\n\n| | |\n|---|---|\n{table}\n\n"
-        f"## Use\n\n```python\n{loading}\n```\n\nThe full config is in `config.yaml`; per-step metrics in "
-        "`metrics.jsonl`.\n"
+        f"## Use\n\n```python\n{loading}\n```\n\nThe full config is in `{CONFIG}`; per-step metrics in "
+        f"`{METRICS}`.\n"
     )
 
 

@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tuneforge.config.models import TrainConfig
 from tuneforge.models.loading import load_tokenizer, model_type_of
 from tuneforge.models.resolve import resolve_model
-from tuneforge.progress import ProgressCallback, ProgressEvent, no_progress
+from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
 from tuneforge.storage.files import atomic_write_text
+from tuneforge.storage.rundir import COMPLETED, RunDir, config_hash, prepare_run_dir
 from tuneforge.training.arguments import training_arguments
 from tuneforge.training.callbacks import ProgressReporter
 from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
 from tuneforge.training.precision import resolve_precision
-from tuneforge.training.rundir import RunDir, config_hash, prepare_run_dir
 from tuneforge.training.tasks import TrainerParts, get_task, peft_task_type
+
+if TYPE_CHECKING:
+    from tuneforge.settings import Settings
 
 
 @dataclass
@@ -45,6 +46,7 @@ class TrainResult:
 def run_training(
     config: TrainConfig,
     *,
+    settings: Settings,
     resume: bool = False,
     overwrite: bool = False,
     progress: ProgressCallback = no_progress,
@@ -54,6 +56,7 @@ def run_training(
 
     Args:
         config: The validated training config.
+        settings: Where models are cached (``model_cache_dir``, for builtin and GGUF models).
         resume: Continue from the newest checkpoint in ``output_dir``.
         overwrite: Replace a run that ``output_dir`` already holds.
         progress: Receives stage, step and metrics events.
@@ -74,23 +77,23 @@ def run_training(
     digest = config_hash(config_dict)
     checkpoint = prepare_run_dir(run, digest=digest, resume=resume, overwrite=overwrite)
     if resume and checkpoint is None:
-        progress(ProgressEvent("message", "no checkpoint to resume from: starting from the beginning"))
+        progress(ProgressEvent(ProgressKind.MESSAGE, "no checkpoint to resume from: starting from the beginning"))
 
-    progress(ProgressEvent("stage", f"resolving model {config.model}"))
-    resolved = resolve_model(config.model)
+    progress(ProgressEvent(ProgressKind.STAGE, f"resolving model {config.model}"))
+    resolved = resolve_model(config.model, cache_dir=settings.model_cache_dir)
     model_type = model_type_of(resolved.path)
     tokenizer = load_tokenizer(resolved.path)
 
     task = get_task(config.task.name)
-    progress(ProgressEvent("stage", "reading data"))
+    progress(ProgressEvent(ProgressKind.STAGE, "reading data"))
     data = task.build_data(config, tokenizer)
-    progress(ProgressEvent("metrics", "dataset", data={"format": data.data_format, **data.stats}))
+    progress(ProgressEvent(ProgressKind.DATASET, data={"format": data.data_format, **data.stats}))
 
     precision = resolve_precision(config.train.precision)
     strategy = get_method(config.method.name)
     set_seed(config.seed)
     quantization = strategy.quantization(config.method, precision.compute_dtype)
-    progress(ProgressEvent("stage", f"loading {model_type} model ({precision.name}, {config.method.name})"))
+    progress(ProgressEvent(ProgressKind.STAGE, f"loading {model_type} model ({precision.name}, {config.method.name})"))
     model = task.load_model(resolved.path, config, data, quantization)
     context = PrepareContext(
         model_type=model_type,
@@ -102,7 +105,7 @@ def run_training(
     trainable, total = _parameter_counts(model)
 
     run.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.root / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
+    atomic_write_text(run.config, yaml.safe_dump(config_dict, sort_keys=False))
     run.write_marker(config_hash=digest, status="running", base_model=str(resolved.path), model=config.model,
                      method=config.method.name, task=config.task.name, model_type=model_type)
     reporter = ProgressReporter(progress, run.metrics)
@@ -111,13 +114,12 @@ def run_training(
         from transformers import EarlyStoppingCallback
 
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     trainer = task.build_trainer(TrainerParts(
         config=config, model=model, tokenizer=tokenizer, data=data, callbacks=callbacks,
         arguments=training_arguments(config, precision, run, has_eval=data.eval is not None),
         optimizer=strategy.optimizer(model, config.method, config.train),
     ))
-    _quiet(trainer)
+    quiet_trainer(trainer)
     started = time.perf_counter()
     try:
         train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -150,11 +152,11 @@ def run_training(
         "resumed_from": checkpoint.name if checkpoint else None,
         "seed": config.seed,
     }
-    progress(ProgressEvent("stage", "saving outputs"))
+    progress(ProgressEvent(ProgressKind.STAGE, "saving outputs"))
     model_path = save_outputs(trainer.model, tokenizer, run, config=config, summary=summary,
                               trains_adapter=strategy.trains_adapter)
-    run.write_marker(status="completed")
-    progress(ProgressEvent("metrics", "summary", data=summary))
+    run.write_marker(status=COMPLETED)
+    progress(ProgressEvent(ProgressKind.SUMMARY, data=summary))
     return TrainResult(output_dir=run.root, summary=summary, model_path=model_path)
 
 
@@ -172,14 +174,10 @@ def total_steps(train: Any, examples: int) -> int:
     return math.ceil(per_epoch * train.epochs)
 
 
-def _quiet(trainer: Any) -> None:
+def quiet_trainer(trainer: Any) -> None:
     """Drop the Trainer's own console output: tuneforge reports progress through its callback."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback as HfProgress
 
     for noisy in (PrinterCallback, HfProgress):
         trainer.remove_callback(noisy)
 
-
-def load_summary(run_dir: str | Path) -> dict[str, Any]:
-    """The ``summary.json`` of a finished run."""
-    return json.loads(RunDir(Path(run_dir)).summary.read_text())

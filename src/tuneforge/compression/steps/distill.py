@@ -145,9 +145,9 @@ def _trainer(student: Any, teacher: Any, step: DistillStep, context: StepContext
     )
     trainer = DistillationTrainer(model=student, args=arguments, train_dataset=data, data_collator=collator,
                                   callbacks=[ProgressReporter(context.progress, Path(context.scratch) / "metrics.jsonl")])
-    from tuneforge.training.run import _quiet
+    from tuneforge.training.run import quiet_trainer
 
-    _quiet(trainer)
+    quiet_trainer(trainer)
     return trainer
 
 

@@ -62,9 +62,9 @@ def _gguf(stage: Stage, step: ExportStep, context: StepContext) -> Stage:
     details: dict[str, Any] = {"file": path.name, "tensor_types": counts}
     if importlib.util.find_spec("llama_cpp") is not None:
         from tuneforge.compression.export.llamacpp import LlamaCppModel
-        from tuneforge.evaluation.generation import _stop_ids
+        from tuneforge.evaluation.generation import stop_ids
 
-        model = LlamaCppModel(path, config=stage.model.config, eos_token_ids=_stop_ids(stage.model, stage.tokenizer),
+        model = LlamaCppModel(path, config=stage.model.config, eos_token_ids=stop_ids(stage.model, stage.tokenizer),
                               n_ctx=min(int(stage.model.config.max_position_embeddings), 4096))
         details["measured_with"] = "llama.cpp (llama-cpp-python)"
     else:

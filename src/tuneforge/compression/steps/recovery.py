@@ -30,8 +30,8 @@ def recover(
                "max_seq_length": settings.max_seq_length, "save_total_limit": 1},
         seed=context.seed, output_dir=str(context.scratch / "recovery-run"),
     )
-    result = run_training(config, overwrite=True, progress=context.progress)
-    tuned, _, _ = load_for_inference(str(result.output_dir), merge=True)
+    result = run_training(config, settings=context.settings, overwrite=True, progress=context.progress)
+    tuned, _, _ = load_for_inference(str(result.output_dir), cache_dir=context.settings.model_cache_dir, merge=True)
     tuned.config.use_cache = True  # training turns the KV cache off; generation needs it back
     details = {"method": settings.method, "train_loss": result.summary["train_loss"],
                "steps": result.summary["global_step"]}

@@ -1,4 +1,18 @@
-"""The run directory: what it holds, whether it may be used, and its marker file."""
+"""The run folder of a training run, defined once: its files, its marker, and whether it may be (re)used.
+
+Layout of a run's ``output_dir``::
+
+    tuneforge_run.json   the marker: config hash, status, base model, method, task, model type
+    config.yaml          the full config, with every default
+    metrics.jsonl        one row per logged step
+    checkpoints/         the Trainer's checkpoint-N folders (resume)
+    adapter/             the trained adapter (PEFT format), for adapter methods
+    model/               the full model, for methods that train the weights themselves
+    summary.json         the run's figures, once it completed
+    README.md            a model card
+
+Training writes it; inference, services and the job process read it through :class:`RunDir` only.
+"""
 
 from __future__ import annotations
 
@@ -13,38 +27,73 @@ from tuneforge.errors import ConflictError
 from tuneforge.storage.files import atomic_write_text
 
 MARKER = "tuneforge_run.json"
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
+ADAPTER = "adapter"
+MODEL = "model"
+SUMMARY = "summary.json"
+README = "README.md"
+COMPLETED = "completed"  # the marker's status once the outputs are written
 
 
 @dataclass(frozen=True)
 class RunDir:
-    """Paths inside a run's ``output_dir``."""
+    """Paths inside a run's ``output_dir`` (see the module's docstring for the layout)."""
 
     root: Path
 
     @property
     def marker(self) -> Path:
+        """``tuneforge_run.json``: the file that makes a folder a tuneforge run."""
         return self.root / MARKER
 
     @property
+    def config(self) -> Path:
+        """``config.yaml``: the run's full config."""
+        return self.root / CONFIG
+
+    @property
     def checkpoints(self) -> Path:
+        """``checkpoints/``: the Trainer's checkpoints."""
         return self.root / CHECKPOINTS
 
     @property
     def adapter(self) -> Path:
-        return self.root / "adapter"
+        """``adapter/``: the trained adapter of an adapter method."""
+        return self.root / ADAPTER
 
     @property
     def model(self) -> Path:
-        return self.root / "model"
+        """``model/``: the trained full model of a method without an adapter."""
+        return self.root / MODEL
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
+        """``metrics.jsonl``: per-step metrics."""
+        return self.root / METRICS
 
     @property
     def summary(self) -> Path:
-        return self.root / "summary.json"
+        """``summary.json``: the figures of a completed run."""
+        return self.root / SUMMARY
+
+    @property
+    def readme(self) -> Path:
+        """``README.md``: the model card."""
+        return self.root / README
+
+    def is_run(self) -> bool:
+        """Whether the folder holds a tuneforge run (its marker file)."""
+        return self.marker.is_file()
+
+    def has_adapter(self) -> bool:
+        """Whether the run saved an adapter (else, once completed, a full model)."""
+        return self.adapter.is_dir()
+
+    def read_summary(self) -> dict[str, Any]:
+        """The content of ``summary.json`` (a completed run)."""
+        return json.loads(self.summary.read_text())
 
     def read_marker(self) -> dict[str, Any] | None:
         """The marker's content, or ``None`` when this is not a tuneforge run."""
@@ -55,14 +104,17 @@ class RunDir:
         data = {**(self.read_marker() or {}), **fields}
         atomic_write_text(self.marker, json.dumps(data, indent=2))
 
-    def latest_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint (one whose trainer state was written last, after the weights)."""
+    def complete_checkpoints(self) -> list[Path]:
+        """The complete checkpoints (their trainer state is written last, after the weights), oldest first."""
         if not self.checkpoints.is_dir():
-            return None
-        complete = [
-            p for p in self.checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
-        ]
-        return max(complete, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
+            return []
+        complete = [p for p in self.checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+        return sorted(complete, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint, if any."""
+        complete = self.complete_checkpoints()
+        return complete[-1] if complete else None
 
 
 def config_hash(config_dict: dict[str, Any]) -> str:
@@ -98,7 +150,7 @@ def prepare_run_dir(run: RunDir, *, digest: str, resume: bool, overwrite: bool) 
             f"{where} holds another run (a different config)",
             hint="choose another output_dir, or pass --overwrite to replace that run",
         )
-    if marker.get("status") == "completed":
+    if marker.get("status") == COMPLETED:
         raise ConflictError(
             f"{where} holds this run, already completed",
             hint="pass --overwrite to train it again, or choose another output_dir",
