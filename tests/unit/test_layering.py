@@ -68,10 +68,7 @@ WEB_PACKAGES = ("fastapi", "starlette", "uvicorn")
 CLI_PACKAGES = ("typer", "rich", "click")
 
 # Modules outside the shells that may touch os.environ: module -> why.
-ENVIRON_ALLOWED: dict[str, str] = {
-    "tuneforge.jobs.preload": "the job forkserver's preload module sets library switches (TOKENIZERS_PARALLELISM, "
-    "HF_HUB_OFFLINE) before torch is imported in a process that has no shell (the lead's decision)",
-}
+ENVIRON_ALLOWED: dict[str, str] = {}  # none: the job processes inherit what their shell set (quiet_environment)
 
 
 def modules() -> dict[str, Path]:

@@ -49,3 +49,10 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
     for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions):
         app.include_router(module.router)
     return app
+
+
+def serve(settings: Settings, *, host: str, port: int) -> None:
+    """Run the API with its embedded workers under uvicorn until interrupted (``tuneforge server``)."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

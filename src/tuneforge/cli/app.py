@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -18,7 +17,7 @@ from rich.table import Table
 from tuneforge.cli import compression, evaluation, platform
 from tuneforge.cli.render import ProgressRenderer, summary_table
 from tuneforge.errors import TuneforgeError
-from tuneforge.settings import Settings
+from tuneforge.settings import Settings, quiet_environment
 
 app = typer.Typer(help="Fine-tune, evaluate, compress and serve open models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -31,12 +30,7 @@ _state = {"debug": False}
 @app.callback()
 def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
     _state["debug"] = debug
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tuneforge never downloads at run time
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # tuneforge draws its own progress; the libraries' bars and info logs would garble it.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    quiet_environment()  # offline; tuneforge draws its own progress, so the libraries' bars stay off
     if not debug:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning)

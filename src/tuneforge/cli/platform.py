@@ -54,14 +54,12 @@ def server(
     threads_per_job: int = THREADS,
 ) -> None:
     """Start the API (OpenAI-compatible /v1 and the native /api/v1) with an embedded worker pool."""
-    import uvicorn
-
-    from tuneforge.api.app import create_app
+    from tuneforge.api.app import serve
 
     settings = _settings(database_url, home, concurrency, base_model, allow_local_paths, max_upload_mb, stale_after,
                          threads_per_job)
     console.print(f"tuneforge server on http://{host}:{port} (docs: /docs), database {_safe(settings.database_url)}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    serve(settings, host=host, port=port)
 
 
 def worker(

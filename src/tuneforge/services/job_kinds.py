@@ -18,7 +18,7 @@ from tuneforge.errors import ConfigError, DataError, NotFoundError, TuneforgeErr
 from tuneforge.jobs.kinds import JobContext, JobKind, JobKinds, JobOutcome, JobPaused
 from tuneforge.storage.artifacts import Artifacts
 from tuneforge.storage.records import FileRecord, ModelRecord, new_id
-from tuneforge.storage.rundir import RunDir
+from tuneforge.storage.rundir import COMPLETED, RunDir
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -50,8 +50,8 @@ class TrainKind(JobKind):
         context.recorder.message(f"Fine-tuning job started (attempt {job.attempts})" +
                                  (f", resuming from {checkpoint.name}" if checkpoint else ""),
                                  data={"attempt": job.attempts, "pid": os.getpid(), "worker": context.worker_id})
-        if (run.read_marker() or {}).get("status") == "completed":
-            summary = json.loads(run.summary.read_text())  # trained before a crash: just record it
+        if (run.read_marker() or {}).get("status") == COMPLETED:
+            summary = run.read_summary()  # trained before a crash: just record it
         else:
             summary = run_training(config, settings=context.settings, resume=True, progress=context.recorder,
                                    extra_callbacks=[pause_callback(context.pause)]).summary
@@ -69,7 +69,7 @@ class TrainKind(JobKind):
         run, job = RunDir(context.run_dir), context.job
         if outcome.fine_tuned_model is None:
             return
-        path = run.adapter if run.adapter.is_dir() else run.model
+        path = run.adapter if run.has_adapter() else run.model
         context.store.add_model(ModelRecord(id=outcome.fine_tuned_model, project=job.project, job_id=job.id,
                                             base_model=job.model, path=str(path)))
         context.recorder.message(f"New fine-tuned model created: {outcome.fine_tuned_model}")

@@ -109,7 +109,12 @@ class RunDir:
         if not self.checkpoints.is_dir():
             return []
         complete = [p for p in self.checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-        return sorted(complete, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        return sorted(complete, key=self.checkpoint_step)
+
+    @staticmethod
+    def checkpoint_step(folder: Path) -> int:
+        """The step of a checkpoint folder (``checkpoint-STEP``)."""
+        return int(folder.name.rsplit("-", 1)[1])
 
     def latest_checkpoint(self) -> Path | None:
         """The newest complete checkpoint, if any."""
