@@ -91,7 +91,7 @@ def test_a_killed_workers_job_resumes_from_its_checkpoint_on_another_worker(plat
 
 
 def test_120_jobs_drain_through_a_pool_of_workers(platform, tiny_model, tmp_path):
-    from tuneforge.jobs.worker import Worker
+    from tuneforge.services.workers import make_worker
 
     store = platform.store
     data = files.upload_path(platform, project="acme", path=write_chat(tmp_path / "train.jsonl"))
@@ -99,7 +99,7 @@ def test_120_jobs_drain_through_a_pool_of_workers(platform, tiny_model, tmp_path
                          train={"max_steps": 1, "batch_size": 4, "precision": "fp32", "save_steps": 1})
     started = time.perf_counter()
     ids = [jobs.create_train_job(platform, project="acme", config=config, priority=i % 3).id for i in range(120)]
-    workers = [Worker(platform.settings.model_copy(update={"concurrency": 2}), name=f"pool{i}") for i in range(3)]
+    workers = [make_worker(platform.settings.model_copy(update={"concurrency": 2}), name=f"pool{i}") for i in range(3)]
     threads = [w.start_thread() for w in workers]
     try:
         wait_for(lambda: store.count_jobs().get("succeeded", 0) + store.count_jobs().get("failed", 0) >= 120,

@@ -37,7 +37,8 @@ def add_job_routes(router: APIRouter, *, kind: str) -> None:
         """One job: status, progress, request, and its result once it succeeded."""
         return job_view(platform, jobs.get_job(platform, job_id, project=project, kind=kind))
 
-    @router.api_route("/{job_id}/cancel", methods=["POST", "PUT"])
+    @router.post("/{job_id}/cancel")
+    @router.put("/{job_id}/cancel", operation_id=f"cancel_{kind}_job_put")  # as the fine-tuning route
     def cancel_job(job_id: str, platform: Platform = Plat, project: str = Proj) -> dict:
         """Cancel the job (a running one is stopped by its worker)."""
         return job_view(platform, jobs.cancel_job(platform, job_id, project=project, kind=kind))
