@@ -17,17 +17,6 @@ from tuneforge.storage.schema import metadata
 from tuneforge.storage.sql import SqlStore
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    from fixtures.postgres import reset_database
-
-    url = request.getfixturevalue("postgres_url")
-    reset_database(url)
-    return url
-
-
 @pytest.fixture
 def engine(database_url):
     engine = create_db_engine(database_url)

@@ -14,20 +14,9 @@ from tuneforge.storage.records import (
 from tuneforge.storage.sql import SqlStore
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    from fixtures.postgres import reset_database
-
-    url = request.getfixturevalue("postgres_url")
-    reset_database(url)
-    return url
-
-
 @pytest.fixture
-def store(store_url):
-    s = SqlStore(store_url)
+def store(database_url):
+    s = SqlStore(database_url)
     yield s
     s.close()
 
@@ -40,10 +29,10 @@ def job(project="p1", priority=0, status=JobStatus.QUEUED, **fields) -> JobRecor
                      priority=priority, status=status, **fields)
 
 
-def test_migrations_are_idempotent_and_reach_head(store_url, store):
+def test_migrations_are_idempotent_and_reach_head(database_url, store):
     from sqlalchemy import text
 
-    SqlStore(store_url).close()  # a second start finds the schema current
+    SqlStore(database_url).close()  # a second start finds the schema current
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
@@ -140,13 +129,13 @@ def test_claim_by_kind(store):
     assert [j.kind for j in store.list_jobs(project="p1", kind="evaluate").data] == ["evaluate"]
 
 
-def test_concurrent_claims_never_hand_out_a_job_twice(store_url, store):
+def test_concurrent_claims_never_hand_out_a_job_twice(database_url, store):
     ids = {store.add_job(job()).id for _ in range(40)}
     claimed: list[str] = []
     lock = threading.Lock()
 
     def worker(name: str) -> None:
-        own = SqlStore(store_url, migrate_schema=False)
+        own = SqlStore(database_url, migrate_schema=False)
         while (j := own.claim_job(worker_id=name)) is not None:
             with lock:
                 claimed.append(j.id)
@@ -188,9 +177,9 @@ def test_events_metrics_checkpoints_models(store):
         store.get_checkpoint(ck.id)
 
 
-def test_concurrent_checkpoints_at_one_step_keep_one(store_url, store):
+def test_concurrent_checkpoints_at_one_step_keep_one(database_url, store):
     j = store.add_job(job(status=RUNNING))
-    stores = [SqlStore(store_url, migrate_schema=False) for _ in range(2)]
+    stores = [SqlStore(database_url, migrate_schema=False) for _ in range(2)]
     for step in range(5):  # several rounds: each one a race of two writers at one step
         barrier, results, errors = threading.Barrier(2), [], []
 

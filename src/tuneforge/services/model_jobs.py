@@ -21,28 +21,28 @@ from tuneforge.services.platform import Platform
 from tuneforge.storage.records import JobRecord, JobStatus
 
 
-class EvaluationJobRequest(BaseModel):
+class ModelJobRequest(BaseModel):
+    """What every job over one model names: the model and the job's priority."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="A base model name, a fine-tuned model id of the project, or (with "
+                       "allow_local_paths) a model folder on the server.")
+    priority: int = Field(0, description="Higher runs first.")
+
+
+class EvaluationJobRequest(ModelJobRequest):
     """``POST /api/v1/evaluations``: evaluate a model on a suite (the ``tuneforge eval`` request)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(description="A base model name, a fine-tuned model id of the project, or (with "
-                       "allow_local_paths) a model folder on the server.")
     suite: SuiteConfig = Field(description="The tasks, metrics and options of 'tuneforge eval'; a task's 'data' is "
                                "a file id or a dataset id.")
-    priority: int = Field(0, description="Higher runs first.")
 
 
-class CompressionJobRequest(BaseModel):
+class CompressionJobRequest(ModelJobRequest):
     """``POST /api/v1/compressions``: run a compression recipe on a model (the ``tuneforge compress`` request)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(description="A base model name, a fine-tuned model id of the project, or (with "
-                       "allow_local_paths) a model folder on the server.")
     recipe: CompressionRecipe = Field(description="The steps and options of 'tuneforge compress'; every 'data' is a "
                                       "file id or a dataset id.")
-    priority: int = Field(0, description="Higher runs first.")
 
 
 def create_evaluation_job(platform: Platform, *, project: str, request: EvaluationJobRequest) -> JobRecord:
@@ -52,14 +52,8 @@ def create_evaluation_job(platform: Platform, *, project: str, request: Evaluati
         NotFoundError: Unknown model, file or dataset.
         ConfigError: A task's data that is not an id (without allow_local_paths), or a suite that does not validate.
     """
-    job_id = new_job_id("evaluate")
-    model = resolve_model_reference(platform, request.model, project=project)
-    suite = _with_inputs(platform, request.suite.model_dump(mode="json"), project=project, job_id=job_id,
-                         field="suite")
-    config = {"model": model, "suite": validate_config(suite, SuiteConfig).model_dump(mode="json")}
-    job = JobRecord(id=job_id, project=project, model=request.model, config=config, kind="evaluate",
-                    priority=request.priority, status=JobStatus.QUEUED, request={"api": "native"})
-    return add_job(platform, job, message="Evaluation job queued")
+    return _create(platform, project=project, kind="evaluate", model=request.model, priority=request.priority,
+                   field="suite", body=request.suite, title="Evaluation job")
 
 
 def create_compression_job(platform: Platform, *, project: str, request: CompressionJobRequest) -> JobRecord:
@@ -69,14 +63,20 @@ def create_compression_job(platform: Platform, *, project: str, request: Compres
         NotFoundError: Unknown model, file or dataset.
         ConfigError: A data reference that is not an id (without allow_local_paths).
     """
-    job_id = new_job_id("compress")
-    model = resolve_model_reference(platform, request.model, project=project)
-    recipe = _with_inputs(platform, request.recipe.model_dump(mode="json"), project=project, job_id=job_id,
-                          field="recipe")
-    config = {"model": model, "recipe": validate_config(recipe, CompressionRecipe).model_dump(mode="json")}
-    job = JobRecord(id=job_id, project=project, model=request.model, config=config, kind="compress",
-                    priority=request.priority, status=JobStatus.QUEUED, request={"api": "native"})
-    return add_job(platform, job, message="Compression job queued")
+    return _create(platform, project=project, kind="compress", model=request.model, priority=request.priority,
+                   field="recipe", body=request.recipe, title="Compression job")
+
+
+def _create(platform: Platform, *, project: str, kind: str, model: str, priority: int, field: str, body: BaseModel,
+            title: str) -> JobRecord:
+    """A queued job whose config is ``{"model": path, field: body}`` with its data ids linked into the job."""
+    job_id = new_job_id(kind)
+    path = resolve_model_reference(platform, model, project=project)
+    linked = _with_inputs(platform, body.model_dump(mode="json"), project=project, job_id=job_id, field=field)
+    config = {"model": path, field: validate_config(linked, type(body)).model_dump(mode="json")}
+    job = JobRecord(id=job_id, project=project, model=model, config=config, kind=kind, priority=priority,
+                    status=JobStatus.QUEUED, request={"api": "native"})
+    return add_job(platform, job, message=f"{title} queued")
 
 
 def _with_inputs(platform: Platform, value: Any, *, project: str, job_id: str, field: str) -> Any:
