@@ -234,6 +234,8 @@ def test_native_api_datasets_configs_jobs_checkpoints(server, client, training_f
     assert summary["resumed_from"] == "checkpoint-1" and summary["global_step"] == 3
 
     finished = api.get(f"/jobs/{job['id']}").json()
+    assert finished["kind"] == "train" and finished["result"]["global_step"] == 3
+    assert finished["result"]["trained_tokens"] == finished["trained_tokens"] > 0
     assert finished["fine_tuned_model"] in [m["id"] for m in api.get("/models").json()["data"]]
     assert api.delete(f"/jobs/{job['id']}").status_code == 409  # its model is still registered
     client.models.delete(finished["fine_tuned_model"])

@@ -13,7 +13,6 @@ import signal
 import threading
 import time
 import traceback
-from typing import Any
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.jobs.kinds import JobContext, JobKind, JobOutcome, JobPaused
@@ -27,7 +26,7 @@ PAUSE = threading.Event()
 RUNNING = (JobStatus.RUNNING,)
 
 
-def on_pause_signal(*_: Any) -> None:
+def on_pause_signal(*_: object) -> None:
     """SIGUSR1 handler: pause at the next safe point. Installed in the forkserver too, so that a job
     process has it from its first instruction (SIGUSR1's default action would kill it)."""
     PAUSE.set()

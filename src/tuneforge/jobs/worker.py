@@ -17,7 +17,8 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
 
 from tuneforge.jobs.kinds import JobKinds
 from tuneforge.settings import Settings
@@ -28,7 +29,7 @@ _context_lock = threading.Lock()
 RUNNING = (JobStatus.RUNNING,)
 
 
-def job_context(preload: list[str]) -> Any:
+def job_context(preload: list[str]) -> BaseContext:
     """The multiprocessing context job processes start from (a forkserver with ``preload`` imported).
 
     The forkserver is one per process: the first worker's ``preload`` is the one it keeps.
@@ -44,7 +45,7 @@ class RunningJob:
     """A job process this worker started."""
 
     job_id: str
-    process: Any
+    process: BaseProcess
     started: float
     title: str = "Job"
     stopping: str | None = None  # 'cancel' once the worker asked it to end
@@ -114,7 +115,7 @@ class Worker:
         return thread
 
     # --- the loop's steps ---------------------------------------------------------------------------
-    def _claim(self, context: Any) -> bool:
+    def _claim(self, context: BaseContext) -> bool:
         if len(self.running) >= self.settings.concurrency:
             return False
         job = self.store.claim_job(worker_id=self.id, kinds=self.kinds.names())
@@ -204,7 +205,7 @@ class Worker:
         self.store.add_event(EventRecord(id=new_id("ftevent"), job_id=job_id, level=level, message=message))
 
 
-def _signal(process: Any, signum: int) -> bool:
+def _signal(process: BaseProcess, signum: int) -> bool:
     """Send ``signum`` to a started, live job process; returns whether it was sent."""
     if process.pid is None or process.exitcode is not None:
         return False

@@ -59,7 +59,8 @@ class TrainKind(JobKind):
         result = store_result_file(context, filename="step_metrics.csv", data=table, purpose="fine-tune-results")
         step = summary.get("global_step")
         return JobOutcome(
-            result={k: summary.get(k) for k in ("global_step", "final_loss", "train_runtime", "trained_tokens")},
+            result={k: summary.get(k) for k in ("global_step", "train_loss", "eval_loss", "final_loss", "trained_tokens",
+                                                "tokens_per_second", "runtime_seconds")},
             result_files=[result.id], fine_tuned_model=job.request.get("fine_tuned_model_name"),
             trained_tokens=int(summary.get("trained_tokens") or 0),
             progress={"step": step, "total_steps": step, "train_loss": summary.get("final_loss"), "eta_seconds": 0},

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.models.architectures import ARCHITECTURES
 from tuneforge.models.resolve import BUILTINS
 from tuneforge.settings import Settings
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 def model_table() -> dict[str, list[dict[str, Any]]]:
@@ -29,7 +32,7 @@ class Chat:
 
     def __init__(self, model: str, *, settings: Settings, max_new_tokens: int = 128) -> None:
         self.model, self.settings, self.max_new_tokens = model, settings, max_new_tokens
-        self.loaded: tuple[Any, Any] | None = None
+        self.loaded: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None
 
     def reply(self, messages: list[dict[str, str]]) -> str:
         """The greedy next assistant message of a conversation."""
@@ -38,7 +41,7 @@ class Chat:
         model, tokenizer = self._load()
         return generate_answers(model, tokenizer, [messages], max_new_tokens=self.max_new_tokens)[0]
 
-    def _load(self) -> tuple[Any, Any]:
+    def _load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         if self.loaded is None:
             from tuneforge.models.inference import load_for_inference
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
 
 from tuneforge.errors import MissingDependencyError, StorageError
 
@@ -20,7 +23,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def create_db_engine(url: str) -> Any:
+def create_db_engine(url: str) -> Engine:
     """An engine for ``url``: SQLite in WAL mode with write transactions that take the lock up front
     (``BEGIN IMMEDIATE``, so concurrent writers wait instead of failing), or PostgreSQL through psycopg.
 
@@ -61,7 +64,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def migrate(connection: Any, *, revision: str = "head") -> None:
+def migrate(connection: Connection, *, revision: str = "head") -> None:
     """Apply the migrations shipped in ``tuneforge/storage/migrations`` up to ``revision`` (idempotent), in
     the transaction of ``connection``. On PostgreSQL an advisory lock makes processes that start together
     migrate one after another."""

@@ -14,9 +14,11 @@ import dataclasses
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, UniqueConstraint, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement, Connection, Row, Table, UniqueConstraint, Update, delete, func, insert, or_, select, update,
+)
 from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
 from tuneforge.errors import NotFoundError, StorageError
@@ -28,17 +30,18 @@ from tuneforge.storage.records import (
     JobUpdate, MetricRecord, ModelRecord, Page, now,
 )
 
+R = TypeVar("R")  # a record class
 _QUEUED, _RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
 # What a stale running job becomes, by the control request its dead worker had not acted on yet.
 _STALE_OUTCOME = {JobControl.CANCEL.value: JobStatus.CANCELLED, JobControl.PAUSE.value: JobStatus.PAUSED}
 
 
-def _record(cls: type, row: Any) -> Any:
+def _record(cls: type[R], row: Row[Any]) -> R:
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in row._mapping.items() if k in names})
 
 
-def _values(record: Any, table: Any) -> dict[str, Any]:
+def _values(record: object, table: Table) -> dict[str, Any]:
     values = {k: v for k, v in dataclasses.asdict(record).items() if k in table.c and k != "seq"}
     return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
 
@@ -112,18 +115,18 @@ class SqlStore(Store):
 
     # --- helpers ------------------------------------------------------------------------------------
     @staticmethod
-    def _find(conn: Connection, table: Any, cls: type, what: str, *conditions: Any) -> Any:
+    def _find(conn: Connection, table: Table, cls: type[R], what: str, *conditions: ColumnElement[bool]) -> R:
         row = conn.execute(select(table).where(*conditions)).first()
         if row is None:
             raise NotFoundError(f"no {what}", hint="check the id (records of other projects are not visible)")
         return _record(cls, row)
 
-    def _one(self, table: Any, cls: type, what: str, *conditions: Any) -> Any:
+    def _one(self, table: Table, cls: type[R], what: str, *conditions: ColumnElement[bool]) -> R:
         with self._session(f"read {what}") as conn:
             return self._find(conn, table, cls, what, *conditions)
 
-    def _page(self, table: Any, cls: type, conditions: list[Any], *, what: str, after: str | None, limit: int,
-              order: str = "desc") -> Page[Any]:
+    def _page(self, table: Table, cls: type[R], conditions: list[ColumnElement[bool]], *, what: str,
+              after: str | None, limit: int, order: str = "desc") -> Page[R]:
         with self._session(f"list {what}") as conn:
             if after is not None:
                 seq = conn.execute(select(table.c.seq).where(table.c.id == after, *conditions)).scalar()
@@ -135,7 +138,7 @@ class SqlStore(Store):
             rows = conn.execute(select(table).where(*conditions).order_by(ordering).limit(limit + 1)).all()
         return Page([_record(cls, r) for r in rows[:limit]], has_more=len(rows) > limit)
 
-    def _insert(self, table: Any, record: Any, what: str) -> None:
+    def _insert(self, table: Table, record: object, what: str) -> None:
         with self._session(f"add {what}") as conn:
             conn.execute(insert(table).values(**_values(record, table)))
 
@@ -349,6 +352,6 @@ class SqlStore(Store):
         return record
 
 
-def _update_jobs(*conditions: Any) -> Any:
+def _update_jobs(*conditions: ColumnElement[bool]) -> Update:
     # ``update`` is also update_job's parameter name; this keeps SQLAlchemy's function reachable there.
     return update(t.jobs).where(*conditions)
