@@ -16,6 +16,7 @@ from rich.table import Table
 
 from tuneforge.cli import compression, evaluation, platform
 from tuneforge.cli.render import ProgressRenderer, summary_table
+from tuneforge.config import METHODS
 from tuneforge.errors import TuneforgeError
 from tuneforge.settings import Settings, quiet_environment
 
@@ -180,7 +181,7 @@ def config_validate(file: Path = typer.Argument(..., help="YAML config file.")) 
 
 
 @config_app.command("template")
-def config_template(name: str = typer.Argument("lora", help="lora, qlora, dora, full or freeze.")) -> None:
+def config_template(name: str = typer.Argument("lora", help=f"The method: {METHODS.listing()}.")) -> None:
     """Print a commented example config for a method."""
     from tuneforge.services.training import template
 

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from tuneforge.cli.render import ProgressRenderer
+from tuneforge.compression.recipe import STEPS
 from tuneforge.settings import Settings
 
 console = Console()
@@ -16,7 +17,7 @@ console = Console()
 
 def compress_command(
     model: str = typer.Argument(..., help="Model reference, run directory or adapter directory (merged first)."),
-    recipe: Path = typer.Option(..., "--recipe", "-r", help="Recipe YAML: steps (prune, distill, quantize, export), "
+    recipe: Path = typer.Option(..., "--recipe", "-r", help=f"Recipe YAML: steps ({STEPS.listing('and')}), "
                                 "eval tasks, calibration data."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder to write: model/, report.json, report.md."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
