@@ -17,7 +17,6 @@ strategies. The strategy is an import path (``"package.module:ATTRIBUTE"``), imp
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Annotated, Any, Generic, TypeVar, Union
 from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
 
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, suggest
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -120,9 +119,8 @@ class Registry(Generic[C]):
     def entry(self, name: str) -> Entry[C]:
         """The entry of ``name``; an unknown name is a :class:`ConfigError` with a close match as hint."""
         if name not in self._entries:
-            close = difflib.get_close_matches(name, self.names(), n=1)
             raise ConfigError(f"unknown {self.kind} '{name}'", field=self.field,
-                              hint=f"did you mean '{close[0]}'?" if close else f"use one of {self.listing()}")
+                              hint=suggest(name, self.names()) or f"use one of {self.listing()}")
         return self._entries[name]
 
     def strategy(self, name: str) -> Any:
