@@ -1,1 +1,2 @@
-"""Job queue, workers and job processes: states, claim, heartbeats, cancel / pause / resume."""
+"""Job queue, workers and job processes: claims, heartbeats, cancel / pause / resume, for job kinds that
+``services`` registers (``jobs.kinds``); nothing here knows what a kind does."""
