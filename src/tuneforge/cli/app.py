@@ -15,16 +15,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from tuneforge.cli import compression, evaluation, platform
-from tuneforge.cli.render import ProgressRenderer, summary_table
+from tuneforge.cli.interrupts import StopOnSignals
+from tuneforge.cli.render import ProgressRenderer, make_console, summary_table
 from tuneforge.config import METHODS
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import Interrupted, TuneforgeError
 from tuneforge.settings import Settings, quiet_environment
 
 app = typer.Typer(help="Fine-tune, evaluate, compress and serve open models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 config_app = typer.Typer(help="Check configs and print examples.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-console = Console()
+console = make_console()
 _state = {"debug": False}
 
 
@@ -48,12 +49,19 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint of the run."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that output_dir already holds."),
 ) -> None:
-    """Fine-tune a model as CONFIG says."""
+    """Fine-tune a model as CONFIG says. Ctrl-C (or SIGTERM) saves a checkpoint after the current step."""
     from tuneforge.services.training import train as train_service
 
-    with ProgressRenderer(console) as progress:
-        result = train_service(config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
-                               progress=progress)
+    with StopOnSignals() as stop:
+        try:
+            with ProgressRenderer(console) as progress:
+                result = train_service(config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
+                                       progress=progress, stop=stop.event)
+        except Interrupted as exc:
+            kept = f" ({exc.checkpoint} kept)" if exc.checkpoint else ""
+            Console(stderr=True, soft_wrap=True).print(f"[yellow]{escape(exc.message)}[/]{escape(kept)}",
+                                                       highlight=False)
+            sys.exit(stop.exit_code)
     console.print(summary_table(result.summary))
     console.print(f"[green]done:[/] {result.model_path}")
 
@@ -159,7 +167,7 @@ def generate(
         messages.append({"role": "user", "content": line})
         answer = partner.reply(messages)
         messages.append({"role": "assistant", "content": answer})
-        console.print(f"[bold]model>[/] {answer}", markup=False)
+        console.print(f"[bold]model>[/] {escape(answer)}", highlight=False)
 
 
 app.command("eval")(evaluation.eval_command)
