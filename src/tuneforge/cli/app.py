@@ -56,7 +56,7 @@ def train(
         try:
             with ProgressRenderer(console) as progress:
                 result = train_service(config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
-                                       progress=progress, stop=stop.event)
+                                       progress=stop.arming(progress), stop=stop.event)
         except Interrupted as exc:
             kept = f" ({exc.checkpoint} kept)" if exc.checkpoint else ""
             Console(stderr=True, soft_wrap=True).print(f"[yellow]{escape(exc.message)}[/]{escape(kept)}",
@@ -196,6 +196,13 @@ def config_template(name: str = typer.Argument("lora", help=f"The method: {METHO
     sys.stdout.write(template(name))
 
 
+def _interrupted() -> None:
+    """Ctrl-C outside a training step (or a second one): say what is kept, exit 130 as shells do."""
+    Console(stderr=True, soft_wrap=True).print("[red]interrupted[/]: checkpoints written so far are kept; "
+                                               "resume with --resume")
+    sys.exit(130)
+
+
 def main() -> None:
     """Entry point: run the app, turning tuneforge errors into 'error:' / 'hint:' lines and exit 1."""
     try:
@@ -209,9 +216,10 @@ def main() -> None:
             err.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
-        Console(stderr=True, soft_wrap=True).print("[red]interrupted[/]: checkpoints written so far are kept; resume with --resume")
-        sys.exit(130)
+        _interrupted()
     except Exception as exc:  # click usage errors and the unexpected
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into its Abort
+            _interrupted()
         if type(exc).__module__.endswith("click.exceptions"):  # click's, or the copy typer vendors (typer._click)
             if hasattr(exc, "show"):  # usage errors: the usage line and what is wrong
                 exc.show()

@@ -92,8 +92,10 @@ class ProgressRenderer:
                 )
             case ProgressKind.METRICS if "eval_loss" in event.data and event.step is not None:
                 self.console.print(f"  step {event.step}: eval loss {event.data['eval_loss']:.4f}")
+            case ProgressKind.STEP | ProgressKind.STAGE if event.total and self.plain:
+                self._plain_line(event)
             case ProgressKind.STEP | ProgressKind.STAGE if event.total:
-                self._plain_line(event) if self.plain else self._advance(event)
+                self._advance(event)
             case _:  # a summary is drawn by the command itself (summary_table)
                 pass
 
