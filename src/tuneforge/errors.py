@@ -80,6 +80,20 @@ class MissingDependencyError(TuneforgeError):
         self.package, self.extra = package, extra
 
 
+class Interrupted(TuneforgeError):
+    """A run stopped on request (Ctrl-C, SIGTERM, a pause) after saving a checkpoint; it can be resumed.
+
+    Args:
+        step: The optimizer step the checkpoint holds.
+        checkpoint: The checkpoint folder written at that step, when known.
+    """
+
+    def __init__(self, *, step: int, checkpoint: str | None = None) -> None:
+        super().__init__(f"interrupted at step {step}; continue with --resume",
+                         hint="run the same command with --resume to continue from that checkpoint")
+        self.step, self.checkpoint = step, checkpoint
+
+
 class StorageError(TuneforgeError):
     """The store or an artifact file could not be read or written."""
 

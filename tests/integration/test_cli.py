@@ -139,6 +139,7 @@ def test_chat_loads_the_model_once_for_the_whole_conversation(tiny_model, monkey
                                 input="Hello\nWhat is 1 plus 2?\nAnd 2 plus 2?\n\n")
     assert result.exit_code == 0, result.output
     assert result.output.count("model>") == 3  # three turns answered
+    assert "[bold]" not in result.output and "[/]" not in result.output  # markup rendered, not shown
     assert loads == [str(tiny_model)]  # one load for all of them
 
 

@@ -15,16 +15,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from tuneforge.cli import compression, evaluation, platform
-from tuneforge.cli.render import ProgressRenderer, summary_table
+from tuneforge.cli.interrupts import StopOnSignals
+from tuneforge.cli.render import ProgressRenderer, make_console, summary_table
 from tuneforge.config import METHODS
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import Interrupted, TuneforgeError
 from tuneforge.settings import Settings, quiet_environment
 
 app = typer.Typer(help="Fine-tune, evaluate, compress and serve open models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 config_app = typer.Typer(help="Check configs and print examples.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-console = Console()
+console = make_console()
 _state = {"debug": False}
 
 
@@ -48,12 +49,19 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint of the run."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that output_dir already holds."),
 ) -> None:
-    """Fine-tune a model as CONFIG says."""
+    """Fine-tune a model as CONFIG says. Ctrl-C (or SIGTERM) saves a checkpoint after the current step."""
     from tuneforge.services.training import train as train_service
 
-    with ProgressRenderer(console) as progress:
-        result = train_service(config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
-                               progress=progress)
+    with StopOnSignals() as stop:
+        try:
+            with ProgressRenderer(console) as progress:
+                result = train_service(config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
+                                       progress=stop.arming(progress), stop=stop.event)
+        except Interrupted as exc:
+            kept = f" ({exc.checkpoint} kept)" if exc.checkpoint else ""
+            Console(stderr=True, soft_wrap=True).print(f"[yellow]{escape(exc.message)}[/]{escape(kept)}",
+                                                       highlight=False)
+            sys.exit(stop.exit_code)
     console.print(summary_table(result.summary))
     console.print(f"[green]done:[/] {result.model_path}")
 
@@ -159,7 +167,7 @@ def generate(
         messages.append({"role": "user", "content": line})
         answer = partner.reply(messages)
         messages.append({"role": "assistant", "content": answer})
-        console.print(f"[bold]model>[/] {answer}", markup=False)
+        console.print(f"[bold]model>[/] {escape(answer)}", highlight=False)
 
 
 app.command("eval")(evaluation.eval_command)
@@ -188,6 +196,13 @@ def config_template(name: str = typer.Argument("lora", help=f"The method: {METHO
     sys.stdout.write(template(name))
 
 
+def _interrupted() -> None:
+    """Ctrl-C outside a training step (or a second one): say what is kept, exit 130 as shells do."""
+    Console(stderr=True, soft_wrap=True).print("[red]interrupted[/]: checkpoints written so far are kept; "
+                                               "resume with --resume")
+    sys.exit(130)
+
+
 def main() -> None:
     """Entry point: run the app, turning tuneforge errors into 'error:' / 'hint:' lines and exit 1."""
     try:
@@ -201,9 +216,10 @@ def main() -> None:
             err.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
-        Console(stderr=True, soft_wrap=True).print("[red]interrupted[/]: checkpoints written so far are kept; resume with --resume")
-        sys.exit(130)
+        _interrupted()
     except Exception as exc:  # click usage errors and the unexpected
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into its Abort
+            _interrupted()
         if type(exc).__module__.endswith("click.exceptions"):  # click's, or the copy typer vendors (typer._click)
             if hasattr(exc, "show"):  # usage errors: the usage line and what is wrong
                 exc.show()

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markdown import Markdown
 
-from tuneforge.cli.render import ProgressRenderer
+from tuneforge.cli.render import ProgressRenderer, make_console
 from tuneforge.compression.recipe import STEPS
 from tuneforge.settings import Settings
 
-console = Console()
+console = make_console()
 
 
 def compress_command(

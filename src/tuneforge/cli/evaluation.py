@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markdown import Markdown
 
-from tuneforge.cli.render import ProgressRenderer
+from tuneforge.cli.render import ProgressRenderer, make_console
 from tuneforge.errors import ConfigError, TuneforgeError
 from tuneforge.settings import Settings
 
-console = Console()
+console = make_console()
 
 DATA = typer.Option(None, "--data", "-d", help="Test data (.jsonl/.json/.csv/.parquet) in a training format; the last "
                     "assistant message (or output / completion / label) is the reference.")

@@ -6,12 +6,12 @@ import signal
 from typing import Optional
 
 import typer
-from rich.console import Console
 
+from tuneforge.cli.render import make_console
 from tuneforge.errors import ConfigError
 
 keys_app = typer.Typer(help="API keys of the server.", no_args_is_help=True)
-console = Console()
+console = make_console()
 
 
 def _settings(database_url: Optional[str], home: Optional[str], concurrency: int, base_model: list[str],

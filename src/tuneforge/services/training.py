@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.config import TrainConfig, load_config, method_template, validate_config
 from tuneforge.errors import ConfigError, ConflictError, NotFoundError
@@ -12,6 +12,9 @@ from tuneforge.settings import Settings
 from tuneforge.storage.rundir import RunDir
 from tuneforge.training.methods import get_method
 from tuneforge.training.run import TrainResult, run_training
+
+if TYPE_CHECKING:
+    import threading
 
 
 def as_train_config(config: TrainConfig | dict[str, Any] | str | Path) -> TrainConfig:
@@ -30,13 +33,16 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: ProgressCallback = no_progress,
+    stop: threading.Event | None = None,
 ) -> TrainResult:
     """Fine-tune as the config says (a :class:`TrainConfig`, a mapping, or a YAML path).
 
-    See :func:`tuneforge.training.run_training` for the arguments and errors.
+    See :func:`tuneforge.training.run_training` for the arguments and errors; ``stop`` is the shell's
+    stop request (set on Ctrl-C / SIGTERM): training ends after the current step with a checkpoint and
+    :class:`tuneforge.errors.Interrupted` is raised.
     """
     return run_training(as_train_config(config), settings=settings, resume=resume, overwrite=overwrite,
-                        progress=progress)
+                        progress=progress, stop=stop)
 
 
 def template(name: str) -> str:

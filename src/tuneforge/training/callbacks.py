@@ -1,4 +1,4 @@
-"""Trainer callbacks: progress events for the CLI / job runner, and ``metrics.jsonl``."""
+"""Trainer callbacks: progress events for the CLI / job runner, ``metrics.jsonl``, and stop requests."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from transformers import TrainerCallback
 from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind
 
 if TYPE_CHECKING:
+    import threading
+
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
 
@@ -22,11 +24,13 @@ class ProgressReporter(TrainerCallback):
         self.progress = progress
         self.metrics_file = metrics_file
         self.last_loss: float | None = None
+        self._last_lr: float | None = None
         self._start_time = 0.0
         self._start_step = 0
         self._start_tokens = 0
         self._last_time = 0.0
         self._last_tokens = 0
+        self._pending: ProgressEvent | None = None  # a logging step's event, sent once its loss is logged
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -45,13 +49,35 @@ class ProgressReporter(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        self._flush()
         done = state.global_step - self._start_step
         elapsed = time.perf_counter() - self._start_time
         eta = elapsed / done * (state.max_steps - state.global_step) if done else None
         data = {"tokens_per_second": self.tokens_per_second(state), "eta_seconds": eta, "epoch": state.epoch}
+        event = ProgressEvent(ProgressKind.STEP, step=state.global_step, total=state.max_steps, data=data)
+        if control.should_log:  # the Trainer logs this step's loss right after: report the step with it
+            self._pending = event
+        else:
+            self._send(event)
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._flush()
+
+    def _flush(self, *, logged: bool = False) -> None:
+        if self._pending is not None:
+            event, self._pending = self._pending, None
+            if logged:
+                event.data["logged"] = True  # carries the loss logged at this very step
+            self._send(event)
+
+    def _send(self, event: ProgressEvent) -> None:
         if self.last_loss is not None:
-            data["loss"] = self.last_loss
-        self.progress(ProgressEvent(ProgressKind.STEP, step=state.global_step, total=state.max_steps, data=data))
+            event.data["loss"] = self.last_loss
+        if self._last_lr is not None:
+            event.data["learning_rate"] = self._last_lr
+        self.progress(event)
 
     def on_log(
         self,
@@ -72,12 +98,35 @@ class ProgressReporter(TrainerCallback):
             tokens = state.num_input_tokens_seen - self._last_tokens
             row["tokens_per_second"] = round(tokens / seconds, 2) if seconds > 0 else None
             self._last_time, self._last_tokens = now, state.num_input_tokens_seen
+            self._last_lr = row["learning_rate"]
+            self._flush(logged=True)
         if "eval_loss" in logs:
             row["eval_loss"] = float(logs["eval_loss"])
             self.progress(ProgressEvent(ProgressKind.METRICS, step=state.global_step, data={"eval_loss": row["eval_loss"]}))
         if len(row) > 2:
             with self.metrics_file.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
+
+
+class StopOnRequest(TrainerCallback):
+    """Ends training at the end of the step during which ``stop`` was set, with a checkpoint of that step.
+
+    Attributes:
+        stopped_at: The step after which training was stopped, or None while it runs on.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.stopped_at: int | None = None
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl:
+        if self.stop.is_set() and self.stopped_at is None and state.global_step < state.max_steps:
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped_at = state.global_step
+        return control
 
 
 def _drop_lines_after(path: Path, step: int) -> None:

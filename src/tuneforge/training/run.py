@@ -12,20 +12,25 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tuneforge.config.models import TrainConfig
+from tuneforge.errors import Interrupted
 from tuneforge.models.loading import load_tokenizer, model_type_of
 from tuneforge.models.resolve import resolve_model
 from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
 from tuneforge.storage.files import atomic_write_text
 from tuneforge.storage.rundir import COMPLETED, RunDir, config_hash, prepare_run_dir
 from tuneforge.training.arguments import training_arguments
-from tuneforge.training.callbacks import ProgressReporter
+from tuneforge.training.callbacks import ProgressReporter, StopOnRequest
 from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
 from tuneforge.training.precision import resolve_precision
 from tuneforge.training.tasks import TrainerParts, get_task, peft_task_type
 
 if TYPE_CHECKING:
+    import threading
+
     from tuneforge.settings import Settings
+
+FEW_EXAMPLES = 10  # the server refuses training files with fewer (api.openai.file_checks.MIN_EXAMPLES)
 
 
 @dataclass
@@ -51,6 +56,7 @@ def run_training(
     overwrite: bool = False,
     progress: ProgressCallback = no_progress,
     extra_callbacks: Sequence[Any] = (),
+    stop: threading.Event | None = None,
 ) -> TrainResult:
     """Fine-tune a model as ``config`` says and write the run directory.
 
@@ -61,6 +67,8 @@ def run_training(
         overwrite: Replace a run that ``output_dir`` already holds.
         progress: Receives stage, step and metrics events.
         extra_callbacks: More ``TrainerCallback`` objects (the job runner's pause control).
+        stop: When set (by the caller's Ctrl-C / SIGTERM handler), training ends after the current step
+            with a checkpoint of that step, and :class:`Interrupted` is raised.
 
     Returns:
         The run's outputs.
@@ -69,6 +77,7 @@ def run_training(
         ConflictError: ``output_dir`` holds another or a finished run (see ``--overwrite``).
         DataError / ConfigError / NotFoundError: Bad data, an impossible config, a missing model;
             all raised before the first training step.
+        Interrupted: ``stop`` was set; the run folder holds a checkpoint of ``step`` and can be resumed.
     """
     from transformers import set_seed
 
@@ -76,8 +85,7 @@ def run_training(
     config_dict = config.model_dump(mode="json")
     digest = config_hash(config_dict)
     checkpoint = prepare_run_dir(run, digest=digest, resume=resume, overwrite=overwrite)
-    if resume and checkpoint is None:
-        progress(ProgressEvent(ProgressKind.MESSAGE, "no checkpoint to resume from: starting from the beginning"))
+    _announce_resume(checkpoint, resume=resume, progress=progress)
 
     progress(ProgressEvent(ProgressKind.STAGE, f"resolving model {config.model}"))
     resolved = resolve_model(config.model, cache_dir=settings.model_cache_dir)
@@ -87,7 +95,7 @@ def run_training(
     task = get_task(config.task.name)
     progress(ProgressEvent(ProgressKind.STAGE, "reading data"))
     data = task.build_data(config, tokenizer)
-    progress(ProgressEvent(ProgressKind.DATASET, data={"format": data.data_format, **data.stats}))
+    _announce_data(data, progress=progress)
 
     precision = resolve_precision(config.train.precision)
     strategy = get_method(config.method.name)
@@ -109,7 +117,9 @@ def run_training(
     run.write_marker(config_hash=digest, status="running", base_model=str(resolved.path), model=config.model,
                      method=config.method.name, task=config.task.name, model_type=model_type)
     reporter = ProgressReporter(progress, run.metrics)
+    stopper = StopOnRequest(stop) if stop is not None else None
     callbacks: list[Any] = [reporter, *strategy.callbacks(model, config.method), *extra_callbacks]
+    callbacks += [stopper] if stopper else []
     if config.train.early_stopping_patience:
         from transformers import EarlyStoppingCallback
 
@@ -121,11 +131,7 @@ def run_training(
     ))
     quiet_trainer(trainer)
     started = time.perf_counter()
-    try:
-        train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except BaseException:
-        run.write_marker(status="interrupted")
-        raise
+    train_output = _fit(trainer, run=run, checkpoint=checkpoint, stopper=stopper)
     runtime = time.perf_counter() - started
 
     eval_loss = trainer.evaluate()["eval_loss"] if data.eval is not None else None
@@ -158,6 +164,43 @@ def run_training(
     run.write_marker(status=COMPLETED)
     progress(ProgressEvent(ProgressKind.SUMMARY, data=summary))
     return TrainResult(output_dir=run.root, summary=summary, model_path=model_path)
+
+
+def _announce_resume(checkpoint: Path | None, *, resume: bool, progress: ProgressCallback) -> None:
+    if checkpoint is not None:
+        progress(ProgressEvent(ProgressKind.MESSAGE, f"resuming from {checkpoint.name}"))
+    elif resume:
+        progress(ProgressEvent(ProgressKind.MESSAGE, "no checkpoint to resume from: starting from the beginning"))
+
+
+def _announce_data(data: Any, *, progress: ProgressCallback) -> None:
+    progress(ProgressEvent(ProgressKind.DATASET, data={"format": data.data_format, **data.stats}))
+    examples = len(data.train)
+    if examples < FEW_EXAMPLES:
+        progress(ProgressEvent(
+            ProgressKind.MESSAGE,
+            f"warning: only {examples} training example(s); this trains, but the server refuses fine-tuning "
+            f"files with fewer than {FEW_EXAMPLES} examples, and so few rarely generalize",
+            data={"warning": "few_examples", "examples": examples},
+        ))
+
+
+def _fit(trainer: Any, *, run: RunDir, checkpoint: Path | None, stopper: StopOnRequest | None) -> Any:
+    """``trainer.train()``; a failed or stopped run is marked interrupted, so that ``--resume`` continues it.
+
+    Raises:
+        Interrupted: ``stopper`` ended training early (after saving a checkpoint of that step).
+    """
+    try:
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except BaseException:
+        run.write_marker(status="interrupted")
+        raise
+    if stopper is not None and stopper.stopped_at is not None:
+        run.write_marker(status="interrupted")
+        latest = run.latest_checkpoint()
+        raise Interrupted(step=stopper.stopped_at, checkpoint=latest.name if latest else None)
+    return output
 
 
 def _parameter_counts(model: Any) -> tuple[int, int]:
