@@ -46,9 +46,8 @@ class TrainKind(JobKind):
 
         job, run = context.job, RunDir(context.run_dir)
         config = TrainConfig.model_validate({**job.config, "output_dir": str(run.root)})
-        checkpoint = run.latest_checkpoint()
-        context.recorder.message(f"Fine-tuning job started (attempt {job.attempts})" +
-                                 (f", resuming from {checkpoint.name}" if checkpoint else ""),
+        # run_training says which checkpoint it resumes from, in the next event.
+        context.recorder.message(f"Fine-tuning job started (attempt {job.attempts})",
                                  data={"attempt": job.attempts, "pid": os.getpid(), "worker": context.worker_id})
         if (run.read_marker() or {}).get("status") == COMPLETED:
             summary = run.read_summary()  # trained before a crash: just record it
