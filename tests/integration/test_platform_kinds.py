@@ -94,6 +94,12 @@ def test_bad_requests_are_refused_before_anything_is_queued(api, data):
     typo = api.post("/api/v1/compressions", json={"model": "tiny-llama", "recipe": {"steps": [{"name": "prun"}]}})
     assert typo.status_code == 400
     assert api.get("/api/v1/evaluations/evaljob-nope").status_code == 404
+    huge = api.post("/api/v1/evaluations", json={"model": "tiny-llama", "priority": 10**30,
+                                                  "suite": {"tasks": [{"builtin": "profile-extraction"}]}})
+    assert huge.status_code == 400 and huge.json()["error"]["param"] == "priority"  # not a database error (500)
+    for bad in ("../../etc/passwd", "file-" + "x" * 5000, "file-a%0Ab"):
+        answer = api.get(f"/api/v1/evaluations/{bad}")
+        assert answer.status_code == 404, (bad[:20], answer.status_code)
 
 
 def test_cancel_a_queued_job_and_no_report_before_success(tmp_path, tiny_model):

@@ -28,7 +28,7 @@ class ModelJobRequest(BaseModel):
 
     model: str = Field(description="A base model name, a fine-tuned model id of the project, or (with "
                        "allow_local_paths) a model folder on the server.")
-    priority: int = Field(0, description="Higher runs first.")
+    priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first (-1000 to 1000).")
 
 
 class EvaluationJobRequest(ModelJobRequest):

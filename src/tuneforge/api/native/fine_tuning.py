@@ -39,7 +39,7 @@ TRAIN = "train"
 
 
 @router.post("/jobs")
-def create_job(config: TrainConfig, priority: int = 0, suffix: str | None = None, platform: Platform = Plat,
+def create_job(config: TrainConfig, priority: int = Query(0, ge=-1000, le=1000), suffix: str | None = None, platform: Platform = Plat,
                project: str = Proj) -> dict:
     """Queue a job from a TrainConfig (the YAML shape); ``data.train`` is a file or dataset id."""
     return asdict(jobs.create_train_job(platform, project=project, config=config, priority=priority, suffix=suffix))

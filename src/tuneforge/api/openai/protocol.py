@@ -79,7 +79,7 @@ class OpenAIJobRequest(BaseModel):
     seed: int | None = Field(None, description="Seed (random when absent; the job reports it).")
     metadata: dict[str, str] | None = Field(None, description="Up to 16 key-value pairs kept with the job.")
     integrations: list[dict[str, Any]] | None = Field(None, description="Not supported; must be empty.")
-    priority: int = Field(0, description="tuneforge: higher runs first.")
+    priority: int = Field(0, ge=-1000, le=1000, description="tuneforge: higher runs first (-1000 to 1000).")
     tuneforge: TuneforgeOptions | None = Field(None, description="tuneforge: PEFT method and train overrides.")
 
     @property
