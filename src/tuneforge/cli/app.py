@@ -7,14 +7,14 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuneforge.cli import compression, evaluation, platform
+from tuneforge.cli import compression, evaluation, platform, runs
 from tuneforge.cli.interrupts import StopOnSignals
 from tuneforge.cli.render import ProgressRenderer, make_console, summary_table
 from tuneforge.config import METHODS
@@ -56,7 +56,7 @@ def train(
         try:
             with ProgressRenderer(console) as progress:
                 result = train_service(config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
-                                       progress=stop.arming(progress), stop=stop.event)
+                                       progress=stop.arming(progress), stop=stop.event, command=_command_line())
         except Interrupted as exc:
             kept = f" ({exc.checkpoint} kept)" if exc.checkpoint else ""
             Console(stderr=True, soft_wrap=True).print(f"[yellow]{escape(exc.message)}[/]{escape(kept)}",
@@ -151,23 +151,38 @@ def generate(
     model: str = typer.Argument(..., help="Model reference, run directory or adapter directory."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="The user message."),
     chat: bool = typer.Option(False, "--chat", help="Chat interactively (an empty line ends)."),
-    max_new_tokens: int = typer.Option(128, help="Longest answer."),
+    system: Optional[str] = typer.Option(None, "--system", "-s", help="A system message before the conversation."),
+    temperature: float = typer.Option(0.0, "--temperature", "-t", help="0: greedy (deterministic); above 0: sample."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling threshold (with --temperature > 0)."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Longest answer, in tokens."),
 ) -> None:
-    """Print a greedy completion of a prompt, or chat."""
-    from tuneforge.services.models import Chat
+    """Answer a prompt, or chat; the answer is printed as the model writes it."""
+    from tuneforge.services.models import Chat, Sampling
 
     if not chat and prompt is None:
         raise TuneforgeError("give --prompt TEXT or --chat", hint="tuneforge generate MODEL --prompt 'Hello'")
-    partner = Chat(model, settings=Settings.from_env(), max_new_tokens=max_new_tokens)  # loads once, on first use
+    sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, system=system)
+    partner = Chat(model, settings=Settings.from_env(), sampling=sampling)  # loads once, on first use
     if not chat:
-        console.print(partner.reply([{"role": "user", "content": prompt}]), markup=False)
+        _stream(partner.stream([{"role": "user", "content": prompt}]))
         return
     messages: list[dict[str, str]] = []
     while (line := console.input("[bold]you>[/] ").strip()):
         messages.append({"role": "user", "content": line})
-        answer = partner.reply(messages)
-        messages.append({"role": "assistant", "content": answer})
-        console.print(f"[bold]model>[/] {escape(answer)}", highlight=False)
+        console.print("[bold]model>[/] ", end="", highlight=False)
+        messages.append({"role": "assistant", "content": _stream(partner.stream(messages)).strip()})
+
+
+def _stream(pieces: Any) -> str:
+    """Write text pieces as they come (plain text, no markup), then a newline; return the whole text."""
+    parts = []
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        parts.append(piece)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return "".join(parts)
 
 
 app.command("eval")(evaluation.eval_command)
@@ -175,17 +190,25 @@ app.command("compare")(evaluation.compare_command)
 app.command("server")(platform.server)
 app.command("worker")(platform.worker)
 app.add_typer(platform.keys_app, name="keys")
+app.add_typer(runs.runs_app, name="runs")
 app.command("compress")(compression.compress_command)
 
 
 @config_app.command("validate")
-def config_validate(file: Path = typer.Argument(..., help="YAML config file.")) -> None:
-    """Check a config; print the resolved config with every default."""
-    from tuneforge.services.training import as_train_config
+def config_validate(
+    file: Path = typer.Argument(..., help="YAML config file."),
+    check_data: bool = typer.Option(True, "--check-data/--no-check-data",
+                                    help="Also read and tokenize the data files (skip with --no-check-data)."),
+) -> None:
+    """Check a config, its model (config and tokenizer, no weights) and its data; print it with every default."""
+    from tuneforge.services.training import check_config
 
-    config = as_train_config(file)
+    config, checks = check_config(file, settings=Settings.from_env(), check_data=check_data)
     console.print_json(json.dumps(config.model_dump(mode="json")))
-    console.print(f"[green]{file} is valid[/]")
+    for line in checks:
+        console.print(f"[green]ok[/] {escape(line)}", highlight=False)
+    skipped = "" if check_data else " (data not checked)"
+    console.print(f"[green]{escape(str(file))} is valid[/]{skipped}")
 
 
 @config_app.command("template")
@@ -194,6 +217,11 @@ def config_template(name: str = typer.Argument("lora", help=f"The method: {METHO
     from tuneforge.services.training import template
 
     sys.stdout.write(template(name))
+
+
+def _command_line() -> list[str]:
+    """The command as typed (``tuneforge train ...``), for the run's provenance."""
+    return ["tuneforge", *sys.argv[1:]]
 
 
 def _interrupted() -> None:

@@ -99,16 +99,31 @@ def compare_command(
     output: Optional[Path] = OUTPUT, markdown: Optional[Path] = MARKDOWN,
     chart: Optional[Path] = typer.Option(None, "--chart", help="Write a PNG chart of the comparison here."),
 ) -> None:
-    """Compare A and B on the same examples: differences with paired-bootstrap CIs, McNemar, a verdict."""
-    from tuneforge.evaluation.reports import comparison_markdown
-    from tuneforge.services.evaluation import compare
+    """Compare A and B on the same examples: differences with paired-bootstrap CIs, McNemar, a verdict.
 
+    With two JSON reports and no --data / --task / --suite, the stored reports are compared on the
+    examples they share, and no model runs.
+    """
+    from tuneforge.services.evaluation import compare, compare_stored
+
+    settings = Settings.from_env()
+    if data is None and task is None and suite is None and all(m.endswith(".json") for m in (model_a, model_b)):
+        report = compare_stored(model_a, model_b, settings=settings, resamples=resamples, confidence=confidence,
+                                seed=seed)
+        _show_comparison(report, output, markdown, chart, settings=settings)
+        return
     config = _suite(data, task, suite, metrics, task_type=task_type, format=data_format, limit=limit,
                     max_new_tokens=max_new_tokens, batch_size=batch_size, latency_samples=latency_samples,
                     resamples=resamples, confidence=confidence, seed=seed)
-    settings = Settings.from_env()
     with ProgressRenderer(console) as progress:
         report = compare(model_a, model_b, config, settings=settings, progress=progress)
+    _show_comparison(report, output, markdown, chart, settings=settings)
+
+
+def _show_comparison(report: Any, output: Optional[Path], markdown: Optional[Path], chart: Optional[Path], *,
+                     settings: Settings) -> None:
+    from tuneforge.evaluation.reports import comparison_markdown
+
     console.print(Markdown(comparison_markdown(report)))
     _write(report, output, markdown, chart, settings=settings)
     console.print(f"[bold]verdict:[/] {report.verdict} ({report.primary})")

@@ -85,11 +85,7 @@ class ProgressRenderer:
             case ProgressKind.MESSAGE:
                 self.console.print(f"  {event.message}")
             case ProgressKind.DATASET:
-                d = event.data
-                self.console.print(
-                    f"  data: {d['examples']} examples ({d['format']}), {d['tokens']} tokens, "
-                    f"{d['trained_tokens']} trained, {d['truncated']} truncated, {d['dropped']} dropped"
-                )
+                self.console.print(f"  {dataset_line(event.data)}", highlight=False, markup=False)
             case ProgressKind.METRICS if "eval_loss" in event.data and event.step is not None:
                 self.console.print(f"  step {event.step}: eval loss {event.data['eval_loss']:.4f}")
             case ProgressKind.STEP | ProgressKind.STAGE if event.total and self.plain:
@@ -123,7 +119,11 @@ class ProgressRenderer:
         if eta is None and step > phase.start_step:
             eta = (now - phase.started) / (step - phase.start_step) * (event.total - step)
         label = "step" if name == "train" else name
-        parts = [f"{label} {step}/{event.total}", *_figures(event.data, lr=True)]
+        # A loss is the one logged at this step; between logging steps a line carries speed and ETA only.
+        stale = "tokens_per_second" in event.data and not event.data.get("logged")
+        figures = _figures({k: v for k, v in event.data.items() if not (stale and k in ("loss", "learning_rate"))},
+                           lr=True)
+        parts = [f"{label} {step}/{event.total}", *figures]
         if eta is not None and step < event.total:
             parts.append(f"eta {format_seconds(eta)}")
         self.console.print("  ".join(parts), highlight=False, markup=False)
@@ -160,11 +160,23 @@ def format_seconds(seconds: float) -> str:
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
+def dataset_line(stats: dict[str, Any]) -> str:
+    """The data line of a run: examples, tokens, tokens trained on per epoch (when the task has them), cuts."""
+    trained = f", {stats['trained_tokens']} trained per epoch" if stats.get("trained_tokens") else ""
+    return (f"data: {stats['examples']} examples ({stats['format']}), {stats['tokens']} tokens{trained}, "
+            f"{stats['truncated']} truncated, {stats['dropped']} dropped")
+
+
+SUMMARY_KEYS = ("method", "precision", "train_loss", "final_loss", "eval_loss", "global_step", "trained_tokens",
+                "input_tokens", "tokens_per_second", "runtime_seconds", "peak_memory_mb", "trainable_parameters",
+                "total_parameters")
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
-    """The figures of a finished run."""
+    """The figures of a finished run; a figure the run does not have (no eval data: eval_loss) is left out."""
     table = Table(title="run summary", show_header=False)
-    for key in ("method", "precision", "train_loss", "eval_loss", "global_step", "trained_tokens",
-                "tokens_per_second", "runtime_seconds", "peak_memory_mb", "trainable_parameters", "total_parameters"):
+    for key in SUMMARY_KEYS:
         value = summary.get(key)
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        if value is not None:
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     return table

@@ -49,29 +49,43 @@ def read_records(path: str | Path) -> list[Record]:
 
 def _read_jsonl(path: Path) -> list[Record]:
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"not valid JSON: {exc.msg} at column {exc.colno}",
-                    file=str(path),
-                    line=number,
-                    hint="each line of a .jsonl file must be one JSON object",
-                ) from None
-            records.append(_as_record(value, path, number))
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _json_error(exc, path, line=number, hint="each line of a .jsonl file must be one JSON object") from None
+        records.append(_as_record(value, path, number))
     return records
 
 
+def _read_text(path: Path) -> str:
+    """The file's text; a UTF-8 byte-order mark is skipped, and bytes that are not UTF-8 are a DataError."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {column}", file=str(path), line=line,
+                        hint="save the file as UTF-8") from None
+
+
+def _json_error(exc: json.JSONDecodeError, path: Path, *, line: int, hint: str | None = None) -> DataError:
+    """A JSON parse error at ``line`` of the file, with the column where the parser stopped (1-based)."""
+    if exc.msg.startswith("Extra data") and path.suffix == ".json" and exc.colno == 1:
+        hint = "this looks like JSON Lines (one object per line): rename the file to .jsonl"
+    return DataError(f"not valid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}", file=str(path), line=line,
+                     hint=hint)
+
+
 def _read_json(path: Path) -> list[Record]:
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON: {exc.msg} at column {exc.colno}", file=str(path), line=exc.lineno) from None
+        raise _json_error(exc, path, line=exc.lineno) from None
     if isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), list):
         value = next(iter(value.values()))  # {"data": [...]} style
     if not isinstance(value, list):
@@ -97,7 +111,7 @@ def _object_start_lines(text: str) -> list[int]:
 
 def _read_csv(path: Path) -> list[Record]:
     records = []
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         for row in reader:
             if None in row:

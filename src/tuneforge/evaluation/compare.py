@@ -54,6 +54,42 @@ def compare_reports(
     )
 
 
+def on_shared_examples(a: EvalReport, b: EvalReport) -> tuple[EvalReport, EvalReport]:
+    """Cut two stored evaluations down to the examples they share, so they can be compared in pairs.
+
+    Two tasks match by name and data sha256; their examples match by line (one report may have used
+    ``--limit``). Each kept task's metrics are recomputed over the shared examples; tasks on other data
+    are left out.
+
+    Raises:
+        ConfigError: No task of one report was run on the same data as in the other.
+    """
+    tasks_a, tasks_b = [], []
+    for task_a in a.tasks:
+        task_b = b.task(task_a.name)
+        if task_b is None or task_b.data_sha256 != task_a.data_sha256:
+            continue
+        lines = {e.line for e in task_a.per_example} & {e.line for e in task_b.per_example}
+        if lines:
+            tasks_a.append(_subset(task_a, lines))
+            tasks_b.append(_subset(task_b, lines))
+    if not tasks_a:
+        raise ConfigError(
+            f"the reports of {a.model} and {b.model} share no task on the same data "
+            f"(A: {', '.join(f'{t.name} on {t.data}' for t in a.tasks)}; "
+            f"B: {', '.join(f'{t.name} on {t.data}' for t in b.tasks)})",
+            hint="evaluate both models on the same data file, or pass --data to evaluate them again",
+        )
+    return a.model_copy(update={"tasks": tasks_a}), b.model_copy(update={"tasks": tasks_b})
+
+
+def _subset(task: TaskResult, lines: set[int]) -> TaskResult:
+    kept = [e for e in task.per_example if e.line in lines]
+    metrics = {m: round(METRICS[m].aggregate(np.asarray([e.stats[m] for e in kept], dtype=float)), 6)
+               for m in task.metrics if m in METRICS and all(m in e.stats for e in kept)}
+    return task.model_copy(update={"per_example": kept, "examples": len(kept), "metrics": metrics})
+
+
 def _check_same_examples(a: TaskResult, b: TaskResult) -> None:
     if a.data_sha256 != b.data_sha256 or [e.line for e in a.per_example] != [e.line for e in b.per_example]:
         raise ConfigError(

@@ -49,8 +49,8 @@ class JobRecorder:
             self.message(f"{event.message[:1].upper()}{event.message[1:]}")
         elif event.kind is ProgressKind.DATASET:
             d = event.data
-            self.message(f"Dataset: {d.get('examples')} examples, {d.get('tokens')} tokens "
-                         f"({d.get('trained_tokens')} trained)", data=d)
+            trained = f" ({d['trained_tokens']} trained per epoch)" if d.get("trained_tokens") else ""
+            self.message(f"Dataset: {d.get('examples')} examples, {d.get('tokens')} tokens{trained}", data=d)
         elif event.kind is ProgressKind.METRICS and "eval_loss" in event.data and event.step is not None:
             self._metrics(event.step, event.total, {"valid_loss": event.data["eval_loss"]})
         elif event.kind is ProgressKind.STEP and event.step is not None:

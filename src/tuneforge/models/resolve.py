@@ -10,7 +10,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneforge.errors import MissingDependencyError, NotFoundError, TuneforgeError
+from tuneforge.errors import ConfigError, MissingDependencyError, NotFoundError, TuneforgeError
+
+GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file
 
 
 @dataclass(frozen=True)
@@ -63,20 +65,22 @@ class ResolvedModel:
     source: str
 
 
-def resolve_model(reference: str, *, cache_dir: Path) -> ResolvedModel:
+def resolve_model(reference: str, *, cache_dir: Path, convert: bool = True) -> ResolvedModel:
     """Resolve a model reference to a local directory, converting GGUF files once into the cache.
 
     Args:
         reference: Builtin alias, model directory, .gguf file or hub id (owner/name, from the local HF cache).
         cache_dir: Where GGUF files (and GGUF builtins) are converted to safetensors, once
             (``Settings.model_cache_dir``).
+        convert: Convert a GGUF file not yet in the cache; with False (checks that load no weights) its
+            header is checked and the ``.gguf`` file itself is returned as ``path``.
 
     Raises:
         NotFoundError: Nothing matches the reference locally; the hint says how to provide it.
         MissingDependencyError: A builtin's package is not installed.
     """
     if reference in BUILTINS:
-        return _resolve_builtin(BUILTINS[reference], cache_dir=Path(cache_dir))
+        return _resolve_builtin(BUILTINS[reference], cache_dir=Path(cache_dir), convert=convert)
     path = Path(reference).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -89,7 +93,8 @@ def resolve_model(reference: str, *, cache_dir: Path) -> ResolvedModel:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise NotFoundError(f"GGUF file not found: {path}", hint="check the path")
-        return ResolvedModel(reference, _convert_gguf(path.resolve(), Path(cache_dir) / _gguf_cache_name(path)), "gguf")
+        target = Path(cache_dir) / _gguf_cache_name(path)
+        return ResolvedModel(reference, _convert_gguf(path.resolve(), target, convert=convert), "gguf")
     if path.exists() or reference.startswith((".", "/", "~")) or reference.count("/") != 1:
         raise NotFoundError(
             f"model '{reference}' not found: it is not a builtin alias ({', '.join(BUILTINS)}), a model "
@@ -99,7 +104,7 @@ def resolve_model(reference: str, *, cache_dir: Path) -> ResolvedModel:
     return ResolvedModel(reference, _hub_snapshot(reference), "hub")
 
 
-def _resolve_builtin(builtin: Builtin, *, cache_dir: Path) -> ResolvedModel:
+def _resolve_builtin(builtin: Builtin, *, cache_dir: Path, convert: bool = True) -> ResolvedModel:
     spec = importlib.util.find_spec(builtin.module)
     if spec is None or not spec.submodule_search_locations:
         raise TuneforgeError(
@@ -108,8 +113,24 @@ def _resolve_builtin(builtin: Builtin, *, cache_dir: Path) -> ResolvedModel:
         )
     source = Path(next(iter(spec.submodule_search_locations))) / builtin.relative_path
     if source.suffix == ".gguf":
-        return ResolvedModel(builtin.alias, _convert_gguf(source, cache_dir / builtin.alias), "builtin")
+        return ResolvedModel(builtin.alias, _convert_gguf(source, cache_dir / builtin.alias, convert=convert), "builtin")
     return ResolvedModel(builtin.alias, source, "builtin")
+
+
+def check_gguf(path: Path) -> None:
+    """Check that ``path`` starts with the GGUF magic bytes (cheap: reads four bytes).
+
+    Raises:
+        ConfigError: The file is not a GGUF file (another format renamed, a truncated download, an HTML page).
+    """
+    with Path(path).open("rb") as handle:
+        head = handle.read(4)
+    if head != GGUF_MAGIC:
+        raise ConfigError(
+            f"{path} is not a GGUF file: it starts with {head!r}, not {GGUF_MAGIC!r}",
+            hint="the download may be incomplete or another format renamed to .gguf; download it again, or pass "
+            "a Hugging Face model directory",
+        )
 
 
 def _gguf_cache_name(path: Path) -> str:
@@ -118,11 +139,17 @@ def _gguf_cache_name(path: Path) -> str:
     return f"gguf-{path.stem}-{hashlib.sha256(key).hexdigest()[:12]}"
 
 
-def _convert_gguf(gguf_file: Path, target: Path) -> Path:
-    """Dequantize a GGUF file to a safetensors model directory ``target`` in the cache, once."""
+def _convert_gguf(gguf_file: Path, target: Path, *, convert: bool = True) -> Path:
+    """Dequantize a GGUF file to a safetensors model directory ``target`` in the cache, once.
+
+    With ``convert=False`` a file not yet converted is only checked, and returned as it is.
+    """
     name = target.name
     if (target / "config.json").is_file():
         return target
+    check_gguf(gguf_file)
+    if not convert:
+        return gguf_file
     if importlib.util.find_spec("gguf") is None:
         raise MissingDependencyError("gguf", extra="gguf", purpose=f"reading {gguf_file.name}")
     import torch

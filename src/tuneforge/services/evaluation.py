@@ -7,14 +7,20 @@ from typing import Any
 
 from tuneforge.config import validate_config
 from tuneforge.errors import ConfigError, suggest
-from tuneforge.evaluation.compare import Regression, check_regressions, compare_reports, parse_max_drop
+from tuneforge.evaluation.compare import (
+    Regression,
+    check_regressions,
+    compare_reports,
+    on_shared_examples,
+    parse_max_drop,
+)
 from tuneforge.evaluation.metrics import METRICS
 from tuneforge.evaluation.results import ComparisonReport, EvalReport, load_report, store_result
 from tuneforge.evaluation.suites import BUILTIN_TASKS, SuiteConfig, SuiteLike, TaskConfig, load_tasks
 from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
 from tuneforge.settings import Settings
 
-__all__ = ["check_regression", "compare", "evaluate", "load_tasks", "suite_from_options"]
+__all__ = ["check_regression", "compare", "compare_stored", "evaluate", "load_tasks", "suite_from_options"]
 
 
 def suite_from_options(
@@ -114,6 +120,42 @@ def compare(
         reports.append(_reused_report(reference)
                        or evaluate_loaded_tasks(reference, tasks, config, settings=settings, progress=progress))
     result = compare_reports(*reports, resamples=config.resamples, confidence=config.confidence, seed=config.seed)
+    if store:
+        store_result(result, folder=settings.evaluations_dir)
+    return result
+
+
+def compare_stored(
+    report_a: str | Path, report_b: str | Path, *, settings: Settings, resamples: int | None = None,
+    confidence: float | None = None, seed: int | None = None, store: bool = True,
+) -> ComparisonReport:
+    """Compare two stored evaluation reports on the examples they share, running no model.
+
+    Args:
+        report_a: JSON report of A's evaluation (``tuneforge eval ... --output``).
+        report_b: JSON report of B's.
+        settings: Where results are stored.
+        resamples: Paired-bootstrap resamples (``None``: the suite config's default).
+        confidence: Level of the intervals (``None``: the default).
+        seed: Seed of the resampling (``None``: the default).
+        store: Keep the comparison in the evaluations folder.
+
+    Raises:
+        NotFoundError, ConfigError: A report is missing or not an evaluation, or they share no data.
+    """
+    loaded = []
+    for reference in (report_a, report_b):
+        report = _reused_report(str(reference))
+        if report is None:
+            raise ConfigError(f"{reference} is not a JSON evaluation report",
+                              hint="pass two files written by 'tuneforge eval MODEL ... --output FILE.json', or "
+                              "give --data to evaluate two models")
+        loaded.append(report)
+    a, b = on_shared_examples(*loaded)
+    given = {"resamples": resamples, "confidence": confidence, "seed": seed}
+    options = validate_config({"tasks": [{"builtin": "arithmetic"}], **{k: v for k, v in given.items() if v is not None}},
+                              SuiteConfig)  # the defaults and bounds of the suite's fields
+    result = compare_reports(a, b, resamples=options.resamples, confidence=options.confidence, seed=options.seed)
     if store:
         store_result(result, folder=settings.evaluations_dir)
     return result

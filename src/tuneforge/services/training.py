@@ -34,15 +34,71 @@ def train(
     overwrite: bool = False,
     progress: ProgressCallback = no_progress,
     stop: threading.Event | None = None,
+    command: list[str] | None = None,
 ) -> TrainResult:
     """Fine-tune as the config says (a :class:`TrainConfig`, a mapping, or a YAML path).
 
     See :func:`tuneforge.training.run_training` for the arguments and errors; ``stop`` is the shell's
     stop request (set on Ctrl-C / SIGTERM): training ends after the current step with a checkpoint and
-    :class:`tuneforge.errors.Interrupted` is raised.
+    :class:`tuneforge.errors.Interrupted` is raised. The run folder gets a ``provenance.json``
+    (:func:`tuneforge.services.runs.collect_provenance`) with ``command``, the shell's command line.
     """
-    return run_training(as_train_config(config), settings=settings, resume=resume, overwrite=overwrite,
-                        progress=progress, stop=stop)
+    from tuneforge.services.runs import collect_provenance
+
+    validated = as_train_config(config)
+    config_file = config if isinstance(config, (str, Path)) else None
+    provenance = collect_provenance(validated, config_file=config_file, command=command)
+    return run_training(validated, settings=settings, resume=resume, overwrite=overwrite, progress=progress,
+                        stop=stop, provenance=provenance)
+
+
+def check_config(
+    config: TrainConfig | dict[str, Any] | str | Path, *, settings: Settings, check_data: bool = True
+) -> tuple[TrainConfig, list[str]]:
+    """Validate a config, then check its model and data as training would, without loading the weights.
+
+    The model must resolve (a builtin's package, a directory's ``config.json``, a GGUF header, the local
+    hub cache) and its config and tokenizer must load; the data is read, validated and tokenized by the
+    task, so a missing, empty or broken file fails here with its file and line.
+
+    Args:
+        config: A :class:`TrainConfig`, a mapping, or a YAML path.
+        settings: Where models are cached.
+        check_data: Also read and tokenize the data files.
+
+    Returns:
+        The config, and one line per check that passed.
+
+    Raises:
+        ConfigError, NotFoundError, DataError: The first check that fails.
+    """
+    from tuneforge.data import load_examples
+    from tuneforge.models.loading import load_tokenizer, model_type_of
+    from tuneforge.models.resolve import resolve_model
+    from tuneforge.training.tasks import get_task
+
+    config = as_train_config(config)
+    resolved = resolve_model(config.model, cache_dir=settings.model_cache_dir, convert=False)
+    if not resolved.path.is_dir():  # a GGUF file converted at the first training run: its header was checked
+        checks = [f"model {config.model}: GGUF file {resolved.path} (converted on first use)"]
+        tokenizer = None
+    else:
+        checks = [f"model {config.model}: {model_type_of(resolved.path)} at {resolved.path}, tokenizer loads"]
+        tokenizer = load_tokenizer(resolved.path)
+    if not check_data:
+        return config, checks
+    if tokenizer is None:
+        for path in (config.data.train, config.data.eval):
+            if isinstance(path, str):
+                examples, fmt = load_examples(path, fmt=config.data.format, system_prompt=config.data.system_prompt)
+                checks.append(f"data {path}: {len(examples)} examples ({fmt})")
+        return config, checks
+    data = get_task(config.task.name).build_data(config, tokenizer)
+    stats = data.stats
+    evaluation = f", {len(data.eval)} eval examples" if data.eval is not None else ""
+    checks.append(f"data: {stats['examples']} training examples ({data.data_format}){evaluation}, "
+                  f"{stats['tokens']} tokens, {stats['truncated']} truncated, {stats['dropped']} dropped")
+    return config, checks
 
 
 def template(name: str) -> str:

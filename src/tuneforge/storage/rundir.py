@@ -4,11 +4,13 @@ Layout of a run's ``output_dir``::
 
     tuneforge_run.json   the marker: config hash, status, base model, method, task, model type
     config.yaml          the full config, with every default
+    provenance.json      how the run was made: package versions, data sha256, git commit, command, machine
     metrics.jsonl        one row per logged step
     checkpoints/         the Trainer's checkpoint-N folders (resume)
     adapter/             the trained adapter (PEFT format), for adapter methods
     model/               the full model, for methods that train the weights themselves
-    summary.json         the run's figures, once it completed
+    summary.json         the run's figures, once it completed (trained_tokens: tokens that carry a
+                         loss, times the epochs run; input_tokens: every token fed to the model)
     README.md            a model card
 
 Training writes it; inference, services and the job process read it through :class:`RunDir` only.
@@ -34,6 +36,7 @@ ADAPTER = "adapter"
 MODEL = "model"
 SUMMARY = "summary.json"
 README = "README.md"
+PROVENANCE = "provenance.json"
 COMPLETED = "completed"  # the marker's status once the outputs are written
 
 
@@ -82,6 +85,19 @@ class RunDir:
     def readme(self) -> Path:
         """``README.md``: the model card."""
         return self.root / README
+
+    @property
+    def provenance(self) -> Path:
+        """``provenance.json``: package versions, data sha256, git commit, command line and machine."""
+        return self.root / PROVENANCE
+
+    def read_provenance(self) -> dict[str, Any] | None:
+        """The content of ``provenance.json``, or ``None`` for a run written before it existed."""
+        return json.loads(self.provenance.read_text()) if self.provenance.is_file() else None
+
+    def write_provenance(self, provenance: dict[str, Any]) -> None:
+        """Write ``provenance.json`` (atomically)."""
+        atomic_write_text(self.provenance, json.dumps(provenance, indent=2))
 
     def is_run(self) -> bool:
         """Whether the folder holds a tuneforge run (its marker file)."""

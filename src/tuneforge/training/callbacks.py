@@ -24,6 +24,7 @@ class ProgressReporter(TrainerCallback):
         self.progress = progress
         self.metrics_file = metrics_file
         self.last_loss: float | None = None
+        self.last_eval: tuple[int, float] | None = None  # (step, eval loss) of the newest evaluation
         self._last_lr: float | None = None
         self._start_time = 0.0
         self._start_step = 0
@@ -55,6 +56,8 @@ class ProgressReporter(TrainerCallback):
         eta = elapsed / done * (state.max_steps - state.global_step) if done else None
         data = {"tokens_per_second": self.tokens_per_second(state), "eta_seconds": eta, "epoch": state.epoch}
         event = ProgressEvent(ProgressKind.STEP, step=state.global_step, total=state.max_steps, data=data)
+        if state.global_step >= state.max_steps:  # the last step logs its own loss (not the last logging step's)
+            control.should_log = True
         if control.should_log:  # the Trainer logs this step's loss right after: report the step with it
             self._pending = event
         else:
@@ -102,6 +105,7 @@ class ProgressReporter(TrainerCallback):
             self._flush(logged=True)
         if "eval_loss" in logs:
             row["eval_loss"] = float(logs["eval_loss"])
+            self.last_eval = (state.global_step, row["eval_loss"])
             self.progress(ProgressEvent(ProgressKind.METRICS, step=state.global_step, data={"eval_loss": row["eval_loss"]}))
         if len(row) > 2:
             with self.metrics_file.open("a", encoding="utf-8") as handle:

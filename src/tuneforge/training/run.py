@@ -57,6 +57,7 @@ def run_training(
     progress: ProgressCallback = no_progress,
     extra_callbacks: Sequence[Any] = (),
     stop: threading.Event | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Fine-tune a model as ``config`` says and write the run directory.
 
@@ -69,6 +70,8 @@ def run_training(
         extra_callbacks: More ``TrainerCallback`` objects (the job runner's pause control).
         stop: When set (by the caller's Ctrl-C / SIGTERM handler), training ends after the current step
             with a checkpoint of that step, and :class:`Interrupted` is raised.
+        provenance: Written to the run folder's ``provenance.json`` beside ``config.yaml`` (see
+            ``services.runs.collect_provenance``).
 
     Returns:
         The run's outputs.
@@ -114,6 +117,8 @@ def run_training(
 
     run.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.config, yaml.safe_dump(config_dict, sort_keys=False))
+    if provenance is not None:
+        run.write_provenance(provenance)
     run.write_marker(config_hash=digest, status="running", base_model=str(resolved.path), model=config.model,
                      method=config.method.name, task=config.task.name, model_type=model_type)
     reporter = ProgressReporter(progress, run.metrics)
@@ -134,7 +139,7 @@ def run_training(
     train_output = _fit(trainer, run=run, checkpoint=checkpoint, stopper=stopper)
     runtime = time.perf_counter() - started
 
-    eval_loss = trainer.evaluate()["eval_loss"] if data.eval is not None else None
+    eval_loss = _final_eval_loss(trainer, reporter) if data.eval is not None else None
     summary = {
         "model": config.model,
         "base_model": str(resolved.path),
@@ -150,7 +155,8 @@ def run_training(
         "global_step": trainer.state.global_step,
         "epochs": trainer.state.epoch,
         "runtime_seconds": round(runtime, 2),
-        "trained_tokens": int(trainer.state.num_input_tokens_seen),
+        "trained_tokens": trained_tokens(data.stats, trainer.state.epoch),
+        "input_tokens": int(trainer.state.num_input_tokens_seen),
         "tokens_per_second": round(reporter.tokens_per_second(trainer.state), 2),
         "peak_memory_mb": peak_memory_mb(precision.device),
         "trainable_parameters": trainable,
@@ -164,6 +170,26 @@ def run_training(
     run.write_marker(status=COMPLETED)
     progress(ProgressEvent(ProgressKind.SUMMARY, data=summary))
     return TrainResult(output_dir=run.root, summary=summary, model_path=model_path)
+
+
+def _final_eval_loss(trainer: Any, reporter: ProgressReporter) -> float:
+    """The eval loss of the final weights: the Trainer's own eval at the last step if it ran one, else one more.
+
+    Evaluating again would log (``metrics.jsonl``) and report the same figure twice.
+    """
+    if reporter.last_eval is not None and reporter.last_eval[0] == trainer.state.global_step:
+        return reporter.last_eval[1]
+    return trainer.evaluate()["eval_loss"]
+
+
+def trained_tokens(stats: dict[str, Any], epochs: float | None) -> int | None:
+    """Tokens trained on: the tokens that carry a loss (``stats['trained_tokens']``, one pass) times the epochs run.
+
+    ``None`` for tasks without a per-token loss (classification, preference pairs). The data line of a run
+    ("N trained per epoch") is the same figure for one epoch; ``input_tokens`` counts every token fed.
+    """
+    per_epoch = stats.get("trained_tokens")
+    return None if not per_epoch else round(per_epoch * (epochs or 0.0))
 
 
 def _announce_resume(checkpoint: Path | None, *, resume: bool, progress: ProgressCallback) -> None:

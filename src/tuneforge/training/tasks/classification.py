@@ -61,7 +61,7 @@ def build_classification_data(config: TrainConfig, tokenizer: PreTrainedTokenize
     return TaskData(
         train=Dataset.from_list(train),
         eval=Dataset.from_list(evaluation) if evaluation else None,
-        stats={"examples": len(train), "tokens": sum(len(r["input_ids"]) for r in train), "trained_tokens": 0,
+        stats={"examples": len(train), "tokens": sum(len(r["input_ids"]) for r in train), "trained_tokens": None,
                "truncated": sum(len(r["input_ids"]) >= config.train.max_seq_length for r in train), "dropped": 0,
                "labels": labels, "label_counts": counts},
         data_format="classification",

@@ -29,7 +29,7 @@ def _preference_task_data(config: TrainConfig, rows: Callable[[str], list[dict[s
     return TaskData(
         train=Dataset.from_list(train),
         eval=Dataset.from_list(evaluation) if evaluation else None,
-        stats={"examples": len(train), "tokens": 0, "trained_tokens": 0, "truncated": 0, "dropped": 0},
+        stats={"examples": len(train), "tokens": 0, "trained_tokens": None, "truncated": 0, "dropped": 0},
         data_format="preference",
     )
 
