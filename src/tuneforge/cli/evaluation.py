@@ -111,6 +111,8 @@ def compare_command(
         report = compare_stored(model_a, model_b, settings=settings, resamples=resamples, confidence=confidence,
                                 seed=seed)
         _show_comparison(report, output, markdown, chart, settings=settings)
+        shared = ", ".join(f"{t.name}: {t.examples}" for t in report.a.tasks)
+        console.print(f"compared on the examples both reports share ({shared})", highlight=False)
         return
     config = _suite(data, task, suite, metrics, task_type=task_type, format=data_format, limit=limit,
                     max_new_tokens=max_new_tokens, batch_size=batch_size, latency_samples=latency_samples,
