@@ -15,6 +15,7 @@ from tuneforge.evaluation.results import TaskResult
 from tuneforge.evaluation.suites import SuiteConfig, TaskConfig, load_task
 from tuneforge.evaluation.tasks import profile_extraction
 from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
+from tuneforge.services.runs import collect_provenance
 from tuneforge.settings import Settings
 from tuneforge.storage.files import atomic_write_text
 from tuneforge.training.run import run_training
@@ -84,7 +85,8 @@ def run_quickstart(
         return evaluate_loaded_tasks(reference, [task], suite, settings=settings, progress=progress).tasks[0]
 
     base = measure(model, "base")
-    trained = run_training(config, settings=settings, overwrite=True, progress=progress)
+    trained = run_training(config, settings=settings, overwrite=True, progress=progress,
+                           provenance=collect_provenance(config))
     tuned = measure(str(trained.output_dir), "tuned")
     outcome = QuickstartResult(
         base_accuracy=base.metrics["exact_match"],
