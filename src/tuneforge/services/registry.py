@@ -321,7 +321,7 @@ def lineage(platform: Platform, ref: str, *, project: str) -> dict[str, Any]:
                        "job_id": v.job_id} for v in chain],
             "job": job, "run_dir": trained.source.get("run_dir"), "checkpoint": trained.source.get("checkpoint"),
             "config": trained.config, "dataset_sha256": trained.dataset_sha256, "base_model": trained.base_model,
-            "base_model_name": trained.source.get("base_model_name") or (job or {}).get("model")}
+            "base_model_name": (job or {}).get("model") or trained.source.get("base_model_name")}
 
 
 def trained_on(platform: Platform, dataset: str, *, project: str,
