@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field, fields
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -228,17 +228,11 @@ class JobUpdate:
 
 
 # --- the model registry ---------------------------------------------------------------------------------
-class VersionStatus(str, Enum):
+class VersionStatus(StrEnum):
     """A model version's state: ``ready`` (its artifact is on disk) or ``pruned`` (bytes deleted, row kept)."""
 
     READY = "ready"
     PRUNED = "pruned"
-
-    __hash__ = str.__hash__
-    __format__ = str.__format__
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
