@@ -58,7 +58,7 @@ def test_train_register_alias_eval_lineage_and_prune(tiny_model, memorize_data, 
     evaluated = tuneforge("eval", "bot@production", "--data", memorize_data, "--limit", "2", "--max-new-tokens", "2",
                           "--latency-samples", "0")
     assert evaluated.returncode == 0, evaluated.stderr
-    assert "bot@production is bot:1" in evaluated.stdout and "scores attached to bot:1" in evaluated.stdout
+    assert "bot@production is bot:1" in evaluated.stderr and "scores attached to bot:1" in evaluated.stdout
     one = shown("show", "bot:1")
     assert one["aliases"] == ["production"] and any(s.get("examples") == 2 for s in one["scores"].values())
 

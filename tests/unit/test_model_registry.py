@@ -103,10 +103,10 @@ def test_register_resolve_alias_rollback_and_lineage(platform, tmp_path):
     with pytest.raises(NotFoundError, match="no registered model 'bto'") as found:
         resolve(platform, "bto:1", project="acme")
     assert "did you mean 'bot'" in found.value.hint
-    with pytest.raises(NotFoundError, match="no alias of model 'bot' 'producton'") as found:
+    with pytest.raises(NotFoundError, match="model 'bot' has no alias 'producton'") as found:
         resolve(platform, "bot@producton", project="acme")
     assert "did you mean 'production'" in found.value.hint
-    with pytest.raises(NotFoundError, match="no version of model 'bot' '9'"):
+    with pytest.raises(NotFoundError, match="model 'bot' has no version 9"):
         resolve(platform, "bot:9", project="acme")
     with pytest.raises(ConfigError):
         registry.set_alias(platform, "bot", 1, "latest", project="acme", actor="alice")

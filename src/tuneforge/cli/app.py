@@ -156,7 +156,8 @@ def merge_adapters(
 
 @app.command()
 def generate(
-    model: str = typer.Argument(..., help="Model reference, run directory or adapter directory."),
+    model: str = typer.Argument(..., help="Model reference, run directory, adapter directory or registered version "
+                                "(name, name:3, name@alias)."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="The user message."),
     chat: bool = typer.Option(False, "--chat", help="Chat interactively (an empty line ends)."),
     max_new_tokens: int = typer.Option(128, help="Longest answer."),
@@ -166,7 +167,8 @@ def generate(
 
     if not chat and prompt is None:
         raise TuneforgeError("give --prompt TEXT or --chat", hint="tuneforge generate MODEL --prompt 'Hello'")
-    partner = Chat(model, settings=Settings.from_env(), max_new_tokens=max_new_tokens)  # loads once, on first use
+    path = registry.resolve_cli_model(model).path  # a registered version: name, name:3, name@alias
+    partner = Chat(path, settings=Settings.from_env(), max_new_tokens=max_new_tokens)  # loads once, on first use
     if not chat:
         console.print(partner.reply([{"role": "user", "content": prompt}]), markup=False)
         return

@@ -24,6 +24,7 @@ from tuneforge.settings import Settings
 
 registry_app = typer.Typer(help="Registered models: versions, aliases, lineage, retention.", no_args_is_help=True)
 console = make_console()
+notes = make_console(stderr=True)  # what a model argument resolved to: not mixed into a command's output
 DEFAULT_PROJECT = "default"
 PROJECT = typer.Option(None, "--project", help="Project of the registry (default: TUNEFORGE_PROJECT, else 'default').")
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
@@ -80,7 +81,7 @@ def resolve_cli_model(reference: str) -> CliModel:
         version = resolve_model_version(platform, reference, project=cli_project())
     if version is None:
         return CliModel(reference)
-    console.print(f"[cyan]•[/] {reference} is {version.ref} ({version.kind}): {version.artifact_path}")
+    notes.print(f"[cyan]•[/] {reference} is {version.ref} ({version.kind}): {version.artifact_path}", highlight=False)
     return CliModel(loadable_path(version), version)
 
 

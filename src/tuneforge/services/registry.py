@@ -59,12 +59,13 @@ def resolve_model_version(platform_or_store: Platform | Store, ref: str, *, proj
     if parsed.name not in names:
         if not parsed.explicit:
             return None
-        raise _unknown("registered model", parsed.name, names, hint="list them with 'tuneforge registry list'")
+        raise _unknown(f"no registered model '{parsed.name}'", parsed.name, names,
+                       hint="list them with 'tuneforge registry list'")
     versions = store.list_model_versions(project=project, name=parsed.name)
     if parsed.alias is not None and parsed.alias != LATEST:
         aliases = {a.alias: a.version for a in store.list_model_aliases(project=project, name=parsed.name)}
         if parsed.alias not in aliases:
-            raise _unknown(f"alias of model '{parsed.name}'", parsed.alias, aliases,
+            raise _unknown(f"model '{parsed.name}' has no alias '{parsed.alias}'", parsed.alias, aliases,
                            hint=f"set one with 'tuneforge registry alias {parsed.name} VERSION {parsed.alias}'")
         number = aliases[parsed.alias]
     elif parsed.version is not None:
@@ -76,7 +77,7 @@ def resolve_model_version(platform_or_store: Platform | Store, ref: str, *, proj
         return stored[-1]
     found = next((v for v in versions if v.version == number), None)
     if found is None:
-        raise _unknown(f"version of model '{parsed.name}'", number, [v.version for v in versions],
+        raise _unknown(f"model '{parsed.name}' has no version {number}", number, [v.version for v in versions],
                        hint=f"versions: {', '.join(str(v.version) for v in versions)}")
     if found.status is VersionStatus.PRUNED:
         raise NotFoundError(f"version {found.ref} was pruned: its artifact is deleted",
@@ -84,9 +85,9 @@ def resolve_model_version(platform_or_store: Platform | Store, ref: str, *, proj
     return found
 
 
-def _unknown(what: str, value: object, known: Any, *, hint: str) -> NotFoundError:
+def _unknown(message: str, value: object, known: Any, *, hint: str) -> NotFoundError:
     guess = suggest(value, list(known))
-    error = NotFoundError(f"no {what} '{value}'", hint=f"{guess} {hint}".strip())
+    error = NotFoundError(message, hint=f"{guess} {hint}".strip())
     error.param, error.code = "model", "model_not_found"  # type: ignore[attr-defined]
     return error
 
@@ -116,14 +117,14 @@ def get_version(platform: Platform, ref: str, *, project: str) -> ModelVersionRe
     version = resolve_model_version(platform, ref, project=project)
     if version is None:
         names = [m.name for m in platform.store.list_registered_models(project=project)]
-        raise _unknown("registered model", ref, names, hint="list them with 'tuneforge registry list'")
+        raise _unknown(f"no registered model '{ref}'", ref, names, hint="list them with 'tuneforge registry list'")
     return version
 
 
 def _require_model(platform: Platform, name: str, *, project: str) -> None:
     names = [m.name for m in platform.store.list_registered_models(project=project)]
     if name not in names:
-        raise _unknown("registered model", name, names, hint="list them with 'tuneforge registry list'")
+        raise _unknown(f"no registered model '{name}'", name, names, hint="list them with 'tuneforge registry list'")
 
 
 # --- registering --------------------------------------------------------------------------------------
@@ -288,7 +289,7 @@ def show(platform: Platform, ref: str, *, project: str) -> dict[str, Any]:
     """``name``: every version, the aliases and their moves; ``name:V`` / ``name@alias``: that version."""
     parsed = parse_ref(ref)
     if parsed is None:
-        raise _unknown("registered model", ref, [], hint="give NAME, NAME:VERSION or NAME@ALIAS")
+        raise _unknown(f"no registered model '{ref}'", ref, [], hint="give NAME, NAME:VERSION or NAME@ALIAS")
     _require_model(platform, parsed.name, project=project)
     aliases = platform.store.list_model_aliases(project=project, name=parsed.name)
     pointing = {a.version: [b.alias for b in aliases if b.version == a.version] for a in aliases}

@@ -1,9 +1,9 @@
 """The registry's part in jobs: a succeeded fine-tuning job registers its model, an evaluation job attaches
 its scores to the version it evaluated, a compression job registers its output linked to its input's version.
 
-Registered name of a fine-tuning job's model: ``register_as`` from the request if given, else the job's
-``suffix``, else ``{base model}-ft`` (never the base model's own name, which must keep meaning the base).
-The job's ``ft:`` id stays a valid model id and is kept on the version.
+Registered name of a fine-tuning job's model: the job's ``suffix``, else ``{base model}-ft`` (never the base
+model's own name, which must keep meaning the base). The job's ``ft:`` id stays a valid model id and is kept
+on the version.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def job_platform(context: JobContext) -> Platform:
 
 def registered_name(job: JobRecord) -> str:
     """The registry name a fine-tuning job's model gets (see the module's docstring)."""
-    wanted = job.request.get("register_as") or job.request.get("suffix")
+    wanted = job.request.get("suffix")
     if wanted:
         return name_from(wanted)
     return name_from(Path(job.model).name or job.model) + "-ft"
