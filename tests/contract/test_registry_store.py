@@ -31,7 +31,10 @@ def test_versions_are_numbered_per_project_and_name(store):
     assert [v.version for v in store.list_model_versions(project="p1", name="bot")] == [1, 2]
     assert [v.ref for v in store.list_model_versions(project="p1", dataset_sha256="d" * 64)] == ["bot:2"]
     assert len(store.list_model_versions(project=None, artifact_sha256="a" * 64)) == 4
-    assert [m.name for m in store.list_registered_models(project="p1")] == ["bot", "other"]
+    store.add_model_version(version(name="tuned", job_id="ftjob-1", fine_tuned_model="ft:tiny:p1::abc"))
+    assert [v.ref for v in store.list_model_versions(project="p1", job_id="ftjob-1")] == ["tuned:1"]
+    assert [v.ref for v in store.list_model_versions(project="p1", fine_tuned_model="ft:tiny:p1::abc")] == ["tuned:1"]
+    assert [m.name for m in store.list_registered_models(project="p1")] == ["bot", "other", "tuned"]
     assert store.get_registered_model(project="p1", name="bot").latest_version == 2
     with pytest.raises(NotFoundError):
         store.get_model_version(project="p2", name="bot", version=2)

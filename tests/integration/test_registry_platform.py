@@ -104,6 +104,11 @@ def test_jobs_register_versions_aliases_roll_back_and_prune_keeps_the_aliased(se
     assert api.get(f"{reg}/adder:2").json()["status"] == "pruned"
     gone = api.post("/api/v1/evaluations", json={"model": "adder:2", "suite": suite})
     assert gone.status_code == 404 and "pruned" in gone.json()["error"]["message"]
+    # The same bytes registered again (from the job's run folder) are stored again, once.
+    copy = api.post(f"{reg}/adder-copy/versions", json={"job_id": jobs[1]["id"]}).json()
+    assert (copy["ref"], copy["artifact_sha256"], copy["artifact_path"]) == \
+        ("adder-copy:1", v2["artifact_sha256"], v2["artifact_path"]) and Path(copy["artifact_path"]).is_dir()
+    assert api.post(f"{reg}/x/versions", json={"path": "/etc"}).status_code == 400  # no allow_local_paths
     typo = api.get(f"{reg}/addr")
     assert typo.status_code == 404 and "did you mean 'adder'" in typo.json()["error"]["hint"]
     assert client(server, "other").get(f"{reg}/adder").status_code == 404  # another project's model

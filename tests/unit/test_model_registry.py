@@ -155,3 +155,20 @@ def test_registering_needs_a_completed_run_and_a_valid_name(platform, tmp_path):
         registry.register(platform, tmp_path / "missing", project="acme", name="bot", created_by="me")
     adapter = registry.register(platform, run / "adapter", project="acme", name="bot", created_by="me")
     assert adapter.kind == "adapter" and adapter.base_model == "/models/tiny" and adapter.source["path"]
+
+
+def test_a_checkpoint_registers_without_its_resume_files(platform, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("{}\n")
+    run = fake_run(tmp_path / "run", weights=b"final", data=data)
+    checkpoint = run / "checkpoints" / "checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/models/tiny"}))
+    (checkpoint / "adapter_model.safetensors").write_bytes(b"step two")
+    (checkpoint / "optimizer.pt").write_bytes(b"x" * 10_000)
+    version = registry.register(platform, checkpoint, project="acme", name="bot", created_by="me")
+    assert version.source["checkpoint"] == "checkpoint-2" and version.source["run_dir"] == str(run.resolve())
+    assert version.kind == "adapter" and version.size_bytes < 1000 and version.scores == {}
+    assert sorted(p.name for p in Path(version.artifact_path).iterdir()) == ["adapter_config.json",
+                                                                             "adapter_model.safetensors"]
+    assert version.dataset_sha256 == registry.file_sha256(data)

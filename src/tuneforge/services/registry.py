@@ -229,7 +229,10 @@ def _add(platform: Platform, candidate: Candidate, *, project: str, name: str, c
         artifact_sha256=digest, base_model=candidate.base_model, size_bytes=folder_bytes(stored), source=source,
         config=candidate.config, dataset_sha256=dataset_sha256, scores=candidate.scores, job_id=job_id,
         fine_tuned_model=fine_tuned_model, parent_version=parent_version, created_by=created_by)
-    return platform.store.add_model_version(record)
+    added = platform.store.add_model_version(record)
+    if not stored.is_dir():  # a prune removed the same bytes between the copy and the row: store them again
+        store_folder(candidate.artifact, root=models_root(platform.settings))
+    return added
 
 
 def attach_scores(platform_or_store: Platform | Store, version: ModelVersionRecord,
@@ -369,7 +372,9 @@ def prune(platform: Platform, name: str, *, project: str, keep: int) -> PruneRes
         folder = Path(candidate.artifact_path)
         if not any(u.status is VersionStatus.READY for u in users) and folder.is_dir():
             freed += folder_bytes(folder)
-            shutil.rmtree(folder, ignore_errors=True)
+            doomed = folder.with_name(f".pruned-{folder.name}")
+            folder.rename(doomed)  # gone from its name at once: a registration of the same bytes copies them again
+            shutil.rmtree(doomed, ignore_errors=True)
     gone = {p.version for p in pruned}
     kept = [v.version for v in versions if v.status is VersionStatus.READY and v.version not in gone]
     return PruneResult(pruned=pruned, bytes_freed=freed, kept=kept)
