@@ -90,6 +90,7 @@ def test_concurrent_registrations_and_alias_moves_lose_nothing(database_url, sto
     def work(index: int, own: SqlStore) -> None:
         try:
             barrier.wait()
+            own.add_model_version(version(name="fresh"))  # the first versions of a new name, all at once
             for _ in range(3):
                 added = own.add_model_version(version())
                 own.move_model_alias(project="p1", name="bot", alias="production", version=added.version,
@@ -106,6 +107,7 @@ def test_concurrent_registrations_and_alias_moves_lose_nothing(database_url, sto
         own.close()
     assert errors == []
     assert [v.version for v in store.list_model_versions(project="p1", name="bot")] == list(range(1, 14))
+    assert [v.version for v in store.list_model_versions(project="p1", name="fresh")] == [1, 2, 3, 4]
     moves = store.list_alias_moves(project="p1", name="bot")
     assert len(moves) == 12 and moves[0].from_version is None
     assert all(later.from_version == earlier.to_version for earlier, later in zip(moves, moves[1:]))

@@ -36,13 +36,14 @@ class RegistrySql:
     # --- versions -------------------------------------------------------------------------------------
     def add_model_version(self, record: ModelVersionRecord) -> ModelVersionRecord:
         key = (_RM.c.project == record.project, _RM.c.name == record.name)
+        # The name's row exists afterwards (a concurrent first add waits for the other, then does nothing);
+        # the bump then takes the row's lock, so concurrent adds count one after another.
+        first = self._insert_ignore(_RM).values(project=record.project, name=record.name, latest_version=0,
+                                                created_by=record.created_by, created_at=now())
         bump = update(_RM).where(*key).values(latest_version=_RM.c.latest_version + 1)
         with self._session(f"add a version of model '{record.name}'") as conn:
-            if conn.execute(bump).rowcount == 0:
-                first = self._insert_ignore(_RM).values(project=record.project, name=record.name, latest_version=1,
-                                                        created_by=record.created_by, created_at=now())
-                if conn.execute(first.on_conflict_do_nothing()).rowcount == 0:  # a concurrent add created it
-                    conn.execute(bump)
+            conn.execute(first.on_conflict_do_nothing())
+            conn.execute(bump)
             number = conn.execute(select(_RM.c.latest_version).where(*key)).scalar_one()
             added = dataclasses.replace(record, version=number)
             conn.execute(insert(_MV).values(**_row(added, _MV)))
