@@ -172,3 +172,22 @@ def test_a_checkpoint_registers_without_its_resume_files(platform, tmp_path):
     assert sorted(p.name for p in Path(version.artifact_path).iterdir()) == ["adapter_config.json",
                                                                              "adapter_model.safetensors"]
     assert version.dataset_sha256 == registry.file_sha256(data)
+
+
+def test_a_compressed_output_is_the_next_version_linked_to_its_parent(platform, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("{}\n")
+    parent = registry.register(platform, fake_run(tmp_path / "run", weights=b"w", data=data), project="acme",
+                               name="bot", created_by="me")
+    output = tmp_path / "compressed"
+    (output / "model").mkdir(parents=True)
+    (output / "model" / "model.gguf").write_bytes(b"GGUF" + b"\0" * 100)
+    report = {"recipe": {"steps": [{"name": "export", "format": "gguf"}]}, "summary": {"size_reduction": 0.7},
+              "stages": [{"format": "transformers fp32", "quality": {}},
+                         {"format": "gguf q8_0", "quality": {"qa": {"exact_match": 0.9}}}]}
+    child = registry.register_compressed(platform, parent=parent, output=output, report=report, created_by="me")
+    assert (child.ref, child.kind, child.parent_version, child.base_model) == ("bot:2", "gguf", 1, parent.base_model)
+    assert child.dataset_sha256 == parent.dataset_sha256 and child.scores["qa"] == {"exact_match": 0.9}
+    assert registry.loadable_path(child).endswith("model.gguf")
+    chain = registry.lineage(platform, "bot:2", project="acme")
+    assert [c["version"] for c in chain["chain"]] == ["bot:2", "bot:1"] and chain["config"]["model"] == "tiny-llama"
