@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuneforge.cli import compression, evaluation, platform, runs
+from tuneforge.cli import compression, evaluation, platform, registry, runs
 from tuneforge.cli.interrupts import StopOnSignals
 from tuneforge.cli.render import ProgressRenderer, make_console, summary_table
 from tuneforge.config import METHODS
@@ -48,14 +48,20 @@ def train(
     config: Path = typer.Argument(..., help="YAML config file."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint of the run."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that output_dir already holds."),
+    register: Optional[str] = typer.Option(None, "--register", help="Register the trained model as the next version "
+                                           "of this registered model name (see 'tuneforge registry')."),
 ) -> None:
     """Fine-tune a model as CONFIG says. Ctrl-C (or SIGTERM) saves a checkpoint after the current step."""
+    from tuneforge.registry.models import check_name
     from tuneforge.services.training import train as train_service
 
+    if register is not None:
+        check_name(register, field="--register")  # before training, not after
+    train_config = registry.with_registered_base(config)  # model: name / name:3 / name@alias of the registry
     with StopOnSignals() as stop:
         try:
             with ProgressRenderer(console) as progress:
-                result = train_service(config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
+                result = train_service(train_config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
                                        progress=stop.arming(progress), stop=stop.event, command=_command_line())
         except Interrupted as exc:
             kept = f" ({exc.checkpoint} kept)" if exc.checkpoint else ""
@@ -64,6 +70,8 @@ def train(
             sys.exit(stop.exit_code)
     console.print(summary_table(result.summary))
     console.print(f"[green]done:[/] {result.model_path}")
+    if register is not None:
+        registry.register_run_dir(result.output_dir, name=register)
 
 
 @app.command()
@@ -148,7 +156,8 @@ def merge_adapters(
 
 @app.command()
 def generate(
-    model: str = typer.Argument(..., help="Model reference, run directory or adapter directory."),
+    model: str = typer.Argument(..., help="Model reference, run directory, adapter directory or registered version "
+                                "(name, name:3, name@alias)."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="The user message."),
     chat: bool = typer.Option(False, "--chat", help="Chat interactively (an empty line ends)."),
     system: Optional[str] = typer.Option(None, "--system", "-s", help="A system message before the conversation."),
@@ -162,7 +171,8 @@ def generate(
     if not chat and prompt is None:
         raise TuneforgeError("give --prompt TEXT or --chat", hint="tuneforge generate MODEL --prompt 'Hello'")
     sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, system=system)
-    partner = Chat(model, settings=Settings.from_env(), sampling=sampling)  # loads once, on first use
+    path = registry.resolve_cli_model(model).path  # a registered version: name, name:3, name@alias
+    partner = Chat(path, settings=Settings.from_env(), sampling=sampling)  # loads once, on first use
     if not chat:
         _stream(partner.stream([{"role": "user", "content": prompt}]))
         return
@@ -192,6 +202,7 @@ app.command("worker")(platform.worker)
 app.add_typer(platform.keys_app, name="keys")
 app.add_typer(runs.runs_app, name="runs")
 app.command("compress")(compression.compress_command)
+app.add_typer(registry.registry_app, name="registry")
 
 
 @config_app.command("validate")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.markdown import Markdown
 
+from tuneforge.cli.registry import register_cli_compression, resolve_cli_model
 from tuneforge.cli.render import ProgressRenderer, make_console
 from tuneforge.compression.recipe import STEPS
 from tuneforge.settings import Settings
@@ -25,8 +26,10 @@ def compress_command(
     from tuneforge.compression.report import to_markdown
     from tuneforge.services.compression import compress_model
 
+    resolved = resolve_cli_model(model)  # a registered version: name, name:3, name@alias
     with ProgressRenderer(console) as progress:
-        report = compress_model(model, recipe, output=output, settings=Settings.from_env(), overwrite=overwrite,
+        report = compress_model(resolved.path, recipe, output=output, settings=Settings.from_env(), overwrite=overwrite,
                                 progress=progress)
     console.print(Markdown(to_markdown(report)))
     console.print(f"[green]done:[/] {output / 'model'} (reports: {output / 'report.md'}, {output / 'report.json'})")
+    register_cli_compression(resolved, output, report)  # linked to the version it came from

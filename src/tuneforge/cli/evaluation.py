@@ -8,6 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.markdown import Markdown
 
+from tuneforge.cli.registry import attach_cli_scores, resolve_cli_model
 from tuneforge.cli.render import ProgressRenderer, make_console
 from tuneforge.errors import ConfigError, TuneforgeError
 from tuneforge.settings import Settings
@@ -52,7 +53,7 @@ def _write(report: Any, output: Optional[Path], markdown: Optional[Path], chart:
 
 def eval_command(
     model: str = typer.Argument(..., help="Model reference (builtin alias, directory, .gguf), run directory, adapter "
-                                "directory or merged model."),
+                                "directory, merged model, or registered version (name, name:3, name@alias)."),
     data: Optional[Path] = DATA, task: Optional[str] = TASK, suite: Optional[Path] = SUITE,
     metrics: Optional[str] = METRICS, task_type: Optional[str] = TASK_TYPE, data_format: Optional[str] = FORMAT,
     limit: Optional[int] = LIMIT, max_new_tokens: Optional[int] = MAX_NEW, batch_size: Optional[int] = BATCH,
@@ -71,10 +72,12 @@ def eval_command(
     config = _suite(data, task, suite, metrics, task_type=task_type, format=data_format, limit=limit,
                     max_new_tokens=max_new_tokens, batch_size=batch_size, latency_samples=latency_samples)
     settings = Settings.from_env()
+    resolved = resolve_cli_model(model)  # a registered version: name, name:3, name@alias
     with ProgressRenderer(console) as progress:
-        report = evaluate(model, config, settings=settings, progress=progress)
+        report = evaluate(resolved.path, config, settings=settings, progress=progress)
     console.print(Markdown(eval_markdown(report)))
     _write(report, output, markdown, settings=settings)
+    attach_cli_scores(resolved, report)
     if baseline is not None:
         regressions = check_regression(report, baseline=baseline, max_drop=max_drop or None)
         if regressions:
@@ -118,7 +121,8 @@ def compare_command(
                     max_new_tokens=max_new_tokens, batch_size=batch_size, latency_samples=latency_samples,
                     resamples=resamples, confidence=confidence, seed=seed)
     with ProgressRenderer(console) as progress:
-        report = compare(model_a, model_b, config, settings=settings, progress=progress)
+        report = compare(resolve_cli_model(model_a).path, resolve_cli_model(model_b).path, config, settings=settings,
+                         progress=progress)
     _show_comparison(report, output, markdown, chart, settings=settings)
 
 

@@ -44,7 +44,8 @@ def fine_tuned_model_name(*, base: str, project: str, suffix: str | None, job_id
 
 def resolve_model_reference(platform: Platform, name: str, *, project: str) -> str:
     """What an evaluation or compression job loads for ``name``: a base model of the server, one of the
-    project's fine-tuned models (its adapter or model folder), or, with ``allow_local_paths``, a local path.
+    project's fine-tuned models (its adapter or model folder), a registered version (``name``, ``name:3``,
+    ``name@alias``: its stored artifact), or, with ``allow_local_paths``, a local path.
 
     Raises:
         NotFoundError: None of these (``param: model``).
@@ -53,6 +54,11 @@ def resolve_model_reference(platform: Platform, name: str, *, project: str) -> s
         return platform.store.get_model(name, project=project).path
     except NotFoundError:
         pass
+    from tuneforge.services.registry import loadable_path, resolve_model_version
+
+    version = resolve_model_version(platform, name, project=project)  # name, name:3, name@alias
+    if version is not None:
+        return loadable_path(version)
     if platform.settings.allow_local_paths and Path(name).exists():
         return str(Path(name).resolve())
     return resolve_base_model(platform, name)

@@ -76,6 +76,9 @@ class TrainKind(JobKind):
         context.store.add_model(ModelRecord(id=outcome.fine_tuned_model, project=job.project, job_id=job.id,
                                             base_model=job.model, path=str(path)))
         context.recorder.message(f"New fine-tuned model created: {outcome.fine_tuned_model}")
+        from tuneforge.services.registry_jobs import register_trained
+
+        register_trained(context, outcome)  # the model registry's version of it
 
     def error_of(self, exc: BaseException) -> dict[str, Any]:
         return job_error(exc)
@@ -148,6 +151,11 @@ class EvaluateKind(JobKind):
         return JobOutcome(result={"tasks": figures, "seconds": report.seconds, "report_file": record.id},
                           result_files=[record.id])
 
+    def on_succeeded(self, context: JobContext, outcome: JobOutcome) -> None:
+        from tuneforge.services.registry_jobs import attach_job_scores
+
+        attach_job_scores(context, outcome)  # when the model was a registered version
+
 
 class CompressKind(JobKind):
     """A compression job: a recipe run on a model; the compressed model stays in the job's folder."""
@@ -167,6 +175,11 @@ class CompressKind(JobKind):
                                    purpose="compression-results")
         return JobOutcome(result={"summary": report.summary, "output": report.output, "seconds": report.seconds,
                                   "report_file": record.id}, result_files=[record.id])
+
+    def on_succeeded(self, context: JobContext, outcome: JobOutcome) -> None:
+        from tuneforge.services.registry_jobs import register_compression
+
+        register_compression(context, outcome)  # linked to the input's version, when it was one
 
 
 KINDS = JobKinds(TrainKind(), EvaluateKind(), CompressKind())

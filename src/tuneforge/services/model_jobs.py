@@ -18,6 +18,7 @@ from tuneforge.services.catalog import resolve_model_reference
 from tuneforge.services.files import input_file
 from tuneforge.services.jobs import add_job, new_job_id
 from tuneforge.services.platform import Platform
+from tuneforge.services.registry_jobs import job_model_version
 from tuneforge.storage.records import JobRecord, JobStatus
 
 
@@ -26,8 +27,8 @@ class ModelJobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(description="A base model name, a fine-tuned model id of the project, or (with "
-                       "allow_local_paths) a model folder on the server.")
+    model: str = Field(description="A base model name, a fine-tuned model id of the project, a registered model "
+                       "version (name, name:3, name@alias), or (with allow_local_paths) a model folder on the server.")
     priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first (-1000 to 1000).")
 
 
@@ -74,8 +75,9 @@ def _create(platform: Platform, *, project: str, kind: str, model: str, priority
     path = resolve_model_reference(platform, model, project=project)
     linked = _with_inputs(platform, body.model_dump(mode="json"), project=project, job_id=job_id, field=field)
     config = {"model": path, field: validate_config(linked, type(body)).model_dump(mode="json")}
+    version = job_model_version(platform, model, project=project)  # results go to that registry version
     job = JobRecord(id=job_id, project=project, model=model, config=config, kind=kind, priority=priority,
-                    status=JobStatus.QUEUED, request={"api": "native"})
+                    status=JobStatus.QUEUED, request={"api": "native", "model_version": version})
     return add_job(platform, job, message=f"{title} queued")
 
 

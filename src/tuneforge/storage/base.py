@@ -32,6 +32,9 @@ from tuneforge.storage.records import (
     ModelRecord,
     Page,
 )
+from tuneforge.storage.records import (
+    AliasMoveRecord, ModelAliasRecord, ModelVersionRecord, RegisteredModelRecord,
+)
 
 
 class Store(ABC):
@@ -188,6 +191,74 @@ class Store(ABC):
     @abstractmethod
     def delete_model(self, model_id: str, *, project: str) -> ModelRecord:
         """Remove a fine-tuned model record; raises NotFoundError."""
+
+    # --- the model registry -----------------------------------------------------------------------
+    @abstractmethod
+    def add_model_version(self, record: ModelVersionRecord) -> ModelVersionRecord:
+        """Add a version of ``record.name`` (registering the name on first use); returns it with its number,
+        one more than the model's newest (``record.version`` is ignored). Concurrent adds get distinct numbers."""
+
+    @abstractmethod
+    def get_model_version(self, *, project: str, name: str, version: int) -> ModelVersionRecord:
+        """One version; raises NotFoundError."""
+
+    @abstractmethod
+    def list_model_versions(
+        self, *, project: str | None, name: str | None = None, dataset_sha256: str | None = None,
+        artifact_sha256: str | None = None, job_id: str | None = None, fine_tuned_model: str | None = None,
+    ) -> list[ModelVersionRecord]:
+        """Versions matching every filter given, by name then version; ``project=None``: every project's."""
+
+    @abstractmethod
+    def get_registered_model(self, *, project: str, name: str) -> RegisteredModelRecord:
+        """A registered model; raises NotFoundError."""
+
+    @abstractmethod
+    def list_registered_models(self, *, project: str) -> list[RegisteredModelRecord]:
+        """Registered models of a project, by name."""
+
+    @abstractmethod
+    def update_model_version(
+        self, *, project: str, name: str, version: int, scores: dict | None = None, pruned_at: float | None = None,
+    ) -> ModelVersionRecord:
+        """Merge ``scores`` into the version's scores (new keys added, same keys replaced) and/or mark it
+        pruned at ``pruned_at``, in one transaction; returns the updated version.
+
+        Raises:
+            NotFoundError: No such version.
+            ConflictError: Pruning a version an alias points at (checked under the model's lock).
+        """
+
+    @abstractmethod
+    def move_model_alias(
+        self, *, project: str, name: str, alias: str, version: int | None, actor: str,
+    ) -> AliasMoveRecord:
+        """Point ``alias`` at ``version`` (``None`` deletes the alias) and record the move, in one transaction
+        that holds the model's lock: concurrent moves are recorded one after another, each ``from`` the
+        previous ``to``.
+
+        Raises:
+            NotFoundError: Unknown model or version, or deleting an alias that does not exist.
+            ConflictError: The version was pruned.
+        """
+
+    @abstractmethod
+    def rollback_model_alias(self, *, project: str, name: str, alias: str, actor: str) -> AliasMoveRecord:
+        """Move ``alias`` back to where it pointed before its last move not yet rolled back (see
+        :func:`tuneforge.storage.records.rollback_target`), in one transaction under the model's lock.
+
+        Raises:
+            NotFoundError: Unknown model or alias.
+            ConflictError: Nothing to go back to, or that version was pruned.
+        """
+
+    @abstractmethod
+    def list_model_aliases(self, *, project: str, name: str | None = None) -> list[ModelAliasRecord]:
+        """Aliases of a project (or of one model), by model then alias."""
+
+    @abstractmethod
+    def list_alias_moves(self, *, project: str, name: str, alias: str | None = None) -> list[AliasMoveRecord]:
+        """Every recorded move of a model's aliases (or of one alias), oldest first."""
 
     @abstractmethod
     def close(self) -> None:

@@ -124,3 +124,67 @@ models = Table(
     Column("path", Text, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+# --- the model registry (0003) ------------------------------------------------------------------------------
+registered_models = Table(
+    "registered_models", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("project", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("latest_version", Integer, nullable=False),  # the counter that numbers versions (row-locked)
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("project", "name", name="uq_registered_models_project_name"),
+)
+
+model_versions = Table(
+    "model_versions", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("project", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("artifact_path", Text, nullable=False),
+    Column("artifact_sha256", String(64), nullable=False, index=True),
+    Column("base_model", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("source", JSON, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("dataset_sha256", String(64), index=True),
+    Column("scores", JSON, nullable=False),
+    Column("job_id", String(64), index=True),
+    Column("fine_tuned_model", String(512), index=True),
+    Column("parent_version", Integer),
+    Column("status", String(16), nullable=False),
+    Column("pruned_at", Float),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("project", "name", "version", name="uq_model_versions_project_name_version"),
+)
+
+model_aliases = Table(
+    "model_aliases", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("project", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("project", "name", "alias", name="uq_model_aliases_project_name_alias"),
+)
+
+model_alias_moves = Table(
+    "model_alias_moves", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("project", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("action", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_model_alias_moves_model", "project", "name", "alias"),
+)

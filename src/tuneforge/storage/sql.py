@@ -25,6 +25,7 @@ from tuneforge.errors import NotFoundError, StorageError
 from tuneforge.storage import schema as t
 from tuneforge.storage.base import Store
 from tuneforge.storage.engine import create_db_engine, migrate
+from tuneforge.storage.sql_registry import RegistrySql
 from tuneforge.storage.records import (
     FINAL_STATES, CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobControl, JobRecord, JobStatus,
     JobUpdate, MetricRecord, ModelRecord, Page, now,
@@ -60,8 +61,8 @@ def _first_line(exc: SQLAlchemyError) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class SqlStore(Store):
-    """The Store on a SQL database.
+class SqlStore(RegistrySql, Store):
+    """The Store on a SQL database (the model registry's methods come from :class:`RegistrySql`).
 
     Args:
         url: ``sqlite:///PATH`` or ``postgresql://...``.
