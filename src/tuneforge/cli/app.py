@@ -27,6 +27,8 @@ config_app = typer.Typer(help="Check configs and print examples.", no_args_is_he
 app.add_typer(config_app, name="config")
 console = make_console()
 _state = {"debug": False}
+SET_OPTION = typer.Option(None, "--set", metavar="KEY=VALUE",
+                          help="Override a config value, e.g. --set train.learning_rate=1e-4 (YAML value; repeatable).")
 
 
 @app.callback()
@@ -48,6 +50,7 @@ def train(
     config: Path = typer.Argument(..., help="YAML config file."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint of the run."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that output_dir already holds."),
+    overrides: Optional[list[str]] = SET_OPTION,
 ) -> None:
     """Fine-tune a model as CONFIG says. Ctrl-C (or SIGTERM) saves a checkpoint after the current step."""
     from tuneforge.services.training import train as train_service
@@ -56,7 +59,7 @@ def train(
         try:
             with ProgressRenderer(console) as progress:
                 result = train_service(config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
-                                       progress=stop.arming(progress), stop=stop.event)
+                                       progress=stop.arming(progress), stop=stop.event, overrides=overrides or ())
         except Interrupted as exc:
             kept = f" ({exc.checkpoint} kept)" if exc.checkpoint else ""
             Console(stderr=True, soft_wrap=True).print(f"[yellow]{escape(exc.message)}[/]{escape(kept)}",
@@ -179,11 +182,14 @@ app.command("compress")(compression.compress_command)
 
 
 @config_app.command("validate")
-def config_validate(file: Path = typer.Argument(..., help="YAML config file.")) -> None:
+def config_validate(
+    file: Path = typer.Argument(..., help="YAML config file."),
+    overrides: Optional[list[str]] = SET_OPTION,
+) -> None:
     """Check a config; print the resolved config with every default."""
     from tuneforge.services.training import as_train_config
 
-    config = as_train_config(file)
+    config = as_train_config(file, overrides=overrides or ())
     console.print_json(json.dumps(config.model_dump(mode="json")))
     console.print(f"[green]{file} is valid[/]")
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tuneforge.config import TrainConfig, load_config, method_template, validate_config
+from tuneforge.config.overrides import apply_overrides
 from tuneforge.errors import ConfigError, ConflictError, NotFoundError
 from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
 from tuneforge.settings import Settings
@@ -17,13 +19,59 @@ if TYPE_CHECKING:
     import threading
 
 
-def as_train_config(config: TrainConfig | dict[str, Any] | str | Path) -> TrainConfig:
-    """Accept a config model, a mapping (API body) or a YAML path."""
+class DatasetResolver(Protocol):
+    """Turns a platform dataset reference into a data file: ``resolve_dataset(ref, since=, replay=, seed=)``.
+
+    ``ref`` is ``name:version``; ``since`` (a version) asks for the records added after it, ``replay`` for that
+    fraction of the older ones mixed back in (seeded by ``seed``). The dataset registry provides one; the default
+    (:func:`no_dataset_registry`) refuses.
+    """
+
+    def __call__(self, ref: str, *, since: int | None, replay: float | None, seed: int) -> Path: ...
+
+
+def no_dataset_registry(ref: str, *, since: int | None, replay: float | None, seed: int) -> Path:
+    """The resolver where no dataset registry is wired in: a clear :class:`ConfigError`."""
+    raise ConfigError(
+        f"data entry {{dataset: {ref}}}: dataset references need the platform's dataset registry, which this "
+        "command does not reach",
+        field="data.train",
+        hint="run the config as a platform job, or point the entry at a file: {path: FILE}",
+    )
+
+
+def as_train_config(
+    config: TrainConfig | dict[str, Any] | str | Path, *, overrides: Sequence[str] = ()
+) -> TrainConfig:
+    """Accept a config model, a mapping (API body) or a YAML path; apply ``--set KEY=VALUE`` overrides.
+
+    Raises:
+        ConfigError: The config does not validate; an error about an overridden field names the ``--set`` argument.
+    """
     if isinstance(config, TrainConfig):
-        return config
+        if not overrides:
+            return config
+        config = config.model_dump(mode="json", exclude_unset=True)
     if isinstance(config, dict):
-        return validate_config(config, TrainConfig)
-    return load_config(config, TrainConfig)
+        return validate_config(apply_overrides(config, overrides), TrainConfig, overrides=overrides)
+    return load_config(config, TrainConfig, overrides=overrides)
+
+
+def resolve_datasets(config: TrainConfig, *, resolve_dataset: DatasetResolver = no_dataset_registry) -> TrainConfig:
+    """``config`` with each ``{dataset: ...}`` data entry given the file ``resolve_dataset`` makes of it.
+
+    The entry keeps its reference next to the ``path`` (the run folder's config.yaml records both, and re-runs
+    without the platform). Entries that already have a path are left alone.
+    """
+    def resolved(value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [source if source.path is not None or source.dataset is None else source.model_copy(update={
+            "path": str(resolve_dataset(source.dataset, since=source.since, replay=source.replay, seed=config.seed))
+        }) for source in value]
+
+    data = config.data.model_copy(update={"train": resolved(config.data.train), "eval": resolved(config.data.eval)})
+    return config.model_copy(update={"data": data})
 
 
 def train(
@@ -34,15 +82,18 @@ def train(
     overwrite: bool = False,
     progress: ProgressCallback = no_progress,
     stop: threading.Event | None = None,
+    overrides: Sequence[str] = (),
+    resolve_dataset: DatasetResolver = no_dataset_registry,
 ) -> TrainResult:
     """Fine-tune as the config says (a :class:`TrainConfig`, a mapping, or a YAML path).
 
     See :func:`tuneforge.training.run_training` for the arguments and errors; ``stop`` is the shell's
     stop request (set on Ctrl-C / SIGTERM): training ends after the current step with a checkpoint and
-    :class:`tuneforge.errors.Interrupted` is raised.
+    :class:`tuneforge.errors.Interrupted` is raised. ``overrides`` are ``--set KEY=VALUE`` arguments;
+    ``resolve_dataset`` turns ``{dataset: name:version}`` data entries into files (:func:`resolve_datasets`).
     """
-    return run_training(as_train_config(config), settings=settings, resume=resume, overwrite=overwrite,
-                        progress=progress, stop=stop)
+    resolved = resolve_datasets(as_train_config(config, overrides=overrides), resolve_dataset=resolve_dataset)
+    return run_training(resolved, settings=settings, resume=resume, overwrite=overwrite, progress=progress, stop=stop)
 
 
 def template(name: str) -> str:

@@ -52,7 +52,7 @@ def model_card(config: Any, summary: dict, artifact: str) -> str:
     rows = [
         ("base model", f"`{config.model}`"),
         ("method", f"`{json.dumps(method)}`"),
-        ("data", f"`{config.data.train}` ({summary['data_format']}, {summary['dataset']['examples']} examples)"),
+        ("data", f"{', '.join(f'`{s.label}`' for s in config.data.train_sources())} ({summary['data_format']}, {summary['dataset']['examples']} examples)"),
         ("train loss", _fmt(summary["train_loss"])),
         ("eval loss", _fmt(summary["eval_loss"])),
         ("steps / epochs", f"{summary['global_step']} / {_fmt(summary['epochs'])}"),
@@ -60,6 +60,7 @@ def model_card(config: Any, summary: dict, artifact: str) -> str:
         ("tokens/s", _fmt(summary["tokens_per_second"])),
         ("runtime", f"{summary['runtime_seconds']} s on {summary['device']} ({summary['precision']})"),
         ("trainable / total parameters", f"{summary['trainable_parameters']:,} / {summary['total_parameters']:,}"),
+        ("chat template", f"`{config.data.chat_template}` (saved with the tokenizer)"),
         ("seed", str(config.seed)),
     ]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
