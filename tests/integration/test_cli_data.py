@@ -4,6 +4,7 @@ template saved with the adapter, overlong records, optimizer options, and platfo
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import yaml
@@ -20,7 +21,7 @@ def _sharegpt(rows: list[dict]) -> list[dict]:
             for row in rows]
 
 
-def test_train_with_sources_split_template_overlong_and_set(tiny_model, tmp_path):
+def test_train_with_sources_template_overlong_and_set(tiny_model, tmp_path, settings, caplog):
     chats = write_jsonl(tmp_path / "chats.jsonl", MEMORIZE)
     long_row = {"messages": [{"role": "user", "content": "The quick brown fox " * 40},
                              {"role": "assistant", "content": "ok"}]}
@@ -51,6 +52,12 @@ def test_train_with_sources_split_template_overlong_and_set(tiny_model, tmp_path
     assert summary["eval_loss"] is not None and len(summary["dataset"]["sources"]) == 2
     assert summary["dataset"]["overlong"] == 1 and summary["dataset"]["overlong_policy"] == "drop"
     assert "`llama3`" in (tmp_path / "run" / "README.md").read_text()
+    from tuneforge.models.inference import load_for_inference
+
+    with caplog.at_level(logging.WARNING, logger="tuneforge.models"):
+        _, tokenizer, _ = load_for_inference(str(tmp_path / "run"), cache_dir=settings.model_cache_dir)
+    assert tokenizer.chat_template == NAMED_TEMPLATES["llama3"]  # generate and eval prompt as training did
+    assert "trained with a chat template that differs from its base model's" in caplog.text
 
     bad = tuneforge("config", "validate", config, "--set", "train.learning_rate=-1")
     assert bad.returncode == 1 and "--set train.learning_rate=-1" in bad.stderr and "hint:" in bad.stderr
@@ -58,7 +65,7 @@ def test_train_with_sources_split_template_overlong_and_set(tiny_model, tmp_path
     assert good.returncode == 0 and '"seed": 5' in good.stdout
 
 
-def test_dataset_references_resolve_through_the_resolver(tiny_model, tmp_path, settings):
+def test_dataset_references_resolve_through_the_resolver(tiny_model, tmp_path, settings, caplog):
     from tuneforge.services.training import train
 
     data = write_jsonl(tmp_path / "support-3.jsonl", MEMORIZE)
@@ -81,3 +88,8 @@ def test_dataset_references_resolve_through_the_resolver(tiny_model, tmp_path, s
         {"source": "support:3", "records": 8, "held_out": 2, "weight": None, "drawn": 6}]
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["train"][0]
     assert saved["dataset"] == "support:3" and saved["path"] == str(data)
+    from tuneforge.models.inference import load_for_inference
+
+    with caplog.at_level(logging.WARNING, logger="tuneforge.models"):
+        load_for_inference(str(tmp_path / "run"), cache_dir=settings.model_cache_dir)
+    assert "chat template" not in caplog.text  # trained with the model's own template: nothing to warn about
