@@ -56,6 +56,10 @@ def test_overlong_policies_name_file_and_lines(tmp_path, tokenizer):
         tokenize_examples(examples, tokenizer, max_seq_length=limit, overlong="error")
     assert overlong_message(tokenize_examples(examples[:1], tokenizer, max_seq_length=limit)[1].as_dict(),
                             max_seq_length=limit) is None
+    evaluation, _ = load_examples(write_jsonl(tmp_path / "eval.jsonl", rows[1:2]))
+    stats = tokenize_examples(examples, tokenizer, max_seq_length=limit)[1]
+    stats.add_overlong(tokenize_examples(evaluation + examples[1:2], tokenizer, max_seq_length=limit)[1])
+    assert stats.overlong == 3 and "eval.jsonl line 1" in overlong_message(stats.as_dict(), max_seq_length=limit)
 
 
 def _config(tmp_path, train, eval_=None, seed=7) -> TrainConfig:

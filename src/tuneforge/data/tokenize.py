@@ -27,8 +27,8 @@ class DatasetStats:
         truncated: Examples cut at ``max_seq_length``.
         dropped: Examples dropped: longer than ``max_seq_length`` under ``data.overlong: drop``, or left with no
             token to train on (after truncation, or an assistant turn of no tokens).
-        overlong: Records longer than ``max_seq_length`` (before the policy applied; a record that mixing
-            repeats counts once).
+        overlong: Records longer than ``max_seq_length``, training and eval (before the policy applied; a
+            record that mixing repeats counts once).
         overlong_policy: ``data.overlong``: truncate, drop or error.
         overlong_records: ``file:line`` of the first :data:`LISTED` overlong examples.
     """
@@ -42,9 +42,15 @@ class DatasetStats:
     overlong_policy: str = "truncate"
     overlong_records: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         """The statistics as a plain dict."""
         return asdict(self)
+
+    def add_overlong(self, other: DatasetStats) -> None:
+        """Count and name the overlong records of another split (eval) with these; a record in both counts once."""
+        shared = [record for record in other.overlong_records if record in self.overlong_records]
+        self.overlong += other.overlong - len(shared)
+        self.overlong_records = (self.overlong_records + [r for r in other.overlong_records if r not in shared])[:LISTED]
 
 
 def tokenize_examples(

@@ -61,7 +61,10 @@ def build_lm_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> Ta
     fmt = "text" if config.task.name == "pretrain" and config.data.format == "auto" else config.data.format
     mixture, data_format = read_examples(config, fmt=fmt)
     train, stats = tokenized_split(config, mixture.train, tokenizer, name="training")
-    evaluation = tokenized_split(config, mixture.eval, tokenizer, name="eval")[0] if mixture.eval else None
+    evaluation = None
+    if mixture.eval:
+        evaluation, eval_stats = tokenized_split(config, mixture.eval, tokenizer, name="eval")
+        stats.add_overlong(eval_stats)  # the overlong eval records are named too
     return TaskData(
         train=Dataset.from_list(train),
         eval=Dataset.from_list(evaluation) if evaluation else None,
