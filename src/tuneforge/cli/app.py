@@ -27,6 +27,8 @@ config_app = typer.Typer(help="Check configs and print examples.", no_args_is_he
 app.add_typer(config_app, name="config")
 console = make_console()
 _state = {"debug": False}
+SET_OPTION = typer.Option(None, "--set", metavar="KEY=VALUE",
+                          help="Override a config value, e.g. --set train.learning_rate=1e-4 (YAML value; repeatable).")
 
 
 @app.callback()
@@ -50,6 +52,7 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that output_dir already holds."),
     register: Optional[str] = typer.Option(None, "--register", help="Register the trained model as the next version "
                                            "of this registered model name (see 'tuneforge registry')."),
+    overrides: Optional[list[str]] = SET_OPTION,
 ) -> None:
     """Fine-tune a model as CONFIG says. Ctrl-C (or SIGTERM) saves a checkpoint after the current step."""
     from tuneforge.registry.models import check_name
@@ -57,12 +60,13 @@ def train(
 
     if register is not None:
         check_name(register, field="--register")  # before training, not after
-    train_config = registry.with_registered_base(config)  # model: name / name:3 / name@alias of the registry
+    train_config = registry.with_registered_base(config, overrides=overrides or ())  # model: name / name:3 / name@alias of the registry
     with StopOnSignals() as stop:
         try:
             with ProgressRenderer(console) as progress:
                 result = train_service(train_config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
-                                       progress=stop.arming(progress), stop=stop.event, command=_command_line())
+                                       progress=stop.arming(progress), stop=stop.event, command=_command_line(),
+                                       config_file=config)
         except Interrupted as exc:
             kept = f" ({exc.checkpoint} kept)" if exc.checkpoint else ""
             Console(stderr=True, soft_wrap=True).print(f"[yellow]{escape(exc.message)}[/]{escape(kept)}",
@@ -210,11 +214,13 @@ def config_validate(
     file: Path = typer.Argument(..., help="YAML config file."),
     check_data: bool = typer.Option(True, "--check-data/--no-check-data",
                                     help="Also read and tokenize the data files (skip with --no-check-data)."),
+    overrides: Optional[list[str]] = SET_OPTION,
 ) -> None:
     """Check a config, its model (config and tokenizer, no weights) and its data; print it with every default."""
     from tuneforge.services.training import check_config
 
-    config, checks = check_config(file, settings=Settings.from_env(), check_data=check_data)
+    config, checks = check_config(file, settings=Settings.from_env(), check_data=check_data,
+                                  overrides=overrides or ())
     console.print_json(json.dumps(config.model_dump(mode="json")))
     for line in checks:
         console.print(f"[green]ok[/] {escape(line)}", highlight=False)

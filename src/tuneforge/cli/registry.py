@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,13 +233,13 @@ def prune_command(name: str = typer.Argument(..., help="Registered model name.")
                   f"bytes); kept: {', '.join(map(str, result.kept))}")
 
 
-def with_registered_base(config: Path) -> Any:
+def with_registered_base(config: Path, *, overrides: Sequence[str] = ()) -> Any:
     """The train config of ``config``, its ``model`` resolved when it names a registered version (a full model:
     training starts from its weights; an adapter is refused, its base model is what to name)."""
     from tuneforge.errors import ConfigError
     from tuneforge.services.training import as_train_config
 
-    train_config = as_train_config(config)
+    train_config = as_train_config(config, overrides=overrides)
     model = resolve_cli_model(train_config.model)
     if model.version is None:
         return train_config

@@ -7,7 +7,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 TargetModules = Union[Literal["auto", "all-linear"], list[str]]
-DataFormat = Literal["auto", "messages", "alpaca", "prompt_completion", "qa", "text", "classification"]
+DataFormat = Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "qa", "text", "classification"]
 
 
 class StrictModel(BaseModel):

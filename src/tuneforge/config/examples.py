@@ -14,6 +14,7 @@ from string import Template
 import yaml
 
 from tuneforge.config.base import DataFormat
+from tuneforge.config.data import CHAT_TEMPLATE_NAMES
 from tuneforge.config.methods import METHODS, MethodConfig
 from tuneforge.config.tasks import TASKS
 from tuneforge.errors import NotFoundError
@@ -34,6 +35,7 @@ def method_template(name: str) -> str:
         learning_rate=entry.extra.get("learning_rate", "2.0e-4"),
         task_names=" | ".join(TASKS.names()),
         formats=" | ".join(f for f in typing.get_args(DataFormat) if f != "auto"),
+        chat_templates=" | ".join(CHAT_TEMPLATE_NAMES[1:]),
         name=name,
     )
 

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from tuneforge.config.overrides import apply_overrides, override_origin
 from tuneforge.errors import ConfigError, suggest
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_config(path: str | Path, model: type[M] | None = None) -> M:
+def load_config(path: str | Path, model: type[M] | None = None, *, overrides: Sequence[str] = ()) -> M:
     """Load and validate a YAML config file.
 
     Args:
         path: The YAML file.
         model: The pydantic model to validate into (default: :class:`TrainConfig`).
+        overrides: ``KEY=VALUE`` command-line overrides (``--set``), applied before validation
+            (:func:`tuneforge.config.overrides.apply_overrides`).
 
     Returns:
         The validated config.
@@ -48,22 +52,34 @@ def load_config(path: str | Path, model: type[M] | None = None) -> M:
         ) from None
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping of keys to values", file=str(path), line=1)
-    return validate_config(data, model, file=str(path), root=root)
+    return validate_config(apply_overrides(data, overrides), model, file=str(path), root=root, overrides=overrides)
 
 
 def validate_config(
-    data: dict[str, Any], model: type[M], *, file: str | None = None, root: yaml.Node | None = None
+    data: dict[str, Any],
+    model: type[M],
+    *,
+    file: str | None = None,
+    root: yaml.Node | None = None,
+    overrides: Sequence[str] = (),
 ) -> M:
-    """Validate a mapping into ``model``, turning the first pydantic error into a :class:`ConfigError`."""
+    """Validate a mapping into ``model``, turning the first pydantic error into a :class:`ConfigError`.
+
+    ``overrides`` are the ``--set`` arguments already applied to ``data``: an error about a field they set names
+    the argument rather than ``file``.
+    """
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _config_error(exc, model, file=file, root=root) from None
+        raise _config_error(exc, model, file=file, root=root, overrides=overrides) from None
 
 
-def _config_error(exc: ValidationError, model: type[BaseModel], *, file: str | None, root: Any) -> ConfigError:
+def _config_error(
+    exc: ValidationError, model: type[BaseModel], *, file: str | None, root: Any, overrides: Sequence[str]
+) -> ConfigError:
     err = exc.errors()[0]
-    loc = [part for part in err["loc"] if isinstance(part, (str, int))]
+    # Drop the branch tags of plain unions (DataConfig's '<file>' / '<sources>'): they are no keys of the YAML.
+    loc = [part for part in err["loc"] if isinstance(part, int) or (isinstance(part, str) and part[:1] != "<")]
     field_path = _field_path(model, loc)
     hint = None
     message = err["msg"].removeprefix("Value error, ")
@@ -84,6 +100,9 @@ def _config_error(exc: ValidationError, model: type[BaseModel], *, file: str | N
         message = f"{message} (got {err['input']!r})"
     if hint is None:
         hint = _examples_hint(model)
+    origin = override_origin(field_path, overrides)
+    if origin is not None:  # the value came from the command line, not from the file
+        return ConfigError(message, file=f"--set {origin}", field=field_path, hint=hint)
     return ConfigError(message, file=file, line=_line_of(root, loc), field=field_path or None, hint=hint)
 
 
@@ -107,14 +126,14 @@ def _strip_tags(model: type[BaseModel], loc: list[str | int]) -> list[str | int]
         i += 1
         if isinstance(part, int):  # a list position: the list's item model stays current
             if isinstance(current, list) and i < len(loc):
-                current = next((m for m in current if _tag_of(m) == loc[i]), None)
-                i += 1  # a discriminated union's tag follows the position
+                current, tagged = _pick_member(current, loc[i])
+                i += tagged  # a discriminated union's tag follows the position
             continue
         current = _child_model(current, part)
         if isinstance(current, list) and i < len(loc) and not isinstance(loc[i], int):
             # A discriminated union: the next loc part is the tag, not a key of the YAML.
-            current = next((m for m in current if _tag_of(m) == loc[i]), None)
-            i += 1
+            current, tagged = _pick_member(current, loc[i])
+            i += tagged
     return parts
 
 
@@ -124,11 +143,21 @@ def _allowed_keys(model: type[BaseModel], loc: list[str | int]) -> list[str]:
     i = 0
     while i < len(loc) and current is not None:
         current = _child_model(current, loc[i])
-        if isinstance(current, list):
-            current = next((m for m in current if i + 1 < len(loc) and _tag_of(m) == loc[i + 1]), None)
-            i += 1
         i += 1
+        if isinstance(current, list):
+            if i >= len(loc):  # the keys of every member of a union (e.g. DataSource or EvalSplit)
+                return list(dict.fromkeys(key for member in current for key in member.model_fields))
+            current, tagged = _pick_member(current, loc[i])
+            i += tagged
     return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _pick_member(members: list[type[BaseModel]], key: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The union member that ``key`` names: by its tag (``True``: the key is the tag), else the one with that field."""
+    tagged = next((m for m in members if _tag_of(m) is not None and _tag_of(m) == key), None)
+    if tagged is not None:
+        return tagged, True
+    return next((m for m in members if key in m.model_fields), None), False
 
 
 def _child_model(model: Any, key: str | int) -> Any:

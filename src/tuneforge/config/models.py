@@ -11,20 +11,37 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tuneforge.config.base import DataFormat, StrictModel, TargetModules
+from tuneforge.config.data import (
+    CHAT_TEMPLATE_NAMES, DataSource, EvalData, EvalSplit, OverlongPolicy, TrainData, as_sources,
+)
 from tuneforge.config.methods import METHODS, LoraMethod, MethodConfig
 from tuneforge.config.tasks import TASKS, SftTask, TrainTaskConfig
+from tuneforge.errors import suggest
 
-__all__ = ["DataConfig", "DataFormat", "StrictModel", "TargetModules", "TrainConfig", "TrainSettings"]
+Optimizer = Literal[
+    "auto", "adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_bnb_8bit", "paged_adamw_8bit", "lion"
+]
+
+__all__ = [
+    "DataConfig", "DataFormat", "DataSource", "EvalSplit", "StrictModel", "TargetModules", "TrainConfig",
+    "TrainSettings",
+]
 
 
 class DataConfig(StrictModel):
     """Where the data is and how to read it."""
 
-    train: str = Field(description="Training data file: .jsonl, .json, .csv or .parquet.")
-    eval: str | None = Field(None, description="Evaluation data file (eval loss, early stopping).")
+    train: TrainData = Field(
+        description="Training data: a file (.jsonl, .json, .csv, .parquet), or a list of sources "
+        "({path: FILE} or {dataset: NAME:VERSION}, each with an optional mixing weight)."
+    )
+    eval: EvalData | None = Field(
+        None, description="Evaluation data (eval loss, early stopping): a file, a list of sources, or "
+        "{split: 0.05} to hold out that fraction of each training source (seeded)."
+    )
     format: DataFormat = Field(
         "auto",
-        description="Record format: messages, alpaca, prompt_completion, text or classification; "
+        description="Record format: messages, sharegpt, alpaca, prompt_completion, qa, text or classification; "
         "'auto' detects it from the first record's keys.",
     )
     system_prompt: str | None = Field(
@@ -33,6 +50,68 @@ class DataConfig(StrictModel):
     train_on_prompt: bool = Field(
         False, description="Also compute the loss on prompt tokens (default: assistant tokens only)."
     )
+    chat_template: str = Field(
+        "auto",
+        description=f"Chat template: 'auto' (the model's own, else chatml), one of "
+        f"{', '.join(CHAT_TEMPLATE_NAMES[1:])}, or a .jinja file. It is saved with the adapter and used by "
+        "eval, generate and serving.",
+    )
+    overlong: OverlongPolicy = Field(
+        "truncate",
+        description="Records longer than train.max_seq_length: 'truncate' (default; a record left with no "
+        "token to train on is dropped), 'drop' them, or stop with an 'error' naming them.",
+    )
+
+    @field_validator("train", "eval", mode="before")
+    @classmethod
+    def _one_mapping(cls, value: object) -> object:
+        if isinstance(value, dict) and "split" not in value:
+            return [value]  # a single source written as a mapping
+        if isinstance(value, list):  # a plain path in a list of sources
+            return [{"path": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("train")
+    @classmethod
+    def _weights_all_or_none(cls, value: str | list[DataSource]) -> str | list[DataSource]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("give at least one training source")
+            weighted = [source.weight is not None for source in value]
+            if any(weighted) and not all(weighted):
+                raise ValueError("give a weight to every data.train entry or to none (none: concatenate them)")
+        return value
+
+    @field_validator("eval")
+    @classmethod
+    def _eval_unweighted(cls, value: object) -> object:
+        if isinstance(value, list) and any(source.weight is not None for source in value):
+            raise ValueError("weights apply to data.train only: eval sources are concatenated")
+        return value
+
+    @field_validator("chat_template")
+    @classmethod
+    def _known_template(cls, value: str) -> str:
+        if value not in CHAT_TEMPLATE_NAMES and not value.endswith(".jinja"):
+            hint = suggest(value, CHAT_TEMPLATE_NAMES)
+            raise ValueError(
+                f"unknown chat template {value!r}; use one of {', '.join(CHAT_TEMPLATE_NAMES)} or a .jinja file"
+                + (f" ({hint})" if hint else "")
+            )
+        return value
+
+    def train_sources(self) -> list[DataSource]:
+        """The training sources as a list (a plain path is one source)."""
+        return as_sources(self.train)
+
+    def eval_sources(self) -> list[DataSource]:
+        """The evaluation sources as a list; empty with no eval data or with ``{split: ...}``."""
+        return [] if isinstance(self.eval, EvalSplit) else as_sources(self.eval)
+
+    @property
+    def eval_split(self) -> float | None:
+        """The fraction held out of the training data, when ``eval`` is ``{split: ...}``."""
+        return self.eval.split if isinstance(self.eval, EvalSplit) else None
 
 
 class TrainSettings(StrictModel):
@@ -50,7 +129,7 @@ class TrainSettings(StrictModel):
     )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    max_seq_length: int = Field(1024, ge=8, description="Examples longer than this are truncated.")
+    max_seq_length: int = Field(1024, ge=8, description="Longest example in tokens; longer ones follow data.overlong.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="'auto': bf16 autocast where the CPU or GPU supports it, else fp32."
     )
@@ -62,6 +141,15 @@ class TrainSettings(StrictModel):
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after N evals without a better eval loss (needs data.eval)."
     )
+    optimizer: Optimizer = Field(
+        "auto",
+        description="Optimizer (transformers' optim): 'auto' (transformers' default, fused AdamW), adamw_torch, "
+        "adamw_torch_fused, adafactor, sgd, adamw_bnb_8bit / paged_adamw_8bit / lion (need bitsandbytes).",
+    )
+    neftune_alpha: float | None = Field(
+        None, gt=0, description="NEFTune: noise on the input embeddings while training (5 is typical; null: off)."
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing factor of the loss (0: off).")
 
 
 class TrainConfig(StrictModel):
@@ -95,6 +183,8 @@ class TrainConfig(StrictModel):
                 raise ValueError("train.early_stopping_patience needs data.eval: add an eval file")
             if self.train.eval_steps is not None:
                 raise ValueError("train.eval_steps needs data.eval: add an eval file or remove eval_steps")
+        if getattr(self.method, "loraplus_lr_ratio", None) and self.train.optimizer != "auto":
+            raise ValueError("method.loraplus_lr_ratio builds its own AdamW: remove train.optimizer or loraplus_lr_ratio")
         return self
 
 

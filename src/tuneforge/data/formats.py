@@ -1,6 +1,6 @@
 """Record formats: detect them and turn each record into a conversation or a raw text.
 
-Every chat-like format (messages, alpaca, prompt_completion, classification) becomes a list of messages
+Every chat-like format (messages, sharegpt, alpaca, prompt_completion, qa, classification) becomes a list of messages
 ``{"role", "content", "weight"}``; ``weight: 0`` on an assistant message means it is not trained on.
 """
 
@@ -13,8 +13,12 @@ from tuneforge.data.readers import Record
 from tuneforge.errors import DataError
 
 ROLES = ("system", "user", "assistant", "tool")
+# ShareGPT's speaker names ("from") and the roles they become.
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system", "tool": "tool", "observation": "tool", "function_call": "assistant"}
 FORMAT_KEYS: dict[str, tuple[str, ...]] = {
     "messages": ("messages",),
+    "sharegpt": ("conversations",),
     "alpaca": ("instruction", "output"),
     "prompt_completion": ("prompt", "completion"),
     "qa": ("context", "question", "answer"),
@@ -42,7 +46,7 @@ def detect_format(record: Record) -> str:
         f"cannot tell the data format from the keys {sorted(record.data)}",
         file=record.file,
         line=record.line,
-        hint="use 'messages', 'instruction'/'output', 'prompt'/'completion', 'context'/'question'/'answer', "
+        hint="use 'messages', 'conversations' (ShareGPT), 'instruction'/'output', 'prompt'/'completion', 'context'/'question'/'answer', "
         "'text'/'label' or 'text', "
         "or set data.format",
     )
@@ -57,7 +61,9 @@ def normalize(record: Record, fmt: str, *, system_prompt: str | None = None) -> 
     if fmt == "text":
         return Example(None, _string(record, "text"), record.file, record.line)
     if fmt == "messages":
-        messages = _messages(record)
+        messages = _messages(record, data["messages"], "messages")
+    elif fmt == "sharegpt":
+        messages = _messages(record, _sharegpt(record), "conversations")
     elif fmt == "alpaca":
         instruction = _string(record, "instruction")
         extra = data.get("input") or ""
@@ -80,13 +86,28 @@ def normalize(record: Record, fmt: str, *, system_prompt: str | None = None) -> 
     return Example(messages, None, record.file, record.line)
 
 
-def _messages(record: Record) -> list[dict[str, Any]]:
-    raw = record.data["messages"]
+def _sharegpt(record: Record) -> Any:
+    """ShareGPT turns (``{"from": "human", "value": ...}``) as messages; other shapes fail in :func:`_messages`."""
+    raw = record.data["conversations"]
+    if not isinstance(raw, list):
+        return raw
+    messages = []
+    for index, turn in enumerate(raw):
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            _fail(record, f"conversations[{index}] must be an object with 'from' and 'value'")
+        if turn["from"] not in SHAREGPT_ROLES:
+            _fail(record, f"conversations[{index}].from is {turn['from']!r}; expected one of "
+                  f"{', '.join(SHAREGPT_ROLES)}")
+        messages.append({"role": SHAREGPT_ROLES[turn["from"]], "content": turn["value"]})
+    return messages
+
+
+def _messages(record: Record, raw: Any, key: str) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or not raw:
-        _fail(record, "'messages' must be a non-empty list")
+        _fail(record, f"'{key}' must be a non-empty list")
     messages = []
     for index, message in enumerate(raw):
-        where = f"messages[{index}]"
+        where = f"{key}[{index}]"
         if not isinstance(message, dict):
             _fail(record, f"{where} must be an object with 'role' and 'content'")
         role, content = message.get("role"), message.get("content")

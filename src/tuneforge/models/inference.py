@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from tuneforge.storage.rundir import COMPLETED, RunDir
 
 ADAPTER_CONFIG = "adapter_config.json"  # what PEFT writes into an adapter folder
 LABELS = "labels.json"  # the class names of a classification head, saved beside the weights by training
+log = logging.getLogger("tuneforge.models")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,19 @@ def merge_adapter(model: Any) -> Any:
     return model.merge_and_unload()
 
 
+def chat_template_warning(source: ModelSource, tokenizer: Any) -> str | None:
+    """A warning when an adapter was trained with another chat template than its base model's, else ``None``.
+
+    ``tokenizer`` is the adapter's (saved with it by training, with its ``chat_template.jinja``): generate and eval
+    format prompts with it; anything that uses the base model's template (a server given only the base) does not
+    match what the adapter learned.
+    """
+    if source.adapter is None or load_tokenizer(source.base).chat_template == tokenizer.chat_template:
+        return None
+    return (f"{source.adapter} was trained with a chat template that differs from its base model's; prompts use "
+            f"the adapter's ({source.adapter / 'chat_template.jinja'}), give a server that one too")
+
+
 def load_for_inference(reference: str, *, cache_dir: Path, merge: bool = False) -> tuple[Any, Any, ModelSource]:
     """Load a model and tokenizer for generation.
 
@@ -81,7 +96,10 @@ def load_for_inference(reference: str, *, cache_dir: Path, merge: bool = False) 
         The model (in eval mode), its tokenizer, and where its weights came from.
     """
     source = locate(reference, cache_dir=cache_dir)
-    tokenizer = load_tokenizer(source.adapter or source.base)
+    tokenizer = load_tokenizer(source.adapter or source.base)  # an adapter's: the chat template it trained with
+    warning = chat_template_warning(source, tokenizer)
+    if warning:
+        log.warning("warning: %s", warning)
     labels_file = (source.adapter or source.base) / LABELS
     labels = json.loads(labels_file.read_text()) if labels_file.is_file() else None
     model = load_model(source.base, head=source.head, labels=labels)

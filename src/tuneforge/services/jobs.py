@@ -56,10 +56,10 @@ def create_train_job(platform: Platform, *, project: str, config: TrainConfig, p
     job_id = new_job_id("train")
     model_path = resolve_base_model(platform, config.model)
     data_dir = platform.settings.data_dir(job_id)
-    data = {"train": input_file(platform, config.data.train, project=project, target=data_dir / "train",
+    data = {"train": _job_input(platform, config.data.train, project=project, target=data_dir / "train",
                                 field="data.train"),
-            "eval": config.data.eval and input_file(platform, config.data.eval, project=project,
-                                                    target=data_dir / "validation", field="data.eval")}
+            "eval": _job_input(platform, config.data.eval, project=project, target=data_dir / "validation",
+                               field="data.eval")}
     resolved = config.model_copy(update={"model": model_path, "output_dir": str(platform.settings.run_dir(job_id)),
                                          "data": config.data.model_copy(update=data)})
     request = {"api": "native", "suffix": suffix,
@@ -68,8 +68,21 @@ def create_train_job(platform: Platform, *, project: str, config: TrainConfig, p
                                                                job_id=job_id)}
     job = JobRecord(id=job_id, project=project, model=config.model, config=resolved.model_dump(mode="json"),
                     kind="train", priority=priority, seed=config.seed, status=S.QUEUED, request=request,
-                    training_file=config.data.train if config.data.train.startswith(("file-", "ds-")) else None)
+                    training_file=next((s.path for s in config.data.train_sources()
+                                        if (s.path or "").startswith(("file-", "ds-"))), None))
     return add_job(platform, job, message="Fine-tuning job queued")
+
+
+def _job_input(platform: Platform, value: Any, *, project: str, target: Path, field: str) -> Any:
+    """``data.train`` / ``data.eval`` with every file entry made a path the job reads (:func:`input_file`);
+    ``{split: ...}`` and ``{dataset: name:version}`` entries stay as they are (the latter resolve when it runs)."""
+    if isinstance(value, str):
+        return input_file(platform, value, project=project, target=target, field=field)
+    if not isinstance(value, list):
+        return value
+    return [source if source.path is None else source.model_copy(update={"path": input_file(
+        platform, source.path, project=project, target=target.with_name(f"{target.name}-{n}"), field=f"{field}.{n}")})
+        for n, source in enumerate(value)]
 
 
 @dataclass(frozen=True)

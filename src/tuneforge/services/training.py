@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tuneforge.config import TrainConfig, load_config, method_template, validate_config
+from tuneforge.config.overrides import apply_overrides
 from tuneforge.errors import ConfigError, ConflictError, NotFoundError
 from tuneforge.progress import ProgressCallback, ProgressEvent, ProgressKind, no_progress
 from tuneforge.settings import Settings
@@ -17,13 +19,59 @@ if TYPE_CHECKING:
     import threading
 
 
-def as_train_config(config: TrainConfig | dict[str, Any] | str | Path) -> TrainConfig:
-    """Accept a config model, a mapping (API body) or a YAML path."""
+class DatasetResolver(Protocol):
+    """Turns a platform dataset reference into a data file: ``resolve_dataset(ref, since=, replay=, seed=)``.
+
+    ``ref`` is ``name:version``; ``since`` (a version) asks for the records added after it, ``replay`` for that
+    fraction of the older ones mixed back in (seeded by ``seed``). The dataset registry provides one; the default
+    (:func:`no_dataset_registry`) refuses.
+    """
+
+    def __call__(self, ref: str, *, since: int | None, replay: float | None, seed: int) -> Path: ...
+
+
+def no_dataset_registry(ref: str, *, since: int | None, replay: float | None, seed: int) -> Path:
+    """The resolver where no dataset registry is wired in: a clear :class:`ConfigError`."""
+    raise ConfigError(
+        f"data entry {{dataset: {ref}}}: dataset references need the platform's dataset registry, which this "
+        "command does not reach",
+        field="data.train",
+        hint="run the config as a platform job, or point the entry at a file: {path: FILE}",
+    )
+
+
+def as_train_config(
+    config: TrainConfig | dict[str, Any] | str | Path, *, overrides: Sequence[str] = ()
+) -> TrainConfig:
+    """Accept a config model, a mapping (API body) or a YAML path; apply ``--set KEY=VALUE`` overrides.
+
+    Raises:
+        ConfigError: The config does not validate; an error about an overridden field names the ``--set`` argument.
+    """
     if isinstance(config, TrainConfig):
-        return config
+        if not overrides:
+            return config
+        config = config.model_dump(mode="json", exclude_unset=True)
     if isinstance(config, dict):
-        return validate_config(config, TrainConfig)
-    return load_config(config, TrainConfig)
+        return validate_config(apply_overrides(config, overrides), TrainConfig, overrides=overrides)
+    return load_config(config, TrainConfig, overrides=overrides)
+
+
+def resolve_datasets(config: TrainConfig, *, resolve_dataset: DatasetResolver = no_dataset_registry) -> TrainConfig:
+    """``config`` with each ``{dataset: ...}`` data entry given the file ``resolve_dataset`` makes of it.
+
+    The entry keeps its reference next to the ``path`` (the run folder's config.yaml records both, and re-runs
+    without the platform). Entries that already have a path are left alone.
+    """
+    def resolved(value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [source if source.path is not None or source.dataset is None else source.model_copy(update={
+            "path": str(resolve_dataset(source.dataset, since=source.since, replay=source.replay, seed=config.seed))
+        }) for source in value]
+
+    data = config.data.model_copy(update={"train": resolved(config.data.train), "eval": resolved(config.data.eval)})
+    return config.model_copy(update={"data": data})
 
 
 def train(
@@ -35,25 +83,33 @@ def train(
     progress: ProgressCallback = no_progress,
     stop: threading.Event | None = None,
     command: list[str] | None = None,
+    config_file: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    resolve_dataset: DatasetResolver = no_dataset_registry,
 ) -> TrainResult:
     """Fine-tune as the config says (a :class:`TrainConfig`, a mapping, or a YAML path).
 
     See :func:`tuneforge.training.run_training` for the arguments and errors; ``stop`` is the shell's
     stop request (set on Ctrl-C / SIGTERM): training ends after the current step with a checkpoint and
     :class:`tuneforge.errors.Interrupted` is raised. The run folder gets a ``provenance.json``
-    (:func:`tuneforge.services.runs.collect_provenance`) with ``command``, the shell's command line.
+    (:func:`tuneforge.services.runs.collect_provenance`) with ``command``, the shell's command line, and the git
+    commit of ``config_file``'s folder (default: ``config`` when it is a path). ``overrides`` are ``--set
+    KEY=VALUE`` arguments; ``resolve_dataset`` turns ``{dataset: name:version}`` data entries into files
+    (:func:`resolve_datasets`).
     """
     from tuneforge.services.runs import collect_provenance
 
-    validated = as_train_config(config)
-    config_file = config if isinstance(config, (str, Path)) else None
+    validated = resolve_datasets(as_train_config(config, overrides=overrides), resolve_dataset=resolve_dataset)
+    if config_file is None and isinstance(config, (str, Path)):
+        config_file = config
     provenance = collect_provenance(validated, config_file=config_file, command=command)
     return run_training(validated, settings=settings, resume=resume, overwrite=overwrite, progress=progress,
                         stop=stop, provenance=provenance)
 
 
 def check_config(
-    config: TrainConfig | dict[str, Any] | str | Path, *, settings: Settings, check_data: bool = True
+    config: TrainConfig | dict[str, Any] | str | Path, *, settings: Settings, check_data: bool = True,
+    overrides: Sequence[str] = (),
 ) -> tuple[TrainConfig, list[str]]:
     """Validate a config, then check its model and data as training would, without loading the weights.
 
@@ -65,6 +121,7 @@ def check_config(
         config: A :class:`TrainConfig`, a mapping, or a YAML path.
         settings: Where models are cached.
         check_data: Also read and tokenize the data files.
+        overrides: ``--set KEY=VALUE`` arguments.
 
     Returns:
         The config, and one line per check that passed.
@@ -77,7 +134,7 @@ def check_config(
     from tuneforge.models.resolve import resolve_model
     from tuneforge.training.tasks import get_task
 
-    config = as_train_config(config)
+    config = as_train_config(config, overrides=overrides)
     resolved = resolve_model(config.model, cache_dir=settings.model_cache_dir, convert=False)
     if not resolved.path.is_dir():  # a GGUF file converted at the first training run: its header was checked
         checks = [f"model {config.model}: GGUF file {resolved.path} (converted on first use)"]
@@ -88,10 +145,11 @@ def check_config(
     if not check_data:
         return config, checks
     if tokenizer is None:
-        for path in (config.data.train, config.data.eval):
-            if isinstance(path, str):
-                examples, fmt = load_examples(path, fmt=config.data.format, system_prompt=config.data.system_prompt)
-                checks.append(f"data {path}: {len(examples)} examples ({fmt})")
+        for source in (*config.data.train_sources(), *config.data.eval_sources()):
+            if source.path is not None:
+                examples, fmt = load_examples(source.path, fmt=config.data.format,
+                                              system_prompt=config.data.system_prompt)
+                checks.append(f"data {source.path}: {len(examples)} examples ({fmt})")
         return config, checks
     data = get_task(config.task.name).build_data(config, tokenizer)
     stats = data.stats

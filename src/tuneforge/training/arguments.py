@@ -5,6 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.config.models import TrainConfig
+from tuneforge.errors import MissingDependencyError
+
+# train.optimizer -> TrainingArguments.optim; the bitsandbytes ones need that package (the qlora extra).
+OPTIMIZERS = {"adamw_torch": "adamw_torch", "adamw_torch_fused": "adamw_torch_fused", "adafactor": "adafactor",
+              "sgd": "sgd", "adamw_bnb_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
+              "lion": "lion_32bit"}
+NEEDS_BITSANDBYTES = ("adamw_bnb_8bit", "paged_adamw_8bit", "lion")
 
 if TYPE_CHECKING:
     from tuneforge.training.precision import Precision
@@ -53,4 +60,23 @@ def training_arguments(config: TrainConfig, precision: Precision, run: RunDir, *
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        neftune_noise_alpha=t.neftune_alpha,
+        label_smoothing_factor=t.label_smoothing,
+        **optimizer_argument(t.optimizer),
     )
+
+
+def optimizer_argument(name: str) -> dict[str, str]:
+    """``{"optim": ...}`` for ``train.optimizer`` (nothing for 'auto': transformers' default).
+
+    Raises:
+        MissingDependencyError: A bitsandbytes optimizer without bitsandbytes installed.
+    """
+    if name == "auto":
+        return {}
+    if name in NEEDS_BITSANDBYTES:
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise MissingDependencyError("bitsandbytes", extra="qlora", purpose=f"train.optimizer: {name}")
+    return {"optim": OPTIMIZERS[name]}

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tuneforge.config.models import TrainConfig
+from tuneforge.data.mixing import source_lines
+from tuneforge.data.templates import apply_chat_template_choice
+from tuneforge.data.tokenize import overlong_message
 from tuneforge.errors import Interrupted
 from tuneforge.models.loading import load_tokenizer, model_type_of
 from tuneforge.models.resolve import resolve_model
@@ -94,11 +97,12 @@ def run_training(
     resolved = resolve_model(config.model, cache_dir=settings.model_cache_dir)
     model_type = model_type_of(resolved.path)
     tokenizer = load_tokenizer(resolved.path)
+    apply_chat_template_choice(tokenizer, config.data.chat_template)  # saved with the adapter
 
     task = get_task(config.task.name)
     progress(ProgressEvent(ProgressKind.STAGE, "reading data"))
     data = task.build_data(config, tokenizer)
-    _announce_data(data, progress=progress)
+    _announce_data(data, config=config, progress=progress)
 
     precision = resolve_precision(config.train.precision)
     strategy = get_method(config.method.name)
@@ -199,8 +203,14 @@ def _announce_resume(checkpoint: Path | None, *, resume: bool, progress: Progres
         progress(ProgressEvent(ProgressKind.MESSAGE, "no checkpoint to resume from: starting from the beginning"))
 
 
-def _announce_data(data: Any, *, progress: ProgressCallback) -> None:
+def _announce_data(data: Any, *, config: TrainConfig, progress: ProgressCallback) -> None:
     progress(ProgressEvent(ProgressKind.DATASET, data={"format": data.data_format, **data.stats}))
+    for line in source_lines(data.stats.get("sources", []), split=config.data.eval_split):
+        progress(ProgressEvent(ProgressKind.MESSAGE, line))
+    overlong = overlong_message(data.stats, max_seq_length=config.train.max_seq_length)
+    if overlong:
+        progress(ProgressEvent(ProgressKind.MESSAGE, f"warning: {overlong}",
+                               data={"warning": "overlong", "records": data.stats["overlong_records"]}))
     examples = len(data.train)
     if examples < FEW_EXAMPLES:
         progress(ProgressEvent(

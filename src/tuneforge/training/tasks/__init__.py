@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from tuneforge.config.models import TrainConfig
 from tuneforge.config.tasks import TASKS, TrainTaskConfig
+from tuneforge.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -90,6 +91,20 @@ def task_options(config: TrainConfig, kind: type[T] | tuple[type[T], ...]) -> T:
     if not isinstance(task, kind):
         raise TypeError(f"task '{task.name}' reached a strategy for {kind}: check its registration in config.tasks")
     return task
+
+
+def require_truncation(config: TrainConfig) -> None:
+    """Tasks that cut long inputs themselves (classification, seq2seq, preference) take ``data.overlong: truncate``.
+
+    Raises:
+        ConfigError: ``data.overlong`` is ``drop`` or ``error`` for such a task.
+    """
+    if config.data.overlong != "truncate":
+        raise ConfigError(
+            f"data.overlong: {config.data.overlong} applies to the sft and pretrain tasks; task "
+            f"'{config.task.name}' truncates long inputs",
+            field="data.overlong", hint="remove data.overlong (the default is truncate)",
+        )
 
 
 def get_task(name: str) -> TaskStrategy:

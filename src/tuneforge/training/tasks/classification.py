@@ -10,7 +10,8 @@ from tuneforge.config.tasks import ClassificationTask
 from tuneforge.data import load_examples
 from tuneforge.data.formats import Example
 from tuneforge.errors import ConfigError, DataError
-from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, task_options
+from tuneforge.data.mixing import load_mixture
+from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, require_truncation, task_options
 from tuneforge.training.tasks.sft import plain_trainer
 
 if TYPE_CHECKING:
@@ -18,14 +19,18 @@ if TYPE_CHECKING:
     from transformers.utils.quantization_config import QuantizationConfigMixin
 
 
-def _texts_and_labels(config: TrainConfig, path: str) -> tuple[list[Example], list[str]]:
+def _examples(config: TrainConfig, path: str) -> list[Example]:
     examples, fmt = load_examples(path, fmt="classification" if config.data.format == "auto" else config.data.format)
     if fmt != "classification":
         raise ConfigError(
             f"task 'classification' reads text / label records, but {path} holds {fmt} records",
             field="data.format", hint="give records with 'text' and 'label'",
         )
-    return examples, [e.messages[-1]["content"] for e in examples]
+    return examples
+
+
+def _label_names(examples: list[Example]) -> list[str]:
+    return [e.messages[-1]["content"] for e in examples]
 
 
 def label_set(config: TrainConfig, train_labels: list[str]) -> list[str]:
@@ -41,7 +46,9 @@ def build_classification_data(config: TrainConfig, tokenizer: PreTrainedTokenize
     """Tokenized texts with integer labels; an unknown label names its file and line."""
     from datasets import Dataset
 
-    train_examples, train_labels = _texts_and_labels(config, config.data.train)
+    require_truncation(config)
+    mixture = load_mixture(config.data, lambda path: _examples(config, path), seed=config.seed)
+    train_labels = _label_names(mixture.train)
     labels = label_set(config, train_labels)
 
     def encode(examples: list[Example], names: list[str]) -> list[dict[str, Any]]:
@@ -55,15 +62,15 @@ def build_classification_data(config: TrainConfig, tokenizer: PreTrainedTokenize
                          "labels": labels.index(name)})
         return rows
 
-    train = encode(train_examples, train_labels)
-    evaluation = encode(*_texts_and_labels(config, config.data.eval)) if config.data.eval else None
+    train = encode(mixture.train, train_labels)
+    evaluation = encode(mixture.eval, _label_names(mixture.eval)) if mixture.eval else None
     counts = {name: train_labels.count(name) for name in labels}
     return TaskData(
         train=Dataset.from_list(train),
         eval=Dataset.from_list(evaluation) if evaluation else None,
         stats={"examples": len(train), "tokens": sum(len(r["input_ids"]) for r in train), "trained_tokens": None,
                "truncated": sum(len(r["input_ids"]) >= config.train.max_seq_length for r in train), "dropped": 0,
-               "labels": labels, "label_counts": counts},
+               "labels": labels, "label_counts": counts, "sources": mixture.sources},
         data_format="classification",
     )
 

@@ -13,7 +13,8 @@ from tuneforge.config.models import TrainConfig
 from tuneforge.config.tasks import DpoTask, KtoTask, OrpoTask
 from tuneforge.data.preference import load_preference_pairs
 from tuneforge.models.loading import load_causal_lm
-from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, task_options
+from tuneforge.data.mixing import load_mixture
+from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, require_truncation, task_options
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
@@ -24,12 +25,14 @@ def _preference_task_data(config: TrainConfig, rows: Callable[[str], list[dict[s
     """Train / eval datasets from ``rows(path)`` (TRL tokenizes them itself)."""
     from datasets import Dataset
 
-    train = rows(config.data.train)
-    evaluation = rows(config.data.eval) if config.data.eval else None
+    require_truncation(config)
+    mixture = load_mixture(config.data, rows, seed=config.seed)
+    train, evaluation = mixture.train, mixture.eval
     return TaskData(
         train=Dataset.from_list(train),
         eval=Dataset.from_list(evaluation) if evaluation else None,
-        stats={"examples": len(train), "tokens": 0, "trained_tokens": None, "truncated": 0, "dropped": 0},
+        stats={"examples": len(train), "tokens": 0, "trained_tokens": None, "truncated": 0, "dropped": 0,
+               "sources": mixture.sources},
         data_format="preference",
     )
 

@@ -13,7 +13,8 @@ from tuneforge.config.models import TrainConfig
 from tuneforge.config.tasks import QaTask, Seq2SeqTask
 from tuneforge.data import load_examples
 from tuneforge.errors import ConfigError
-from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, task_options
+from tuneforge.data.mixing import load_mixture
+from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts, require_truncation, task_options
 from tuneforge.training.tasks.sft import build_lm_data, build_lm_trainer, load_lm
 
 if TYPE_CHECKING:
@@ -55,8 +56,15 @@ def build_seq2seq_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) 
     fmt = "qa" if config.task.name == "qa" and config.data.format == "auto" else config.data.format
     limit, target_limit = config.train.max_seq_length, task_options(config, (Seq2SeqTask, QaTask)).max_target_length
 
-    def encode(path: str) -> tuple[list[dict[str, Any]], int, str]:
+    require_truncation(config)
+    formats: list[str] = []
+
+    def load(path: str) -> list[tuple[str, str]]:
         pairs, data_format = _pairs(config, path, fmt)
+        formats.append(data_format)
+        return pairs
+
+    def encode(pairs: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], int]:
         rows, truncated = [], 0
         for source, target in pairs:
             ids = tokenizer(source, truncation=True, max_length=limit)
@@ -65,15 +73,18 @@ def build_seq2seq_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) 
                 labels = labels[: target_limit - 1] + [tokenizer.eos_token_id]  # so generation learns to stop
             truncated += len(ids["input_ids"]) >= limit or len(labels) >= target_limit
             rows.append({**ids, "labels": labels})
-        return rows, truncated, data_format
+        return rows, truncated
 
-    train, truncated, data_format = encode(config.data.train)
-    evaluation = encode(config.data.eval)[0] if config.data.eval else None
+    mixture = load_mixture(config.data, load, seed=config.seed)
+    train, truncated = encode(mixture.train)
+    evaluation = encode(mixture.eval)[0] if mixture.eval else None
+    data_format = "+".join(dict.fromkeys(formats))
     return TaskData(
         train=Dataset.from_list(train),
         eval=Dataset.from_list(evaluation) if evaluation else None,
         stats={"examples": len(train), "tokens": sum(len(r["input_ids"]) + len(r["labels"]) for r in train),
-               "trained_tokens": sum(len(r["labels"]) for r in train), "truncated": truncated, "dropped": 0},
+               "trained_tokens": sum(len(r["labels"]) for r in train), "truncated": truncated, "dropped": 0,
+               "sources": mixture.sources},
         data_format=data_format,
     )
 

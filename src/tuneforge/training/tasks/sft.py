@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.config.models import TrainConfig
-from tuneforge.data import DatasetStats, load_examples, tokenize_examples
+from tuneforge.data import DatasetStats, Example, load_examples, tokenize_examples
+from tuneforge.data.mixing import Mixture, load_mixture
 from tuneforge.errors import ConfigError
 from tuneforge.models.loading import load_causal_lm
 from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts
@@ -17,27 +18,40 @@ if TYPE_CHECKING:
     from transformers.utils.quantization_config import QuantizationConfigMixin
 
 
+def read_examples(config: TrainConfig, *, fmt: str) -> tuple[Mixture[Example], str]:
+    """Every source of ``config.data`` read, validated, split and mixed; also the format(s) they were read as."""
+    formats: list[str] = []
+
+    def load(path: str) -> list[Example]:
+        examples, data_format = load_examples(path, fmt=fmt, system_prompt=config.data.system_prompt)
+        if config.task.name == "pretrain" and data_format != "text":
+            raise ConfigError(
+                f"task 'pretrain' trains on raw text, but {path} holds {data_format} records",
+                field="task.name",
+                hint="give records with a 'text' key (set data.format: text), or use task: sft",
+            )
+        formats.append(data_format)
+        return examples
+
+    mixture = load_mixture(config.data, load, seed=config.seed)
+    return mixture, "+".join(dict.fromkeys(formats))
+
+
 def tokenized_split(
-    config: TrainConfig, path: str, tokenizer: PreTrainedTokenizerBase, *, fmt: str
-) -> tuple[list[dict[str, Any]], DatasetStats, str]:
-    """Read, validate and tokenize one data file for causal-LM training."""
-    examples, data_format = load_examples(path, fmt=fmt, system_prompt=config.data.system_prompt)
-    if config.task.name == "pretrain" and data_format != "text":
-        raise ConfigError(
-            f"task 'pretrain' trains on raw text, but {path} holds {data_format} records",
-            field="task.name",
-            hint="give records with a 'text' key (set data.format: text), or use task: sft",
-        )
+    config: TrainConfig, examples: list[Example], tokenizer: PreTrainedTokenizerBase, *, name: str
+) -> tuple[list[dict[str, Any]], DatasetStats]:
+    """Tokenize the examples of one split (``name``: train or eval) for causal-LM training."""
     rows, stats = tokenize_examples(
-        examples, tokenizer, max_seq_length=config.train.max_seq_length, train_on_prompt=config.data.train_on_prompt
+        examples, tokenizer, max_seq_length=config.train.max_seq_length, train_on_prompt=config.data.train_on_prompt,
+        overlong=config.data.overlong,
     )
     if not rows:
         raise ConfigError(
-            f"no example of {path} keeps a token to train on after truncation",
+            f"no {name} example keeps a token to train on after data.overlong: {config.data.overlong}",
             field="train.max_seq_length",
             hint="raise train.max_seq_length",
         )
-    return rows, stats, data_format
+    return rows, stats
 
 
 def build_lm_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> TaskData:
@@ -45,12 +59,16 @@ def build_lm_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> Ta
     from datasets import Dataset
 
     fmt = "text" if config.task.name == "pretrain" and config.data.format == "auto" else config.data.format
-    train, stats, data_format = tokenized_split(config, config.data.train, tokenizer, fmt=fmt)
-    evaluation = tokenized_split(config, config.data.eval, tokenizer, fmt=fmt)[0] if config.data.eval else None
+    mixture, data_format = read_examples(config, fmt=fmt)
+    train, stats = tokenized_split(config, mixture.train, tokenizer, name="training")
+    evaluation = None
+    if mixture.eval:
+        evaluation, eval_stats = tokenized_split(config, mixture.eval, tokenizer, name="eval")
+        stats.add_overlong(eval_stats)  # the overlong eval records are named too
     return TaskData(
         train=Dataset.from_list(train),
         eval=Dataset.from_list(evaluation) if evaluation else None,
-        stats=stats.as_dict(),
+        stats={**stats.as_dict(), "sources": mixture.sources},
         data_format=data_format,
     )
 
