@@ -1,0 +1,1 @@
+"""Dataset and model versions, aliases and lineage: functions over the Store."""
