@@ -96,6 +96,27 @@ def leaked_pairs(texts: Sequence[str], others: Sequence[str], *, threshold: floa
     return pairs
 
 
+def best_matches(texts: Sequence[str], others: Sequence[str], *, threshold: float = 0.5,
+                 num_perm: int = NUM_PERM) -> dict[int, int]:
+    """A one-to-one pairing ``index -> other_index`` of similar texts (estimated Jaccard >= ``threshold``),
+    the most similar pairs first (the version of a record after an edit)."""
+    lsh = _lsh(threshold, num_perm)
+    theirs = [minhash(text, num_perm=num_perm) for text in others]
+    for j, signature in enumerate(theirs):
+        lsh.insert(j, signature)
+    scored = []
+    for index, text in enumerate(texts):
+        signature = minhash(text, num_perm=num_perm)
+        scored.extend((signature.jaccard(theirs[j]), index, j) for j in lsh.query(signature))
+    pairs: dict[int, int] = {}
+    taken: set[int] = set()
+    for score, index, j in sorted(scored, key=lambda s: (-s[0], s[1], s[2])):
+        if score >= threshold and index not in pairs and j not in taken:
+            pairs[index] = j
+            taken.add(j)
+    return pairs
+
+
 def removed_by_dedup(clusters: Iterable[list[int]]) -> list[int]:
     """The indices a dedup drops: all but the first of each cluster."""
     return sorted(index for cluster in clusters for index in cluster[1:])

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneforge.data.clean import CleanSteps, clean_records
-from tuneforge.data.dedup import text_hash
+from tuneforge.data.dedup import best_matches, text_hash
 from tuneforge.data.fields import record_hash, record_text
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.registry.datasets import lineage, list_versions, parse_ref, read_version, resolve, store_version
@@ -179,12 +179,22 @@ def diff_data(platform: Platform, a: str, b: str, *, project: str) -> dict[str, 
     for tag, a0, a1, b0, b1 in matcher.get_opcodes():
         if tag == "equal":
             continue
-        pairs = min(a1 - a0, b1 - b0) if tag == "replace" else 0
-        changed.extend({"a": a0 + k, "b": b0 + k} for k in range(pairs))
-        removed.extend(range(a0 + pairs, a1))
-        added.extend(range(b0 + pairs, b1))
+        pairs = _changed_pairs(old[a0:a1], new[b0:b1]) if tag == "replace" else {}
+        changed.extend({"a": a0 + i, "b": b0 + j} for i, j in sorted(pairs.items()))
+        removed.extend(a0 + i for i in range(a1 - a0) if i not in pairs)
+        added.extend(b0 + j for j in range(b1 - b0) if j not in set(pairs.values()))
+    changed.sort(key=lambda c: c["b"])
     return {"a": old_version.ref, "b": new_version.ref, "added": added, "removed": removed, "changed": changed,
             "unchanged": len(old) - len(removed) - len(changed)}
+
+
+def _changed_pairs(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[int, int]:
+    """Which records of a replaced block are one record changed: all of them, in place, when the block keeps
+    its size (an edit or a redaction); else the pairs of similar text (MinHash, Jaccard >= 0.3: a short
+    record keeps little more of its 5-grams once redacted)."""
+    if len(old) == len(new):
+        return {i: i for i in range(len(old))}
+    return best_matches([record_text(r) for r in old], [record_text(r) for r in new], threshold=0.3)
 
 
 def export_data(platform: Platform, ref: str, output: str | Path, *, project: str) -> Path:
