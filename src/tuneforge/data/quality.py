@@ -12,6 +12,7 @@ import random
 import statistics
 from collections import Counter
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from tuneforge.data.clean import has_empty_field
@@ -114,24 +115,40 @@ def _labels(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _languages(texts: list[str], options: ReportOptions) -> dict[str, Any]:
-    try:
-        from langdetect import DetectorFactory, detect
-        from langdetect.lang_detect_exception import LangDetectException
-    except ImportError:
-        raise MissingDependencyError("langdetect", extra="data", purpose="detecting languages") from None
-    DetectorFactory.seed = options.seed  # langdetect is random without it
+    detect = _language_detector(options.seed)
     chosen = range(len(texts))
     if len(texts) > options.language_limit:
         chosen = sorted(random.Random(options.seed).sample(range(len(texts)), options.language_limit))
-    per_record = {}
-    for index in chosen:
-        try:
-            per_record[index] = detect(texts[index][:500])
-        except LangDetectException:  # no letters to go by
-            per_record[index] = "unknown"
+    per_record = {index: detect(texts[index]) for index in chosen}
     counts = Counter(per_record.values())
     return {"detected": len(per_record), "sampled": len(per_record) < len(texts), "seed": options.seed,
             "counts": dict(counts.most_common()), "records": {str(i): lang for i, lang in per_record.items()}}
+
+
+def _language_detector(seed: int) -> Callable[[str], str]:
+    """langdetect on the first 300 characters, 3 trials (its default 7 takes 15 ms on text of no language),
+    seeded; ``unknown`` below 60% confidence or without letters."""
+    try:
+        from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+        from langdetect.lang_detect_exception import LangDetectException
+    except ImportError:
+        raise MissingDependencyError("langdetect", extra="data", purpose="detecting languages") from None
+    factory = DetectorFactory()
+    factory.load_profile(PROFILES_DIRECTORY)
+    factory.set_seed(seed)
+
+    def detect(text: str) -> str:
+        detector = factory.create()
+        detector.n_trial = 3
+        detector.set_max_text_length(300)
+        detector.append(text)
+        try:
+            best = detector.get_probabilities()[0]
+        except (LangDetectException, IndexError):
+            return "unknown"
+        return best.lang if best.prob >= 0.6 else "unknown"
+
+    return detect
 
 
 def _duplicates(texts: list[str], threshold: float) -> dict[str, Any]:
