@@ -147,3 +147,33 @@ def test_clean_makes_a_version_that_says_what_it_removed(platform, tmp_path):
         ds.clean_data(platform, "raw:1", ds.CleanOptions(), project=P)
     out = ds.export_data(platform, "raw:2", tmp_path / "out.json", project=P)
     assert len(json.loads(out.read_text())) == 11
+
+
+def test_human_choices_become_preference_pairs(platform, tmp_path):
+    rows = [
+        {"prompt": "Capital of France?", "answers": ["Paris.", "Lyon."], "choice": "a"},
+        {"prompt": [{"role": "user", "content": "2+2?"}], "answers": ["5", "4"], "choice": 1},
+        {"prompt": "Tie?", "answers": ["x", "y"], "choice": "tie"},
+        {"prompt": "Say hi", "response": "Hello!", "rating": 1},
+        {"prompt": "Say hi", "response": "Go away.", "rating": -1},
+        {"prompt": "Say hi", "response": "Hi.", "rating": 0},
+        {"prompt": "Same", "response": "a", "rating": 1},
+        {"prompt": "Same", "response": "b", "rating": 1},
+    ]
+    outcome = ds.pairs_data(platform, write_jsonl(tmp_path / "votes.jsonl", rows), project=P, name="prefs")
+    version = outcome.version
+    assert version.format == "preference" and version.operation == "annotate" and version.records == 3
+    assert version.details == {"from_comparisons": 2, "from_ratings": 1, "skipped_ties": 1,
+                               "skipped_prompts_without_preference": 1}
+    pairs = ds.records_of(platform, "prefs:1", project=P)[1]
+    assert pairs[0] == {"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Lyon."}
+    assert pairs[1]["chosen"] == "4" and pairs[2] == {"prompt": "Say hi", "chosen": "Hello!", "rejected": "Go away."}
+
+    from tuneforge.data.preference import load_preference_pairs
+
+    exported = ds.export_data(platform, "prefs:1", tmp_path / "dpo.jsonl", project=P)
+    assert len(load_preference_pairs(exported)) == 3  # what DPO training reads
+    bad = write_jsonl(tmp_path / "bad.jsonl", [rows[0], {"prompt": "x", "answers": ["a", "b"], "choice": "c"}])
+    with pytest.raises(DataError, match=r"bad.jsonl, line 2: 'choice' is 'c'"):
+        ds.pairs_data(platform, bad, project=P, name="prefs")
+    assert [v.version for v in ds.list_data_versions(platform, "prefs", project=P)] == [1]

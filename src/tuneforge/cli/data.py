@@ -1,4 +1,5 @@
-"""``tuneforge data``: versioned datasets (import, versions, show, diff, export, split, report, clean, append)."""
+"""``tuneforge data``: versioned datasets (import, versions, show, diff, export, split, report, clean, append,
+pairs)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,20 @@ def import_command(file: Path = typer.Argument(..., help=".jsonl/.json/.csv/.par
 
     with _platform() as platform:
         _done(import_data(platform, file, project=project, name=name), "imported")
+
+
+@data_app.command("pairs")
+def pairs_command(file: Path = typer.Argument(..., help="Comparisons {prompt, answers: [A, B], choice} or ratings "
+                                            "{prompt, response, rating}."),
+                  name: str = typer.Option(..., "--name", "-n", help="Data set name."), project: str = PROJECT) -> None:
+    """Turn human choices between answers into a preference (DPO) version of data set NAME."""
+    from tuneforge.services.datasets import pairs_data
+
+    with _platform() as platform:
+        outcome = pairs_data(platform, file, project=project, name=name)
+    if outcome.created:
+        console.print(", ".join(f"{n} {what.replace('_', ' ')}" for what, n in outcome.version.details.items()))
+    _done(outcome, "pairs")
 
 
 @data_app.command("append")

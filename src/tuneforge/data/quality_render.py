@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import MissingDependencyError
+from tuneforge.storage.files import atomic_write_text
 
 SHOWN = 10  # records listed per issue in the Markdown (the JSON lists them all)
 
@@ -57,8 +58,9 @@ def write_report(report: dict[str, Any], folder: str | Path, *, title: str = "da
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = [_atomic(folder / "report.json", json.dumps(report, indent=1, ensure_ascii=False).encode()),
-               _atomic(folder / "report.md", render_markdown(report, title=title).encode())]
+    atomic_write_text(folder / "report.json", json.dumps(report, indent=1, ensure_ascii=False))
+    atomic_write_text(folder / "report.md", render_markdown(report, title=title))
+    written = [folder / "report.json", folder / "report.md"]
     histogram = report["tokens"]["histogram"]
     written.append(_bar_png(folder / "tokens.png", histogram["edges"][:-1], histogram["counts"],
                             xlabel=f"tokens per record ({report['summary']['tokenizer']})",
@@ -90,10 +92,3 @@ def _bar_png(path: Path, xs: list[float], heights: list[int], *, xlabel: str, wi
     os.replace(staged, path)
     return path
 
-
-def _atomic(path: Path, data: bytes) -> Path:
-    fd, staged = tempfile.mkstemp(prefix=".report-", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(staged, path)
-    return path

@@ -28,13 +28,7 @@ def read_source(path: str | Path, *, max_bytes: int) -> tuple[list[dict[str, Any
         TooLargeError: The source is over ``max_bytes``.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"data file not found: {path}", hint="check the path")
-    size = source_size(path)
-    if size > max_bytes:
-        raise TooLargeError(f"{path} is {size:,} bytes, over the limit of {max_bytes:,} bytes",
-                            hint="split the file, or raise the limit (max_upload_bytes / --max-upload-mb)")
-    rows = _read_hf_folder(path) if path.is_dir() else read_records(path)
+    rows = read_rows(path, max_bytes=max_bytes)
     records = [row.data for row in rows]
     fmt = detect_records_format(records, source=str(path))
     if fmt == "preference":
@@ -44,6 +38,22 @@ def read_source(path: str | Path, *, max_bytes: int) -> tuple[list[dict[str, Any
         for row in rows:
             normalize(row, fmt)
     return records, fmt
+
+
+def read_rows(path: str | Path, *, max_bytes: int) -> list[Record]:
+    """The records of a file or saved ``datasets`` folder as read, each with its file and line (unvalidated).
+
+    Raises:
+        DataError: A missing or unreadable source; TooLargeError: one over ``max_bytes``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file not found: {path}", hint="check the path")
+    size = source_size(path)
+    if size > max_bytes:
+        raise TooLargeError(f"{path} is {size:,} bytes, over the limit of {max_bytes:,} bytes",
+                            hint="split the file, or raise the limit (max_upload_bytes / --max-upload-mb)")
+    return _read_hf_folder(path) if path.is_dir() else read_records(path)
 
 
 def _read_hf_folder(path: Path) -> list[Record]:

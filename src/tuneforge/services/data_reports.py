@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,9 @@ from tuneforge.data.fields import TokenCounter, canonical, estimate_tokens, reco
 from tuneforge.data.quality import ESTIMATE, ReportOptions, build_report
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.registry.datasets import resolve
-from tuneforge.services.datasets import records_of, write_atomic
+from tuneforge.services.datasets import records_of
 from tuneforge.services.platform import Platform
+from tuneforge.storage.files import atomic_write_text
 
 
 class DataReportOptions(BaseModel):
@@ -111,7 +113,7 @@ def materialize_data(platform: Platform, ref: str, *, project: str, since: int |
         if since is None:
             _link(platform.artifacts.open(version.sha256), path)
         else:
-            write_atomic(path, "".join(canonical(r) + "\n" for r in records).encode())
+            atomic_write_text(path, "".join(canonical(r) + "\n" for r in records))
     return MaterializedData(path, version.name, version.version, version.sha256, len(records), since, replay, seed)
 
 
@@ -148,5 +150,5 @@ def _link(source: Path, target: Path) -> None:
     try:
         os.link(source, staged)
     except OSError:
-        write_atomic(staged, source.read_bytes())
+        shutil.copyfile(source, staged)
     os.replace(staged, target)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,8 +21,9 @@ from tuneforge.data.dedup import best_matches, text_hash
 from tuneforge.data.fields import record_hash, record_text
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.registry.datasets import lineage, list_versions, parse_ref, read_version, resolve, store_version
-from tuneforge.registry.dataset_files import read_source
+from tuneforge.registry.dataset_files import read_rows, read_source
 from tuneforge.services.platform import Platform
+from tuneforge.storage.files import atomic_write_text
 from tuneforge.storage.records import DataSetRecord, DataVersionRecord
 
 
@@ -110,6 +109,22 @@ def append_data(platform: Platform, name: str, path: str | Path, *, project: str
         return DataOutcome(base, False, {**details, "reason": "no new records"})
     return _store(platform, project=project, name=base.name, records=old + added, fmt=fmt, operation="append",
                   params={"source": Path(path).name}, details=details, parent=base)
+
+
+def pairs_data(platform: Platform, path: str | Path, *, project: str, name: str) -> DataOutcome:
+    """A preference (DPO) version of ``name`` from comparisons or ratings of answers (:mod:`tuneforge.data.pairs`).
+
+    Raises:
+        DataError: A malformed record, or no pair at all (every comparison a tie).
+    """
+    from tuneforge.data.pairs import preference_pairs
+
+    pairs, counts = preference_pairs(read_rows(path, max_bytes=platform.settings.max_upload_bytes))
+    if not pairs:
+        raise DataError(f"{path} gives no preference pair: {counts}", hint="every comparison was a tie, or every "
+                        "prompt's answers have the same rating")
+    return _store(platform, project=project, name=name, records=pairs, fmt="preference", operation="annotate",
+                  params={"source": Path(path).name}, details=counts)
 
 
 def clean_data(platform: Platform, ref: str, options: CleanOptions, *, project: str) -> DataOutcome:
@@ -211,18 +226,8 @@ def export_data(platform: Platform, ref: str, output: str | Path, *, project: st
         body = json.dumps(records, ensure_ascii=False, indent=1)
     else:
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    write_atomic(output, body.encode())
+    atomic_write_text(output, body)
     return output
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staged = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(staged, path)
-    return path
 
 
 def show_data(platform: Platform, ref: str, *, project: str, head: int = 5) -> dict[str, Any]:

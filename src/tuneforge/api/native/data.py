@@ -66,6 +66,13 @@ def import_data(body: ImportRequest, platform: Platform = Plat, project: str = P
     return _outcome(datasets.import_data(platform, path, project=project, name=body.name))
 
 
+@router.post("/pairs")
+def import_pairs(body: ImportRequest, platform: Platform = Plat, project: str = Proj) -> dict:
+    """A preference (DPO) version of ``name`` from an uploaded file of comparisons or ratings."""
+    path = _source(platform, body.file_id, project=project)
+    return _outcome(datasets.pairs_data(platform, path, project=project, name=body.name))
+
+
 @router.get("/{name}/versions")
 def list_versions(name: str, platform: Platform = Plat, project: str = Proj) -> dict:
     """The versions of a data set, oldest first."""
