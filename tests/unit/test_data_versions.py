@@ -177,3 +177,18 @@ def test_human_choices_become_preference_pairs(platform, tmp_path):
     with pytest.raises(DataError, match=r"bad.jsonl, line 2: 'choice' is 'c'"):
         ds.pairs_data(platform, bad, project=P, name="prefs")
     assert [v.version for v in ds.list_data_versions(platform, "prefs", project=P)] == [1]
+
+
+def test_report_counts_tokens_with_a_models_tokenizer(platform, tmp_path, tiny_model):
+    from tuneforge.services.data_reports import DataReportOptions, report_data
+
+    ds.import_data(platform, write_jsonl(tmp_path / "a.jsonl", [chat(i) for i in range(12)]), project=P, name="tok")
+    estimate = report_data(platform, "tok", DataReportOptions(), project=P)
+    counted = report_data(platform, "tok", DataReportOptions(model=str(tiny_model), max_seq_length=5), project=P,
+                          output=tmp_path / "rep")
+    assert estimate["summary"]["tokenizer"].startswith("estimate")
+    assert counted["summary"]["tokenizer"] == f"tokenizer of {tiny_model}"
+    assert counted["tokens"]["total"] != estimate["tokens"]["total"]
+    assert counted["tokens"]["over_max_seq_length"]["count"] == 12  # every record is longer than 5 tokens
+    assert {i["kind"] for i in counted["issues"]} == {"too_long"}
+    assert "tokenizer of" in (tmp_path / "rep" / "report.md").read_text()
