@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import sys
@@ -106,6 +107,10 @@ def generate(n: int, planted: int, seed: int) -> tuple[list[dict], dict[int, int
                 tokens.insert(position, rng.choice(words))
         text = " ".join(tokens)
         near[len(users)] = source
+        if source in pii:  # the copy carries its source's personal data (or decoy) along
+            pii[len(users)] = pii[source]
+        if source in decoys:
+            decoys.add(len(users))
         users.append(text.upper() if rng.random() < 0.3 else text.rstrip(".") + "!")
         answers.append(answers[source])
     records = [{"messages": [{"role": "system", "content": "You are a helpful support agent."},
@@ -135,6 +140,16 @@ def pii_recall(report: dict, pii: dict[int, str]) -> tuple[float, int]:
     return found / len(pii), false_positives
 
 
+def timed(figures: dict, name: str, call):  # noqa: ANN001, ANN201 - a benchmark helper
+    """Run ``call``; record its wall time and the CPU time of this process (the wall time depends on the
+    machine's other load, the CPU time much less)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = call()
+    figures[f"{name}_wall_s"] = time.perf_counter() - wall
+    figures[f"{name}_cpu_s"] = time.process_time() - cpu
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -148,6 +163,7 @@ def main() -> None:
     from tuneforge.services.platform import open_platform
     from tuneforge.settings import Settings
 
+    load = f"{os.getloadavg()[0]:.2f}"
     started = time.perf_counter()
     records, near, pii, decoys = generate(args.records, args.planted, args.seed)
     home = Path(tempfile.mkdtemp(prefix="tuneforge-data-bench-"))
@@ -157,24 +173,19 @@ def main() -> None:
           f"{time.perf_counter() - started:.1f} s")
     platform = open_platform(Settings(home=str(home), max_upload_bytes=2**31))
     figures = {}
-    started = time.perf_counter()
-    ds.import_data(platform, source, project="bench", name="chat")
-    figures["import_s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    report = report_data(platform, "chat:1", DataReportOptions(threshold=args.threshold), project="bench",
-                         output=home / "report")
-    figures["report_s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    cleaned = ds.clean_data(platform, "chat:1", ds.CleanOptions(dedup="near", threshold=args.threshold),
-                            project="bench")
-    figures["clean_near_dedup_s"] = time.perf_counter() - started
+    timed(figures, "import", lambda: ds.import_data(platform, source, project="bench", name="chat"))
+    report = timed(figures, "report", lambda: report_data(
+        platform, "chat:1", DataReportOptions(threshold=args.threshold), project="bench", output=home / "report"))
+    cleaned = timed(figures, "clean_near_dedup", lambda: ds.clean_data(
+        platform, "chat:1", ds.CleanOptions(dedup="near", threshold=args.threshold), project="bench"))
     figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["near_recall"], figures["near_false_positives"] = near_recall(report, near)
     figures["pii_recall"], figures["pii_false_positives"] = pii_recall(report, pii)
     figures["removed_by_near_dedup"] = cleaned.version.details["removed_counts"]["duplicate"]
     figures["score"] = report["score"]
     platform.close()
-    print(f"records {len(records):,}; planted: {len(near)} near duplicates, {len(pii)} PII, {len(decoys)} decoys")
+    print(f"records {len(records):,}; planted: {len(near)} near duplicates, {len(pii)} records with PII, "
+          f"{len(decoys)} with look-alikes; load average before/after: {load} / {os.getloadavg()[0]:.2f}")
     for name, value in figures.items():
         print(f"  {name:24} {value:.3f}" if isinstance(value, float) else f"  {name:24} {value}")
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}))
