@@ -100,7 +100,7 @@ def generate(n: int, planted: int, seed: int) -> tuple[list[dict], dict[int, int
         source = rng.randrange(base)
         tokens = users[source].split()
         for _ in range(rng.randint(1, 2)):
-            position = rng.randrange(len(tokens))
+            position = rng.randrange(len(tokens) - 7)  # not inside the personal data the record may end with
             if rng.random() < 0.5:
                 tokens[position] = rng.choice(words)
             else:
