@@ -93,3 +93,25 @@ def test_dataset_references_resolve_through_the_resolver(tiny_model, tmp_path, s
     with caplog.at_level(logging.WARNING, logger="tuneforge.models"):
         load_for_inference(str(tmp_path / "run"), cache_dir=settings.model_cache_dir)
     assert "chat template" not in caplog.text  # trained with the model's own template: nothing to warn about
+
+
+def test_cli_train_reads_a_versioned_dataset_of_the_project(tiny_model, tmp_path):
+    env = {"TUNEFORGE_HOME": str(tmp_path / "home"), "TUNEFORGE_PROJECT": "team"}
+    first = write_jsonl(tmp_path / "v1.jsonl", MEMORIZE[:6])
+    more = write_jsonl(tmp_path / "more.jsonl", MEMORIZE[6:])
+    assert tuneforge("data", "import", first, "--name", "support", extra_env=env).returncode == 0
+    assert tuneforge("data", "append", "support", more, extra_env=env).returncode == 0
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": str(tiny_model), "method": "lora", "output_dir": str(tmp_path / "run"), "seed": 3,
+        "data": {"train": [{"dataset": "support@latest", "since": 1, "replay": 0.5}]},
+        "train": {"max_steps": 1, "batch_size": 4, "precision": "fp32"},
+    }))
+    done = tuneforge("train", config, extra_env=env)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["dataset"]["examples"] == len(MEMORIZE[6:]) + 3  # the records added in v2, half of v1's six
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["train"][0]
+    assert saved["dataset"] == "support@latest" and saved["path"].endswith(".jsonl")
+    other = tuneforge("train", config, "--overwrite", extra_env={**env, "TUNEFORGE_PROJECT": "elsewhere"})
+    assert other.returncode == 1 and "support" in other.stderr  # another project's data sets are not visible

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tuneforge.cli import compression, evaluation, platform, registry, runs
+from tuneforge.cli.data import data_app
 from tuneforge.cli.interrupts import StopOnSignals
 from tuneforge.cli.render import ProgressRenderer, make_console, summary_table
 from tuneforge.config import METHODS
@@ -66,7 +67,7 @@ def train(
             with ProgressRenderer(console) as progress:
                 result = train_service(train_config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
                                        progress=stop.arming(progress), stop=stop.event, command=_command_line(),
-                                       config_file=config)
+                                       config_file=config, resolve_dataset=_dataset_resolver())
         except Interrupted as exc:
             kept = f" ({exc.checkpoint} kept)" if exc.checkpoint else ""
             Console(stderr=True, soft_wrap=True).print(f"[yellow]{escape(exc.message)}[/]{escape(kept)}",
@@ -76,6 +77,13 @@ def train(
     console.print(f"[green]done:[/] {result.model_path}")
     if register is not None:
         registry.register_run_dir(result.output_dir, name=register)
+
+
+def _dataset_resolver() -> Any:
+    """Data entries ``{dataset: name:version}`` resolve in the project TUNEFORGE_PROJECT (default ``default``)."""
+    from tuneforge.services.data_reports import dataset_resolver
+
+    return dataset_resolver(Settings.from_env(), project=registry.cli_project(None))
 
 
 @app.command()
@@ -207,6 +215,7 @@ app.add_typer(platform.keys_app, name="keys")
 app.add_typer(runs.runs_app, name="runs")
 app.command("compress")(compression.compress_command)
 app.add_typer(registry.registry_app, name="registry")
+app.add_typer(data_app, name="data")
 
 
 @config_app.command("validate")

@@ -1,1 +1,1 @@
-"""The registries over the Store: model versions, aliases and lineage (``models``); dataset versions."""
+"""The registries over the Store: model versions, aliases and lineage (``models``); dataset versions (``datasets``)."""

@@ -35,6 +35,18 @@ def store_result_file(context: JobContext, *, filename: str, data: bytes, purpos
     return context.store.add_file(record)
 
 
+def _with_dataset_files(context: JobContext, config: Any) -> Any:
+    """``config`` with its ``{dataset: name:version}`` data entries resolved to files of the job's project."""
+    from functools import partial
+
+    from tuneforge.services.data_reports import materialize_data_version
+    from tuneforge.services.registry_jobs import job_platform
+    from tuneforge.services.training import resolve_datasets
+
+    resolver = partial(materialize_data_version, job_platform(context), project=context.job.project)
+    return resolve_datasets(config, resolve_dataset=resolver)
+
+
 class TrainKind(JobKind):
     """A fine-tuning job: ``run_training`` on the job's TrainConfig, resuming from its newest checkpoint."""
 
@@ -46,6 +58,7 @@ class TrainKind(JobKind):
 
         job, run = context.job, RunDir(context.run_dir)
         config = TrainConfig.model_validate({**job.config, "output_dir": str(run.root)})
+        config = _with_dataset_files(context, config)
         # run_training says which checkpoint it resumes from, in the next event.
         context.recorder.message(f"Fine-tuning job started (attempt {job.attempts})",
                                  data={"attempt": job.attempts, "pid": os.getpid(), "worker": context.worker_id})

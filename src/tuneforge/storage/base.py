@@ -22,6 +22,8 @@ from collections.abc import Collection, Iterable
 from tuneforge.storage.records import (
     CheckpointRecord,
     DatasetRecord,
+    DataSetRecord,
+    DataVersionRecord,
     EventRecord,
     FileRecord,
     JobControl,
@@ -84,6 +86,32 @@ class Store(ABC):
     @abstractmethod
     def update_dataset(self, dataset_id: str, *, format: str, examples: int) -> None:
         """Record a dataset's detected format and number of examples."""
+
+    # --- versioned data sets (tuneforge data) ----------------------------------------------------
+    @abstractmethod
+    def add_data_version(self, record: DataVersionRecord) -> tuple[DataVersionRecord, bool]:
+        """Add a version to the data set ``record.name`` of ``record.project`` (created with its first
+        version), numbered one past the data set's newest (``record.version`` is ignored).
+
+        Returns the stored record and True; or, when the data set already holds a version with the same
+        ``sha256`` (the same content is never stored twice), that version and False, inserting nothing.
+        """
+
+    @abstractmethod
+    def get_data_version(self, *, project: str, name: str, version: int | None = None) -> DataVersionRecord:
+        """A version of a data set (``None``: the newest); raises NotFoundError."""
+
+    @abstractmethod
+    def get_data_version_by_id(self, version_id: str, *, project: str) -> DataVersionRecord:
+        """A version by its id; raises NotFoundError."""
+
+    @abstractmethod
+    def list_data_versions(self, *, project: str, name: str) -> list[DataVersionRecord]:
+        """The versions of a data set, oldest first; raises NotFoundError for an unknown data set."""
+
+    @abstractmethod
+    def list_data_sets(self, *, project: str) -> list[DataSetRecord]:
+        """The data sets of a project, by name."""
 
     # --- jobs -----------------------------------------------------------------------------------
     @abstractmethod

@@ -106,6 +106,47 @@ class DatasetRecord:
 
 
 @dataclass(frozen=True)
+class DataSetRecord:
+    """A named, versioned data set of a project (``tuneforge data``); its content lives in its versions."""
+
+    id: str
+    project: str
+    name: str
+    created_at: float = field(default_factory=now)
+
+
+@dataclass(frozen=True)
+class DataVersionRecord:
+    """An immutable version of a data set: a JSONL artifact named by ``sha256`` (of its normalized records).
+
+    ``version`` is numbered by the Store (1, 2, ...) per data set; ``parent_id`` is the version it was derived
+    from (of this or another data set), ``operation`` how (import, clean, dedup, redact, filter, split,
+    append, ...), ``params`` with what options, and ``details`` what it removed or added. ``stats`` holds
+    the token statistics of its records.
+    """
+
+    id: str
+    project: str
+    name: str
+    sha256: str
+    format: str
+    records: int
+    operation: str
+    version: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    parent_id: str | None = None
+    dataset_id: str | None = None
+    created_at: float = field(default_factory=now)
+
+    @property
+    def ref(self) -> str:
+        """``NAME:VERSION``, the reference that resolves to this version."""
+        return f"{self.name}:{self.version}"
+
+
+@dataclass(frozen=True)
 class JobRecord:
     """A job of some ``kind`` (``train``, ``evaluate``, ``compress``, ...; the kinds are registered by services).
 

@@ -187,4 +187,37 @@ model_alias_moves = Table(
     Column("actor", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_model_alias_moves_model", "project", "name", "alias"),
+
+# Versioned training data (``tuneforge data``): a named data set per project and its immutable versions, each a
+# content-addressed JSONL artifact. Distinct from ``datasets`` above (the OpenAI-style uploads with a format).
+uq_data_sets_project_name = UniqueConstraint("project", "name", name="uq_data_sets_project_name")
+uq_data_versions_number = UniqueConstraint("dataset_id", "version", name="uq_data_versions_number")
+
+data_sets = Table(
+    "data_sets", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("project", String(64), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("created_at", Float, nullable=False),
+    uq_data_sets_project_name,
+)
+
+data_versions = Table(
+    "data_versions", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("dataset_id", String(64), ForeignKey("data_sets.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("format", String(32), nullable=False),
+    Column("records", Integer, nullable=False),
+    Column("stats", JSON, nullable=False),
+    Column("parent_id", String(64)),  # a version of this or another data set (a split's parent)
+    Column("operation", String(16), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    uq_data_versions_number,
+    UniqueConstraint("dataset_id", "sha256", name="uq_data_versions_content"),
 )
