@@ -187,6 +187,7 @@ model_alias_moves = Table(
     Column("actor", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_model_alias_moves_model", "project", "name", "alias"),
+)
 
 # Versioned training data (``tuneforge data``): a named data set per project and its immutable versions, each a
 # content-addressed JSONL artifact. Distinct from ``datasets`` above (the OpenAI-style uploads with a format).
