@@ -13,11 +13,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from enum import Enum
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    ColumnElement, Connection, Row, Select, Table, UniqueConstraint, Update, delete, func, insert, or_, select,
+    ColumnElement, Connection, Table, UniqueConstraint, Update, delete, func, insert, or_, select,
     update,
 )
 from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
@@ -26,26 +25,19 @@ from tuneforge.errors import NotFoundError, StorageError
 from tuneforge.storage import schema as t
 from tuneforge.storage.base import Store
 from tuneforge.storage.engine import create_db_engine, migrate
+from tuneforge.storage.sql_data import DataVersionsSql
 from tuneforge.storage.sql_registry import RegistrySql
+from tuneforge.storage.sql_rows import record_of as _record
+from tuneforge.storage.sql_rows import values_of as _values
 from tuneforge.storage.records import (
-    FINAL_STATES, CheckpointRecord, DatasetRecord, DataSetRecord, DataVersionRecord, EventRecord, FileRecord, JobControl, JobRecord, JobStatus,
-    JobUpdate, MetricRecord, ModelRecord, Page, new_id, now,
+    FINAL_STATES, CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobControl, JobRecord, JobStatus,
+    JobUpdate, MetricRecord, ModelRecord, Page, now,
 )
 
 R = TypeVar("R")  # a record class
 _QUEUED, _RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
 # What a stale running job becomes, by the control request its dead worker had not acted on yet.
 _STALE_OUTCOME = {JobControl.CANCEL.value: JobStatus.CANCELLED, JobControl.PAUSE.value: JobStatus.PAUSED}
-
-
-def _record(cls: type[R], row: Row[Any]) -> R:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in row._mapping.items() if k in names})
-
-
-def _values(record: object, table: Table) -> dict[str, Any]:
-    values = {k: v for k, v in dataclasses.asdict(record).items() if k in table.c and k != "seq"}
-    return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
 
 
 def _violates(exc: IntegrityError, constraint: UniqueConstraint) -> bool:
@@ -62,7 +54,7 @@ def _first_line(exc: SQLAlchemyError) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class SqlStore(RegistrySql, Store):
+class SqlStore(RegistrySql, DataVersionsSql, Store):
     """The Store on a SQL database (the model registry's methods come from :class:`RegistrySql`).
 
     Args:
@@ -192,76 +184,6 @@ class SqlStore(RegistrySql, Store):
         with self._session(f"update dataset '{dataset_id}'") as conn:
             query = update(t.datasets).where(t.datasets.c.id == dataset_id)
             conn.execute(query.values(format=format, examples=examples))
-
-    # --- versioned data sets ----------------------------------------------------------------------------
-    def add_data_version(self, record: DataVersionRecord) -> tuple[DataVersionRecord, bool]:
-        what = f"version of data set '{record.name}'"
-        for _ in range(5):  # a concurrent writer may take the same number (or create the data set) first
-            dataset_id = self._data_set_id(record.project, record.name)
-            if dataset_id is None:
-                continue
-            with self._session(f"add a {what}", duplicate=t.uq_data_versions_number) as conn:
-                versions = t.data_versions.c
-                same = conn.execute(select(versions.id).where(versions.dataset_id == dataset_id,
-                                                              versions.sha256 == record.sha256)).scalar()
-                if same is not None:
-                    return self._find_version(conn, f"data version '{same}'", versions.id == same), False
-                newest = conn.execute(select(func.max(versions.version)).where(versions.dataset_id == dataset_id))
-                stored = dataclasses.replace(record, dataset_id=dataset_id, version=(newest.scalar() or 0) + 1)
-                conn.execute(insert(t.data_versions).values(**_values(stored, t.data_versions)))
-                return stored, True
-        raise StorageError(f"could not add a {what}: too many concurrent writers",
-                           hint="run the command again")
-
-    def _data_set_id(self, project: str, name: str) -> str | None:
-        """The id of a data set, created when missing (``None`` when a concurrent writer won the race)."""
-        sets = t.data_sets.c
-        with self._session(f"read data set '{name}'") as conn:
-            found = conn.execute(select(sets.id).where(sets.project == project, sets.name == name)).scalar()
-        if found is not None:
-            return found
-        created = DataSetRecord(id=new_id("dset"), project=project, name=name)
-        with self._session(f"add data set '{name}'", duplicate=t.uq_data_sets_project_name) as conn:
-            conn.execute(insert(t.data_sets).values(**_values(created, t.data_sets)))
-            return created.id
-        return None
-
-    @staticmethod
-    def _find_version(conn: Connection, what: str, *conditions: ColumnElement[bool]) -> DataVersionRecord:
-        row = conn.execute(_versions_query().where(*conditions)).first()
-        if row is None:
-            raise NotFoundError(f"no {what}", hint="list the versions with 'tuneforge data versions NAME'")
-        return _record(DataVersionRecord, row)
-
-    def get_data_version(self, *, project: str, name: str, version: int | None = None) -> DataVersionRecord:
-        scope = [t.data_sets.c.project == project, t.data_sets.c.name == name]
-        with self._session(f"read data set '{name}'") as conn:
-            if version is None:
-                newest = select(func.max(t.data_versions.c.version)).select_from(
-                    t.data_versions.join(t.data_sets)).where(*scope)
-                version = conn.execute(newest).scalar()
-                if version is None:
-                    raise NotFoundError(f"no data set '{name}'", hint="list them with 'tuneforge data versions'")
-            return self._find_version(conn, f"version {version} of data set '{name}'", *scope,
-                                      t.data_versions.c.version == version)
-
-    def get_data_version_by_id(self, version_id: str, *, project: str) -> DataVersionRecord:
-        with self._session(f"read data version '{version_id}'") as conn:
-            return self._find_version(conn, f"data version '{version_id}'", t.data_versions.c.id == version_id,
-                                      t.data_sets.c.project == project)
-
-    def list_data_versions(self, *, project: str, name: str) -> list[DataVersionRecord]:
-        query = _versions_query().where(t.data_sets.c.project == project, t.data_sets.c.name == name)
-        with self._session(f"list the versions of data set '{name}'") as conn:
-            rows = conn.execute(query.order_by(t.data_versions.c.version)).all()
-        if not rows:
-            raise NotFoundError(f"no data set '{name}'", hint="list them with 'tuneforge data versions'")
-        return [_record(DataVersionRecord, row) for row in rows]
-
-    def list_data_sets(self, *, project: str) -> list[DataSetRecord]:
-        query = select(t.data_sets).where(t.data_sets.c.project == project).order_by(t.data_sets.c.name)
-        with self._session("list data sets") as conn:
-            return [_record(DataSetRecord, row) for row in conn.execute(query).all()]
 
     # --- jobs -------------------------------------------------------------------------------------------
     def add_job(self, record: JobRecord) -> JobRecord:
@@ -422,12 +344,6 @@ class SqlStore(RegistrySql, Store):
                                 t.models.c.project == project)
             conn.execute(delete(t.models).where(t.models.c.id == model_id))
         return record
-
-
-def _versions_query() -> Select:
-    """Versions with the project and name of their data set."""
-    return select(t.data_versions, t.data_sets.c.project, t.data_sets.c.name).join(
-        t.data_sets, t.data_sets.c.id == t.data_versions.c.dataset_id)
 
 
 def _update_jobs(*conditions: ColumnElement[bool]) -> Update:

@@ -1,0 +1,23 @@
+"""Rows to records and records to rows: shared by SqlStore and its mixins."""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import Enum
+from typing import Any, TypeVar
+
+from sqlalchemy import Row, Table
+
+R = TypeVar("R")  # a record class
+
+
+def record_of(cls: type[R], row: Row[Any]) -> R:
+    """The frozen record of a row (columns the record lacks, such as ``seq``, are left out)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in row._mapping.items() if k in names})
+
+
+def values_of(record: object, table: Table) -> dict[str, Any]:
+    """The column values of a record for ``table`` (enums as their values; ``seq`` is the database's)."""
+    values = {k: v for k, v in dataclasses.asdict(record).items() if k in table.c and k != "seq"}
+    return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
