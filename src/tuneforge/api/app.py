@@ -20,6 +20,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
     from tuneforge import __version__
     from tuneforge.api import errors, operations
     from tuneforge.api.native import compressions, evaluations, fine_tuning
+    from tuneforge.api.native import hpo as hpo_routes
     from tuneforge.api.openai import files, jobs, models
     from tuneforge.settings import quiet_environment
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
     errors.install(app)
     for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions):
         app.include_router(module.router)
+    app.include_router(hpo_routes.router)
     return app
 
 
