@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
     for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions):
         app.include_router(module.router)
     app.include_router(hpo_routes.router)
+    app.include_router(hpo_routes.trials_router)
     return app
 
 

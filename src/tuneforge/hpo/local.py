@@ -63,6 +63,9 @@ def run_local_study(search: LoadedSearch, *, name: str, settings: Settings, outp
     context.set_forkserver_preload(PRELOAD)
     running: dict[int, BaseProcess] = {}
     launched, seen = 0, None
+    # A fresh study is reproducible from its seed; a process that joins or resumes one must not repeat the seeds
+    # (and so the samples) of the processes before it.
+    offset = 0 if not resume else 1000 * (os.getpid() % 100_000)
     while True:
         for key, process in list(running.items()):
             if not process.is_alive():
@@ -80,7 +83,7 @@ def run_local_study(search: LoadedSearch, *, name: str, settings: Settings, outp
         wanted = search.config.n_trials - counts.done - max(counts.running, len(running))
         if open_for_more and wanted > 0 and len(running) < search.config.max_concurrent:
             process = context.Process(target=trial_process, daemon=False, name=f"trial-{launched}",
-                                      args=(name, settings.model_dump_json(), search.config.seed + launched,
+                                      args=(name, settings.model_dump_json(), search.config.seed + offset + launched,
                                             threads, os.getpid()))
             process.start()
             running[launched] = process

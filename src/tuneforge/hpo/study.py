@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,11 +61,13 @@ def open_storage(settings: Settings) -> optuna.storages.RDBStorage:
         engine.dispose()
         kwargs["connect_args"] = {"options": f"-csearch_path={SCHEMA}"}
     interval = max(1, int(settings.heartbeat_seconds))
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=kwargs, heartbeat_interval=interval,
-        grace_period=max(interval + 1, int(settings.stale_after_seconds)),
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
-    )
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8; they are what we need
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=kwargs, heartbeat_interval=interval,
+            grace_period=max(interval + 1, int(settings.stale_after_seconds)),
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
+        )
 
 
 def search_digest(search: LoadedSearch) -> str:
@@ -195,7 +198,9 @@ def fail_stale(study: optuna.Study) -> None:
     """Fail the trials whose process stopped its heartbeat; the retry callback queues them again."""
     import optuna
 
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def run_one_trial(name: str, *, settings: Settings, seed: int, run_dir: Path | None = None, progress: Any = None,

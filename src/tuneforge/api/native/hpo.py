@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tuneforge.api.native.kind_routes import Plat, Proj
+from tuneforge.api.native.kind_routes import Plat, Proj, add_job_routes
 from tuneforge.services import hpo
 from tuneforge.services.hpo import StudyRequest
 from tuneforge.services.platform import Platform
 
 router = APIRouter(prefix="/api/v1/hpo/studies", tags=["hyperparameter search (native)"])
+trials_router = APIRouter(prefix="/api/v1/hpo/trials", tags=["hyperparameter search (native)"])
+add_job_routes(trials_router, kind="hpo_trial")  # each trial job: status, logs, progress, like any job
 
 
 @router.post("")
