@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConflictError, MissingDependencyError, NotFoundError, TuneforgeError
+from tuneforge.storage.engine import normalize_url
 
 if TYPE_CHECKING:
     import optuna
@@ -37,7 +38,7 @@ def studies_url(settings: Settings) -> str:
     if url.startswith("sqlite:///"):
         db = Path(url.removeprefix("sqlite:///"))
         return f"sqlite:///{db.with_name('studies.db')}"
-    return url
+    return normalize_url(url)
 
 
 def open_storage(settings: Settings) -> optuna.storages.RDBStorage:
