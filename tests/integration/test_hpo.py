@@ -115,7 +115,7 @@ def test_nsga2_two_objectives_give_a_pareto_front(workdir):
     from tuneforge.services.hpo import tune
 
     home = workdir / "home"
-    search = write_search(workdir, sampler="nsga2", pruner="none", n_trials=3,
+    search = write_search(workdir, sampler="nsga2", pruner="none", n_trials=3, max_steps=4,
                           objective=[{"metric": "eval_loss"},
                                      {"metric": "exact_match", "data": "eval.jsonl", "max_new_tokens": 4}])
     result, outputs = tune(search, study="pareto", settings=Settings(home=str(home)))
@@ -124,6 +124,7 @@ def test_nsga2_two_objectives_give_a_pareto_front(workdir):
     assert [d.name for d in stored.directions] == ["MINIMIZE", "MAXIMIZE"]
     assert all(len(t.values) == 2 for t in stored.trials) and stored.best_trials
     assert all(0 <= t.values[1] <= 1 and t.user_attrs["exact_match"] == t.values[1] for t in stored.trials)
+    assert {t.user_attrs["steps"] for t in stored.trials} == {4}  # the search's per-trial cap (the base says 8)
     out = home / "hpo" / "pareto"
     assert outputs.best == out / "best.yaml"
     assert (out / "pareto_front.png").read_bytes()[:4] == b"\x89PNG"

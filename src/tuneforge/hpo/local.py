@@ -97,11 +97,15 @@ def run_local_study(search: LoadedSearch, *, name: str, settings: Settings, outp
 
 def trial_process(name: str, settings_json: str, seed: int, threads: int, parent_pid: int) -> None:
     """Entry point of a trial process: one trial of the study, then exit."""
+    import signal
     import warnings
 
     import torch
 
     warnings.filterwarnings("ignore")  # the study process reports each trial's outcome; its libraries stay quiet
+    # Ctrl-C reaches the whole process group: the study process decides (no new trials; a second one quits, and
+    # this process follows through its watchdog, its trial retried on resume).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     from tuneforge.hpo.study import run_one_trial
     from tuneforge.settings import Settings
