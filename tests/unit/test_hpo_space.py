@@ -98,3 +98,37 @@ def test_pruning_and_objectives_need_an_eval_split(tmp_path):
     err = _error(tmp_path, {"objective": [{"metric": "exact_match", "data": "v.jsonl"}], "pruner": "median",
                             "sampler": "tpe"}, no_eval)
     assert err.field == "pruner" and "data.eval" in err.message
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes", "nsga2", "random", "grid", "qmc"])
+def test_every_sampler_and_pruner_builds(tmp_path, sampler):
+    pytest.importorskip("optuna")
+    from tuneforge.hpo.samplers import make_pruner, make_sampler
+
+    space = {"method.r": {"type": "categorical", "choices": [4, 8]}, "train.epochs": {"type": "int", "low": 1,
+                                                                                     "high": 3}}
+    loaded = load_search(write(tmp_path, {**SEARCH, "sampler": sampler, "space": space,
+                                          "objective": [{"metric": "eval_loss"}], "pruner": "hyperband"}))
+    built = make_sampler(loaded.config, seed=1)
+    assert type(built).__name__.lower().startswith(sampler.replace("nsga2", "nsgaii")[:3])
+    assert type(make_pruner(loaded.config)).__name__ == "HyperbandPruner"
+
+
+def test_a_study_resumes_only_with_the_same_search(tmp_path):
+    pytest.importorskip("optuna")
+    from tuneforge.errors import ConflictError, NotFoundError
+    from tuneforge.hpo.study import create_study
+    from tuneforge.settings import Settings
+
+    settings = Settings(home=str(tmp_path / "home"))
+    loaded = load_search(write(tmp_path, SEARCH))
+    with pytest.raises(NotFoundError, match="no study 's'"):
+        create_study(loaded, name="s", settings=settings, output=tmp_path, resume=True)
+    create_study(loaded, name="s", settings=settings, output=tmp_path)
+    with pytest.raises(ConflictError, match="--resume"):
+        create_study(loaded, name="s", settings=settings, output=tmp_path)
+    assert create_study(loaded, name="s", settings=settings, output=tmp_path, resume=True).study_name == "s"
+    other = load_search(write(tmp_path, {**SEARCH, "n_trials": 3, "sampler": "random"}))
+    with pytest.raises(ConflictError, match="another space"):
+        create_study(other, name="s", settings=settings, output=tmp_path, resume=True)
+    assert (tmp_path / "home" / "studies.db").is_file()  # beside tuneforge.db, not inside it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import MissingDependencyError
@@ -29,7 +30,9 @@ def make_sampler(search: SearchConfig, *, seed: int) -> optuna.samplers.BaseSamp
         case "random":
             return samplers.RandomSampler(seed=seed)
         case "qmc":
-            return samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.0
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
         case "grid":
             return samplers.GridSampler(_grid(search), seed=seed)
         case "cmaes":

@@ -96,6 +96,9 @@ def create_study(search: LoadedSearch, *, name: str, settings: Settings, output:
     """
     import optuna
 
+    from tuneforge.hpo.samplers import make_sampler
+
+    make_sampler(search.config, seed=search.config.seed)  # a sampler that cannot be built fails before any trial
     storage = open_storage(settings)
     exists = name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if exists and not resume:
@@ -108,6 +111,7 @@ def create_study(search: LoadedSearch, *, name: str, settings: Settings, output:
         if study.user_attrs.get("digest") != digest:
             raise ConflictError(f"study '{name}' searched another space, objective or base config",
                                 hint="resume with the search file it started with, or start a new study")
+        study.set_user_attr("search", search.config.model_dump(mode="json"))  # the budget may change on resume
         set_state(study, "running")
         return study
     study = optuna.create_study(study_name=name, storage=storage, directions=search.config.directions)

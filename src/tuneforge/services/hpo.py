@@ -132,8 +132,12 @@ def study_view(study: optuna.Study, *, trials: bool = True) -> dict[str, Any]:
     from tuneforge.hpo.outputs import best_trials
 
     counts = study_counts(study)
+    state = study.user_attrs.get("state")
+    n_trials = (study.user_attrs.get("search") or {}).get("n_trials")
+    if state == "running" and n_trials and counts.done >= n_trials and not counts.running:
+        state = "finished"
     view: dict[str, Any] = {
-        "name": study.study_name, "state": study.user_attrs.get("state"), "project": study.user_attrs.get("project"),
+        "name": study.study_name, "state": state, "project": study.user_attrs.get("project"),
         "directions": [d.name.lower() for d in study.directions], "search": study.user_attrs.get("search"),
         "complete": counts.complete, "pruned": counts.pruned, "failed": counts.failed, "running": counts.running,
         "waiting": counts.waiting, "best": None,
