@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -125,6 +126,8 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=1, help="max_concurrent of the quality study.")
     parser.add_argument("--worker-trials", type=int, default=6)
     parser.add_argument("--database-url", default="", help="Database of the studies (default: SQLite in a temp home).")
+    parser.add_argument("--postgres", action="store_true", help="Start a throwaway PostgreSQL cluster for the studies "
+                        "(needs initdb; tests/fixtures/postgres.py).")
     parser.add_argument("--skip", choices=["quality", "workers"], action="append", default=[])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--search", help=argparse.SUPPRESS)
@@ -136,15 +139,28 @@ def main() -> None:
     from tuneforge.settings import Settings, quiet_environment
 
     quiet_environment()
-    with tempfile.TemporaryDirectory(prefix="tuneforge-hpo-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tuneforge-hpo-bench-") as tmp, _database(args) as url:
         folder = Path(tmp)
         model = args.model or str(_tiny_model(folder / "tiny"))
         write_task(folder, model, args.steps)
-        settings = Settings(home=str(folder / "home"), database_url=args.database_url)
+        settings = Settings(home=str(folder / "home"), database_url=url)
+        print(f"studies in {'PostgreSQL' if url.startswith('postgres') else 'SQLite'}; model {model}")
         if "quality" not in args.skip:
             quality(folder, args, settings)
         if "workers" not in args.skip:
             workers(folder, args, settings)
+
+
+@contextlib.contextmanager
+def _database(args):
+    if not args.postgres:
+        yield args.database_url
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fixtures.postgres import postgres_cluster
+
+    with postgres_cluster() as url:
+        yield url
 
 
 def _tiny_model(path: Path) -> Path:
