@@ -84,3 +84,57 @@ def test_bad_studies_are_refused_before_anything_is_queued(api, files, server):
     assert api.post("/api/v1/hpo/studies", json=unknown).status_code == 404
     other = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.keys['other']}"})
     assert other.get("/api/v1/hpo/studies/plat").status_code == 404  # another project's study
+
+
+@pytest.mark.postgres
+def test_a_trial_of_a_killed_worker_is_failed_by_the_heartbeat_and_retried(postgres_url, tiny_model, tmp_path):
+    """Two workers share PostgreSQL; the first dies mid-trial: the trial is failed and rerun, same values."""
+    import signal
+
+    from fixtures.postgres import reset_database
+    from test_platform_workers import start_worker
+    from tuneforge.hpo.study import load_study
+    from tuneforge.services import files
+    from tuneforge.services.hpo import StudyRequest, create_platform_study
+    from tuneforge.services.platform import open_platform
+
+    reset_database(postgres_url)
+    settings = Settings(home=str(tmp_path / "home"), database_url=postgres_url, concurrency=1, poll_seconds=0.2,
+                        heartbeat_seconds=0.3, stale_after_seconds=3.0, threads_per_job=1,
+                        base_models={"tiny-llama": str(tiny_model)})
+    platform = open_platform(settings)
+    ids = {split: files.upload_path(platform, project="acme", path=write_jsonl(tmp_path / f"{split}.jsonl", rows)).id
+           for split, rows in (("train", MEMORIZE), ("eval", MEMORIZE[:4]))}
+    request = body("killed", ids, n_trials=1)
+    request["search"]["base"]["train"]["max_steps"] = 60
+    request["name"] = f"killed-{tmp_path.name[-8:]}"  # the optuna schema outlives reset_database
+    create_platform_study(platform, project="acme", request=StudyRequest(**request))
+    name = request["name"]
+
+    def trials():
+        return load_study(name, settings=settings).trials
+
+    first = start_worker(platform, tmp_path / "worker1.log")
+    try:
+        wait_for(lambda: trials() and trials()[0].user_attrs.get("steps") is not None, timeout=120,
+                 what="the trial to evaluate on the first worker")
+        assert trials()[0].state.name == "RUNNING"
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        first.kill()
+    second = start_worker(platform, tmp_path / "worker2.log")
+    try:
+        wait_for(lambda: any(t.state.name == "COMPLETE" for t in trials()), timeout=180, what="the retried trial")
+        job_id = trials()[-1].user_attrs["job_id"]
+        wait_for(lambda: platform.store.get_job(job_id).status not in ("queued", "running"), timeout=60,
+                 what=f"the trial job to end: {(tmp_path / 'worker2.log').read_text()[-3000:]}")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    killed, retry = trials()
+    assert killed.state.name == "FAIL" and retry.state.name == "COMPLETE"
+    assert retry.system_attrs["failed_trial"] == killed.number and retry.params == killed.params
+    job = platform.store.get_job(job_id)
+    assert job.status == "succeeded" and job.attempts == 2  # the same job, requeued from the dead worker
+    platform.close()
