@@ -132,3 +132,10 @@ def test_a_study_resumes_only_with_the_same_search(tmp_path):
     with pytest.raises(ConflictError, match="another space"):
         create_study(other, name="s", settings=settings, output=tmp_path, resume=True)
     assert (tmp_path / "home" / "studies.db").is_file()  # beside tuneforge.db, not inside it
+
+
+def test_the_example_search_files_load():
+    examples = sorted((Path(__file__).parents[2] / "configs" / "hpo").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        assert load_search(path).config.n_trials >= 1
