@@ -136,5 +136,6 @@ def test_a_trial_of_a_killed_worker_is_failed_by_the_heartbeat_and_retried(postg
     assert killed.state.name == "FAIL" and retry.state.name == "COMPLETE"
     assert retry.system_attrs["failed_trial"] == killed.number and retry.params == killed.params
     job = platform.store.get_job(job_id)
-    assert job.status == "succeeded" and job.attempts == 2  # the same job, requeued from the dead worker
+    # The same job, requeued from the dead worker (once more if a loaded machine let a heartbeat go stale).
+    assert job.status == "succeeded" and job.attempts >= 2
     platform.close()
