@@ -75,6 +75,9 @@ def run_command(
                                    threads=threads, progress=TrialProgress(renderer), stop=stop.event)
     if outputs.summary is not None:
         console.print(Markdown(outputs.summary.read_text()))
+    if stop.event.is_set():
+        console.print(f"[yellow]stopped[/] after the running trials: continue with --resume ({result.output})")
+        raise typer.Exit(stop.exit_code)
     console.print(f"[green]done[/] in {result.seconds:.0f} s: {result.output}")
 
 
