@@ -21,6 +21,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
     from tuneforge.api import errors, operations
     from tuneforge.api.native import compressions, evaluations, fine_tuning, registry
     from tuneforge.api.native import data as native_data
+    from tuneforge.api.native import hpo as hpo_routes
     from tuneforge.api.openai import files, jobs, models
     from tuneforge.settings import quiet_environment
 
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
     errors.install(app)
     for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions, registry, native_data):
         app.include_router(module.router)
+    app.include_router(hpo_routes.router)
+    app.include_router(hpo_routes.trials_router)
     return app
 
 

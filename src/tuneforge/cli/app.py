@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tuneforge.cli import compression, evaluation, platform, registry, runs
+from tuneforge.cli import hpo as hpo_cli
 from tuneforge.cli.data import data_app
 from tuneforge.cli.interrupts import StopOnSignals
 from tuneforge.cli.render import ProgressRenderer, make_console, summary_table
@@ -216,6 +217,7 @@ app.add_typer(runs.runs_app, name="runs")
 app.command("compress")(compression.compress_command)
 app.add_typer(registry.registry_app, name="registry")
 app.add_typer(data_app, name="data")
+app.add_typer(hpo_cli.tune_app, name="tune")
 
 
 @config_app.command("validate")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError, DataError, NotFoundError, TuneforgeError
 from tuneforge.jobs.kinds import JobContext, JobKind, JobKinds, JobOutcome, JobPaused
+from tuneforge.services.hpo_kind import HpoTrialKind
 from tuneforge.storage.artifacts import Artifacts
 from tuneforge.storage.records import FileRecord, ModelRecord, new_id
 from tuneforge.storage.rundir import COMPLETED, RunDir
@@ -196,3 +197,4 @@ class CompressKind(JobKind):
 
 
 KINDS = JobKinds(TrainKind(), EvaluateKind(), CompressKind())
+KINDS.register(HpoTrialKind())  # hyperparameter search: one trial of a stored study (services.hpo_kind)
