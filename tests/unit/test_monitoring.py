@@ -95,20 +95,3 @@ def test_the_webhook_retries_a_failing_receiver_with_backoff():
         receiver.answers = [500] * 5
         assert not send_webhook(receiver.url, {"job": "x"}, retries=1, backoff=0.01)  # gives up, never raises
     assert not send_webhook(receiver.url, {"job": "x"}, retries=1, backoff=0.01)  # nobody listens
-
-
-def test_the_store_counts_alert_events_by_kind(tmp_path):
-    from tuneforge.monitoring.detectors import Alert
-    from tuneforge.services.alerts import record_alert
-    from tuneforge.storage.records import EventRecord, new_id
-    from tuneforge.storage.sql import SqlStore
-
-    store = SqlStore(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    job = store.add_job(JobRecord(id="ftjob-x", project="p", model="m", config={}))
-    for kind in ("loss_spike", "loss_spike", "loss_not_finite"):
-        record_alert(store, job.id, Alert(kind, math.nan, 3.0, "m", step=1))
-    store.add_event(EventRecord(id=new_id("ftevent"), job_id=job.id, level="info", message="not an alert"))
-    assert store.count_alerts() == {"loss_spike": 2, "loss_not_finite": 1}
-    events = store.list_events(job.id, limit=10).data
-    assert [e.level for e in events if e.type == "alert"] == ["error", "warn", "warn"]
-    store.close()

@@ -76,10 +76,7 @@ class AnomalyDetectors:
         if loss is not None:
             alerts += [self._loss_not_finite(step, loss), self._loss_spike(step, loss)]
         if grad_norm is not None:
-            alerts.append(self._edge(GRAD_NORM_EXPLOSION, not math.isfinite(grad_norm) or grad_norm > self.t.grad_norm_max,
-                                     lambda: Alert(GRAD_NORM_EXPLOSION, grad_norm, self.t.grad_norm_max,
-                                                   f"gradient norm {grad_norm:.4g} above {self.t.grad_norm_max:g} "
-                                                   f"at step {step}", step)))
+            alerts.append(self._grad_norm(step, grad_norm))
         if tokens_per_second is not None:
             alerts.append(self._throughput(step, tokens_per_second))
         return [a for a in alerts if a is not None]
@@ -98,7 +95,7 @@ class AnomalyDetectors:
     def _loss_not_finite(self, step: int, loss: float) -> Alert | None:
         return self._edge(LOSS_NOT_FINITE, not math.isfinite(loss), lambda: Alert(
             LOSS_NOT_FINITE, loss, "finite", f"training loss is {loss} at step {step}: the run diverged "
-            "(lower train.learning_rate, or use train.max_grad_norm)", step))
+            "(lower train.learning_rate or train.max_grad_norm, or resume from an earlier checkpoint)", step))
 
     def _loss_spike(self, step: int, loss: float) -> Alert | None:
         if not math.isfinite(loss):
@@ -110,6 +107,12 @@ class AnomalyDetectors:
             f"median {median:.4g} at step {step}", step, {"median": median}))
         self.losses.append(loss)
         return alert
+
+    def _grad_norm(self, step: int, norm: float) -> Alert | None:
+        finite = math.isfinite(norm)
+        what = f"above {self.t.grad_norm_max:g}" if finite else "not finite"
+        return self._edge(GRAD_NORM_EXPLOSION, not finite or norm > self.t.grad_norm_max, lambda: Alert(
+            GRAD_NORM_EXPLOSION, norm, self.t.grad_norm_max, f"gradient norm {norm:.4g} is {what} at step {step}", step))
 
     def _throughput(self, step: int, speed: float) -> Alert | None:
         median = statistics.median(self.speeds) if len(self.speeds) >= self.t.min_history else None
