@@ -1,4 +1,5 @@
-"""``/health`` (no key needed) and Prometheus ``/metrics`` (queue depth, running jobs, outcomes, durations)."""
+"""``/health`` (no key needed) and Prometheus ``/metrics`` (queue depth, running jobs, outcomes, durations; alerts,
+heartbeat age and free disk from ``monitoring.collectors``)."""
 
 from __future__ import annotations
 

@@ -95,3 +95,25 @@ def test_the_webhook_retries_a_failing_receiver_with_backoff():
         receiver.answers = [500] * 5
         assert not send_webhook(receiver.url, {"job": "x"}, retries=1, backoff=0.01)  # gives up, never raises
     assert not send_webhook(receiver.url, {"job": "x"}, retries=1, backoff=0.01)  # nobody listens
+
+
+def test_platform_checks_report_a_stalled_job_once_as_an_event_and_a_webhook_post(tmp_path):
+    from tuneforge.services.alerts import check_platform
+    from tuneforge.settings import Settings
+    from tuneforge.storage.sql import SqlStore
+
+    with webhook_receiver() as receiver:
+        settings = Settings(home=str(tmp_path), stalled_after_seconds=60, min_free_disk_gb=0,
+                            alert_webhook_url=receiver.url)
+        store = SqlStore(settings.database_url)
+        now = time.time()
+        store.add_job(JobRecord(id="ftjob-s", project="acme", model="m", config={}, status=JobStatus.RUNNING,
+                                started_at=now - 500, progress={"step": 4, "updated_at": now - 120}))
+        store.add_job(JobRecord(id="ftjob-q", project="acme", model="m", config={}, status=JobStatus.QUEUED))
+        seen: set = set()
+        assert [a.kind for a in check_platform(store, settings, seen=seen, now=now)] == ["job_stalled"]
+        assert check_platform(store, settings, seen=seen, now=now + 30) == []  # the same stall: reported once
+        alerts = [e for e in store.list_events("ftjob-s", limit=10).data if e.type == "alert"]
+        assert len(alerts) == 1 and alerts[0].data["step"] == 4 and alerts[0].data["threshold"] == 60
+        assert [(b["job"], b["project"], b["kind"]) for b in receiver.bodies] == [("ftjob-s", "acme", "job_stalled")]
+        store.close()
