@@ -18,6 +18,7 @@ ENVIRONMENT = {
     "TUNEFORGE_HOME": "home",
     "TUNEFORGE_DATABASE_URL": "database_url",
     "TUNEFORGE_BASE_MODELS": "base_models",
+    "TUNEFORGE_ALERT_WEBHOOK_URL": "alert_webhook_url",
 }
 
 
@@ -54,6 +55,13 @@ class Settings(BaseModel):
         "directory (TUNEFORGE_BASE_MODELS='name=path,name2=path2').",
     )
     allow_local_paths: bool = Field(False, description="Also accept a local model directory as 'model'.")
+    alert_webhook_url: str = Field("", description="TUNEFORGE_ALERT_WEBHOOK_URL: each alert is POSTed there as JSON "
+                                   "(job, kind, value, threshold, message), with retries; empty: no webhook.")
+    stalled_after_seconds: float = Field(
+        900.0, gt=0, description="A running job whose progress has not moved this long raises a job_stalled alert.")
+    min_free_disk_gb: float = Field(5.0, ge=0, description="Free space under home below this raises a disk_low alert.")
+    monitor_seconds: float = Field(30.0, gt=0, description="How often the server runs the platform checks "
+                                   "(stalled jobs, free disk).")
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

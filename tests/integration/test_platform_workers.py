@@ -80,6 +80,8 @@ def test_a_killed_workers_job_resumes_from_its_checkpoint_on_another_worker(plat
     assert done.attempts == 2 and done.worker_id != started[0].data["worker"]
     messages = [e.message for e in store.list_events(job.id, limit=1000).data]
     assert any("stopped answering" in m and "requeued" in m for m in messages)
+    lost = [e for e in store.list_events(job.id, limit=1000).data if e.type == "alert"]
+    assert [e.data["kind"] for e in lost] == ["worker_lost"] and store.count_alerts() == {"worker_lost": 1}
     resumed = [m for m in messages if "resuming from checkpoint-" in m]
     assert len(resumed) == 1
     resumed_step = int(resumed[0].rsplit("-", 1)[1])

@@ -30,14 +30,20 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import threading
+
+        from tuneforge.services.alerts import start_platform_monitor
         from tuneforge.services.platform import open_platform
         from tuneforge.services.workers import start_workers
 
         app.state.platform = open_platform(settings)
         app.state.workers = start_workers(settings, count=workers if settings.concurrency else 0)
+        monitor_stop = threading.Event()  # the platform checks (stalled jobs, free disk): services.alerts
+        start_platform_monitor(app.state.platform.store, settings, stop=monitor_stop)
         try:
             yield
         finally:
+            monitor_stop.set()
             for worker, thread in app.state.workers:
                 worker.stop()
             for worker, thread in app.state.workers:

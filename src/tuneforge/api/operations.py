@@ -1,4 +1,5 @@
-"""``/health`` (no key needed) and Prometheus ``/metrics`` (queue depth, running jobs, outcomes, durations)."""
+"""``/health`` (no key needed) and Prometheus ``/metrics`` (queue depth, running jobs, outcomes, durations; alerts,
+heartbeat age and free disk from ``monitoring.collectors``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from tuneforge.api import deps
+from tuneforge.monitoring.collectors import AlertCollector
 from tuneforge.services import jobs
 from tuneforge.services.platform import Platform
 from tuneforge.storage.records import FINAL_STATES, JobStatus
@@ -29,6 +31,7 @@ def metrics(request: Request) -> Response:
 
     registry = CollectorRegistry()
     registry.register(JobCollector(request.app.state.platform))
+    registry.register(AlertCollector(request.app.state.platform.store, home=request.app.state.platform.settings.home_dir))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -15,6 +15,7 @@ from tuneforge.config.data import (
     CHAT_TEMPLATE_NAMES, DataSource, EvalData, EvalSplit, OverlongPolicy, TrainData, as_sources,
 )
 from tuneforge.config.methods import METHODS, LoraMethod, MethodConfig
+from tuneforge.config.monitoring import AlertThresholds, AnomalyAction, ReportTarget
 from tuneforge.config.tasks import TASKS, SftTask, TrainTaskConfig
 from tuneforge.errors import suggest
 
@@ -150,6 +151,17 @@ class TrainSettings(StrictModel):
         None, gt=0, description="NEFTune: noise on the input embeddings while training (5 is typical; null: off)."
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing factor of the loss (0: off).")
+    on_anomaly: AnomalyAction = Field(
+        "warn", description="What an anomaly alert (NaN loss, loss spike, rising eval loss, gradient explosion, "
+        "throughput collapse) does: 'warn' (an event, a metric, the webhook), 'pause' (checkpoint and pause the "
+        "job; a CLI run stops resumable), 'stop' (end the run with an error).")
+    alerts: AlertThresholds = Field(default_factory=AlertThresholds, description="Thresholds of the anomaly alerts.")
+    report_to: list[ReportTarget] = Field(
+        default_factory=list, description="Also log to these trackers through the Trainer's integrations: "
+        "tensorboard (event files in the run folder's tensorboard/), mlflow (see mlflow_tracking_uri).")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI for report_to: [mlflow] (default: a file store mlruns/ in the run "
+        "folder).")
 
 
 class TrainConfig(StrictModel):

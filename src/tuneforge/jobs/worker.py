@@ -185,7 +185,12 @@ class Worker:
                 running.pausing = _signal(running.process, signal.SIGUSR1)
         for job_id, status in self.store.requeue_stale(older_than=now() - self.settings.stale_after_seconds):
             message = {JobStatus.QUEUED: "Its worker stopped answering: job requeued; it resumes from its newest checkpoint"}
-            self._event(job_id, message.get(status, f"Its worker stopped answering: job {status.value}"), level="warn")
+            text = message.get(status, f"Its worker stopped answering: job {status.value}")
+            # An alert event (kind worker_lost, counted by /metrics' tuneforge_alerts_total): see monitoring/.
+            self.store.add_event(EventRecord(id=new_id("ftevent"), job_id=job_id, level="warn", type="alert",
+                                             message=f"Alert (worker_lost): {text}", data={
+                                                 "kind": "worker_lost", "value": None,
+                                                 "threshold": self.settings.stale_after_seconds, "message": text}))
 
     def _shutdown(self) -> None:
         for running in self.running.values():

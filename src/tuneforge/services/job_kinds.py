@@ -66,10 +66,11 @@ class TrainKind(JobKind):
         if (run.read_marker() or {}).get("status") == COMPLETED:
             summary = run.read_summary()  # trained before a crash: just record it
         else:
+            from tuneforge.services.alerts import job_monitor
             from tuneforge.services.runs import collect_provenance
 
             summary = run_training(config, settings=context.settings, resume=True, progress=context.recorder,
-                                   extra_callbacks=[pause_callback(context.pause)],
+                                   extra_callbacks=[pause_callback(context.pause), job_monitor(context, config)],
                                    provenance=collect_provenance(config)).summary
         table = metrics_csv(run.metrics).encode()
         result = store_result_file(context, filename="step_metrics.csv", data=table, purpose="fine-tune-results")

@@ -97,14 +97,16 @@ def train(
     KEY=VALUE`` arguments; ``resolve_dataset`` turns ``{dataset: name:version}`` data entries into files
     (:func:`resolve_datasets`).
     """
+    from tuneforge.services.alerts import cli_monitor
     from tuneforge.services.runs import collect_provenance
 
     validated = resolve_datasets(as_train_config(config, overrides=overrides), resolve_dataset=resolve_dataset)
     if config_file is None and isinstance(config, (str, Path)):
         config_file = config
     provenance = collect_provenance(validated, config_file=config_file, command=command)
+    monitor = cli_monitor(validated, settings=settings, progress=progress, stop=stop)
     return run_training(validated, settings=settings, resume=resume, overwrite=overwrite, progress=progress,
-                        stop=stop, provenance=provenance)
+                        stop=stop, provenance=provenance, extra_callbacks=[monitor])
 
 
 def check_config(

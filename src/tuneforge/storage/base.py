@@ -183,6 +183,10 @@ class Store(ABC):
         """Events of a job, newest first."""
 
     @abstractmethod
+    def count_alerts(self) -> dict[str, int]:
+        """Alert events (``type == 'alert'``) per alert kind (their ``data['kind']``), every project."""
+
+    @abstractmethod
     def add_metric(self, record: MetricRecord) -> None:
         """Append step figures to a job."""
 

@@ -300,6 +300,12 @@ class SqlStore(RegistrySql, DataVersionsSql, Store):
         return self._page(t.job_events, EventRecord, [t.job_events.c.job_id == job_id],
                           what=f"events of job '{job_id}'", after=after, limit=limit)
 
+    def count_alerts(self) -> dict[str, int]:
+        kind = t.job_events.c.data["kind"].as_string()
+        query = select(kind, func.count()).where(t.job_events.c.type == "alert").group_by(kind)
+        with self._session("count alert events") as conn:
+            return {str(name): count for name, count in conn.execute(query).all()}
+
     def add_metric(self, record: MetricRecord) -> None:
         self._insert(t.job_metrics, record, f"metrics of job '{record.job_id}'")
 

@@ -56,7 +56,9 @@ def training_arguments(config: TrainConfig, precision: Precision, run: RunDir, *
         seed=config.seed,
         data_seed=config.seed,
         include_num_input_tokens_seen="non_padding",
-        report_to=[],
+        report_to=list(t.report_to),  # the Trainer's own TensorBoard / MLflow callbacks (training.reporting)
+        run_name=run_name(run),
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN, so the anomaly alerts see it
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=False,
@@ -64,6 +66,11 @@ def training_arguments(config: TrainConfig, precision: Precision, run: RunDir, *
         label_smoothing_factor=t.label_smoothing,
         **optimizer_argument(t.optimizer),
     )
+
+
+def run_name(run: RunDir) -> str:
+    """The run's name in the trackers: its folder, or the job id for a job's ``.../JOB/run`` folder."""
+    return run.root.parent.name if run.root.name == "run" else run.root.name
 
 
 def optimizer_argument(name: str) -> dict[str, str]:

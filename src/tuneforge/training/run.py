@@ -26,6 +26,7 @@ from tuneforge.training.callbacks import ProgressReporter, StopOnRequest
 from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
 from tuneforge.training.precision import resolve_precision
+from tuneforge.training.reporting import point_trackers, prepare_trackers
 from tuneforge.training.tasks import TrainerParts, get_task, peft_task_type
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ def run_training(
     _announce_data(data, config=config, progress=progress)
 
     precision = resolve_precision(config.train.precision)
+    prepare_trackers(config, run)
     strategy = get_method(config.method.name)
     set_seed(config.seed)
     quantization = strategy.quantization(config.method, precision.compute_dtype)
@@ -139,6 +141,7 @@ def run_training(
         optimizer=strategy.optimizer(model, config.method, config.train),
     ))
     quiet_trainer(trainer)
+    point_trackers(trainer, run)
     started = time.perf_counter()
     train_output = _fit(trainer, run=run, checkpoint=checkpoint, stopper=stopper)
     runtime = time.perf_counter() - started
