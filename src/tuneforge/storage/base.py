@@ -28,6 +28,7 @@ from tuneforge.storage.records import (
     JobRecord,
     JobStatus,
     JobUpdate,
+    Lease,
     MetricRecord,
     ModelRecord,
     Page,
@@ -48,8 +49,8 @@ class Store(ABC):
 
     # --- files and datasets ---------------------------------------------------------------------
     @abstractmethod
-    def add_file(self, record: FileRecord) -> FileRecord:
-        """Insert a file record."""
+    def add_file(self, record: FileRecord, *, lease: Lease | None = None) -> FileRecord:
+        """Insert a file record (under ``lease``: only while it holds, else LeaseLost)."""
 
     @abstractmethod
     def get_file(self, file_id: str, *, project: str | None = None) -> FileRecord:
@@ -104,10 +105,15 @@ class Store(ABC):
 
     @abstractmethod
     def update_job(
-        self, job_id: str, update: JobUpdate, *, from_states: Iterable[JobStatus], held_by: str | None = None
+        self, job_id: str, update: JobUpdate, *, from_states: Iterable[JobStatus], held_by: str | None = None,
+        lease: Lease | None = None,
     ) -> bool:
         """Atomically set the fields of ``update`` if the job's status is one of ``from_states`` (and, when
-        ``held_by`` is given, the job is held by that worker). Returns whether the job was changed."""
+        ``held_by`` is given, the job is held by that worker). Returns whether the job was changed.
+
+        Raises:
+            LeaseLost: ``lease`` is given and no longer holds the job (nothing is written).
+        """
 
     @abstractmethod
     def claim_job(self, *, worker_id: str, kinds: Collection[str] | None = None) -> JobRecord | None:
@@ -131,6 +137,10 @@ class Store(ABC):
         Returns ``(job_id, new_status)`` pairs."""
 
     @abstractmethod
+    def hold_lease(self, lease: Lease) -> None:
+        """Check that ``lease`` still holds its job (running, or succeeded by this attempt); raises LeaseLost."""
+
+    @abstractmethod
     def queue_position(self, job_id: str) -> int | None:
         """1-based place of a queued job in the claim order (all kinds), or ``None`` when it is not queued."""
 
@@ -144,25 +154,26 @@ class Store(ABC):
 
     # --- events, metrics, checkpoints -------------------------------------------------------------
     @abstractmethod
-    def add_event(self, record: EventRecord) -> None:
-        """Append an event to a job."""
+    def add_event(self, record: EventRecord, *, lease: Lease | None = None) -> None:
+        """Append an event to a job (under ``lease``: only while it holds, else LeaseLost)."""
 
     @abstractmethod
     def list_events(self, job_id: str, *, after: str | None = None, limit: int = 20) -> Page[EventRecord]:
         """Events of a job, newest first."""
 
     @abstractmethod
-    def add_metric(self, record: MetricRecord) -> None:
-        """Append step figures to a job."""
+    def add_metric(self, record: MetricRecord, *, lease: Lease | None = None) -> None:
+        """Record step figures of a job. Rows of this step and later ones are replaced: a step re-run after
+        a resume keeps its last figures, once. Under ``lease``: only while it holds, else LeaseLost."""
 
     @abstractmethod
     def list_metrics(self, job_id: str) -> list[MetricRecord]:
         """Step figures of a job, by step."""
 
     @abstractmethod
-    def add_checkpoint(self, record: CheckpointRecord) -> bool:
+    def add_checkpoint(self, record: CheckpointRecord, *, lease: Lease | None = None) -> bool:
         """Record a checkpoint; returns False when the job already has one at that step (also when a
-        concurrent writer inserted it first)."""
+        concurrent writer inserted it first). Under ``lease``: only while it holds, else LeaseLost."""
 
     @abstractmethod
     def list_checkpoints(self, job_id: str, *, after: str | None = None, limit: int = 10) -> Page[CheckpointRecord]:
@@ -174,8 +185,8 @@ class Store(ABC):
 
     # --- fine-tuned models ------------------------------------------------------------------------
     @abstractmethod
-    def add_model(self, record: ModelRecord) -> None:
-        """Register a fine-tuned model."""
+    def add_model(self, record: ModelRecord, *, lease: Lease | None = None) -> None:
+        """Register a fine-tuned model (under ``lease``: only while it holds, else LeaseLost)."""
 
     @abstractmethod
     def get_model(self, model_id: str, *, project: str) -> ModelRecord:

@@ -195,6 +195,18 @@ class ModelRecord:
     created_at: float = field(default_factory=now)
 
 
+@dataclass(frozen=True)
+class Lease:
+    """Who may write for a running job: the job and the attempt number (the fencing token) its claim wrote.
+
+    A write given a lease happens only while the job is still that attempt's (running, or succeeded by it),
+    in the same transaction; otherwise it raises :class:`tuneforge.errors.LeaseLost` and writes nothing.
+    """
+
+    job_id: str
+    attempt: int
+
+
 class _Unset:
     def __repr__(self) -> str:
         return "UNSET"

@@ -21,17 +21,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
-from tuneforge.errors import NotFoundError, StorageError
+from tuneforge.errors import LeaseLost, NotFoundError, StorageError
 from tuneforge.storage import schema as t
 from tuneforge.storage.base import Store
 from tuneforge.storage.engine import create_db_engine, migrate
 from tuneforge.storage.records import (
     FINAL_STATES, CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobControl, JobRecord, JobStatus,
-    JobUpdate, MetricRecord, ModelRecord, Page, now,
+    JobUpdate, Lease, MetricRecord, ModelRecord, Page, now,
 )
 
 R = TypeVar("R")  # a record class
 _QUEUED, _RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
+# A lease holds while its job is running, and after its own attempt marked it succeeded (the model it
+# registers then): no later attempt can exist once a job succeeded.
+_LEASED = (_RUNNING, JobStatus.SUCCEEDED.value)
 # What a stale running job becomes, by the control request its dead worker had not acted on yet.
 _STALE_OUTCOME = {JobControl.CANCEL.value: JobStatus.CANCELLED, JobControl.PAUSE.value: JobStatus.PAUSED}
 
@@ -138,8 +141,9 @@ class SqlStore(Store):
             rows = conn.execute(select(table).where(*conditions).order_by(ordering).limit(limit + 1)).all()
         return Page([_record(cls, r) for r in rows[:limit]], has_more=len(rows) > limit)
 
-    def _insert(self, table: Table, record: object, what: str) -> None:
+    def _insert(self, table: Table, record: object, what: str, *, lease: Lease | None = None) -> None:
         with self._session(f"add {what}") as conn:
+            _hold(conn, lease)
             conn.execute(insert(table).values(**_values(record, table)))
 
     # --- API keys -------------------------------------------------------------------------------------
@@ -152,8 +156,8 @@ class SqlStore(Store):
             return conn.execute(select(t.api_keys.c.project).where(t.api_keys.c.key_hash == key_hash)).scalar()
 
     # --- files and datasets ---------------------------------------------------------------------------
-    def add_file(self, record: FileRecord) -> FileRecord:
-        self._insert(t.files, record, f"file '{record.id}'")
+    def add_file(self, record: FileRecord, *, lease: Lease | None = None) -> FileRecord:
+        self._insert(t.files, record, f"file '{record.id}'", lease=lease)
         return record
 
     def get_file(self, file_id: str, *, project: str | None = None) -> FileRecord:
@@ -219,7 +223,7 @@ class SqlStore(Store):
             conn.execute(delete(t.jobs).where(t.jobs.c.id == job_id))
 
     def update_job(self, job_id: str, update: JobUpdate, *, from_states: Iterable[JobStatus],
-                   held_by: str | None = None) -> bool:
+                   held_by: str | None = None, lease: Lease | None = None) -> bool:
         values = update.values()
         if not values:
             raise ValueError(f"an empty JobUpdate for job '{job_id}': set at least one field")
@@ -228,6 +232,7 @@ class SqlStore(Store):
         if held_by is not None:
             conditions.append(t.jobs.c.worker_id == held_by)
         with self._session(f"update job '{job_id}'") as conn:
+            _hold(conn, lease)
             return conn.execute(_update_jobs(*conditions).values(**values)).rowcount == 1
 
     def claim_job(self, *, worker_id: str, kinds: Collection[str] | None = None) -> JobRecord | None:
@@ -275,6 +280,10 @@ class SqlStore(Store):
                     changed.append((row.id, status))
         return changed
 
+    def hold_lease(self, lease: Lease) -> None:
+        with self._session(f"check the lease of job '{lease.job_id}'") as conn:
+            _hold(conn, lease)
+
     def queue_position(self, job_id: str) -> int | None:
         what = f"job '{job_id}'"
         with self._session(f"find the queue position of {what}") as conn:
@@ -299,25 +308,30 @@ class SqlStore(Store):
         return [(JobStatus(status), float(seconds)) for status, seconds in rows]
 
     # --- events, metrics, checkpoints -------------------------------------------------------------------
-    def add_event(self, record: EventRecord) -> None:
-        self._insert(t.job_events, record, f"an event of job '{record.job_id}'")
+    def add_event(self, record: EventRecord, *, lease: Lease | None = None) -> None:
+        self._insert(t.job_events, record, f"an event of job '{record.job_id}'", lease=lease)
 
     def list_events(self, job_id: str, *, after: str | None = None, limit: int = 20) -> Page[EventRecord]:
         return self._page(t.job_events, EventRecord, [t.job_events.c.job_id == job_id],
                           what=f"events of job '{job_id}'", after=after, limit=limit)
 
-    def add_metric(self, record: MetricRecord) -> None:
-        self._insert(t.job_metrics, record, f"metrics of job '{record.job_id}'")
+    def add_metric(self, record: MetricRecord, *, lease: Lease | None = None) -> None:
+        m = t.job_metrics
+        with self._session(f"add metrics of job '{record.job_id}'") as conn:
+            _hold(conn, lease)
+            conn.execute(delete(m).where(m.c.job_id == record.job_id, m.c.step >= record.step))  # a re-run step
+            conn.execute(insert(m).values(**_values(record, m)))
 
     def list_metrics(self, job_id: str) -> list[MetricRecord]:
         query = select(t.job_metrics).where(t.job_metrics.c.job_id == job_id).order_by(t.job_metrics.c.seq)
         with self._session(f"list metrics of job '{job_id}'") as conn:
             return [_record(MetricRecord, r) for r in conn.execute(query).all()]
 
-    def add_checkpoint(self, record: CheckpointRecord) -> bool:
+    def add_checkpoint(self, record: CheckpointRecord, *, lease: Lease | None = None) -> bool:
         # No select-then-insert: the unique constraint decides, so a concurrent writer cannot slip between.
         what = f"checkpoint of job '{record.job_id}' at step {record.step}"
         with self._session(f"add the {what}", duplicate=t.uq_checkpoints_job_step) as conn:
+            _hold(conn, lease)
             conn.execute(insert(t.checkpoints).values(**_values(record, t.checkpoints)))
             return True
         return False  # reached only when the session swallowed the duplicate-step violation
@@ -331,8 +345,8 @@ class SqlStore(Store):
                          t.checkpoints.c.id == checkpoint_id)
 
     # --- fine-tuned models --------------------------------------------------------------------------------
-    def add_model(self, record: ModelRecord) -> None:
-        self._insert(t.models, record, f"model '{record.id}'")
+    def add_model(self, record: ModelRecord, *, lease: Lease | None = None) -> None:
+        self._insert(t.models, record, f"model '{record.id}'", lease=lease)
 
     def get_model(self, model_id: str, *, project: str) -> ModelRecord:
         return self._one(t.models, ModelRecord, f"model '{model_id}'", t.models.c.id == model_id,
@@ -350,6 +364,17 @@ class SqlStore(Store):
                                 t.models.c.project == project)
             conn.execute(delete(t.models).where(t.models.c.id == model_id))
         return record
+
+
+def _hold(conn: Connection, lease: Lease | None) -> None:
+    """The fence of a leased write, in the write's transaction: a no-op UPDATE of the job's row that matches
+    only while ``lease`` holds it. It takes the row's write lock (PostgreSQL; SQLite's BEGIN IMMEDIATE holds
+    the database's), so a requeue or claim cannot change the attempt before this transaction commits."""
+    if lease is None:
+        return
+    held = _update_jobs(t.jobs.c.id == lease.job_id, t.jobs.c.attempts == lease.attempt, t.jobs.c.status.in_(_LEASED))
+    if conn.execute(held.values(attempts=t.jobs.c.attempts)).rowcount != 1:
+        raise LeaseLost(lease.job_id, attempt=lease.attempt)
 
 
 def _update_jobs(*conditions: ColumnElement[bool]) -> Update:
