@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request
 
 from tuneforge.services.platform import Platform, authenticate
@@ -10,6 +12,11 @@ from tuneforge.services.platform import Platform, authenticate
 def platform(request: Request) -> Platform:
     """The app's platform (store, artifacts, settings)."""
     return request.app.state.platform
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON body as sent, for strict validation ("3" and true are not numbers)."""
+    return await request.json()
 
 
 def project(request: Request) -> str:

@@ -52,11 +52,16 @@ def load_config(path: str | Path, model: type[M] | None = None) -> M:
 
 
 def validate_config(
-    data: dict[str, Any], model: type[M], *, file: str | None = None, root: yaml.Node | None = None
+    data: dict[str, Any], model: type[M], *, file: str | None = None, root: yaml.Node | None = None,
+    strict: bool = False,
 ) -> M:
-    """Validate a mapping into ``model``, turning the first pydantic error into a :class:`ConfigError`."""
+    """Validate a mapping into ``model``, turning the first pydantic error into a :class:`ConfigError`.
+
+    ``strict``: no coercion (``"3"`` and ``true`` are not numbers): the API's JSON bodies. YAML files stay
+    lax, since YAML 1.1 reads ``2e-4`` as a string.
+    """
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         raise _config_error(exc, model, file=file, root=root) from None
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-from tuneforge.errors import ConflictError, NotFoundError
+from tuneforge.errors import ConfigError, ConflictError, NotFoundError
 from tuneforge.models.resolve import BUILTINS
 from tuneforge.services.platform import Platform
 from tuneforge.storage.records import ModelRecord
@@ -37,9 +38,33 @@ def resolve_base_model(platform: Platform, name: str) -> str:
     raise error
 
 
+# OpenAI's rule for ``suffix``; model ids are made only of these characters (and ':' between the parts).
+SUFFIX_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+_NAME_PART = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def check_suffix(suffix: str | None) -> str | None:
+    """``suffix`` if it is 1-64 letters, digits, '.', '_' or '-' (OpenAI's rule), else a ConfigError naming it."""
+    if suffix is not None and not re.fullmatch(SUFFIX_PATTERN[1:-1], suffix):
+        shown = suffix if len(suffix) <= 80 else f"{suffix[:80]}... ({len(suffix)} characters)"
+        raise ConfigError(f"invalid suffix {shown!r}", field="suffix",
+                          hint="use 1-64 letters, digits, '.', '_' or '-' (e.g. 'support-bot-v2')")
+    return suffix
+
+
 def fine_tuned_model_name(*, base: str, project: str, suffix: str | None, job_id: str) -> str:
-    """The name of the model a fine-tuning job makes: ``ft:{base}:{project}:{suffix}:{id}`` (OpenAI's form)."""
-    return f"ft:{base}:{project}:{suffix or ''}:{job_id.split('-', 1)[1][:12]}"
+    """The name of the model a fine-tuning job makes: ``ft:{base}:{project}:{suffix}:{id}`` (OpenAI's form).
+
+    Every part is made of ``[A-Za-z0-9._-]``, so the id is one path segment that any route can retrieve and
+    delete: a base model given as a local path contributes its folder name, other characters become '-'.
+
+    Raises:
+        ConfigError: An invalid ``suffix`` (``param: suffix``).
+    """
+    check_suffix(suffix)
+    folder = base.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or "model"
+    safe_base = "-".join(_NAME_PART.findall(folder)) or "model"
+    return f"ft:{safe_base}:{project}:{suffix or ''}:{job_id.split('-', 1)[1][:12]}"
 
 
 def resolve_model_reference(platform: Platform, name: str, *, project: str) -> str:

@@ -42,7 +42,7 @@ def configure(request: OpenAIJobRequest) -> Configure:
                               validation_path=str(validation) if validation else None, hyperparameters=hyper,
                               seed=request.seed or 0, output_dir=str(inputs.run_dir))
         method = {"type": request.method_type, request.method_type: {"hyperparameters": hyper}}
-        return validate_config(raw, TrainConfig), {"hyperparameters": hyper, "method": method, "examples": examples}
+        return validate_config(raw, TrainConfig, strict=True), {"hyperparameters": hyper, "method": method, "examples": examples}
 
     return build
 
