@@ -106,6 +106,18 @@ class TooLargeError(TuneforgeError):
     """An upload above the server's size limit."""
 
 
+class ForbiddenError(TuneforgeError):
+    """A valid key that may not do this (an admin route without an admin key)."""
+
+
+class RateLimitError(TuneforgeError):
+    """A project over one of its limits (queued or running jobs): try again later (HTTP 429)."""
+
+
+class QuotaError(TuneforgeError):
+    """A project over its storage quota (HTTP 413)."""
+
+
 class LeaseLost(TuneforgeError):
     """A job process's write found that its attempt no longer holds the job (requeued or taken over while
     this process was frozen or cut off): the process must stop at once without writing anything more."""

@@ -34,7 +34,7 @@ def test_migrations_are_idempotent_and_reach_head(database_url, store):
 
     SqlStore(database_url).close()  # a second start finds the schema current
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
 
 
 def test_keys_files_datasets_and_projects(store):

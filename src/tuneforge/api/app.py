@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
     """
     from tuneforge import __version__
     from tuneforge.api import errors, operations
-    from tuneforge.api.native import compressions, evaluations, fine_tuning
+    from tuneforge.api.native import admin, compressions, evaluations, fine_tuning
     from tuneforge.api.openai import files, jobs, models
     from tuneforge.settings import quiet_environment
 
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
                   description="Fine-tuning, evaluation and compression jobs on your own hardware: OpenAI-compatible "
                   "routes under /v1, the native API under /api/v1. Send 'Authorization: Bearer KEY'.")
     errors.install(app)
-    for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions):
+    for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions, admin):
         app.include_router(module.router)
     return app
 

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from tuneforge.errors import (
-    AuthenticationError, ConfigError, ConflictError, DataError, MissingDependencyError, NotFoundError,
-    StorageError, TooLargeError, TuneforgeError,
+    AuthenticationError, ConfigError, ConflictError, DataError, ForbiddenError, MissingDependencyError, NotFoundError,
+    QuotaError, RateLimitError, StorageError, TooLargeError, TuneforgeError,
 )
 
 log = logging.getLogger("tuneforge.api")
@@ -20,6 +20,9 @@ log = logging.getLogger("tuneforge.api")
 # Most specific first: (class, HTTP status, OpenAI error type, default code)
 STATUS: list[tuple[type, int, str, str]] = [
     (AuthenticationError, 401, "invalid_request_error", "invalid_api_key"),
+    (ForbiddenError, 403, "invalid_request_error", "permission_denied"),
+    (RateLimitError, 429, "requests", "rate_limit_exceeded"),
+    (QuotaError, 413, "invalid_request_error", "storage_quota_exceeded"),
     (NotFoundError, 404, "invalid_request_error", "not_found"),
     (ConflictError, 409, "invalid_request_error", "conflict"),
     (TooLargeError, 413, "invalid_request_error", "file_too_large"),

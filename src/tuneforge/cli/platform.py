@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from typing import Optional
 
 import typer
@@ -84,21 +85,100 @@ def worker(
         pool.stop()
 
 
+EXPIRES = typer.Option(None, "--expires-in", help="The key stops working after this long: 30d, 12h, 45m or seconds.")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """``30d``, ``12h``, ``45m``, ``90s`` or a number of seconds, in seconds."""
+    if text is None:
+        return None
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in UNITS else (text, "s")
+    try:
+        return float(number) * UNITS[unit]
+    except ValueError:
+        raise ConfigError(f"--expires-in {text!r} is not a duration", field="expires_in",
+                          hint="e.g. 30d, 12h, 45m or 3600 (seconds)") from None
+
+
+def _open(database_url: Optional[str]):
+    from tuneforge.services.platform import open_platform
+    from tuneforge.settings import Settings
+
+    return open_platform(Settings.from_env(database_url=database_url or None))
+
+
 @keys_app.command("create")
 def keys_create(
-    project: str = typer.Option(..., "--project", help="The project the key acts for."),
+    project: str = typer.Option("admin", "--project", help="The project the key acts for."),
+    admin: bool = typer.Option(False, "--admin", help="Also allow the admin routes (keys, global figures)."),
+    expires_in: Optional[str] = EXPIRES,
     database_url: Optional[str] = DB,
 ) -> None:
     """Create an API key; it is printed once (only its hash is stored)."""
-    from tuneforge.services.platform import create_api_key, open_platform
-    from tuneforge.settings import Settings
+    from tuneforge.services.platform import create_api_key
 
-    platform = open_platform(Settings.from_env(database_url=database_url or None))
+    if project == "admin" and not admin:
+        raise ConfigError("--project is required (unless --admin)", field="project",
+                          hint="tuneforge keys create --project NAME")
+    platform = _open(database_url)
     try:
-        key = create_api_key(platform, project=project)
+        key = create_api_key(platform, project=project, admin=admin, expires_in=parse_duration(expires_in))
     finally:
         platform.close()
     print(key)
+
+
+@keys_app.command("list")
+def keys_list(
+    project: Optional[str] = typer.Option(None, "--project", help="Only this project's keys."),
+    database_url: Optional[str] = DB,
+) -> None:
+    """List keys: id, prefix, project, admin, created, last used, expiry and revocation."""
+    from tuneforge.services.platform import list_api_keys
+
+    platform = _open(database_url)
+    try:
+        records = list_api_keys(platform, project=project)
+    finally:
+        platform.close()
+    print("id\tprefix\tproject\tadmin\tcreated\tlast_used\texpires\tstatus")
+    for r in records:
+        state = r.refusal(time.time()) or "active"
+        print("\t".join([r.id, r.prefix, r.project, "yes" if r.is_admin else "no", _when(r.created_at),
+                         _when(r.last_used_at), _when(r.expires_at), state]))
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (see 'tuneforge keys list')."),
+                database_url: Optional[str] = DB) -> None:
+    """Revoke a key: it answers 401 from its next request on."""
+    from tuneforge.services.platform import revoke_api_key
+
+    platform = _open(database_url)
+    try:
+        record = revoke_api_key(platform, key_id)
+    finally:
+        platform.close()
+    console.print(f"revoked {record.id} (project {record.project})")
+
+
+@keys_app.command("rotate")
+def keys_rotate(key_id: str = typer.Argument(..., help="The key's id (see 'tuneforge keys list')."),
+                expires_in: Optional[str] = EXPIRES, database_url: Optional[str] = DB) -> None:
+    """Replace a key: prints a new key for the same project and revokes the old one."""
+    from tuneforge.services.platform import rotate_api_key
+
+    platform = _open(database_url)
+    try:
+        key = rotate_api_key(platform, key_id, expires_in=parse_duration(expires_in))
+    finally:
+        platform.close()
+    print(key)
+
+
+def _when(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "-"
 
 
 def _safe(url: str) -> str:

@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable
 
 from tuneforge.storage.records import (
+    ApiKeyRecord,
     CheckpointRecord,
     DatasetRecord,
     EventRecord,
@@ -40,12 +41,34 @@ class Store(ABC):
 
     # --- API keys -------------------------------------------------------------------------------
     @abstractmethod
-    def add_api_key(self, *, project: str, key_hash: str, prefix: str) -> None:
+    def add_api_key(self, *, project: str, key_hash: str, prefix: str, expires_at: float | None = None,
+                    is_admin: bool = False) -> None:
         """Store the hash of a new key (the key itself is never stored)."""
 
     @abstractmethod
     def project_of_key(self, key_hash: str) -> str | None:
         """The project a key hash belongs to, or ``None``."""
+
+    # --- API keys: listing, revocation, last use (hardening) -------------------------------------
+    @abstractmethod
+    def get_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        """The key with this hash (also a revoked or expired one), or ``None``."""
+
+    @abstractmethod
+    def find_api_key(self, key_id: str) -> ApiKeyRecord:
+        """The key whose :attr:`ApiKeyRecord.id` is ``key_id``; raises NotFoundError."""
+
+    @abstractmethod
+    def list_api_keys(self, *, project: str | None = None) -> list[ApiKeyRecord]:
+        """Keys, oldest first, of one project or (``None``) of every project."""
+
+    @abstractmethod
+    def disable_api_key(self, key_hash: str, *, at: float) -> bool:
+        """Revoke a key from ``at`` on; returns False when it was already revoked."""
+
+    @abstractmethod
+    def touch_api_key(self, key_hash: str, *, at: float) -> None:
+        """Record that the key was used at ``at``."""
 
     # --- files and datasets ---------------------------------------------------------------------
     @abstractmethod

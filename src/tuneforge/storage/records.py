@@ -78,6 +78,34 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True)
+class ApiKeyRecord:
+    """An API key as stored: its sha256, never the key. ``id`` (``key_`` and 16 hex digits of the hash) names it
+    in listings and in revoke / rotate; a key works while it is neither disabled nor expired."""
+
+    key_hash: str
+    prefix: str
+    project: str
+    created_at: float = field(default_factory=now)
+    expires_at: float | None = None
+    disabled_at: float | None = None
+    last_used_at: float | None = None
+    is_admin: bool = False
+
+    @property
+    def id(self) -> str:
+        """The key's public id."""
+        return f"key_{self.key_hash[:16]}"
+
+    def refusal(self, at: float) -> str | None:
+        """Why the key does not work at ``at`` ("revoked", "expired"), or ``None`` when it works."""
+        if self.disabled_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= at:
+            return "expired"
+        return None
+
+
+@dataclass(frozen=True)
 class FileRecord:
     """An uploaded file; its bytes are an artifact under TUNEFORGE_HOME named by ``sha256``."""
 

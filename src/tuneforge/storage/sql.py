@@ -26,7 +26,7 @@ from tuneforge.storage import schema as t
 from tuneforge.storage.base import Store
 from tuneforge.storage.engine import create_db_engine, migrate
 from tuneforge.storage.records import (
-    FINAL_STATES, CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobControl, JobRecord, JobStatus,
+    FINAL_STATES, ApiKeyRecord, CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobControl, JobRecord, JobStatus,
     JobUpdate, Lease, MetricRecord, ModelRecord, Page, now,
 )
 
@@ -147,13 +147,45 @@ class SqlStore(Store):
             conn.execute(insert(table).values(**_values(record, table)))
 
     # --- API keys -------------------------------------------------------------------------------------
-    def add_api_key(self, *, project: str, key_hash: str, prefix: str) -> None:
+    def add_api_key(self, *, project: str, key_hash: str, prefix: str, expires_at: float | None = None,
+                    is_admin: bool = False) -> None:
         with self._session("add an API key") as conn:
-            conn.execute(insert(t.api_keys).values(key_hash=key_hash, prefix=prefix, project=project, created_at=now()))
+            conn.execute(insert(t.api_keys).values(key_hash=key_hash, prefix=prefix, project=project, created_at=now(),
+                                                   expires_at=expires_at, is_admin=is_admin))
 
     def project_of_key(self, key_hash: str) -> str | None:
         with self._session("look up an API key") as conn:
             return conn.execute(select(t.api_keys.c.project).where(t.api_keys.c.key_hash == key_hash)).scalar()
+
+    # --- API keys: listing, revocation, last use (hardening) ------------------------------------------
+    def get_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        with self._session("look up an API key") as conn:
+            row = conn.execute(select(t.api_keys).where(t.api_keys.c.key_hash == key_hash)).first()
+        return _record(ApiKeyRecord, row) if row is not None else None
+
+    def find_api_key(self, key_id: str) -> ApiKeyRecord:
+        digits = key_id.removeprefix("key_")
+        if len(digits) != 16 or not all(c in "0123456789abcdef" for c in digits):
+            raise NotFoundError(f"no API key '{key_id[:40]}'", hint="key ids look like key_0123456789abcdef: "
+                                "see 'tuneforge keys list'")
+        return self._one(t.api_keys, ApiKeyRecord, f"API key '{key_id}'", t.api_keys.c.key_hash.startswith(digits))
+
+    def list_api_keys(self, *, project: str | None = None) -> list[ApiKeyRecord]:
+        query = select(t.api_keys).order_by(t.api_keys.c.created_at)
+        if project is not None:
+            query = query.where(t.api_keys.c.project == project)
+        with self._session("list API keys") as conn:
+            return [_record(ApiKeyRecord, row) for row in conn.execute(query).all()]
+
+    def disable_api_key(self, key_hash: str, *, at: float) -> bool:
+        keys = t.api_keys
+        with self._session("revoke an API key") as conn:
+            query = update(keys).where(keys.c.key_hash == key_hash, keys.c.disabled_at.is_(None))
+            return conn.execute(query.values(disabled_at=at)).rowcount == 1
+
+    def touch_api_key(self, key_hash: str, *, at: float) -> None:
+        with self._session("record the use of an API key") as conn:
+            conn.execute(update(t.api_keys).where(t.api_keys.c.key_hash == key_hash).values(last_used_at=at))
 
     # --- files and datasets ---------------------------------------------------------------------------
     def add_file(self, record: FileRecord, *, lease: Lease | None = None) -> FileRecord:

@@ -1,0 +1,122 @@
+"""The hardening of issue 17 against a real server (no workers): keys that can be revoked and rotated,
+bounded requests and routable suffixes on both APIs, and a multipart parser that answers 400 and keeps
+the connection."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from urllib.parse import urlparse
+
+import httpx2 as httpx
+import pytest
+
+from fixtures.platform import CHAT, running_server
+from tuneforge.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model):
+    home = tmp_path_factory.mktemp("hardening")
+    settings = Settings(home=str(home), concurrency=0, max_upload_bytes=100_000,
+                        base_models={"tiny-llama": str(tiny_model)})
+    with running_server(settings, workers=0) as running:
+        yield running
+
+
+def auth(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def admin_key(server):
+    from tuneforge.services.platform import create_api_key, open_platform
+
+    platform = open_platform(server.settings)
+    key = create_api_key(platform, project="ops", admin=True)
+    platform.close()
+    return key
+
+
+def test_admin_routes_list_revoke_and_rotate_keys(server, admin_key):
+    url = server.url + "/api/v1/admin/keys"
+    assert httpx.get(url, headers=auth(server.keys["acme"])).status_code == 403  # a project key is no admin
+    assert httpx.get(url).status_code == 401
+    made = httpx.post(url, json={"project": "tenant", "expires_in": 3600}, headers=auth(admin_key)).json()
+    key = made.pop("key")
+    assert made["project"] == "tenant" and made["expires_at"] and not made["admin"]
+    assert httpx.get(server.url + "/v1/models", headers=auth(key)).status_code == 200
+    listed = httpx.get(url, params={"project": "tenant"}, headers=auth(admin_key)).json()["data"]
+    assert [k["id"] for k in listed] == [made["id"]] and listed[0]["last_used_at"]
+    rotated = httpx.post(f"{url}/{made['id']}/rotate", headers=auth(admin_key)).json()
+    assert httpx.get(server.url + "/v1/models", headers=auth(key)).status_code == 401  # at once
+    assert httpx.get(server.url + "/v1/models", headers=auth(rotated["key"])).status_code == 200
+    revoked = httpx.post(f"{url}/{rotated['id']}/revoke", headers=auth(admin_key)).json()
+    assert revoked["disabled_at"]
+    refused = httpx.get(server.url + "/v1/models", headers=auth(rotated["key"]))
+    assert refused.status_code == 401 and "revoked" in refused.json()["error"]["message"]
+    assert httpx.post(f"{url}/key_0000000000000000/revoke", headers=auth(admin_key)).status_code == 404
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"suffix": "a:b\nc"}, "suffix"), ({"suffix": "../../etc"}, "suffix"), ({"seed": 2**70}, "seed"),
+    ({"priority": 10**30}, "priority"), ({"metadata": {f"k{i}": "v" for i in range(1000)}}, "metadata"),
+    ({"method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": "3"}}}}, "n_epochs"),
+    ({"method": {"type": "supervised", "supervised": {"hyperparameters": {"batch_size": 10**9}}}}, "batch_size"),
+])
+def test_openai_job_requests_out_of_bounds_are_400_naming_the_field(server, body, param):
+    answer = httpx.post(server.url + "/v1/fine_tuning/jobs", headers=auth(server.keys["acme"]),
+                        json={"model": "tiny-llama", "training_file": "file-x", **body})
+    assert answer.status_code == 400, answer.text
+    assert param in answer.json()["error"]["param"]
+
+
+@pytest.mark.parametrize("train, suffix, param", [({"max_seq_length": 10**9}, None, "max_seq_length"),
+                                                  ({"epochs": "3"}, None, "epochs"),
+                                                  ({"batch_size": True}, None, "batch_size"),
+                                                  ({}, "../../etc", "suffix")])
+def test_native_job_requests_out_of_bounds_are_400_naming_the_field(server, train, suffix, param):
+    answer = httpx.post(server.url + "/api/v1/fine-tuning/jobs", headers=auth(server.keys["acme"]),
+                        params={"suffix": suffix} if suffix else None,
+                        json={"model": "tiny-llama", "data": {"train": "file-x"}, "train": train})
+    assert answer.status_code == 400, answer.text
+    assert param in answer.json()["error"]["param"]
+
+
+def multipart(parts: list[tuple[str, str | None, bytes]], *, close: bool = True) -> bytes:
+    body = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--xyz\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+    return body + (b"--xyz--\r\n" if close else b"")
+
+
+def test_malformed_multipart_bodies_are_400_and_the_connection_survives(server):
+    data = (json.dumps(CHAT[0]) + "\n").encode() * 10
+    purpose = ("purpose", None, b"fine-tune")
+    cases = {
+        "at most 255 characters": [purpose, ("file", "x" * 5000 + ".jsonl", data)],
+        "characters long (at most 255)": [purpose, ("file", "x" * 300 + ".jsonl", data)],
+        "more than one file part": [purpose, ("file", "a.jsonl", data), ("file", "b.jsonl", data)],
+        "sent twice": [purpose, purpose, ("file", "a.jsonl", data)],
+    }
+    target = urlparse(server.url)
+    connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+    headers = {**auth(server.keys["acme"]), "Content-Type": "multipart/form-data; boundary=xyz"}
+    bodies = [(words, multipart(parts)) for words, parts in cases.items()]
+    bodies.append(("closing boundary", multipart([purpose, ("file", "a.jsonl", data)], close=False)))
+    for words, body in bodies:
+        connection.request("POST", "/v1/files", body=body, headers=headers)
+        socket = connection.sock
+        answer = connection.getresponse()
+        error = json.loads(answer.read())["error"]
+        assert answer.status == 400 and words in error["message"] and error["param"] in ("file", "purpose"), error
+        connection.request("GET", "/v1/files", headers=auth(server.keys["acme"]))  # the same connection
+        assert connection.sock is socket
+        listed = connection.getresponse()
+        assert listed.status == 200 and json.loads(listed.read())["data"] == []  # nothing was stored
+    connection.request("POST", "/v1/files", body=multipart([purpose, ("file", "../../a.jsonl", data)]), headers=headers)
+    stored = json.loads(connection.getresponse().read())
+    assert stored["filename"] == "a.jsonl" and stored["bytes"] == len(data)
+    connection.close()
+    assert list(server.settings.artifacts_dir.glob(".upload-*")) == []
