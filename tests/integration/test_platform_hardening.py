@@ -18,8 +18,8 @@ from tuneforge.settings import Settings
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model):
     home = tmp_path_factory.mktemp("hardening")
-    settings = Settings(home=str(home), concurrency=0, max_upload_bytes=100_000,
-                        base_models={"tiny-llama": str(tiny_model)})
+    settings = Settings(home=str(home), concurrency=0, max_upload_bytes=100_000, max_queued_jobs_per_project=2,
+                        max_priority=10, priority_caps={"other": 20}, base_models={"tiny-llama": str(tiny_model)})
     with running_server(settings, workers=0) as running:
         yield running
 
@@ -120,3 +120,35 @@ def test_malformed_multipart_bodies_are_400_and_the_connection_survives(server):
     assert stored["filename"] == "a.jsonl" and stored["bytes"] == len(data)
     connection.close()
     assert list(server.settings.artifacts_dir.glob(".upload-*")) == []
+
+
+def test_priority_caps_queue_limits_and_what_a_project_may_see(server, admin_key, tmp_path):
+    from fixtures.platform import write_chat
+
+    def upload(key):
+        with write_chat(tmp_path / "train.jsonl").open("rb") as handle:
+            return httpx.post(server.url + "/v1/files", headers=auth(key), files={"file": handle},
+                              data={"purpose": "fine-tune"}).json()["id"]
+
+    def create(key, file_id, **extra):
+        return httpx.post(server.url + "/v1/fine_tuning/jobs", headers=auth(key),
+                          json={"model": "tiny-llama", "training_file": file_id, **extra})
+
+    acme, other = server.keys["acme"], server.keys["other"]
+    acme_file, other_file = upload(acme), upload(other)
+    capped = create(acme, acme_file, priority=11)
+    assert capped.status_code == 400 and capped.json()["error"]["param"] == "priority"
+    assert "cap of 10" in capped.json()["error"]["message"]
+    first = create(acme, acme_file, priority=10).json()
+    assert create(other, other_file, priority=20).status_code == 200  # its own cap
+    second = create(acme, acme_file).json()
+    refused = create(acme, acme_file)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"
+    listed = httpx.get(server.url + "/v1/fine_tuning/jobs", headers=auth(acme)).json()["data"]
+    assert [(j["id"], j["queue_position"]) for j in listed] == [(second["id"], 2), (first["id"], 1)]
+
+    def depth(key):
+        text = httpx.get(server.url + "/metrics", headers=auth(key)).text
+        return next(float(line.split()[1]) for line in text.splitlines() if line.startswith("tuneforge_queue_depth "))
+
+    assert (depth(acme), depth(other), depth(admin_key)) == (2, 1, 3)  # global figures need the admin key

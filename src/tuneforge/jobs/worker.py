@@ -122,7 +122,8 @@ class Worker:
     def _claim(self, context: BaseContext) -> bool:
         if len(self.running) >= self.settings.concurrency:
             return False
-        job = self.store.claim_job(worker_id=self.id, kinds=self.kinds.names())
+        job = self.store.claim_job(worker_id=self.id, kinds=self.kinds.names(),
+                                   max_running_per_project=self.settings.max_running_jobs_per_project)
         if job is None:
             return False
         from tuneforge.jobs import process as job_process

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.config import TrainConfig
-from tuneforge.errors import ConfigError, ConflictError, NotFoundError, TuneforgeError
+from tuneforge.errors import ConfigError, ConflictError, NotFoundError, RateLimitError, TuneforgeError
 from tuneforge.services.catalog import fine_tuned_model_name, resolve_base_model
 from tuneforge.services.files import input_file, link_into
 from tuneforge.services.job_kinds import KINDS, job_error
@@ -29,10 +29,32 @@ S = JobStatus
 
 
 def add_job(platform: Platform, job: JobRecord, *, message: str) -> JobRecord:
-    """Insert a job and its first event."""
+    """Insert a job and its first event, within the project's limits (see :func:`admit_job`)."""
+    admit_job(platform, job)
     job = platform.store.add_job(job)
     event(platform, job.id, message)
     return job
+
+
+def admit_job(platform: Platform, job: JobRecord) -> None:
+    """Check a new job against its project's limits: its priority cap and its number of waiting jobs.
+
+    Raises:
+        ConfigError: A priority above the project's cap (``param: priority``).
+        RateLimitError: The project has ``max_queued_jobs_per_project`` jobs waiting already (HTTP 429).
+    """
+    settings = platform.settings
+    cap = settings.priority_cap(job.project)
+    if job.priority > cap:
+        raise ConfigError(f"priority {job.priority} is above this project's cap of {cap}", field="priority",
+                          hint=f"use a priority of at most {cap}; the server's operator sets the caps")
+    limit = settings.max_queued_jobs_per_project
+    if limit:
+        counts = platform.store.count_jobs(project=job.project)
+        waiting = counts.get(S.QUEUED, 0) + counts.get(S.VALIDATING, 0)
+        if waiting >= limit:
+            raise RateLimitError(f"project {job.project} has {waiting} jobs waiting, its limit",
+                                 hint="wait until some of them run, or cancel some")
 
 
 def new_job_id(kind: str) -> str:
@@ -253,9 +275,10 @@ def get_checkpoint(platform: Platform, checkpoint_id: str, *, project: str) -> C
     return checkpoint
 
 
-def queue_position(platform: Platform, job_id: str) -> int | None:
-    """1-based place of a queued job in the claim order, else ``None``."""
-    return platform.store.queue_position(job_id)
+def queue_position(platform: Platform, job_id: str, *, across_projects: bool = False) -> int | None:
+    """1-based place of a queued job among its project's queued jobs, else ``None`` (``across_projects``:
+    among every project's, which only an admin key may see)."""
+    return platform.store.queue_position(job_id, across_projects=across_projects)
 
 
 def job_progress(platform: Platform, job_id: str, *, project: str, kind: str | None = None) -> dict[str, Any]:
@@ -306,14 +329,14 @@ def check_store(platform: Platform) -> None:
     platform.store.count_jobs()
 
 
-def job_counts(platform: Platform) -> dict[JobStatus, int]:
-    """Jobs by status, every project (the monitoring figures)."""
-    return platform.store.count_jobs()
+def job_counts(platform: Platform, *, project: str | None = None) -> dict[JobStatus, int]:
+    """Jobs by status of one project, or (``None``, admin) of every project (the monitoring figures)."""
+    return platform.store.count_jobs(project=project)
 
 
-def job_durations(platform: Platform) -> list[tuple[JobStatus, float]]:
-    """``(status, seconds from start to end)`` of every finished job that started."""
-    return platform.store.job_durations()
+def job_durations(platform: Platform, *, project: str | None = None) -> list[tuple[JobStatus, float]]:
+    """``(status, seconds from start to end)`` of every finished job that started (of one project)."""
+    return platform.store.job_durations(project=project)
 
 
 def job_report(platform: Platform, job_id: str, *, project: str, kind: str | None = None) -> dict[str, Any]:

@@ -139,9 +139,14 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def claim_job(self, *, worker_id: str, kinds: Collection[str] | None = None) -> JobRecord | None:
-        """Take the queued job of highest priority (oldest first) among ``kinds`` (``None``: any kind) for
-        ``worker_id``, marking it running. Returns ``None`` when no such job waits.
+    def claim_job(self, *, worker_id: str, kinds: Collection[str] | None = None,
+                  max_running_per_project: int = 0) -> JobRecord | None:
+        """Take the queued job of highest priority among ``kinds`` (``None``: any kind) for ``worker_id``,
+        marking it running. Returns ``None`` when no such job waits.
+
+        Fair across projects: among jobs of equal priority, the project whose latest claim is oldest goes
+        first (round-robin), then the oldest job; projects with ``max_running_per_project`` running jobs
+        (0: no limit) wait.
 
         Two workers never get the same job: rows are locked with ``FOR UPDATE SKIP LOCKED`` on
         PostgreSQL, and the status change is conditional on every database.
@@ -164,16 +169,17 @@ class Store(ABC):
         """Check that ``lease`` still holds its job (running, or succeeded by this attempt); raises LeaseLost."""
 
     @abstractmethod
-    def queue_position(self, job_id: str) -> int | None:
-        """1-based place of a queued job in the claim order (all kinds), or ``None`` when it is not queued."""
+    def queue_position(self, job_id: str, *, across_projects: bool = False) -> int | None:
+        """1-based place of a queued job among its project's queued jobs (all kinds) in claim order, or
+        ``None`` when it is not queued; ``across_projects`` counts every project's jobs ahead (admin)."""
 
     @abstractmethod
-    def count_jobs(self) -> dict[JobStatus, int]:
-        """Number of jobs per status (every project; statuses without jobs are absent)."""
+    def count_jobs(self, *, project: str | None = None) -> dict[JobStatus, int]:
+        """Number of jobs per status of one project or (``None``) every project; statuses without jobs are absent."""
 
     @abstractmethod
-    def job_durations(self) -> list[tuple[JobStatus, float]]:
-        """``(status, seconds from start to end)`` of every finished job that started."""
+    def job_durations(self, *, project: str | None = None) -> list[tuple[JobStatus, float]]:
+        """``(status, seconds from start to end)`` of every finished job that started (of one project)."""
 
     # --- events, metrics, checkpoints -------------------------------------------------------------
     @abstractmethod

@@ -80,6 +80,7 @@ jobs = Table(
     Column("control", String(16)),
     Column("kind", String(32), nullable=False, server_default="train"),  # 0002
     Column("result", JSON),  # 0002
+    Column("claimed_at", Float),  # 0005: the latest claim (fair claims serve the project served longest ago)
     Index("ix_jobs_claim", "status", "priority", "seq"),
 )
 

@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    ColumnElement, Connection, Row, Table, UniqueConstraint, Update, delete, func, insert, or_, select, update,
+    ColumnElement, Connection, Row, Select, Table, UniqueConstraint, Update, delete, func, insert, or_, select, update,
 )
 from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
@@ -267,11 +267,11 @@ class SqlStore(Store):
             _hold(conn, lease)
             return conn.execute(_update_jobs(*conditions).values(**values)).rowcount == 1
 
-    def claim_job(self, *, worker_id: str, kinds: Collection[str] | None = None) -> JobRecord | None:
-        query = select(t.jobs.c.id).where(t.jobs.c.status == _QUEUED)
+    def claim_job(self, *, worker_id: str, kinds: Collection[str] | None = None,
+                  max_running_per_project: int = 0) -> JobRecord | None:
+        query = _claim_order(select(t.jobs.c.id).where(t.jobs.c.status == _QUEUED), max_running_per_project)
         if kinds is not None:
             query = query.where(t.jobs.c.kind.in_(list(kinds)))
-        query = query.order_by(t.jobs.c.priority.desc(), t.jobs.c.seq).limit(1)
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True)
         with self._session("claim a job") as conn:
@@ -282,6 +282,7 @@ class SqlStore(Store):
             claimed = conn.execute(
                 _update_jobs(t.jobs.c.id == job_id, t.jobs.c.status == _QUEUED).values(
                     status=_RUNNING, worker_id=worker_id, heartbeat_at=stamp, attempts=t.jobs.c.attempts + 1,
+                    claimed_at=stamp,
                     started_at=func.coalesce(t.jobs.c.started_at, stamp), control=None,
                 )
             ).rowcount
@@ -316,7 +317,7 @@ class SqlStore(Store):
         with self._session(f"check the lease of job '{lease.job_id}'") as conn:
             _hold(conn, lease)
 
-    def queue_position(self, job_id: str) -> int | None:
+    def queue_position(self, job_id: str, *, across_projects: bool = False) -> int | None:
         what = f"job '{job_id}'"
         with self._session(f"find the queue position of {what}") as conn:
             job = self._find(conn, t.jobs, JobRecord, what, t.jobs.c.id == job_id)
@@ -324,17 +325,21 @@ class SqlStore(Store):
                 return None
             ahead = or_(t.jobs.c.priority > job.priority,
                         (t.jobs.c.priority == job.priority) & (t.jobs.c.seq < job.seq))
-            return conn.execute(select(func.count()).where(t.jobs.c.status == _QUEUED, ahead)).scalar() + 1
+            scope = [] if across_projects else [t.jobs.c.project == job.project]
+            return conn.execute(select(func.count()).where(t.jobs.c.status == _QUEUED, ahead, *scope)).scalar() + 1
 
-    def count_jobs(self) -> dict[JobStatus, int]:
+    def count_jobs(self, *, project: str | None = None) -> dict[JobStatus, int]:
+        query = select(t.jobs.c.status, func.count()).group_by(t.jobs.c.status)
+        if project is not None:
+            query = query.where(t.jobs.c.project == project)
         with self._session("count jobs") as conn:
-            rows = conn.execute(select(t.jobs.c.status, func.count()).group_by(t.jobs.c.status)).all()
+            rows = conn.execute(query).all()
         return {JobStatus(status): count for status, count in rows}
 
-    def job_durations(self) -> list[tuple[JobStatus, float]]:
+    def job_durations(self, *, project: str | None = None) -> list[tuple[JobStatus, float]]:
         query = select(t.jobs.c.status, t.jobs.c.finished_at - t.jobs.c.started_at).where(
             t.jobs.c.status.in_([s.value for s in FINAL_STATES]), t.jobs.c.started_at.is_not(None),
-            t.jobs.c.finished_at.is_not(None))
+            t.jobs.c.finished_at.is_not(None), *([t.jobs.c.project == project] if project is not None else []))
         with self._session("read job durations") as conn:
             rows = conn.execute(query).all()
         return [(JobStatus(status), float(seconds)) for status, seconds in rows]
@@ -396,6 +401,20 @@ class SqlStore(Store):
                                 t.models.c.project == project)
             conn.execute(delete(t.models).where(t.models.c.id == model_id))
         return record
+
+
+def _claim_order(query: Select[Any], max_running_per_project: int) -> Select[Any]:
+    """Claim order: priority, then round-robin across projects (the project whose latest claim is oldest),
+    then age; projects at their limit of running jobs are left out."""
+    served = t.jobs.alias("served")
+    last_claim = (select(func.coalesce(func.max(served.c.claimed_at), 0.0))
+                  .where(served.c.project == t.jobs.c.project).scalar_subquery())
+    if max_running_per_project > 0:
+        running = t.jobs.alias("busy")
+        full = (select(running.c.project).where(running.c.status == _RUNNING).group_by(running.c.project)
+                .having(func.count() >= max_running_per_project))
+        query = query.where(t.jobs.c.project.not_in(full))
+    return query.order_by(t.jobs.c.priority.desc(), last_claim, t.jobs.c.seq).limit(1)
 
 
 def _hold(conn: Connection, lease: Lease | None) -> None:

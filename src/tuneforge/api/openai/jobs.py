@@ -71,7 +71,8 @@ def create_job(body: OpenAIJobRequest, platform: Platform = Depends(deps.platfor
 def list_jobs(after: str | None = None, limit: int = Query(20, ge=1, le=100), platform: Platform = Depends(deps.platform),
               project: str = Depends(deps.project)) -> dict:
     """Jobs, newest first."""
-    return as_page(jobs.list_jobs(platform, project=project, kind=TRAIN, after=after, limit=limit), job_object)
+    page = jobs.list_jobs(platform, project=project, kind=TRAIN, after=after, limit=limit)
+    return as_page(page, lambda job: _job(platform, job))  # with queue_position, as retrieve gives it
 
 
 @router.get("/{job_id}")

@@ -5,6 +5,7 @@ minute per key; ``is_admin`` keys may use the admin routes (keys of every projec
 
 Job ownership needs no new column: ``jobs.attempts``, incremented by every claim, is the lease's fencing
 token, and ``heartbeat_at`` + ``stale_after_seconds`` its expiry (see ``tuneforge.jobs.lease``).
+``jobs.claimed_at`` (the latest claim) lets claims go round-robin across projects of equal priority.
 
 Revision ID: 0005
 Revises: 0002
@@ -28,9 +29,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('disabled_at', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('last_used_at', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('is_admin', sa.Boolean(), server_default=sa.false(), nullable=False))
+    with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('claimed_at', sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.drop_column('claimed_at')
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.drop_column('is_admin')
         batch_op.drop_column('last_used_at')
