@@ -28,10 +28,12 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from tuneforge.services.disk import remove_stale_uploads
         from tuneforge.services.platform import open_platform
         from tuneforge.services.workers import start_workers
 
         app.state.platform = open_platform(settings)
+        remove_stale_uploads(app.state.platform)  # what a crash left half-received
         app.state.workers = start_workers(settings, count=workers if settings.concurrency else 0)
         try:
             yield

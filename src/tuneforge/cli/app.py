@@ -175,6 +175,7 @@ app.command("compare")(evaluation.compare_command)
 app.command("server")(platform.server)
 app.command("worker")(platform.worker)
 app.add_typer(platform.keys_app, name="keys")
+app.add_typer(platform.admin_app, name="admin")
 app.command("compress")(compression.compress_command)
 
 

@@ -12,6 +12,7 @@ from tuneforge.cli.render import make_console
 from tuneforge.errors import ConfigError
 
 keys_app = typer.Typer(help="API keys of the server.", no_args_is_help=True)
+admin_app = typer.Typer(help="Operations on the server's home and database.", no_args_is_help=True)
 console = make_console()
 
 
@@ -175,6 +176,29 @@ def keys_rotate(key_id: str = typer.Argument(..., help="The key's id (see 'tunef
     finally:
         platform.close()
     print(key)
+
+
+@admin_app.command("gc")
+def admin_gc(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be freed; delete nothing."),
+    grace: float = typer.Option(600.0, "--grace", help="Spare anything modified in the last SECONDS."),
+    database_url: Optional[str] = DB,
+    home: Optional[str] = HOME,
+) -> None:
+    """Report and free orphaned bytes: stale uploads, artifacts no file points at, folders of deleted jobs."""
+    from tuneforge.services.disk import collect_garbage
+    from tuneforge.services.platform import open_platform
+    from tuneforge.settings import Settings
+
+    platform = open_platform(Settings.from_env(database_url=database_url or None, home=home or None))
+    try:
+        report = collect_garbage(platform, dry_run=dry_run, grace_seconds=grace)
+    finally:
+        platform.close()
+    verb = "freed" if report.freed else "would free"
+    for category, paths in report.found.items():
+        print(f"{category}: {len(paths)} ({report.bytes[category]} bytes)")
+    print(f"{verb} {report.total_bytes} bytes")
 
 
 def _when(stamp: float | None) -> str:

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from tuneforge.errors import ConfigError, NotFoundError
+from tuneforge.errors import ConfigError, NotFoundError, QuotaError
 from tuneforge.services.platform import Platform
 from tuneforge.storage.records import DatasetRecord, FileRecord, Page, new_id
 
@@ -25,10 +25,13 @@ def add_upload(platform: Platform, *, project: str, staged: Path, sha256: str, s
 
     Raises:
         ConfigError: An unknown purpose.
+        QuotaError: The project would pass its storage quota (``storage_quota_bytes``).
     """
     try:
         if purpose not in PURPOSES:
-            raise ConfigError(f"unknown purpose {purpose!r}", field="purpose", hint=f"use one of {', '.join(PURPOSES)}")
+            raise ConfigError(f"unknown purpose {purpose[:64]!r}", field="purpose",
+                              hint=f"use one of {', '.join(PURPOSES)}")
+        check_quota(platform, project=project, adding=size)
         if check is not None:
             check(staged)
         platform.artifacts.commit(staged, sha256)
@@ -68,9 +71,24 @@ def file_path(platform: Platform, record: FileRecord) -> Path:
     return platform.artifacts.open(record.sha256)
 
 
+def check_quota(platform: Platform, *, project: str, adding: int) -> None:
+    """Raise QuotaError when ``adding`` bytes would take the project past its storage quota."""
+    quota = platform.settings.storage_quota_bytes
+    if not quota:
+        return
+    used = platform.store.project_file_bytes(project)
+    if used + adding > quota:
+        raise QuotaError(f"project {project} uses {used} of its {quota} bytes of storage; this file has {adding}",
+                         hint="delete files the project no longer needs (DELETE /v1/files/ID)")
+
+
 def delete_file(platform: Platform, file_id: str, *, project: str) -> FileRecord:
-    """Forget a file. Its bytes stay while another record or a job links them (content-addressed)."""
-    return platform.store.delete_file(file_id, project=project)
+    """Forget a file; its bytes go with the last file record that points at them (content-addressed: the
+    same bytes uploaded twice are stored once). Jobs and datasets hold their own links to what they read."""
+    record = platform.store.delete_file(file_id, project=project)
+    if platform.store.file_references(record.sha256) == 0:
+        platform.artifacts.path(record.sha256).unlink(missing_ok=True)
+    return record
 
 
 def link_into(platform: Platform, record: FileRecord, target: Path) -> Path:

@@ -106,6 +106,23 @@ class Store(ABC):
     def update_dataset(self, dataset_id: str, *, format: str, examples: int) -> None:
         """Record a dataset's detected format and number of examples."""
 
+    # --- disk: references, quota, garbage collection (hardening) ---------------------------------
+    @abstractmethod
+    def file_references(self, sha256: str) -> int:
+        """How many file records (of any project) point at the artifact ``sha256``."""
+
+    @abstractmethod
+    def file_hashes(self) -> set[str]:
+        """The sha256 of every file record: the artifacts in use."""
+
+    @abstractmethod
+    def project_file_bytes(self, project: str) -> int:
+        """Bytes of the project's files (what its storage quota counts)."""
+
+    @abstractmethod
+    def present_ids(self, kind: str, ids: Collection[str]) -> set[str]:
+        """Those of ``ids`` that have a record; ``kind``: ``jobs`` or ``datasets``."""
+
     # --- jobs -----------------------------------------------------------------------------------
     @abstractmethod
     def add_job(self, record: JobRecord) -> JobRecord:

@@ -227,6 +227,29 @@ class SqlStore(Store):
             query = update(t.datasets).where(t.datasets.c.id == dataset_id)
             conn.execute(query.values(format=format, examples=examples))
 
+    # --- disk: references, quota, garbage collection (hardening) ----------------------------------------
+    def file_references(self, sha256: str) -> int:
+        with self._session("count the files of an artifact") as conn:
+            return conn.execute(select(func.count()).where(t.files.c.sha256 == sha256)).scalar()
+
+    def file_hashes(self) -> set[str]:
+        with self._session("list the artifacts in use") as conn:
+            return set(conn.execute(select(t.files.c.sha256).distinct()).scalars())
+
+    def project_file_bytes(self, project: str) -> int:
+        with self._session(f"sum the file sizes of project '{project}'") as conn:
+            return int(conn.execute(select(func.coalesce(func.sum(t.files.c.bytes), 0))
+                                    .where(t.files.c.project == project)).scalar())
+
+    def present_ids(self, kind: str, ids: Collection[str]) -> set[str]:
+        table = {"jobs": t.jobs, "datasets": t.datasets}[kind]
+        ids, present = list(ids), set()
+        with self._session(f"look up {kind}") as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                present |= set(conn.execute(select(table.c.id).where(table.c.id.in_(chunk))).scalars())
+        return present
+
     # --- jobs -------------------------------------------------------------------------------------------
     def add_job(self, record: JobRecord) -> JobRecord:
         with self._session(f"add job '{record.id}'") as conn:

@@ -134,14 +134,15 @@ def resolve_hyperparameters(hp: Hyperparameters, *, examples: int, method_type: 
 
 def to_train_config(request: OpenAIJobRequest, *, model_path: str, training_path: str,
                     validation_path: str | None, hyperparameters: dict[str, Any], seed: int,
-                    output_dir: str) -> dict[str, Any]:
-    """The TrainConfig (as a mapping, validated by the caller) that trains ``request``."""
+                    output_dir: str, save_total_limit: int | None = 3) -> dict[str, Any]:
+    """The TrainConfig (as a mapping, validated by the caller) that trains ``request``; it keeps the newest
+    ``save_total_limit`` checkpoints (the server's ``checkpoint_retention``) unless ``tuneforge.train`` says."""
     options = request.tuneforge or TuneforgeOptions()
     base_lr = options.train.get("learning_rate", TrainSettings.model_fields["learning_rate"].default)
     train = {
         "epochs": hyperparameters["n_epochs"],
         "batch_size": hyperparameters["batch_size"],
-        "save_total_limit": None,
+        "save_total_limit": save_total_limit,
         "logging_steps": 1,
         **options.train,
         "learning_rate": base_lr * hyperparameters["learning_rate_multiplier"],
