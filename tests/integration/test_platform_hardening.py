@@ -152,3 +152,25 @@ def test_priority_caps_queue_limits_and_what_a_project_may_see(server, admin_key
         return next(float(line.split()[1]) for line in text.splitlines() if line.startswith("tuneforge_queue_depth "))
 
     assert (depth(acme), depth(other), depth(admin_key)) == (2, 1, 3)  # global figures need the admin key
+
+
+def test_answers_show_no_server_paths_and_echo_no_whole_inputs(server, tiny_model, tmp_path):
+    from fixtures.platform import write_chat
+
+    key = server.keys["other"]  # acme's queue is full (the test above)
+    with write_chat(tmp_path / "train.jsonl").open("rb") as handle:
+        file_id = httpx.post(server.url + "/v1/files", headers=auth(key), files={"file": handle},
+                             data={"purpose": "fine-tune"}).json()["id"]
+    native = server.url + "/api/v1/fine-tuning"
+    job = httpx.post(native + "/jobs", headers=auth(key),
+                     json={"model": "tiny-llama", "data": {"train": file_id}, "train": {"max_steps": 1}}).json()
+    answers = [httpx.get(f"{native}/jobs/{job['id']}", headers=auth(key)).text,
+               httpx.post(native + "/models/validate", headers=auth(key), json={"model": "tiny-llama"}).text]
+    home = str(server.settings.home_dir)
+    for text in answers:
+        assert home not in text and str(tiny_model) not in text
+    assert json.loads(answers[0])["config"]["output_dir"] == f"$TUNEFORGE_HOME/jobs/{job['id']}/run"
+    assert json.loads(answers[1])["path"] == "<base model tiny-llama>"
+    long = httpx.get(f"{native}/jobs/{'x' * 10_000}", headers=auth(key)).json()["error"]["message"]
+    assert len(long) < 1200 and "10" in long.rsplit("(", 1)[-1]
+    httpx.post(f"{native}/jobs/{job['id']}/cancel", headers=auth(key))

@@ -88,3 +88,10 @@ def test_openai_jobs_keep_the_servers_checkpoint_retention():
         return raw["train"]["save_total_limit"]
 
     assert limit() == 3 and limit(save_total_limit=10) == 10  # the request may ask for more
+
+
+def test_a_new_home_and_database_are_private(tmp_path):
+    home = tmp_path / "fresh"
+    open_platform(Settings(home=str(home))).close()
+    assert (home.stat().st_mode & 0o777, (home / "tuneforge.db").stat().st_mode & 0o777) == (0o700, 0o600)
+    assert all(p.stat().st_mode & 0o077 == 0 for p in home.glob("tuneforge.db*"))

@@ -21,6 +21,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
     from tuneforge.api import errors, operations
     from tuneforge.api.native import admin, compressions, evaluations, fine_tuning
     from tuneforge.api.openai import files, jobs, models
+    from tuneforge.api.redact import RedactPaths
     from tuneforge.settings import quiet_environment
 
     settings = settings or Settings.from_env()
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
                   description="Fine-tuning, evaluation and compression jobs on your own hardware: OpenAI-compatible "
                   "routes under /v1, the native API under /api/v1. Send 'Authorization: Bearer KEY'.")
     errors.install(app)
+    app.add_middleware(RedactPaths, settings=settings)  # the server's paths never reach a client
     for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions, admin):
         app.include_router(module.router)
     return app

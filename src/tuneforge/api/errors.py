@@ -34,10 +34,16 @@ STATUS: list[tuple[type, int, str, str]] = [
 ]
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text``, cut to ``limit`` characters with a note of its length: errors never echo a whole input."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def envelope(status: int, message: str, *, type_: str, code: str | None, param: str | None = None,
              hint: str | None = None) -> JSONResponse:
     """``{"error": {message, type, param, code}}`` (plus tuneforge's ``hint``)."""
-    error: dict[str, Any] = {"message": message, "type": type_, "param": param, "code": code}
+    error: dict[str, Any] = {"message": shorten(message, 1000), "type": type_, "param": param and shorten(param, 100),
+                             "code": code}
     if hint:
         error["hint"] = hint
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -58,7 +64,7 @@ def validation_error(_request: Request, exc: RequestValidationError) -> JSONResp
     loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
     message = f"{'.'.join(loc) or 'request'}: {err.get('msg', 'invalid value')}"
     if "input" in err and not isinstance(err["input"], (dict, list)):
-        message += f" (got {err['input']!r})"
+        message += f" (got {shorten(repr(err['input']), 100)})"
     return envelope(400, message, type_="invalid_request_error", code="invalid_value", param=".".join(loc) or None)
 
 

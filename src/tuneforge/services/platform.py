@@ -32,6 +32,8 @@ def open_platform(settings: Settings) -> Platform:
     """Open the store (migrating it) and the artifact folder that ``settings`` name."""
     from tuneforge.storage.sql import SqlStore
 
+    if not settings.home_dir.exists():  # the home holds keys' hashes, data and models: owner only
+        settings.home_dir.mkdir(parents=True, mode=0o700)
     return Platform(settings=settings, store=SqlStore(settings.database_url), artifacts=Artifacts(settings.artifacts_dir))
 
 
