@@ -109,6 +109,10 @@ def test_pause_resume_and_cancel(server, client, training_file):
                                          extra_body={"tuneforge": {"train": {"save_steps": 10, "precision": "fp32"}}})
     wait_for(lambda: (client.fine_tuning.jobs.retrieve(job.id).progress or {}).get("step"), what="a first step")
     client.fine_tuning.jobs.pause(job.id)  # mid-run: the job checkpoints the step it is at, then stops
+    try:
+        client.fine_tuning.jobs.pause(job.id)  # twice: one request, one event
+    except openai.ConflictError:
+        pass  # paused already
     paused = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status == "paused" and j,
                       what="the pause")
     step_at_pause = client.fine_tuning.jobs.checkpoints.list(job.id).data[0].step_number
@@ -123,6 +127,7 @@ def test_pause_resume_and_cancel(server, client, training_file):
     assert summary["resumed_from"] == f"checkpoint-{step_at_pause}" and summary["global_step"] == 120
     messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=1000)]
     assert any("paused" in m for m in messages) and any(f"resuming from checkpoint-{step_at_pause}" in m for m in messages)
+    assert sum(m.startswith("Pausing") for m in messages) == 1
 
     job = client.fine_tuning.jobs.create(model="tiny-llama", training_file=training_file.id, method=long,
                                          extra_body={"tuneforge": {"train": {"save_steps": 10, "precision": "fp32"}}})

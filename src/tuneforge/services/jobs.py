@@ -156,8 +156,8 @@ def create_checked_train_job(platform: Platform, *, project: str, model: str, fi
         return platform.store.get_job(job.id)
     config = config.model_copy(update={"seed": seed})
     update = JobUpdate(status=S.QUEUED, request={**job.request, **extra}, config=config.model_dump(mode="json"))
-    platform.store.update_job(job.id, update, from_states=(S.VALIDATING,))
-    event(platform, job.id, f"Files validated ({extra.get('examples', '?')} examples); fine-tuning job queued")
+    if platform.store.update_job(job.id, update, from_states=(S.VALIDATING,)):  # not if cancelled meanwhile
+        event(platform, job.id, f"Files validated ({extra.get('examples', '?')} examples); fine-tuning job queued")
     return platform.store.get_job(job.id)
 
 
@@ -208,6 +208,8 @@ def pause_job(platform: Platform, job_id: str, *, project: str, kind: str | None
     """
     job = get_job(platform, job_id, project=project, kind=kind)
     job_kind = KINDS.get(job.kind)
+    if job.status is S.RUNNING and job.control is JobControl.PAUSE:
+        return job  # asked already: one request, one event
     if platform.store.update_job(job.id, JobUpdate(status=S.PAUSED), from_states=(S.QUEUED,)):
         event(platform, job.id, f"{job_kind.title} paused")
     elif job_kind.pausable and platform.store.update_job(job.id, JobUpdate(control=JobControl.PAUSE),
