@@ -89,3 +89,29 @@ def test_a_frozen_worker_resumed_after_a_takeover_writes_nothing(tiny_model, tmp
     assert len(logged) == len(set(logged))  # the run folder has one row per logged step as well
     assert store.list_models(project="acme")[0].id == done.fine_tuned_model
     platform.close()
+
+
+def test_a_stopping_worker_checkpoints_its_job_before_requeueing_it(tiny_model, tmp_path):
+    settings = Settings(home=str(tmp_path / "home"), concurrency=1, poll_seconds=0.2, heartbeat_seconds=0.3,
+                        threads_per_job=1, base_models={"tiny-llama": str(tiny_model)})
+    platform = open_platform(settings)
+    store = platform.store
+    data = files.upload_path(platform, project="acme", path=write_chat(tmp_path / "train.jsonl"))
+    request = OpenAIJobRequest(model="tiny-llama", training_file=data.id,
+                               method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 50, "batch_size": 4}}},
+                               tuneforge={"train": {"save_steps": 1000, "precision": "fp32"}})  # no checkpoint of its own
+    job = create_openai_job(platform, project="acme", request=request)
+    worker = start_worker(settings, tmp_path / "worker.log")
+    try:
+        wait_for(lambda: (store.get_job(job.id).progress or {}).get("step", 0) >= 3, timeout=60, what="a few steps")
+        worker.send_signal(signal.SIGTERM)  # a deploy or a reboot: the worker stops, the job must keep its steps
+        worker.wait(timeout=60)
+    finally:
+        worker.kill()
+    stopped = store.get_job(job.id)
+    checkpoints = store.list_checkpoints(job.id).data
+    assert stopped.status == "queued" and stopped.worker_id is None
+    assert checkpoints and checkpoints[0].step == max(m.step for m in store.list_metrics(job.id)) >= 3
+    messages = [e.message for e in store.list_events(job.id, limit=1000).data]
+    assert "Worker stopped: job requeued; it resumes from its newest checkpoint" in messages
+    platform.close()

@@ -30,6 +30,7 @@ from tuneforge.storage.sql import SqlStore
 
 _context_lock = threading.Lock()
 RUNNING = (JobStatus.RUNNING,)
+SHUTDOWN_CHECKPOINT_SECONDS = 30.0  # how long a stopping worker waits for its jobs to checkpoint
 
 
 def job_context(preload: list[str]) -> BaseContext:
@@ -52,6 +53,7 @@ class RunningJob:
     started: float
     title: str = "Job"
     attempt: int = 0  # the fencing token of this run (the job's ``attempts`` after the claim)
+    pausable: bool = False  # its kind can checkpoint on request (then a shutdown saves its progress)
     stopping: str | None = None  # 'cancel' once the worker asked it to end
     pausing: bool = False
 
@@ -135,8 +137,9 @@ class Worker:
             name=f"tuneforge-job-{job.id}", daemon=False,
         )
         with self._lock:
-            self.running[job.id] = RunningJob(job.id, process, time.monotonic(), self.kinds.get(job.kind).title,
-                                              attempt=job.attempts)
+            kind = self.kinds.get(job.kind)
+            self.running[job.id] = RunningJob(job.id, process, time.monotonic(), kind.title, attempt=job.attempts,
+                                              pausable=kind.pausable)
             self.max_concurrent = max(self.max_concurrent, len(self.running))
         try:
             process.start()
@@ -195,14 +198,22 @@ class Worker:
             self._event(job_id, message.get(status, f"Its worker stopped answering: job {status.value}"), level="warn")
 
     def _shutdown(self) -> None:
+        """Stop the running jobs and requeue them. A pausable job first checkpoints the step it is at (as a
+        pause does, within ``SHUTDOWN_CHECKPOINT_SECONDS``), so that no trained step is lost."""
+        saving = [r for r in self.running.values() if r.pausable and _signal(r.process, signal.SIGUSR1)]
+        deadline = time.monotonic() + SHUTDOWN_CHECKPOINT_SECONDS
+        for running in saving:
+            running.process.join(timeout=max(0.0, deadline - time.monotonic()))
         for running in self.running.values():
-            if running.process.pid is None:
-                continue
-            _signal(running.process, signal.SIGKILL)
+            if running.process.pid is not None:
+                _signal(running.process, signal.SIGKILL)
         for running in self.running.values():
             running.process.join(timeout=10)
             update = JobUpdate(status=JobStatus.QUEUED, worker_id=None, control=None)
-            if self._update(running, update):
+            # A job that checkpointed for the shutdown marked itself paused: it goes back to the queue too.
+            checkpointed = running in saving and self.store.update_job(
+                running.job_id, update, from_states=(JobStatus.PAUSED,), held_by=self.id)
+            if checkpointed or self._update(running, update):
                 self._event(running.job_id, "Worker stopped: job requeued; it resumes from its newest checkpoint",
                             level="warn")
         self.running.clear()
