@@ -18,7 +18,7 @@ console = make_console()
 
 def _settings(database_url: Optional[str], home: Optional[str], concurrency: int, base_model: list[str],
               allow_local_paths: bool = False, max_upload_mb: Optional[float] = None, stale_after: float = 30.0,
-              threads_per_job: int = 0):
+              threads_per_job: int = 0, **limits: object):
     from tuneforge.settings import Settings
 
     from_env = Settings.from_env()
@@ -32,7 +32,19 @@ def _settings(database_url: Optional[str], home: Optional[str], concurrency: int
     return Settings.from_env(
         concurrency=concurrency, base_models=models, allow_local_paths=allow_local_paths,
         stale_after_seconds=stale_after, threads_per_job=threads_per_job, database_url=database_url or None,
-        home=home or None, max_upload_bytes=int(max_upload_mb * 2**20) if max_upload_mb else None)
+        home=home or None, max_upload_bytes=int(max_upload_mb * 2**20) if max_upload_mb else None, **limits)
+
+
+def _caps(items: list[str]) -> dict[str, int] | None:
+    """``--priority-cap PROJECT=N`` options as a mapping."""
+    caps = {}
+    for item in items:
+        project, sep, value = item.partition("=")
+        if not sep or not project or not value.lstrip("-").isdigit():
+            raise ConfigError(f"--priority-cap {item[:80]!r} is not PROJECT=N", field="priority_caps",
+                              hint="e.g. --priority-cap research=50")
+        caps[project] = int(value)
+    return caps or None
 
 
 DB = typer.Option(None, "--database-url", help="sqlite:///PATH or postgresql://... (default: TUNEFORGE_DATABASE_URL, "
@@ -41,6 +53,8 @@ HOME = typer.Option(None, "--home", help="TUNEFORGE_HOME: artifacts and run dire
 MODELS = typer.Option([], "--base-model", help="NAME=DIR: a base model jobs may name (repeatable).")
 STALE = typer.Option(30.0, "--stale-after", help="Seconds without a heartbeat before a job is requeued.")
 THREADS = typer.Option(0, "--threads-per-job", help="torch CPU threads of each job (0: CPU cores / concurrency).")
+RUNNING_LIMIT = typer.Option(0, "--max-running-per-project",
+                             help="Jobs of one project running at once across workers (0: no limit).")
 
 
 def server(
@@ -54,12 +68,21 @@ def server(
     max_upload_mb: float = typer.Option(512.0, help="Largest accepted upload in MiB (larger: 413)."),
     stale_after: float = STALE,
     threads_per_job: int = THREADS,
+    max_priority: int = typer.Option(100, help="The highest priority a project's job may ask for."),
+    priority_cap: list[str] = typer.Option([], "--priority-cap", help="PROJECT=N: that project's cap (repeatable)."),
+    max_queued_per_project: int = typer.Option(1000, help="Waiting jobs per project; over it: 429 (0: no limit)."),
+    max_running_per_project: int = RUNNING_LIMIT,
+    storage_quota_mb: float = typer.Option(0.0, help="MiB of files per project; over it: 413 (0: no quota)."),
+    checkpoint_retention: int = typer.Option(3, help="Checkpoints an OpenAI-style job keeps (the newest N)."),
 ) -> None:
     """Start the API (OpenAI-compatible /v1 and the native /api/v1) with an embedded worker pool."""
     from tuneforge.api.app import serve
 
     settings = _settings(database_url, home, concurrency, base_model, allow_local_paths, max_upload_mb, stale_after,
-                         threads_per_job)
+                         threads_per_job, max_priority=max_priority, priority_caps=_caps(priority_cap),
+                         max_queued_jobs_per_project=max_queued_per_project,
+                         max_running_jobs_per_project=max_running_per_project,
+                         storage_quota_bytes=int(storage_quota_mb * 2**20), checkpoint_retention=checkpoint_retention)
     console.print(f"tuneforge server on http://{host}:{port} (docs: /docs), database {_safe(settings.database_url)}")
     serve(settings, host=host, port=port)
 
@@ -71,12 +94,13 @@ def worker(
     base_model: list[str] = MODELS,
     stale_after: float = STALE,
     threads_per_job: int = THREADS,
+    max_running_per_project: int = RUNNING_LIMIT,
 ) -> None:
     """Run jobs from the shared queue (on another machine: a PostgreSQL database and a shared TUNEFORGE_HOME)."""
     from tuneforge.services.workers import make_worker
 
     settings = _settings(database_url, home, concurrency, base_model, stale_after=stale_after,
-                         threads_per_job=threads_per_job)
+                         threads_per_job=threads_per_job, max_running_jobs_per_project=max_running_per_project)
     pool = make_worker(settings, name="worker")
     signal.signal(signal.SIGTERM, lambda *_: pool.stop())
     console.print(f"worker {pool.id}: {concurrency} job(s) at once, database {_safe(settings.database_url)}")
