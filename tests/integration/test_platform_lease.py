@@ -4,36 +4,30 @@ worker, and once it resumes its job process writes nothing: one writer, one metr
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import psutil
 
-from fixtures.platform import wait_for, write_chat
+from fixtures.platform import start_worker, wait_for, write_chat
 from tuneforge.api.openai.jobs import create_openai_job
 from tuneforge.api.openai.protocol import OpenAIJobRequest
 from tuneforge.services import files
 from tuneforge.services.platform import open_platform
 from tuneforge.settings import Settings
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "tuneforge.cli.app", "worker", "--database-url", settings.database_url,
-               "--home", settings.home, "--concurrency", "1", "--stale-after", str(settings.stale_after_seconds),
-               "--threads-per-job", "1", "--base-model", f"tiny-llama={settings.base_models['tiny-llama']}"]
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
-
 
 def tree(pid: int) -> list[psutil.Process]:
     parent = psutil.Process(pid)
     return [parent, *parent.children(recursive=True)]
+
+
+def long_job(platform, tmp_path, *, save_steps: int):
+    """A 150-step fine-tuning job of the tiny model (50 epochs of 12 examples, batch 4)."""
+    data = files.upload_path(platform, project="acme", path=write_chat(tmp_path / "train.jsonl"))
+    request = OpenAIJobRequest(model="tiny-llama", training_file=data.id,
+                               method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 50, "batch_size": 4}}},
+                               tuneforge={"train": {"save_steps": save_steps, "precision": "fp32"}})
+    return create_openai_job(platform, project="acme", request=request)
 
 
 def starts(store, job_id):
@@ -45,11 +39,7 @@ def test_a_frozen_worker_resumed_after_a_takeover_writes_nothing(tiny_model, tmp
                         stale_after_seconds=2.0, threads_per_job=1, base_models={"tiny-llama": str(tiny_model)})
     platform = open_platform(settings)
     store = platform.store
-    data = files.upload_path(platform, project="acme", path=write_chat(tmp_path / "train.jsonl"))
-    request = OpenAIJobRequest(model="tiny-llama", training_file=data.id,
-                               method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 50, "batch_size": 4}}},
-                               tuneforge={"train": {"save_steps": 10, "precision": "fp32"}})
-    job = create_openai_job(platform, project="acme", request=request)
+    job = long_job(platform, tmp_path, save_steps=10)
     first = start_worker(settings, tmp_path / "worker1.log")
     second = None
     try:
@@ -96,11 +86,7 @@ def test_a_stopping_worker_checkpoints_its_job_before_requeueing_it(tiny_model, 
                         threads_per_job=1, base_models={"tiny-llama": str(tiny_model)})
     platform = open_platform(settings)
     store = platform.store
-    data = files.upload_path(platform, project="acme", path=write_chat(tmp_path / "train.jsonl"))
-    request = OpenAIJobRequest(model="tiny-llama", training_file=data.id,
-                               method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 50, "batch_size": 4}}},
-                               tuneforge={"train": {"save_steps": 1000, "precision": "fp32"}})  # no checkpoint of its own
-    job = create_openai_job(platform, project="acme", request=request)
+    job = long_job(platform, tmp_path, save_steps=1000)  # no checkpoint of its own
     worker = start_worker(settings, tmp_path / "worker.log")
     try:
         wait_for(lambda: (store.get_job(job.id).progress or {}).get("step", 0) >= 3, timeout=60, what="a few steps")
