@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,8 +13,6 @@ from tuneforge.errors import (
     AuthenticationError, ConfigError, ConflictError, DataError, ForbiddenError, MissingDependencyError, NotFoundError,
     QuotaError, RateLimitError, StorageError, TooLargeError, TuneforgeError,
 )
-
-log = logging.getLogger("tuneforge.api")
 
 # Most specific first: (class, HTTP status, OpenAI error type, default code)
 STATUS: list[tuple[type, int, str, str]] = [
@@ -74,8 +71,8 @@ def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
 
 
 def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
-    """A bug: logged with its traceback, answered 500 without internals."""
-    log.exception("unhandled error", exc_info=exc)
+    """A bug: answered 500 without internals. Not logged here: Starlette re-raises it after this answer and
+    the server (uvicorn) logs it with its traceback, once."""
     return envelope(500, "internal server error; the server log has the details", type_="server_error", code=None)
 
 
