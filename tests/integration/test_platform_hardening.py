@@ -174,3 +174,15 @@ def test_answers_show_no_server_paths_and_echo_no_whole_inputs(server, tiny_mode
     long = httpx.get(f"{native}/jobs/{'x' * 10_000}", headers=auth(key)).json()["error"]["message"]
     assert len(long) < 1200 and "10" in long.rsplit("(", 1)[-1]
     httpx.post(f"{native}/jobs/{job['id']}/cancel", headers=auth(key))
+
+
+def test_the_native_route_refuses_data_its_task_cannot_read(server):
+    key = server.keys["other"]
+    pairs_only = b'{"prompt": "hi", "chosen": "a", "rejected": "b"}\n' * 3
+    file_id = httpx.post(server.url + "/v1/files", headers=auth(key), files={"file": ("pairs.jsonl", pairs_only)},
+                         data={"purpose": "user_data"}).json()["id"]
+    before = httpx.get(server.url + "/api/v1/fine-tuning/jobs", headers=auth(key)).json()["data"]
+    refused = httpx.post(server.url + "/api/v1/fine-tuning/jobs", headers=auth(key),
+                         json={"model": "tiny-llama", "data": {"train": file_id, "format": "messages"}})
+    assert refused.status_code == 400 and "line 1" in refused.json()["error"]["message"], refused.text
+    assert httpx.get(server.url + "/api/v1/fine-tuning/jobs", headers=auth(key)).json()["data"] == before

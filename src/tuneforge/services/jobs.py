@@ -78,10 +78,16 @@ def create_train_job(platform: Platform, *, project: str, config: TrainConfig, p
     job_id = new_job_id("train")
     model_path = resolve_base_model(platform, config.model)
     data_dir = platform.settings.data_dir(job_id)
-    data = {"train": input_file(platform, config.data.train, project=project, target=data_dir / "train",
-                                field="data.train"),
-            "eval": config.data.eval and input_file(platform, config.data.eval, project=project,
-                                                    target=data_dir / "validation", field="data.eval")}
+    try:
+        data = {"train": input_file(platform, config.data.train, project=project, target=data_dir / "train",
+                                    field="data.train"),
+                "eval": config.data.eval and input_file(platform, config.data.eval, project=project,
+                                                        target=data_dir / "validation", field="data.eval")}
+        for path in filter(None, data.values()):
+            check_data(path, config=config)
+    except TuneforgeError:
+        shutil.rmtree(platform.settings.job_dir(job_id), ignore_errors=True)
+        raise
     resolved = config.model_copy(update={"model": model_path, "output_dir": str(platform.settings.run_dir(job_id)),
                                          "data": config.data.model_copy(update=data)})
     request = {"api": "native", "suffix": suffix,
@@ -92,6 +98,18 @@ def create_train_job(platform: Platform, *, project: str, config: TrainConfig, p
                     kind="train", priority=priority, seed=config.seed, status=S.QUEUED, request=request,
                     training_file=config.data.train if config.data.train.startswith(("file-", "ds-")) else None)
     return add_job(platform, job, message="Fine-tuning job queued")
+
+
+def check_data(path: str, *, config: TrainConfig) -> None:
+    """Read every record of a job's data file the way its task will (before the job is queued, as the
+    OpenAI route checks its files); raises DataError naming the line of the first bad record."""
+    from tuneforge.data import load_examples
+    from tuneforge.data.preference import load_preference_pairs
+
+    if config.task.name == "dpo":
+        load_preference_pairs(path)
+    else:
+        load_examples(path, fmt=config.data.format, system_prompt=config.data.system_prompt)
 
 
 @dataclass(frozen=True)
