@@ -186,3 +186,12 @@ def test_the_native_route_refuses_data_its_task_cannot_read(server):
                          json={"model": "tiny-llama", "data": {"train": file_id, "format": "messages"}})
     assert refused.status_code == 400 and "line 1" in refused.json()["error"]["message"], refused.text
     assert httpx.get(server.url + "/api/v1/fine-tuning/jobs", headers=auth(key)).json()["data"] == before
+
+
+def test_validating_a_builtin_base_model_converts_nothing(server):
+    answer = httpx.post(server.url + "/api/v1/fine-tuning/models/validate", headers=auth(server.keys["acme"]),
+                        json={"model": "smollm2-135m"})
+    assert answer.status_code in (200, 400), answer.text  # 400: its package is not installed here
+    if answer.status_code == 200:
+        assert answer.json()["source"] == "builtin" and answer.json()["converted"] is False
+    assert not (server.settings.model_cache_dir / "smollm2-135m").exists()  # no 517 MB unpacked as a side effect

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tuneforge.errors import ConfigError, ConflictError, NotFoundError
+from tuneforge.errors import ConfigError, ConflictError, NotFoundError, TuneforgeError
 from tuneforge.models.resolve import BUILTINS
 from tuneforge.services.platform import Platform
 from tuneforge.storage.records import ModelRecord
@@ -114,13 +114,29 @@ def delete_model(platform: Platform, model_id: str, *, project: str) -> ModelRec
     return record
 
 
-def check_base_model(platform: Platform, name: str) -> dict[str, str]:
-    """Where a base model name leads: the loadable folder (a builtin is converted on first use) and its source.
+def check_base_model(platform: Platform, name: str) -> dict[str, Any]:
+    """Where a base model name leads: the loadable folder and its source. A check only: a builtin or GGUF
+    model is not converted here (that happens once, when a job first uses it); ``converted`` says if it was.
 
     Raises:
         NotFoundError: No such base model, or its folder is missing.
+        TuneforgeError: A builtin whose package is not installed.
     """
+    import importlib.util
+
     from tuneforge.models.resolve import resolve_model
 
-    resolved = resolve_model(resolve_base_model(platform, name), cache_dir=platform.settings.model_cache_dir)
-    return {"path": str(resolved.path), "source": resolved.source}
+    reference = resolve_base_model(platform, name)
+    if reference in BUILTINS:
+        builtin = BUILTINS[reference]
+        if importlib.util.find_spec(builtin.module) is None:
+            raise TuneforgeError(f"builtin model '{name}' needs the package '{builtin.package}', which is not "
+                                 "installed on the server", hint=builtin.install)
+        cached = platform.settings.model_cache_dir / reference
+        return {"path": str(cached), "source": "builtin", "converted": (cached / "config.json").is_file()}
+    if reference.endswith(".gguf"):
+        if not Path(reference).is_file():
+            raise NotFoundError(f"the GGUF file of base model '{name}' is missing", hint="check --base-model")
+        return {"path": reference, "source": "gguf", "converted": False}
+    resolved = resolve_model(reference, cache_dir=platform.settings.model_cache_dir)
+    return {"path": str(resolved.path), "source": resolved.source, "converted": True}
