@@ -78,7 +78,7 @@ def run_job(store: Store, job: JobRecord, *, kind: JobKind, settings: Settings, 
             pause: threading.Event) -> None:
     """Run ``job`` with its kind and record success, failure or pause (through ``store``, which a job
     process fences with the job's lease: a lost lease raises LeaseLost, or ends the process)."""
-    recorder = JobRecorder(store, job.id, settings.run_dir(job.id), title=kind.title)
+    recorder = JobRecorder(store, job.id, settings.run_dir(job.id), title=kind.title, attempt=job.attempts)
     context = JobContext(job=job, store=store, settings=settings, recorder=recorder, pause=pause, worker_id=worker_id)
     try:
         outcome = kind.run(context)
