@@ -195,3 +195,14 @@ def test_validating_a_builtin_base_model_converts_nothing(server):
     if answer.status_code == 200:
         assert answer.json()["source"] == "builtin" and answer.json()["converted"] is False
     assert not (server.settings.model_cache_dir / "smollm2-135m").exists()  # no 517 MB unpacked as a side effect
+
+
+def test_a_dataset_that_fails_validation_is_not_created(server):
+    key = server.keys["other"]
+    file_id = httpx.post(server.url + "/v1/files", headers=auth(key), files={"file": ("odd.jsonl", b'{"foo": 1}\n')},
+                         data={"purpose": "user_data"}).json()["id"]
+    datasets = server.url + "/api/v1/fine-tuning/datasets"
+    refused = httpx.post(datasets, headers=auth(key), json={"name": "odd", "file_id": file_id})
+    assert refused.status_code == 400 and "line 1" in refused.json()["error"]["message"], refused.text
+    assert httpx.get(datasets, headers=auth(key)).json()["data"] == []
+    assert list(server.settings.datasets_dir.glob("*")) == []

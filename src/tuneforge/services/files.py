@@ -104,10 +104,35 @@ def link_into(platform: Platform, record: FileRecord, target: Path) -> Path:
 
 
 def create_dataset(platform: Platform, *, project: str, name: str, file_id: str) -> DatasetRecord:
-    """A named dataset over an uploaded file, validated with tuneforge's readers."""
+    """A named dataset over an uploaded file, validated with tuneforge's readers before it is created.
+
+    Raises:
+        DataError: The first bad record, with its line (no dataset is created).
+    """
     record = platform.store.get_file(file_id, project=project)
-    dataset = platform.store.add_dataset(DatasetRecord(id=new_id("ds"), project=project, name=name, file_id=record.id))
-    return validate_dataset(platform, dataset.id, project=project)
+    dataset_id = new_id("ds")
+    suffix = Path(record.filename).suffix.lower() or ".jsonl"
+    path = link_into(platform, record, platform.settings.datasets_dir / f"{dataset_id}{suffix}")
+    try:
+        fmt, count = read_dataset(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return platform.store.add_dataset(DatasetRecord(id=dataset_id, project=project, name=name, file_id=record.id,
+                                                    format=fmt, examples=count))
+
+
+def read_dataset(path: Path) -> tuple[str, int]:
+    """``(format, examples)`` of a data file in any tuneforge format; raises DataError on a bad record."""
+    from tuneforge.data import load_examples
+    from tuneforge.data.preference import load_preference_pairs
+    from tuneforge.errors import DataError
+
+    try:
+        examples, fmt = load_examples(path)
+        return fmt, len(examples)
+    except DataError:
+        return "preference", len(load_preference_pairs(path))
 
 
 def validate_dataset(platform: Platform, dataset_id: str, *, project: str) -> DatasetRecord:
@@ -116,19 +141,10 @@ def validate_dataset(platform: Platform, dataset_id: str, *, project: str) -> Da
     Raises:
         DataError: The first bad record, with its line.
     """
-    from tuneforge.data import load_examples
-    from tuneforge.data.preference import load_preference_pairs
-    from tuneforge.errors import DataError
-
     dataset = platform.store.get_dataset(dataset_id, project=project)
     record = platform.store.get_file(dataset.file_id, project=project)
     suffix = Path(record.filename).suffix.lower() or ".jsonl"
-    path = link_into(platform, record, platform.settings.datasets_dir / f"{dataset.id}{suffix}")
-    try:
-        examples, fmt = load_examples(path)
-        count = len(examples)
-    except DataError:
-        count, fmt = len(load_preference_pairs(path)), "preference"
+    fmt, count = read_dataset(link_into(platform, record, platform.settings.datasets_dir / f"{dataset.id}{suffix}"))
     platform.store.update_dataset(dataset.id, format=fmt, examples=count)
     return platform.store.get_dataset(dataset.id, project=project)
 
