@@ -69,29 +69,3 @@ def test_metrics_of_steps_rerun_after_a_resume_are_kept_once(store):
         store.add_metric(MetricRecord(job_id=job.id, step=step, data={"step": step}))
     assert [m.step for m in store.list_metrics(job.id)] == [1, 2, 3, 4, 5]
 
-
-def queue(store, project, count, *, priority=0):
-    return [store.add_job(JobRecord(id=new_id("ftjob"), project=project, model="m", config={}, priority=priority,
-                                    status=JobStatus.QUEUED)) for _ in range(count)]
-
-
-def test_claims_go_round_robin_across_projects_and_respect_running_limits(store):
-    big = queue(store, "big", 6)  # one tenant queues first and most
-    small, other = queue(store, "small", 2), queue(store, "other", 2)
-    urgent = queue(store, "other", 1, priority=5)
-    assert store.queue_position(small[1].id) == 2  # a project sees its own queue only
-    assert store.queue_position(small[1].id, across_projects=True) == 9
-    order = []
-    while (job := store.claim_job(worker_id="w")) is not None:
-        order.append(job.project)
-        store.update_job(job.id, JobUpdate(status=JobStatus.SUCCEEDED), from_states=[JobStatus.RUNNING])
-    assert order[:7] == ["other", "big", "small", "other", "big", "small", "other"]  # priority first, then fair
-    assert (order.count("big"), order.count("other")) == (len(big), len(other) + len(urgent))
-
-    queue(store, "big", 3)
-    queue(store, "small", 1)
-    first = store.claim_job(worker_id="w", max_running_per_project=1)
-    second = store.claim_job(worker_id="w", max_running_per_project=1)
-    assert {first.project, second.project} == {"big", "small"}
-    assert store.claim_job(worker_id="w", max_running_per_project=1) is None  # each project at its limit
-    assert store.count_jobs(project="big") == {JobStatus.SUCCEEDED: 6, JobStatus.RUNNING: 1, JobStatus.QUEUED: 2}
