@@ -44,7 +44,7 @@ def test_admin_routes_list_revoke_and_rotate_keys(server, admin_key):
     assert httpx.get(url).status_code == 401
     made = httpx.post(url, json={"project": "tenant", "expires_in": 3600}, headers=auth(admin_key)).json()
     key = made.pop("key")
-    assert made["project"] == "tenant" and made["expires_at"] and not made["admin"]
+    assert made["project"] == "tenant" and made["expires_at"] and not made["admin"] and made["last_used_at"] is None
     assert httpx.get(server.url + "/v1/models", headers=auth(key)).status_code == 200
     listed = httpx.get(url, params={"project": "tenant"}, headers=auth(admin_key)).json()["data"]
     assert [k["id"] for k in listed] == [made["id"]] and listed[0]["last_used_at"]

@@ -91,6 +91,20 @@ def authenticate_key(platform: Platform, authorization: str | None) -> ApiKeyRec
     return record
 
 
+def key_record(platform: Platform, key: str) -> ApiKeyRecord:
+    """The stored record of a key just made (without counting it as a use).
+
+    Raises:
+        NotFoundError: No such key.
+    """
+    from tuneforge.errors import NotFoundError
+
+    record = platform.store.get_api_key(_hash(key))
+    if record is None:
+        raise NotFoundError("no such API key", hint="see 'tuneforge keys list'")
+    return record
+
+
 def require_admin(record: ApiKeyRecord) -> ApiKeyRecord:
     """``record`` if it is an admin key; raises ForbiddenError."""
     if not record.is_admin:

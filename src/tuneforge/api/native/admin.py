@@ -53,7 +53,7 @@ def list_keys(project: str | None = Query(None, max_length=64), platform: Platfo
 def create_key(body: KeyRequest, platform: Platform = Plat) -> dict:
     """A new key; the answer is the only time it is shown."""
     key = keys.create_api_key(platform, project=body.project, admin=body.admin, expires_in=body.expires_in)
-    return {"key": key, **key_object(keys.authenticate_key(platform, f"Bearer {key}"))}
+    return {"key": key, **key_object(keys.key_record(platform, key))}
 
 
 @router.post("/keys/{key_id}/revoke")
@@ -66,4 +66,4 @@ def revoke_key(key_id: str, platform: Platform = Plat) -> dict:
 def rotate_key(key_id: str, body: RotateRequest | None = None, platform: Platform = Plat) -> dict:
     """A new key for the same project; the old one is revoked."""
     key = keys.rotate_api_key(platform, key_id, expires_in=body.expires_in if body else None)
-    return {"key": key, **key_object(keys.authenticate_key(platform, f"Bearer {key}"))}
+    return {"key": key, **key_object(keys.key_record(platform, key))}
