@@ -25,9 +25,10 @@ from tuneforge.errors import LeaseLost, NotFoundError, StorageError
 from tuneforge.storage import schema as t
 from tuneforge.storage.base import Store
 from tuneforge.storage.engine import create_db_engine, migrate
+from tuneforge.storage.sql_hardening import KeyAndDiskQueries
 from tuneforge.storage.records import (
-    FINAL_STATES, ApiKeyRecord, CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobControl, JobRecord, JobStatus,
-    JobUpdate, Lease, MetricRecord, ModelRecord, Page, now,
+    FINAL_STATES, CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobControl, JobRecord, JobStatus,
+    JobUpdate, Lease, MetricRecord, ModelRecord, Page, from_mapping, now,
 )
 
 R = TypeVar("R")  # a record class
@@ -40,8 +41,7 @@ _STALE_OUTCOME = {JobControl.CANCEL.value: JobStatus.CANCELLED, JobControl.PAUSE
 
 
 def _record(cls: type[R], row: Row[Any]) -> R:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in row._mapping.items() if k in names})
+    return from_mapping(cls, row._mapping)
 
 
 def _values(record: object, table: Table) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def _first_line(exc: SQLAlchemyError) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class SqlStore(Store):
+class SqlStore(KeyAndDiskQueries, Store):
     """The Store on a SQL database.
 
     Args:
@@ -157,36 +157,6 @@ class SqlStore(Store):
         with self._session("look up an API key") as conn:
             return conn.execute(select(t.api_keys.c.project).where(t.api_keys.c.key_hash == key_hash)).scalar()
 
-    # --- API keys: listing, revocation, last use (hardening) ------------------------------------------
-    def get_api_key(self, key_hash: str) -> ApiKeyRecord | None:
-        with self._session("look up an API key") as conn:
-            row = conn.execute(select(t.api_keys).where(t.api_keys.c.key_hash == key_hash)).first()
-        return _record(ApiKeyRecord, row) if row is not None else None
-
-    def find_api_key(self, key_id: str) -> ApiKeyRecord:
-        digits = key_id.removeprefix("key_")
-        if len(digits) != 16 or not all(c in "0123456789abcdef" for c in digits):
-            raise NotFoundError(f"no API key '{key_id[:40]}'", hint="key ids look like key_0123456789abcdef: "
-                                "see 'tuneforge keys list'")
-        return self._one(t.api_keys, ApiKeyRecord, f"API key '{key_id}'", t.api_keys.c.key_hash.startswith(digits))
-
-    def list_api_keys(self, *, project: str | None = None) -> list[ApiKeyRecord]:
-        query = select(t.api_keys).order_by(t.api_keys.c.created_at)
-        if project is not None:
-            query = query.where(t.api_keys.c.project == project)
-        with self._session("list API keys") as conn:
-            return [_record(ApiKeyRecord, row) for row in conn.execute(query).all()]
-
-    def disable_api_key(self, key_hash: str, *, at: float) -> bool:
-        keys = t.api_keys
-        with self._session("revoke an API key") as conn:
-            query = update(keys).where(keys.c.key_hash == key_hash, keys.c.disabled_at.is_(None))
-            return conn.execute(query.values(disabled_at=at)).rowcount == 1
-
-    def touch_api_key(self, key_hash: str, *, at: float) -> None:
-        with self._session("record the use of an API key") as conn:
-            conn.execute(update(t.api_keys).where(t.api_keys.c.key_hash == key_hash).values(last_used_at=at))
-
     # --- files and datasets ---------------------------------------------------------------------------
     def add_file(self, record: FileRecord, *, lease: Lease | None = None) -> FileRecord:
         self._insert(t.files, record, f"file '{record.id}'", lease=lease)
@@ -226,29 +196,6 @@ class SqlStore(Store):
         with self._session(f"update dataset '{dataset_id}'") as conn:
             query = update(t.datasets).where(t.datasets.c.id == dataset_id)
             conn.execute(query.values(format=format, examples=examples))
-
-    # --- disk: references, quota, garbage collection (hardening) ----------------------------------------
-    def file_references(self, sha256: str) -> int:
-        with self._session("count the files of an artifact") as conn:
-            return conn.execute(select(func.count()).where(t.files.c.sha256 == sha256)).scalar()
-
-    def file_hashes(self) -> set[str]:
-        with self._session("list the artifacts in use") as conn:
-            return set(conn.execute(select(t.files.c.sha256).distinct()).scalars())
-
-    def project_file_bytes(self, project: str) -> int:
-        with self._session(f"sum the file sizes of project '{project}'") as conn:
-            return int(conn.execute(select(func.coalesce(func.sum(t.files.c.bytes), 0))
-                                    .where(t.files.c.project == project)).scalar())
-
-    def present_ids(self, kind: str, ids: Collection[str]) -> set[str]:
-        table = {"jobs": t.jobs, "datasets": t.datasets}[kind]
-        ids, present = list(ids), set()
-        with self._session(f"look up {kind}") as conn:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                present |= set(conn.execute(select(table.c.id).where(table.c.id.in_(chunk))).scalars())
-        return present
 
     # --- jobs -------------------------------------------------------------------------------------------
     def add_job(self, record: JobRecord) -> JobRecord:
