@@ -79,9 +79,9 @@ def drain_queue(settings, data: Path, *, jobs_count: int, workers: int, concurre
 
 
 def main() -> None:
-    if "--soak" in sys.argv:
-        import platform_soak
+    import platform_soak
 
+    if "--soak" in sys.argv:
         parser = argparse.ArgumentParser(description=platform_soak.__doc__.splitlines()[0])
         parser.add_argument("--soak", action="store_true")
         platform_soak.add_arguments(parser)
@@ -93,15 +93,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--postgres", action="store_true", help="Run the queue on a throwaway PostgreSQL cluster.")
-    args = parser.parse_args()
-    if args.postgres:
-        from fixtures.postgres import postgres_cluster
-
-        with postgres_cluster() as url:
-            args.database_url = url
-            run(args)
-    else:
-        run(args)
+    platform_soak.run(parser.parse_args(), run)
 
 
 def run(args: argparse.Namespace) -> None:

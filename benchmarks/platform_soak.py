@@ -187,16 +187,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--postgres", action="store_true", help="A throwaway PostgreSQL cluster.")
 
 
-def run(args: argparse.Namespace) -> None:
-    """The soak on ``args.database_url``, a throwaway PostgreSQL cluster, or SQLite."""
+def run(args: argparse.Namespace, measure=None) -> None:
+    """``measure(args)`` (default: the soak) on ``args.database_url``, a throwaway PostgreSQL cluster
+    (``args.postgres``), or SQLite."""
+    measure = measure or soak
     if args.postgres:
         from fixtures.postgres import postgres_cluster
 
         with postgres_cluster() as url:
             args.database_url = url
-            soak(args)
+            measure(args)
     else:
-        soak(args)
+        measure(args)
 
 
 if __name__ == "__main__":
