@@ -4,7 +4,8 @@ warm server), and the wall time and peak concurrency of a queue of N tiny jobs d
     PYTHONPATH=src python benchmarks/platform_queue.py [--jobs 120] [--workers 3] [--concurrency 2]
                                                        [--database-url postgresql://... | --postgres]
 
-Without --database-url the queue runs on a SQLite file in a temporary TUNEFORGE_HOME.
+Without --database-url the queue runs on a SQLite file in a temporary TUNEFORGE_HOME. ``--soak`` runs
+``platform_soak.py`` instead (300 jobs of 3 projects, a frozen and a killed worker; see its docstring).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -77,21 +79,21 @@ def drain_queue(settings, data: Path, *, jobs_count: int, workers: int, concurre
 
 
 def main() -> None:
+    import platform_soak
+
+    if "--soak" in sys.argv:
+        parser = argparse.ArgumentParser(description=platform_soak.__doc__.splitlines()[0])
+        parser.add_argument("--soak", action="store_true")
+        platform_soak.add_arguments(parser)
+        platform_soak.run(parser.parse_args())
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=120)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--postgres", action="store_true", help="Run the queue on a throwaway PostgreSQL cluster.")
-    args = parser.parse_args()
-    if args.postgres:
-        from fixtures.postgres import postgres_cluster
-
-        with postgres_cluster() as url:
-            args.database_url = url
-            run(args)
-    else:
-        run(args)
+    platform_soak.run(parser.parse_args(), run)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -106,6 +106,28 @@ class TooLargeError(TuneforgeError):
     """An upload above the server's size limit."""
 
 
+class ForbiddenError(TuneforgeError):
+    """A valid key that may not do this (an admin route without an admin key)."""
+
+
+class RateLimitError(TuneforgeError):
+    """A project over one of its limits (queued or running jobs): try again later (HTTP 429)."""
+
+
+class QuotaError(TuneforgeError):
+    """A project over its storage quota (HTTP 413)."""
+
+
+class LeaseLost(TuneforgeError):
+    """A job process's write found that its attempt no longer holds the job (requeued or taken over while
+    this process was frozen or cut off): the process must stop at once without writing anything more."""
+
+    def __init__(self, job_id: str, *, attempt: int) -> None:
+        super().__init__(f"job {job_id}: attempt {attempt} no longer holds the job (its lease was lost)",
+                         hint="another worker runs it now; this process stops without writing")
+        self.job_id, self.attempt = job_id, attempt
+
+
 def suggest(name: object, choices: Iterable[object]) -> str:
     """``"did you mean 'x'?"`` for the choice closest to a misspelt ``name``, or ``""`` when none is close.
 

@@ -62,6 +62,20 @@ class Settings(BaseModel):
     min_free_disk_gb: float = Field(5.0, ge=0, description="Free space under home below this raises a disk_low alert.")
     monitor_seconds: float = Field(30.0, gt=0, description="How often the server runs the platform checks "
                                    "(stalled jobs, free disk).")
+    # --- tenants: fair and bounded (issue 17) ---
+    max_priority: int = Field(100, ge=-1000, le=1000,
+                              description="The highest priority a project's job may ask for (400 above it).")
+    priority_caps: dict[str, int] = Field(default_factory=dict,
+                                          description="Per-project priority caps (project -> cap), over max_priority.")
+    max_queued_jobs_per_project: int = Field(
+        1000, ge=0, description="Jobs a project may have waiting (validating or queued); over it: 429. 0: no limit.")
+    max_running_jobs_per_project: int = Field(
+        0, ge=0, description="Jobs of one project that run at once across the workers (others wait). 0: no limit.")
+    storage_quota_bytes: int = Field(
+        0, ge=0, description="Bytes of uploaded and result files a project may keep (over it: 413). 0: no quota.")
+    checkpoint_retention: int = Field(
+        3, ge=1, le=10_000, description="Checkpoints a fine-tuning job keeps when its request does not say: the "
+        "newest N (the best one too).")
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:
@@ -122,6 +136,10 @@ class Settings(BaseModel):
     def data_dir(self, job_id: str) -> Path:
         """The job's own links to its input files."""
         return self.job_dir(job_id) / "data"
+
+    def priority_cap(self, project: str) -> int:
+        """The highest priority a job of ``project`` may ask for."""
+        return self.priority_caps.get(project, self.max_priority)
 
     def job_threads(self) -> int:
         """torch threads per job process."""

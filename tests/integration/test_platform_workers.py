@@ -3,17 +3,15 @@ queue of 120 jobs drains through a pool of workers with nothing run twice or los
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from fixtures.platform import wait_for, write_chat
+from fixtures.platform import start_worker as start_platform_worker, wait_for, write_chat
 from fixtures.postgres import reset_database
 from tuneforge.config import TrainConfig
 from tuneforge.settings import Settings
@@ -23,7 +21,6 @@ from tuneforge.services import files, jobs
 from tuneforge.services.platform import open_platform
 
 pytestmark = pytest.mark.postgres
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture
@@ -38,13 +35,7 @@ def platform(postgres_url, tiny_model, tmp_path):
 
 
 def start_worker(platform, log: Path, *, concurrency: int = 1) -> subprocess.Popen:
-    s = platform.settings
-    command = [sys.executable, "-m", "tuneforge.cli.app", "worker", "--database-url", s.database_url, "--home", s.home,
-               "--concurrency", str(concurrency), "--stale-after", str(s.stale_after_seconds),
-               "--threads-per-job", "1",
-               "--base-model", f"tiny-llama={s.base_models['tiny-llama']}"]
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    return start_platform_worker(platform.settings, log, concurrency=concurrency)
 
 
 def test_a_killed_workers_job_resumes_from_its_checkpoint_on_another_worker(platform, tmp_path):

@@ -22,7 +22,9 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
     from tuneforge.api.native import compressions, evaluations, fine_tuning, registry
     from tuneforge.api.native import data as native_data
     from tuneforge.api.native import hpo as hpo_routes
+    from tuneforge.api.native import admin
     from tuneforge.api.openai import files, jobs, models
+    from tuneforge.api.redact import RedactPaths
     from tuneforge.settings import quiet_environment
 
     settings = settings or Settings.from_env()
@@ -33,10 +35,12 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
         import threading
 
         from tuneforge.services.alerts import start_platform_monitor
+        from tuneforge.services.disk import remove_stale_uploads
         from tuneforge.services.platform import open_platform
         from tuneforge.services.workers import start_workers
 
         app.state.platform = open_platform(settings)
+        remove_stale_uploads(app.state.platform)  # what a crash left half-received
         app.state.workers = start_workers(settings, count=workers if settings.concurrency else 0)
         monitor_stop = threading.Event()  # the platform checks (stalled jobs, free disk): services.alerts
         start_platform_monitor(app.state.platform.store, settings, stop=monitor_stop)
@@ -54,7 +58,8 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
                   description="Fine-tuning, evaluation and compression jobs on your own hardware: OpenAI-compatible "
                   "routes under /v1, the native API under /api/v1. Send 'Authorization: Bearer KEY'.")
     errors.install(app)
-    for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions, registry, native_data):
+    app.add_middleware(RedactPaths, settings=settings)  # the server's paths never reach a client
+    for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions, admin, registry, native_data):
         app.include_router(module.router)
     app.include_router(hpo_routes.router)
     app.include_router(hpo_routes.trials_router)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,15 +10,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from tuneforge.errors import (
-    AuthenticationError, ConfigError, ConflictError, DataError, MissingDependencyError, NotFoundError,
-    StorageError, TooLargeError, TuneforgeError,
+    AuthenticationError, ConfigError, ConflictError, DataError, ForbiddenError, MissingDependencyError, NotFoundError,
+    QuotaError, RateLimitError, StorageError, TooLargeError, TuneforgeError,
 )
-
-log = logging.getLogger("tuneforge.api")
 
 # Most specific first: (class, HTTP status, OpenAI error type, default code)
 STATUS: list[tuple[type, int, str, str]] = [
     (AuthenticationError, 401, "invalid_request_error", "invalid_api_key"),
+    (ForbiddenError, 403, "invalid_request_error", "permission_denied"),
+    (RateLimitError, 429, "requests", "rate_limit_exceeded"),
+    (QuotaError, 413, "invalid_request_error", "storage_quota_exceeded"),
     (NotFoundError, 404, "invalid_request_error", "not_found"),
     (ConflictError, 409, "invalid_request_error", "conflict"),
     (TooLargeError, 413, "invalid_request_error", "file_too_large"),
@@ -31,10 +31,16 @@ STATUS: list[tuple[type, int, str, str]] = [
 ]
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text``, cut to ``limit`` characters with a note of its length: errors never echo a whole input."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def envelope(status: int, message: str, *, type_: str, code: str | None, param: str | None = None,
              hint: str | None = None) -> JSONResponse:
     """``{"error": {message, type, param, code}}`` (plus tuneforge's ``hint``)."""
-    error: dict[str, Any] = {"message": message, "type": type_, "param": param, "code": code}
+    error: dict[str, Any] = {"message": shorten(message, 1000), "type": type_, "param": param and shorten(param, 100),
+                             "code": code}
     if hint:
         error["hint"] = hint
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -55,7 +61,7 @@ def validation_error(_request: Request, exc: RequestValidationError) -> JSONResp
     loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
     message = f"{'.'.join(loc) or 'request'}: {err.get('msg', 'invalid value')}"
     if "input" in err and not isinstance(err["input"], (dict, list)):
-        message += f" (got {err['input']!r})"
+        message += f" (got {shorten(repr(err['input']), 100)})"
     return envelope(400, message, type_="invalid_request_error", code="invalid_value", param=".".join(loc) or None)
 
 
@@ -65,8 +71,8 @@ def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
 
 
 def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
-    """A bug: logged with its traceback, answered 500 without internals."""
-    log.exception("unhandled error", exc_info=exc)
+    """A bug: answered 500 without internals. Not logged here: Starlette re-raises it after this answer and
+    the server (uvicorn) logs it with its traceback, once."""
     return envelope(500, "internal server error; the server log has the details", type_="server_error", code=None)
 
 

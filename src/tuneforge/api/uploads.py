@@ -1,18 +1,26 @@
-"""Multipart uploads streamed to a staging file, stopped at the size limit (never read whole into memory)."""
+"""Multipart uploads streamed to a staging file, stopped at the size limit (never read whole into memory).
+
+A malformed body (two file parts, a filename over 255 characters, a missing closing boundary, a field sent
+twice) is a 400 naming the problem; the rest of the body is read and dropped first, so the keep-alive
+connection stays usable for the next request.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Request
+from python_multipart.exceptions import ParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from tuneforge.errors import ConfigError, TooLargeError
 from tuneforge.storage.artifacts import Artifacts
 
 FIELD_LIMIT = 64 * 1024  # form fields other than the file (purpose, ...)
+FILENAME_LIMIT = 255  # characters of an uploaded file's name (most file systems' limit)
 
 
 @dataclass
@@ -35,11 +43,15 @@ class _Receiver:
         self._headers: dict[bytes, bytes] = {}
         self._field, self._value, self._name = b"", b"", None
         self._is_file, self._buffer = False, bytearray()
+        self.complete = False  # the closing boundary was read
 
     def callbacks(self) -> dict:
         return {"on_part_begin": self._begin, "on_header_field": self._hfield, "on_header_value": self._hvalue,
                 "on_header_end": self._hend, "on_headers_finished": self._hdone, "on_part_data": self._data,
-                "on_part_end": self._end}
+                "on_part_end": self._end, "on_end": self._finished}
+
+    def _finished(self) -> None:
+        self.complete = True
 
     def _begin(self) -> None:
         self._headers, self._buffer = {}, bytearray()
@@ -59,7 +71,16 @@ class _Receiver:
         self._name = options.get(b"name", b"").decode("utf-8", "replace")
         self._is_file = b"filename" in options
         if self._is_file:
-            self.filename = options[b"filename"].decode("utf-8", "replace")
+            if self.filename is not None:
+                raise ConfigError("the upload has more than one file part", field="file",
+                                  hint="send one file per request, as the 'file' form field")
+            name = options[b"filename"].decode("utf-8", "replace").replace("\\", "/").rsplit("/", 1)[-1]
+            if len(name) > FILENAME_LIMIT:
+                raise ConfigError(f"the file name is {len(name)} characters long (at most {FILENAME_LIMIT})",
+                                  field="file", hint=f"rename the file: {name[:40]}...")
+            self.filename = name
+        elif self._name in self.fields:
+            raise ConfigError(f"the form field '{self._name[:64]}' is sent twice", field=self._name[:64])
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
@@ -96,15 +117,44 @@ async def receive_upload(request: Request, artifacts: Artifacts, *, limit: int) 
                             hint="split the file, or start the server with a larger --max-upload-mb")
     receiver = _Receiver(artifacts, limit)
     parser = MultipartParser(options[b"boundary"], receiver.callbacks())
+    stream = request.stream()
     try:
         with receiver.handle:
-            async for chunk in request.stream():
-                parser.write(chunk)
+            async for chunk in stream:
+                _write(parser, chunk)
             parser.finalize()
-    except BaseException:
+        if not receiver.complete:
+            raise ConfigError("the multipart body ended before its closing boundary (a truncated upload?)",
+                              field="file", hint="send the upload again")
+    except BaseException as exc:
         receiver.path.unlink(missing_ok=True)
+        if isinstance(exc, ConfigError):
+            await _drain(stream, limit=limit + FIELD_LIMIT)
         raise
     if receiver.filename is None:
         receiver.path.unlink(missing_ok=True)
         raise ConfigError("the upload has no file part", field="file", hint="send the file as the 'file' form field")
     return Upload(receiver.path, receiver.filename, receiver.size, receiver.digest.hexdigest(), receiver.fields)
+
+
+def _write(parser: MultipartParser, chunk: bytes) -> None:
+    try:
+        parser.write(chunk)
+    except ParseError as exc:
+        if "header size" in str(exc):  # the parser's own bound on a part's headers (its file name)
+            raise ConfigError(f"a part's headers are too long: the file name may be at most {FILENAME_LIMIT} "
+                              "characters", field="file", hint="rename the file") from None
+        raise ConfigError(f"the multipart body is malformed: {str(exc)[:200]}", field="file",
+                          hint="send a multipart/form-data body (e.g. curl -F file=@data.jsonl -F purpose=fine-tune)") from None
+
+
+async def _drain(stream: AsyncIterator[bytes], *, limit: int) -> None:
+    """Read what is left of a refused body (up to ``limit`` bytes), so the connection can serve the next request."""
+    read = 0
+    try:
+        async for chunk in stream:
+            read += len(chunk)
+            if read > limit:
+                return
+    except Exception:  # noqa: BLE001 - the stream was consumed already, or the client went away
+        return

@@ -62,14 +62,16 @@ def validate_config(
     file: str | None = None,
     root: yaml.Node | None = None,
     overrides: Sequence[str] = (),
+    strict: bool = False,
 ) -> M:
     """Validate a mapping into ``model``, turning the first pydantic error into a :class:`ConfigError`.
 
     ``overrides`` are the ``--set`` arguments already applied to ``data``: an error about a field they set names
-    the argument rather than ``file``.
+    the argument rather than ``file``. ``strict``: no coercion (``"3"`` and ``true`` are not numbers): the API's
+    JSON bodies. YAML files stay lax, since YAML 1.1 reads ``2e-4`` as a string.
     """
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         raise _config_error(exc, model, file=file, root=root, overrides=overrides) from None
 

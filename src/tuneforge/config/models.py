@@ -118,29 +118,29 @@ class DataConfig(StrictModel):
 class TrainSettings(StrictModel):
     """Optimization settings."""
 
-    epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    epochs: float = Field(3.0, gt=0, le=1000, description="Passes over the training data (up to 1000).")
+    max_steps: int | None = Field(None, ge=1, le=10**8, description="Stop after this many optimizer steps (overrides epochs).")
     learning_rate: float = Field(2.0e-4, gt=0, lt=1, description="Peak learning rate.")
-    batch_size: int = Field(8, ge=1, description="Examples per device per forward pass.")
-    eval_batch_size: int | None = Field(None, ge=1, description="Examples per eval batch (default: batch_size).")
-    gradient_accumulation_steps: int = Field(1, ge=1, description="Forward passes per optimizer step.")
+    batch_size: int = Field(8, ge=1, le=4096, description="Examples per device per forward pass (1-4096).")
+    eval_batch_size: int | None = Field(None, ge=1, le=4096, description="Examples per eval batch (default: batch_size).")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=4096, description="Forward passes per optimizer step.")
     scheduler: Literal["linear", "cosine", "constant"] = Field("linear", description="Learning-rate schedule.")
     warmup: float = Field(
-        0.03, ge=0, description="Warm-up: a fraction of the steps when below 1, else a number of steps."
+        0.03, ge=0, le=10**8, description="Warm-up: a fraction of the steps when below 1, else a number of steps."
     )
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    max_seq_length: int = Field(1024, ge=8, description="Longest example in tokens; longer ones follow data.overlong.")
+    weight_decay: float = Field(0.0, ge=0, le=10, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, le=10**6, description="Gradient clipping norm.")
+    max_seq_length: int = Field(1024, ge=8, le=1_048_576, description="Longest example in tokens (8 to 2^20); longer ones follow data.overlong.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="'auto': bf16 autocast where the CPU or GPU supports it, else fp32."
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
-    logging_steps: int = Field(5, ge=1, description="Log loss and learning rate every N steps.")
-    eval_steps: int | None = Field(None, ge=1, description="Eval every N steps (default: each epoch).")
-    save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps (default: each epoch).")
-    save_total_limit: int | None = Field(2, ge=1, description="Keep at most N checkpoints (null: all).")
+    logging_steps: int = Field(5, ge=1, le=10**8, description="Log loss and learning rate every N steps.")
+    eval_steps: int | None = Field(None, ge=1, le=10**8, description="Eval every N steps (default: each epoch).")
+    save_steps: int | None = Field(None, ge=1, le=10**8, description="Checkpoint every N steps (default: each epoch).")
+    save_total_limit: int | None = Field(2, ge=1, le=10_000, description="Keep at most N checkpoints (null: all).")
     early_stopping_patience: int | None = Field(
-        None, ge=1, description="Stop after N evals without a better eval loss (needs data.eval)."
+        None, ge=1, le=10_000, description="Stop after N evals without a better eval loss (needs data.eval)."
     )
     optimizer: Optimizer = Field(
         "auto",
@@ -180,7 +180,7 @@ class TrainConfig(StrictModel):
     task: TrainTaskConfig = Field(default_factory=SftTask)
     data: DataConfig = Field(description="Training and evaluation data.")
     train: TrainSettings = Field(default_factory=TrainSettings, description="Optimization settings.")
-    seed: int = Field(42, description="Seed for initialization, shuffling and dropout.")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for initialization, shuffling and dropout (0 to 2^32-1).")
     output_dir: str = Field("runs/run", description="Folder for checkpoints, the adapter or model, and reports.")
 
     @field_validator("method", "task", mode="before")

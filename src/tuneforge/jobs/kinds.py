@@ -46,6 +46,13 @@ class JobContext:
     pause: threading.Event
     worker_id: str
 
+    def check_lease(self) -> None:
+        """Stop (LeaseLost, or the job process ends) when this attempt no longer holds the job: kinds call it
+        before they write files of the run directory (a training step's log and checkpoint)."""
+        hold = getattr(self.store, "hold", None)  # a LeasedStore in a job process (jobs.lease)
+        if hold is not None:
+            hold()
+
     @property
     def run_dir(self) -> Path:
         """The folder the job writes its outputs to."""

@@ -3,7 +3,8 @@
 The worker starts :func:`main` in a process forked from a warm forkserver (the modules the kinds need
 already imported). Pause arrives as SIGUSR1: a pausable kind saves what a resume continues from and
 raises :class:`~tuneforge.jobs.kinds.JobPaused`; cancel is SIGTERM / SIGKILL from the worker. If the
-worker dies, the job process ends too (a watchdog thread), so a requeued job never runs twice.
+worker dies, or the job's lease is lost (see ``jobs.lease``), the job process ends too (a watchdog thread;
+every write is fenced by the lease as well), so a requeued job never runs twice.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import threading
 import time
 import traceback
 
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import LeaseLost, StorageError, TuneforgeError
 from tuneforge.jobs.kinds import JobContext, JobKind, JobOutcome, JobPaused
+from tuneforge.jobs.lease import LEASE_LOST_EXIT, LeasedStore, exit_lost
 from tuneforge.jobs.recorder import JobRecorder
 from tuneforge.settings import Settings
 from tuneforge.storage.base import Store
-from tuneforge.storage.records import JobRecord, JobStatus, JobUpdate, now
+from tuneforge.storage.records import JobRecord, JobStatus, JobUpdate, Lease, now
 from tuneforge.storage.sql import SqlStore
 
 PAUSE = threading.Event()
@@ -32,56 +34,70 @@ def on_pause_signal(*_: object) -> None:
     PAUSE.set()
 
 
-def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int, kind: JobKind) -> None:
-    """Entry point of a job process. Never raises: every outcome is written to the store."""
+def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int, kind: JobKind, attempt: int) -> None:
+    """Entry point of a job process for ``attempt`` of the job. Never raises: every outcome is written to
+    the store, unless the lease was lost (then the process exits with :data:`LEASE_LOST_EXIT`, writing nothing)."""
     settings = Settings.model_validate_json(settings_json)
-    _watch_worker(worker_pid)
     signal.signal(signal.SIGUSR1, on_pause_signal)
     import torch
 
     torch.set_num_threads(settings.job_threads())
     store = SqlStore(settings.database_url, migrate_schema=False)
+    lease = Lease(job_id, attempt)
+    _watch(worker_pid, store=store, lease=lease, every=min(settings.heartbeat_seconds, 1.0))
     try:
         job = store.get_job(job_id)
-        if job.status != JobStatus.RUNNING or job.worker_id != worker_id:
+        if job.status != JobStatus.RUNNING or job.attempts != attempt:
             return  # taken over by another worker while this process was starting: never run twice
-        run_job(store, job, kind=kind, settings=settings, worker_id=worker_id, pause=PAUSE)
+        leased = LeasedStore(store, lease, on_lost=exit_lost)
+        run_job(leased, job, kind=kind, settings=settings, worker_id=worker_id, pause=PAUSE)  # type: ignore[arg-type]
     finally:
         store.close()
 
 
-def _watch_worker(pid: int) -> None:
+def _watch(pid: int, *, store: Store, lease: Lease, every: float) -> None:
+    """A thread that ends the process when its worker died or the job's lease was lost."""
     def watch() -> None:
         while True:
-            time.sleep(0.5)
+            time.sleep(every)
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 os._exit(3)  # the worker died: stop now, the job will be requeued and resumed elsewhere
+            try:
+                store.hold_lease(lease)
+            except LeaseLost:
+                os._exit(LEASE_LOST_EXIT)  # requeued or taken over (this process was frozen): stop now
+            except StorageError:
+                pass  # the database is restarting: the fenced writes still guard
 
-    threading.Thread(target=watch, daemon=True, name="worker-watchdog").start()
+    threading.Thread(target=watch, daemon=True, name="job-watchdog").start()
 
 
 def run_job(store: Store, job: JobRecord, *, kind: JobKind, settings: Settings, worker_id: str,
             pause: threading.Event) -> None:
-    """Run ``job`` with its kind and record success, failure or pause."""
-    recorder = JobRecorder(store, job.id, settings.run_dir(job.id), title=kind.title)
+    """Run ``job`` with its kind and record success, failure or pause (through ``store``, which a job
+    process fences with the job's lease: a lost lease raises LeaseLost, or ends the process)."""
+    recorder = JobRecorder(store, job.id, settings.run_dir(job.id), title=kind.title, attempt=job.attempts)
     context = JobContext(job=job, store=store, settings=settings, recorder=recorder, pause=pause, worker_id=worker_id)
     try:
         outcome = kind.run(context)
+    except LeaseLost:
+        raise
     except JobPaused:
         recorder.scan_checkpoints()
-        if store.update_job(job.id, JobUpdate(status=JobStatus.PAUSED, control=None), from_states=RUNNING,
-                            held_by=worker_id):
-            recorder.message(f"{kind.title} paused after a checkpoint; resume continues from it")
+        # The event first: both writes are fenced, and once paused the job is no longer this attempt's.
+        recorder.message(f"{kind.title} paused after a checkpoint; resume continues from it")
+        store.update_job(job.id, JobUpdate(status=JobStatus.PAUSED, control=None), from_states=RUNNING,
+                         held_by=worker_id)
         return
     except Exception as exc:  # noqa: BLE001 - every failure becomes the job's error
         error = kind.error_of(exc)
         if not isinstance(exc, TuneforgeError):
             recorder.message(traceback.format_exc(limit=8), level="error")
+        recorder.message(f"{kind.title} failed: {error['message']}", level="error")
         update = JobUpdate(status=JobStatus.FAILED, error=error, finished_at=now(), control=None)
-        if store.update_job(job.id, update, from_states=RUNNING, held_by=worker_id):
-            recorder.message(f"{kind.title} failed: {error['message']}", level="error")
+        store.update_job(job.id, update, from_states=RUNNING, held_by=worker_id)
         return
     recorder.scan_checkpoints()
     finish(context, kind=kind, outcome=outcome)

@@ -27,11 +27,13 @@ class JobRecorder:
         run_dir: The job's run directory, scanned for new checkpoints after each step.
         title: How messages name the job ("Fine-tuning job").
         min_interval: Seconds between two step events (every step still gets a metrics row).
+        attempt: The job's attempt this process runs, written into step events.
     """
 
     def __init__(self, store: Store, job_id: str, run_dir: Path, *, title: str = "Job",
-                 min_interval: float = 1.0) -> None:
+                 min_interval: float = 1.0, attempt: int | None = None) -> None:
         self.store, self.job_id, self.run, self.title = store, job_id, RunDir(run_dir), title
+        self.attempt = attempt  # kept in each step's event: which run of the job wrote it
         self.min_interval = min_interval
         self._last_event = 0.0
         self._seen_checkpoints: set[str] = set()
@@ -75,6 +77,8 @@ class JobRecorder:
         name = "training loss" if "train_loss" in figures else "validation loss"
         text = f"Step {step}/{total}: {name}={loss:.4f}" if loss is not None else f"Step {step}/{total}"
         data = {"step": step, "total_steps": total, **{k: v for k, v in figures.items() if v is not None}}
+        if self.attempt is not None:
+            data["attempt"] = self.attempt
         self.store.add_event(EventRecord(id=new_id("ftevent"), job_id=self.job_id, level="info", message=text,
                                          type="metrics", data=data))
         self._set_progress(step, total, eta=eta, train_loss=self.last_loss)

@@ -4,7 +4,8 @@ Job processes are forked from a forkserver that imported the kinds' heavy module
 modules services name: torch, transformers, PEFT, TRL), so a job starts in well under a second while a
 crash still ends only that job's process. Any number of
 workers (in the server, or ``tuneforge worker`` on other machines sharing a PostgreSQL database) share
-the queue; the store's claim guarantees that no job runs twice.
+the queue; the store's claim and the job's lease (``jobs.lease``: every write of a job process is fenced by
+the attempt number its claim wrote) guarantee that no job runs twice.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 
+from tuneforge.errors import LeaseLost
 from tuneforge.jobs.kinds import JobKinds
+from tuneforge.jobs.lease import LEASE_LOST_EXIT
 from tuneforge.settings import Settings
-from tuneforge.storage.records import EventRecord, JobControl, JobStatus, JobUpdate, new_id, now
+from tuneforge.storage.records import EventRecord, JobControl, JobStatus, JobUpdate, Lease, new_id, now
 from tuneforge.storage.sql import SqlStore
 
 _context_lock = threading.Lock()
 RUNNING = (JobStatus.RUNNING,)
+SHUTDOWN_CHECKPOINT_SECONDS = 30.0  # how long a stopping worker waits for its jobs to checkpoint
 
 
 def job_context(preload: list[str]) -> BaseContext:
@@ -48,6 +52,8 @@ class RunningJob:
     process: BaseProcess
     started: float
     title: str = "Job"
+    attempt: int = 0  # the fencing token of this run (the job's ``attempts`` after the claim)
+    pausable: bool = False  # its kind can checkpoint on request (then a shutdown saves its progress)
     stopping: str | None = None  # 'cancel' once the worker asked it to end
     pausing: bool = False
 
@@ -118,18 +124,22 @@ class Worker:
     def _claim(self, context: BaseContext) -> bool:
         if len(self.running) >= self.settings.concurrency:
             return False
-        job = self.store.claim_job(worker_id=self.id, kinds=self.kinds.names())
+        job = self.store.claim_job(worker_id=self.id, kinds=self.kinds.names(),
+                                   max_running_per_project=self.settings.max_running_jobs_per_project)
         if job is None:
             return False
         from tuneforge.jobs import process as job_process
 
         process = context.Process(
             target=job_process.main,
-            args=(job.id, self.settings.model_dump_json(), self.id, os.getpid(), self.kinds.get(job.kind)),
+            args=(job.id, self.settings.model_dump_json(), self.id, os.getpid(), self.kinds.get(job.kind),
+                  job.attempts),
             name=f"tuneforge-job-{job.id}", daemon=False,
         )
         with self._lock:
-            self.running[job.id] = RunningJob(job.id, process, time.monotonic(), self.kinds.get(job.kind).title)
+            kind = self.kinds.get(job.kind)
+            self.running[job.id] = RunningJob(job.id, process, time.monotonic(), kind.title, attempt=job.attempts,
+                                              pausable=kind.pausable)
             self.max_concurrent = max(self.max_concurrent, len(self.running))
         try:
             process.start()
@@ -153,18 +163,18 @@ class Worker:
     def _settle(self, running: RunningJob) -> None:
         """After a job process ended: record a cancel, or a crash the process could not record itself."""
         code = running.process.exitcode
-        if running.stopping == "lost":
-            return
+        if running.stopping == "lost" or code == LEASE_LOST_EXIT:
+            return  # another worker holds the job now: nothing of ours to record
         if running.stopping == "cancel":
             update = JobUpdate(status=JobStatus.CANCELLED, finished_at=now(), control=None)
-            if self.store.update_job(running.job_id, update, from_states=RUNNING, held_by=self.id):
+            if self._update(running, update):
                 self._event(running.job_id, f"{running.title} cancelled; checkpoints written so far are kept")
             return
         reason = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         error = {"code": "job_process_died", "message": f"the job's process ended without a result ({reason})",
                  "param": None}
         update = JobUpdate(status=JobStatus.FAILED, error=error, finished_at=now(), control=None)
-        if self.store.update_job(running.job_id, update, from_states=RUNNING, held_by=self.id):
+        if self._update(running, update):
             self._event(running.job_id, f"{running.title} failed: {error['message']}", level="error")
 
     def _heartbeat(self) -> None:
@@ -193,18 +203,34 @@ class Worker:
                                                  "threshold": self.settings.stale_after_seconds, "message": text}))
 
     def _shutdown(self) -> None:
+        """Stop the running jobs and requeue them. A pausable job first checkpoints the step it is at (as a
+        pause does, within ``SHUTDOWN_CHECKPOINT_SECONDS``), so that no trained step is lost."""
+        saving = [r for r in self.running.values() if r.pausable and _signal(r.process, signal.SIGUSR1)]
+        deadline = time.monotonic() + SHUTDOWN_CHECKPOINT_SECONDS
+        for running in saving:
+            running.process.join(timeout=max(0.0, deadline - time.monotonic()))
         for running in self.running.values():
-            if running.process.pid is None:
-                continue
-            _signal(running.process, signal.SIGKILL)
+            if running.process.pid is not None:
+                _signal(running.process, signal.SIGKILL)
         for running in self.running.values():
             running.process.join(timeout=10)
             update = JobUpdate(status=JobStatus.QUEUED, worker_id=None, control=None)
-            if self.store.update_job(running.job_id, update, from_states=RUNNING, held_by=self.id):
+            # A job that checkpointed for the shutdown marked itself paused: it goes back to the queue too.
+            checkpointed = running in saving and self.store.update_job(
+                running.job_id, update, from_states=(JobStatus.PAUSED,), held_by=self.id)
+            if checkpointed or self._update(running, update):
                 self._event(running.job_id, "Worker stopped: job requeued; it resumes from its newest checkpoint",
                             level="warn")
         self.running.clear()
         self.store.close()
+
+    def _update(self, running: RunningJob, update: JobUpdate) -> bool:
+        """Change a job this worker ran, only while it is still this run's (same worker, same attempt)."""
+        try:
+            return self.store.update_job(running.job_id, update, from_states=RUNNING, held_by=self.id,
+                                         lease=Lease(running.job_id, running.attempt))
+        except LeaseLost:
+            return False
 
     def _event(self, job_id: str, message: str, *, level: str = "info") -> None:
         self.store.add_event(EventRecord(id=new_id("ftevent"), job_id=job_id, level=level, message=message))

@@ -23,19 +23,23 @@ class AlertCollector:
     Args:
         store: The platform's store.
         home: The folder whose file system's free space is reported.
+        project: Count only this project's alerts, and leave out the server-wide gauges (heartbeats, disk);
+            ``None`` (an admin key): everything.
     """
 
-    def __init__(self, store: Store, *, home: Path) -> None:
-        self.store, self.home = store, home
+    def __init__(self, store: Store, *, home: Path, project: str | None = None) -> None:
+        self.store, self.home, self.project = store, home, project
 
     def collect(self) -> Any:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        counts = self.store.count_alerts()
+        counts = self.store.count_alerts(project=self.project)
         alerts = CounterMetricFamily("tuneforge_alerts", "Alerts raised, by kind", labels=["kind"])
         for kind in sorted({*ALERT_KINDS, *counts}):
             alerts.add_metric([kind], counts.get(kind, 0))
         yield alerts
+        if self.project is not None:
+            return
         yield GaugeMetricFamily("tuneforge_heartbeat_age_seconds",
                                 "Seconds since the oldest heartbeat of a running job (0: none running)",
                                 value=self._oldest_heartbeat_age())

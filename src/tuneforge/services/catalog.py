@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-from tuneforge.errors import ConflictError, NotFoundError
+from tuneforge.errors import ConfigError, ConflictError, NotFoundError, TuneforgeError
 from tuneforge.models.resolve import BUILTINS
 from tuneforge.services.platform import Platform
 from tuneforge.storage.records import ModelRecord
@@ -37,9 +38,33 @@ def resolve_base_model(platform: Platform, name: str) -> str:
     raise error
 
 
+# OpenAI's rule for ``suffix``; model ids are made only of these characters (and ':' between the parts).
+SUFFIX_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+_NAME_PART = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def check_suffix(suffix: str | None) -> str | None:
+    """``suffix`` if it is 1-64 letters, digits, '.', '_' or '-' (OpenAI's rule), else a ConfigError naming it."""
+    if suffix is not None and not re.fullmatch(SUFFIX_PATTERN[1:-1], suffix):
+        shown = suffix if len(suffix) <= 80 else f"{suffix[:80]}... ({len(suffix)} characters)"
+        raise ConfigError(f"invalid suffix {shown!r}", field="suffix",
+                          hint="use 1-64 letters, digits, '.', '_' or '-' (e.g. 'support-bot-v2')")
+    return suffix
+
+
 def fine_tuned_model_name(*, base: str, project: str, suffix: str | None, job_id: str) -> str:
-    """The name of the model a fine-tuning job makes: ``ft:{base}:{project}:{suffix}:{id}`` (OpenAI's form)."""
-    return f"ft:{base}:{project}:{suffix or ''}:{job_id.split('-', 1)[1][:12]}"
+    """The name of the model a fine-tuning job makes: ``ft:{base}:{project}:{suffix}:{id}`` (OpenAI's form).
+
+    Every part is made of ``[A-Za-z0-9._-]``, so the id is one path segment that any route can retrieve and
+    delete: a base model given as a local path contributes its folder name, other characters become '-'.
+
+    Raises:
+        ConfigError: An invalid ``suffix`` (``param: suffix``).
+    """
+    check_suffix(suffix)
+    folder = base.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or "model"
+    safe_base = "-".join(_NAME_PART.findall(folder)) or "model"
+    return f"ft:{safe_base}:{project}:{suffix or ''}:{job_id.split('-', 1)[1][:12]}"
 
 
 def resolve_model_reference(platform: Platform, name: str, *, project: str) -> str:
@@ -95,13 +120,29 @@ def delete_model(platform: Platform, model_id: str, *, project: str) -> ModelRec
     return record
 
 
-def check_base_model(platform: Platform, name: str) -> dict[str, str]:
-    """Where a base model name leads: the loadable folder (a builtin is converted on first use) and its source.
+def check_base_model(platform: Platform, name: str) -> dict[str, Any]:
+    """Where a base model name leads: the loadable folder and its source. A check only: a builtin or GGUF
+    model is not converted here (that happens once, when a job first uses it); ``converted`` says if it was.
 
     Raises:
         NotFoundError: No such base model, or its folder is missing.
+        TuneforgeError: A builtin whose package is not installed.
     """
+    import importlib.util
+
     from tuneforge.models.resolve import resolve_model
 
-    resolved = resolve_model(resolve_base_model(platform, name), cache_dir=platform.settings.model_cache_dir)
-    return {"path": str(resolved.path), "source": resolved.source}
+    reference = resolve_base_model(platform, name)
+    if reference in BUILTINS:
+        builtin = BUILTINS[reference]
+        if importlib.util.find_spec(builtin.module) is None:
+            raise TuneforgeError(f"builtin model '{name}' needs the package '{builtin.package}', which is not "
+                                 "installed on the server", hint=builtin.install)
+        cached = platform.settings.model_cache_dir / reference
+        return {"path": str(cached), "source": "builtin", "converted": (cached / "config.json").is_file()}
+    if reference.endswith(".gguf"):
+        if not Path(reference).is_file():
+            raise NotFoundError(f"the GGUF file of base model '{name}' is missing", hint="check --base-model")
+        return {"path": reference, "source": "gguf", "converted": False}
+    resolved = resolve_model(reference, cache_dir=platform.settings.model_cache_dir)
+    return {"path": str(resolved.path), "source": resolved.source, "converted": True}

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from tuneforge.errors import ConfigError, NotFoundError
+from tuneforge.errors import ConfigError, NotFoundError, QuotaError
 from tuneforge.services.platform import Platform
 from tuneforge.storage.records import DatasetRecord, FileRecord, Page, new_id
 
@@ -25,10 +25,13 @@ def add_upload(platform: Platform, *, project: str, staged: Path, sha256: str, s
 
     Raises:
         ConfigError: An unknown purpose.
+        QuotaError: The project would pass its storage quota (``storage_quota_bytes``).
     """
     try:
         if purpose not in PURPOSES:
-            raise ConfigError(f"unknown purpose {purpose!r}", field="purpose", hint=f"use one of {', '.join(PURPOSES)}")
+            raise ConfigError(f"unknown purpose {purpose[:64]!r}", field="purpose",
+                              hint=f"use one of {', '.join(PURPOSES)}")
+        check_quota(platform, project=project, adding=size)
         if check is not None:
             check(staged)
         platform.artifacts.commit(staged, sha256)
@@ -68,9 +71,24 @@ def file_path(platform: Platform, record: FileRecord) -> Path:
     return platform.artifacts.open(record.sha256)
 
 
+def check_quota(platform: Platform, *, project: str, adding: int) -> None:
+    """Raise QuotaError when ``adding`` bytes would take the project past its storage quota."""
+    quota = platform.settings.storage_quota_bytes
+    if not quota:
+        return
+    used = platform.store.project_file_bytes(project)
+    if used + adding > quota:
+        raise QuotaError(f"project {project} uses {used} of its {quota} bytes of storage; this file has {adding}",
+                         hint="delete files the project no longer needs (DELETE /v1/files/ID)")
+
+
 def delete_file(platform: Platform, file_id: str, *, project: str) -> FileRecord:
-    """Forget a file. Its bytes stay while another record or a job links them (content-addressed)."""
-    return platform.store.delete_file(file_id, project=project)
+    """Forget a file; its bytes go with the last file record that points at them (content-addressed: the
+    same bytes uploaded twice are stored once). Jobs and datasets hold their own links to what they read."""
+    record = platform.store.delete_file(file_id, project=project)
+    if platform.store.file_references(record.sha256) == 0:
+        platform.artifacts.path(record.sha256).unlink(missing_ok=True)
+    return record
 
 
 def link_into(platform: Platform, record: FileRecord, target: Path) -> Path:
@@ -86,10 +104,35 @@ def link_into(platform: Platform, record: FileRecord, target: Path) -> Path:
 
 
 def create_dataset(platform: Platform, *, project: str, name: str, file_id: str) -> DatasetRecord:
-    """A named dataset over an uploaded file, validated with tuneforge's readers."""
+    """A named dataset over an uploaded file, validated with tuneforge's readers before it is created.
+
+    Raises:
+        DataError: The first bad record, with its line (no dataset is created).
+    """
     record = platform.store.get_file(file_id, project=project)
-    dataset = platform.store.add_dataset(DatasetRecord(id=new_id("ds"), project=project, name=name, file_id=record.id))
-    return validate_dataset(platform, dataset.id, project=project)
+    dataset_id = new_id("ds")
+    suffix = Path(record.filename).suffix.lower() or ".jsonl"
+    path = link_into(platform, record, platform.settings.datasets_dir / f"{dataset_id}{suffix}")
+    try:
+        fmt, count = read_dataset(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return platform.store.add_dataset(DatasetRecord(id=dataset_id, project=project, name=name, file_id=record.id,
+                                                    format=fmt, examples=count))
+
+
+def read_dataset(path: Path) -> tuple[str, int]:
+    """``(format, examples)`` of a data file in any tuneforge format; raises DataError on a bad record."""
+    from tuneforge.data import load_examples
+    from tuneforge.data.preference import load_preference_pairs
+    from tuneforge.errors import DataError
+
+    try:
+        examples, fmt = load_examples(path)
+        return fmt, len(examples)
+    except DataError:
+        return "preference", len(load_preference_pairs(path))
 
 
 def validate_dataset(platform: Platform, dataset_id: str, *, project: str) -> DatasetRecord:
@@ -98,19 +141,10 @@ def validate_dataset(platform: Platform, dataset_id: str, *, project: str) -> Da
     Raises:
         DataError: The first bad record, with its line.
     """
-    from tuneforge.data import load_examples
-    from tuneforge.data.preference import load_preference_pairs
-    from tuneforge.errors import DataError
-
     dataset = platform.store.get_dataset(dataset_id, project=project)
     record = platform.store.get_file(dataset.file_id, project=project)
     suffix = Path(record.filename).suffix.lower() or ".jsonl"
-    path = link_into(platform, record, platform.settings.datasets_dir / f"{dataset.id}{suffix}")
-    try:
-        examples, fmt = load_examples(path)
-        count = len(examples)
-    except DataError:
-        count, fmt = len(load_preference_pairs(path)), "preference"
+    fmt, count = read_dataset(link_into(platform, record, platform.settings.datasets_dir / f"{dataset.id}{suffix}"))
     platform.store.update_dataset(dataset.id, format=fmt, examples=count)
     return platform.store.get_dataset(dataset.id, project=project)
 

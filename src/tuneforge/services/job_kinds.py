@@ -11,6 +11,7 @@ import io
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +71,8 @@ class TrainKind(JobKind):
             from tuneforge.services.runs import collect_provenance
 
             summary = run_training(config, settings=context.settings, resume=True, progress=context.recorder,
-                                   extra_callbacks=[pause_callback(context.pause), job_monitor(context, config)],
+                                   extra_callbacks=[pause_callback(context.pause, check=context.check_lease),
+                                                    job_monitor(context, config)],
                                    provenance=collect_provenance(config)).summary
         table = metrics_csv(run.metrics).encode()
         result = store_result_file(context, filename="step_metrics.csv", data=table, purpose="fine-tune-results")
@@ -115,13 +117,18 @@ def job_error(exc: BaseException) -> dict[str, Any]:
     return {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "param": None}
 
 
-def pause_callback(pause: threading.Event) -> TrainerCallback:
-    """A TrainerCallback: when ``pause`` is set, save a checkpoint at the end of the step, then stop."""
+def pause_callback(pause: threading.Event, *, check: Callable[[], None] | None = None) -> TrainerCallback:
+    """A TrainerCallback: when ``pause`` is set, save a checkpoint at the end of the step, then stop.
+
+    ``check`` runs at the end of every step, before the Trainer logs or saves it (the job's lease check).
+    """
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
     class PauseControl(TrainerCallback):
         def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                         **kwargs: Any) -> TrainerControl:
+            if check is not None:
+                check()
             if pause.is_set():
                 control.should_save = True
                 control.should_training_stop = True

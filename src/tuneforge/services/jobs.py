@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.config import TrainConfig
-from tuneforge.errors import ConfigError, ConflictError, NotFoundError, TuneforgeError
+from tuneforge.errors import ConfigError, ConflictError, NotFoundError, RateLimitError, TuneforgeError
 from tuneforge.services.catalog import fine_tuned_model_name, resolve_base_model
 from tuneforge.services.files import input_file, link_into
 from tuneforge.services.job_kinds import KINDS, job_error
@@ -29,10 +29,32 @@ S = JobStatus
 
 
 def add_job(platform: Platform, job: JobRecord, *, message: str) -> JobRecord:
-    """Insert a job and its first event."""
+    """Insert a job and its first event, within the project's limits (see :func:`admit_job`)."""
+    admit_job(platform, job)
     job = platform.store.add_job(job)
     event(platform, job.id, message)
     return job
+
+
+def admit_job(platform: Platform, job: JobRecord) -> None:
+    """Check a new job against its project's limits: its priority cap and its number of waiting jobs.
+
+    Raises:
+        ConfigError: A priority above the project's cap (``param: priority``).
+        RateLimitError: The project has ``max_queued_jobs_per_project`` jobs waiting already (HTTP 429).
+    """
+    settings = platform.settings
+    cap = settings.priority_cap(job.project)
+    if job.priority > cap:
+        raise ConfigError(f"priority {job.priority} is above this project's cap of {cap}", field="priority",
+                          hint=f"use a priority of at most {cap}; the server's operator sets the caps")
+    limit = settings.max_queued_jobs_per_project
+    if limit:
+        counts = platform.store.count_jobs(project=job.project)
+        waiting = counts.get(S.QUEUED, 0) + counts.get(S.VALIDATING, 0)
+        if waiting >= limit:
+            raise RateLimitError(f"project {job.project} has {waiting} jobs waiting, its limit",
+                                 hint="wait until some of them run, or cancel some")
 
 
 def new_job_id(kind: str) -> str:
@@ -56,10 +78,16 @@ def create_train_job(platform: Platform, *, project: str, config: TrainConfig, p
     job_id = new_job_id("train")
     model_path = resolve_base_model(platform, config.model)
     data_dir = platform.settings.data_dir(job_id)
-    data = {"train": _job_input(platform, config.data.train, project=project, target=data_dir / "train",
-                                field="data.train"),
-            "eval": _job_input(platform, config.data.eval, project=project, target=data_dir / "validation",
-                               field="data.eval")}
+    try:
+        data = {"train": _job_input(platform, config.data.train, project=project, target=data_dir / "train",
+                                    field="data.train"),
+                "eval": _job_input(platform, config.data.eval, project=project, target=data_dir / "validation",
+                                   field="data.eval")}
+        for path in (p for value in data.values() for p in _input_paths(value)):
+            check_data(path, config=config)
+    except TuneforgeError:
+        shutil.rmtree(platform.settings.job_dir(job_id), ignore_errors=True)
+        raise
     resolved = config.model_copy(update={"model": model_path, "output_dir": str(platform.settings.run_dir(job_id)),
                                          "data": config.data.model_copy(update=data)})
     request = {"api": "native", "suffix": suffix,
@@ -83,6 +111,25 @@ def _job_input(platform: Platform, value: Any, *, project: str, target: Path, fi
     return [source if source.path is None else source.model_copy(update={"path": input_file(
         platform, source.path, project=project, target=target.with_name(f"{target.name}-{n}"), field=f"{field}.{n}")})
         for n, source in enumerate(value)]
+
+
+def _input_paths(value: Any) -> list[str]:
+    """The files of a ``data.train`` / ``data.eval`` value after :func:`_job_input`."""
+    if isinstance(value, str):
+        return [value]
+    return [source.path for source in value if source.path is not None] if isinstance(value, list) else []
+
+
+def check_data(path: str, *, config: TrainConfig) -> None:
+    """Read every record of a job's data file the way its task will (before the job is queued, as the
+    OpenAI route checks its files); raises DataError naming the line of the first bad record."""
+    from tuneforge.data import load_examples
+    from tuneforge.data.preference import load_preference_pairs
+
+    if config.task.name == "dpo":
+        load_preference_pairs(path)
+    else:
+        load_examples(path, fmt=config.data.format, system_prompt=config.data.system_prompt)
 
 
 @dataclass(frozen=True)
@@ -147,8 +194,8 @@ def create_checked_train_job(platform: Platform, *, project: str, model: str, fi
         return platform.store.get_job(job.id)
     config = config.model_copy(update={"seed": seed})
     update = JobUpdate(status=S.QUEUED, request={**job.request, **extra}, config=config.model_dump(mode="json"))
-    platform.store.update_job(job.id, update, from_states=(S.VALIDATING,))
-    event(platform, job.id, f"Files validated ({extra.get('examples', '?')} examples); fine-tuning job queued")
+    if platform.store.update_job(job.id, update, from_states=(S.VALIDATING,)):  # not if cancelled meanwhile
+        event(platform, job.id, f"Files validated ({extra.get('examples', '?')} examples); fine-tuning job queued")
     return platform.store.get_job(job.id)
 
 
@@ -199,6 +246,8 @@ def pause_job(platform: Platform, job_id: str, *, project: str, kind: str | None
     """
     job = get_job(platform, job_id, project=project, kind=kind)
     job_kind = KINDS.get(job.kind)
+    if job.status is S.RUNNING and job.control is JobControl.PAUSE:
+        return job  # asked already: one request, one event
     if platform.store.update_job(job.id, JobUpdate(status=S.PAUSED), from_states=(S.QUEUED,)):
         event(platform, job.id, f"{job_kind.title} paused")
     elif job_kind.pausable and platform.store.update_job(job.id, JobUpdate(control=JobControl.PAUSE),
@@ -266,9 +315,10 @@ def get_checkpoint(platform: Platform, checkpoint_id: str, *, project: str) -> C
     return checkpoint
 
 
-def queue_position(platform: Platform, job_id: str) -> int | None:
-    """1-based place of a queued job in the claim order, else ``None``."""
-    return platform.store.queue_position(job_id)
+def queue_position(platform: Platform, job_id: str, *, across_projects: bool = False) -> int | None:
+    """1-based place of a queued job among its project's queued jobs, else ``None`` (``across_projects``:
+    among every project's, which only an admin key may see)."""
+    return platform.store.queue_position(job_id, across_projects=across_projects)
 
 
 def job_progress(platform: Platform, job_id: str, *, project: str, kind: str | None = None) -> dict[str, Any]:
@@ -319,14 +369,14 @@ def check_store(platform: Platform) -> None:
     platform.store.count_jobs()
 
 
-def job_counts(platform: Platform) -> dict[JobStatus, int]:
-    """Jobs by status, every project (the monitoring figures)."""
-    return platform.store.count_jobs()
+def job_counts(platform: Platform, *, project: str | None = None) -> dict[JobStatus, int]:
+    """Jobs by status of one project, or (``None``, admin) of every project (the monitoring figures)."""
+    return platform.store.count_jobs(project=project)
 
 
-def job_durations(platform: Platform) -> list[tuple[JobStatus, float]]:
-    """``(status, seconds from start to end)`` of every finished job that started."""
-    return platform.store.job_durations()
+def job_durations(platform: Platform, *, project: str | None = None) -> list[tuple[JobStatus, float]]:
+    """``(status, seconds from start to end)`` of every finished job that started (of one project)."""
+    return platform.store.job_durations(project=project)
 
 
 def job_report(platform: Platform, job_id: str, *, project: str, kind: str | None = None) -> dict[str, Any]:

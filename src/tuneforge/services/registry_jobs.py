@@ -86,6 +86,7 @@ def _say(context: JobContext, version: Any) -> None:
 
 
 def _safely(context: JobContext, what: str, action: Any) -> None:
+    context.check_lease()  # registry writes are not fenced one by one: an attempt that lost the job stops here
     try:
         action()
     except (TuneforgeError, OSError) as exc:

@@ -38,6 +38,7 @@ class Artifacts:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             staged.unlink(missing_ok=True)
+            os.utime(target)  # in use again: a garbage collection spares recently touched artifacts
         else:
             os.replace(staged, target)
         return target

@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable
 
 from tuneforge.storage.records import (
+    ApiKeyRecord,
     CheckpointRecord,
     DatasetRecord,
     DataSetRecord,
@@ -30,6 +31,7 @@ from tuneforge.storage.records import (
     JobRecord,
     JobStatus,
     JobUpdate,
+    Lease,
     MetricRecord,
     ModelRecord,
     Page,
@@ -44,17 +46,39 @@ class Store(ABC):
 
     # --- API keys -------------------------------------------------------------------------------
     @abstractmethod
-    def add_api_key(self, *, project: str, key_hash: str, prefix: str) -> None:
+    def add_api_key(self, *, project: str, key_hash: str, prefix: str, expires_at: float | None = None,
+                    is_admin: bool = False) -> None:
         """Store the hash of a new key (the key itself is never stored)."""
 
     @abstractmethod
     def project_of_key(self, key_hash: str) -> str | None:
         """The project a key hash belongs to, or ``None``."""
 
+    # --- API keys: listing, revocation, last use (hardening) -------------------------------------
+    @abstractmethod
+    def get_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        """The key with this hash (also a revoked or expired one), or ``None``."""
+
+    @abstractmethod
+    def find_api_key(self, key_id: str) -> ApiKeyRecord:
+        """The key whose :attr:`ApiKeyRecord.id` is ``key_id``; raises NotFoundError."""
+
+    @abstractmethod
+    def list_api_keys(self, *, project: str | None = None) -> list[ApiKeyRecord]:
+        """Keys, oldest first, of one project or (``None``) of every project."""
+
+    @abstractmethod
+    def disable_api_key(self, key_hash: str, *, at: float) -> bool:
+        """Revoke a key from ``at`` on; returns False when it was already revoked."""
+
+    @abstractmethod
+    def touch_api_key(self, key_hash: str, *, at: float) -> None:
+        """Record that the key was used at ``at``."""
+
     # --- files and datasets ---------------------------------------------------------------------
     @abstractmethod
-    def add_file(self, record: FileRecord) -> FileRecord:
-        """Insert a file record."""
+    def add_file(self, record: FileRecord, *, lease: Lease | None = None) -> FileRecord:
+        """Insert a file record (under ``lease``: only while it holds, else LeaseLost)."""
 
     @abstractmethod
     def get_file(self, file_id: str, *, project: str | None = None) -> FileRecord:
@@ -113,6 +137,23 @@ class Store(ABC):
     def list_data_sets(self, *, project: str) -> list[DataSetRecord]:
         """The data sets of a project, by name."""
 
+    # --- disk: references, quota, garbage collection (hardening) ---------------------------------
+    @abstractmethod
+    def file_references(self, sha256: str) -> int:
+        """How many file records (of any project) point at the artifact ``sha256``."""
+
+    @abstractmethod
+    def file_hashes(self) -> set[str]:
+        """The sha256 of every file record: the artifacts in use."""
+
+    @abstractmethod
+    def project_file_bytes(self, project: str) -> int:
+        """Bytes of the project's files (what its storage quota counts)."""
+
+    @abstractmethod
+    def present_ids(self, kind: str, ids: Collection[str]) -> set[str]:
+        """Those of ``ids`` that have a record; ``kind``: ``jobs`` or ``datasets``."""
+
     # --- jobs -----------------------------------------------------------------------------------
     @abstractmethod
     def add_job(self, record: JobRecord) -> JobRecord:
@@ -135,15 +176,25 @@ class Store(ABC):
 
     @abstractmethod
     def update_job(
-        self, job_id: str, update: JobUpdate, *, from_states: Iterable[JobStatus], held_by: str | None = None
+        self, job_id: str, update: JobUpdate, *, from_states: Iterable[JobStatus], held_by: str | None = None,
+        lease: Lease | None = None,
     ) -> bool:
         """Atomically set the fields of ``update`` if the job's status is one of ``from_states`` (and, when
-        ``held_by`` is given, the job is held by that worker). Returns whether the job was changed."""
+        ``held_by`` is given, the job is held by that worker). Returns whether the job was changed.
+
+        Raises:
+            LeaseLost: ``lease`` is given and no longer holds the job (nothing is written).
+        """
 
     @abstractmethod
-    def claim_job(self, *, worker_id: str, kinds: Collection[str] | None = None) -> JobRecord | None:
-        """Take the queued job of highest priority (oldest first) among ``kinds`` (``None``: any kind) for
-        ``worker_id``, marking it running. Returns ``None`` when no such job waits.
+    def claim_job(self, *, worker_id: str, kinds: Collection[str] | None = None,
+                  max_running_per_project: int = 0) -> JobRecord | None:
+        """Take the queued job of highest priority among ``kinds`` (``None``: any kind) for ``worker_id``,
+        marking it running. Returns ``None`` when no such job waits.
+
+        Fair across projects: among jobs of equal priority, the project whose latest claim is oldest goes
+        first (round-robin), then the oldest job; projects with ``max_running_per_project`` running jobs
+        (0: no limit) wait.
 
         Two workers never get the same job: rows are locked with ``FOR UPDATE SKIP LOCKED`` on
         PostgreSQL, and the status change is conditional on every database.
@@ -162,42 +213,49 @@ class Store(ABC):
         Returns ``(job_id, new_status)`` pairs."""
 
     @abstractmethod
-    def queue_position(self, job_id: str) -> int | None:
-        """1-based place of a queued job in the claim order (all kinds), or ``None`` when it is not queued."""
+    def hold_lease(self, lease: Lease) -> None:
+        """Check that ``lease`` still holds its job (running, or succeeded by this attempt); raises LeaseLost."""
 
     @abstractmethod
-    def count_jobs(self) -> dict[JobStatus, int]:
-        """Number of jobs per status (every project; statuses without jobs are absent)."""
+    def queue_position(self, job_id: str, *, across_projects: bool = False) -> int | None:
+        """1-based place of a queued job among its project's queued jobs (all kinds) in claim order, or
+        ``None`` when it is not queued; ``across_projects`` counts every project's jobs ahead (admin)."""
 
     @abstractmethod
-    def job_durations(self) -> list[tuple[JobStatus, float]]:
-        """``(status, seconds from start to end)`` of every finished job that started."""
+    def count_jobs(self, *, project: str | None = None) -> dict[JobStatus, int]:
+        """Number of jobs per status of one project or (``None``) every project; statuses without jobs are absent."""
+
+    @abstractmethod
+    def job_durations(self, *, project: str | None = None) -> list[tuple[JobStatus, float]]:
+        """``(status, seconds from start to end)`` of every finished job that started (of one project)."""
 
     # --- events, metrics, checkpoints -------------------------------------------------------------
     @abstractmethod
-    def add_event(self, record: EventRecord) -> None:
-        """Append an event to a job."""
+    def add_event(self, record: EventRecord, *, lease: Lease | None = None) -> None:
+        """Append an event to a job (under ``lease``: only while it holds, else LeaseLost)."""
 
     @abstractmethod
     def list_events(self, job_id: str, *, after: str | None = None, limit: int = 20) -> Page[EventRecord]:
         """Events of a job, newest first."""
 
     @abstractmethod
-    def count_alerts(self) -> dict[str, int]:
-        """Alert events (``type == 'alert'``) per alert kind (their ``data['kind']``), every project."""
+    def count_alerts(self, *, project: str | None = None) -> dict[str, int]:
+        """Alert events (``type == 'alert'``) per alert kind (their ``data['kind']``): of ``project``'s jobs, or
+        of every project (``None``)."""
 
     @abstractmethod
-    def add_metric(self, record: MetricRecord) -> None:
-        """Append step figures to a job."""
+    def add_metric(self, record: MetricRecord, *, lease: Lease | None = None) -> None:
+        """Record step figures of a job. Rows of this step and later ones are replaced: a step re-run after
+        a resume keeps its last figures, once. Under ``lease``: only while it holds, else LeaseLost."""
 
     @abstractmethod
     def list_metrics(self, job_id: str) -> list[MetricRecord]:
         """Step figures of a job, by step."""
 
     @abstractmethod
-    def add_checkpoint(self, record: CheckpointRecord) -> bool:
+    def add_checkpoint(self, record: CheckpointRecord, *, lease: Lease | None = None) -> bool:
         """Record a checkpoint; returns False when the job already has one at that step (also when a
-        concurrent writer inserted it first)."""
+        concurrent writer inserted it first). Under ``lease``: only while it holds, else LeaseLost."""
 
     @abstractmethod
     def list_checkpoints(self, job_id: str, *, after: str | None = None, limit: int = 10) -> Page[CheckpointRecord]:
@@ -209,8 +267,8 @@ class Store(ABC):
 
     # --- fine-tuned models ------------------------------------------------------------------------
     @abstractmethod
-    def add_model(self, record: ModelRecord) -> None:
-        """Register a fine-tuned model."""
+    def add_model(self, record: ModelRecord, *, lease: Lease | None = None) -> None:
+        """Register a fine-tuned model (under ``lease``: only while it holds, else LeaseLost)."""
 
     @abstractmethod
     def get_model(self, model_id: str, *, project: str) -> ModelRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ def create_db_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
@@ -52,6 +53,15 @@ def create_db_engine(url: str) -> Engine:
         f"unsupported database URL '{url.split(':', 1)[0]}:...'",
         hint="use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB in TUNEFORGE_DATABASE_URL",
     )
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file (and its folder) readable by its owner only: 0600 in a 0700 folder (SQLite
+    gives its -wal and -shm files the database file's permissions). Existing ones are left as they are."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

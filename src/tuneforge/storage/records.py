@@ -59,6 +59,12 @@ class JobControl(str, Enum):
         return self.value
 
 
+def from_mapping(cls: type[T], mapping: Any) -> T:
+    """A record of ``cls`` from a row's mapping (columns the record does not have are left out)."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in mapping.items() if k in names})
+
+
 def new_id(prefix: str) -> str:
     """A random public id such as ``ftjob-3f9a...`` (the prefixes follow OpenAI's)."""
     return f"{prefix}-{secrets.token_hex(12)}"
@@ -75,6 +81,34 @@ class Page(Generic[T]):
 
     data: list[T]
     has_more: bool
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """An API key as stored: its sha256, never the key. ``id`` (``key_`` and 16 hex digits of the hash) names it
+    in listings and in revoke / rotate; a key works while it is neither disabled nor expired."""
+
+    key_hash: str
+    prefix: str
+    project: str
+    created_at: float = field(default_factory=now)
+    expires_at: float | None = None
+    disabled_at: float | None = None
+    last_used_at: float | None = None
+    is_admin: bool = False
+
+    @property
+    def id(self) -> str:
+        """The key's public id."""
+        return f"key_{self.key_hash[:16]}"
+
+    def refusal(self, at: float) -> str | None:
+        """Why the key does not work at ``at`` ("revoked", "expired"), or ``None`` when it works."""
+        if self.disabled_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= at:
+            return "expired"
+        return None
 
 
 @dataclass(frozen=True)
@@ -234,6 +268,18 @@ class ModelRecord:
     base_model: str
     path: str
     created_at: float = field(default_factory=now)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who may write for a running job: the job and the attempt number (the fencing token) its claim wrote.
+
+    A write given a lease happens only while the job is still that attempt's (running, or succeeded by it),
+    in the same transaction; otherwise it raises :class:`tuneforge.errors.LeaseLost` and writes nothing.
+    """
+
+    job_id: str
+    attempt: int
 
 
 class _Unset:

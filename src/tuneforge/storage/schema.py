@@ -7,7 +7,8 @@ autogenerate finds a difference between this metadata and a database migrated to
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON, BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
+    JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    UniqueConstraint, false,
 )
 
 metadata = MetaData()
@@ -20,6 +21,10 @@ api_keys = Table(
     Column("prefix", String(16), nullable=False),
     Column("project", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),  # 0005
+    Column("disabled_at", Float),  # 0005
+    Column("last_used_at", Float),  # 0005
+    Column("is_admin", Boolean, nullable=False, server_default=false()),  # 0005
 )
 
 files = Table(
@@ -75,6 +80,7 @@ jobs = Table(
     Column("control", String(16)),
     Column("kind", String(32), nullable=False, server_default="train"),  # 0002
     Column("result", JSON),  # 0002
+    Column("claimed_at", Float),  # 0005: the latest claim (fair claims serve the project served longest ago)
     Index("ix_jobs_claim", "status", "priority", "seq"),
 )
 

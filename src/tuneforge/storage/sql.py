@@ -16,26 +16,29 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    ColumnElement, Connection, Table, UniqueConstraint, Update, delete, func, insert, or_, select,
-    update,
+    ColumnElement, Connection, Select, Table, UniqueConstraint, Update, delete, func, insert, or_, select, update,
 )
 from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
-from tuneforge.errors import NotFoundError, StorageError
+from tuneforge.errors import LeaseLost, NotFoundError, StorageError
 from tuneforge.storage import schema as t
 from tuneforge.storage.base import Store
 from tuneforge.storage.engine import create_db_engine, migrate
 from tuneforge.storage.sql_data import DataVersionsSql
+from tuneforge.storage.sql_hardening import KeyAndDiskQueries
 from tuneforge.storage.sql_registry import RegistrySql
 from tuneforge.storage.sql_rows import record_of as _record
 from tuneforge.storage.sql_rows import values_of as _values
 from tuneforge.storage.records import (
     FINAL_STATES, CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobControl, JobRecord, JobStatus,
-    JobUpdate, MetricRecord, ModelRecord, Page, now,
+    JobUpdate, Lease, MetricRecord, ModelRecord, Page, now,
 )
 
 R = TypeVar("R")  # a record class
 _QUEUED, _RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
+# A lease holds while its job is running, and after its own attempt marked it succeeded (the model it
+# registers then): no later attempt can exist once a job succeeded.
+_LEASED = (_RUNNING, JobStatus.SUCCEEDED.value)
 # What a stale running job becomes, by the control request its dead worker had not acted on yet.
 _STALE_OUTCOME = {JobControl.CANCEL.value: JobStatus.CANCELLED, JobControl.PAUSE.value: JobStatus.PAUSED}
 
@@ -54,8 +57,9 @@ def _first_line(exc: SQLAlchemyError) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class SqlStore(RegistrySql, DataVersionsSql, Store):
-    """The Store on a SQL database (the model registry's methods come from :class:`RegistrySql`).
+class SqlStore(RegistrySql, DataVersionsSql, KeyAndDiskQueries, Store):
+    """The Store on a SQL database (the model registry's, the data sets' and the key and disk queries come from
+    mixins).
 
     Args:
         url: ``sqlite:///PATH`` or ``postgresql://...``.
@@ -132,22 +136,25 @@ class SqlStore(RegistrySql, DataVersionsSql, Store):
             rows = conn.execute(select(table).where(*conditions).order_by(ordering).limit(limit + 1)).all()
         return Page([_record(cls, r) for r in rows[:limit]], has_more=len(rows) > limit)
 
-    def _insert(self, table: Table, record: object, what: str) -> None:
+    def _insert(self, table: Table, record: object, what: str, *, lease: Lease | None = None) -> None:
         with self._session(f"add {what}") as conn:
+            _hold(conn, lease)
             conn.execute(insert(table).values(**_values(record, table)))
 
     # --- API keys -------------------------------------------------------------------------------------
-    def add_api_key(self, *, project: str, key_hash: str, prefix: str) -> None:
+    def add_api_key(self, *, project: str, key_hash: str, prefix: str, expires_at: float | None = None,
+                    is_admin: bool = False) -> None:
         with self._session("add an API key") as conn:
-            conn.execute(insert(t.api_keys).values(key_hash=key_hash, prefix=prefix, project=project, created_at=now()))
+            conn.execute(insert(t.api_keys).values(key_hash=key_hash, prefix=prefix, project=project, created_at=now(),
+                                                   expires_at=expires_at, is_admin=is_admin))
 
     def project_of_key(self, key_hash: str) -> str | None:
         with self._session("look up an API key") as conn:
             return conn.execute(select(t.api_keys.c.project).where(t.api_keys.c.key_hash == key_hash)).scalar()
 
     # --- files and datasets ---------------------------------------------------------------------------
-    def add_file(self, record: FileRecord) -> FileRecord:
-        self._insert(t.files, record, f"file '{record.id}'")
+    def add_file(self, record: FileRecord, *, lease: Lease | None = None) -> FileRecord:
+        self._insert(t.files, record, f"file '{record.id}'", lease=lease)
         return record
 
     def get_file(self, file_id: str, *, project: str | None = None) -> FileRecord:
@@ -213,7 +220,7 @@ class SqlStore(RegistrySql, DataVersionsSql, Store):
             conn.execute(delete(t.jobs).where(t.jobs.c.id == job_id))
 
     def update_job(self, job_id: str, update: JobUpdate, *, from_states: Iterable[JobStatus],
-                   held_by: str | None = None) -> bool:
+                   held_by: str | None = None, lease: Lease | None = None) -> bool:
         values = update.values()
         if not values:
             raise ValueError(f"an empty JobUpdate for job '{job_id}': set at least one field")
@@ -222,13 +229,14 @@ class SqlStore(RegistrySql, DataVersionsSql, Store):
         if held_by is not None:
             conditions.append(t.jobs.c.worker_id == held_by)
         with self._session(f"update job '{job_id}'") as conn:
+            _hold(conn, lease)
             return conn.execute(_update_jobs(*conditions).values(**values)).rowcount == 1
 
-    def claim_job(self, *, worker_id: str, kinds: Collection[str] | None = None) -> JobRecord | None:
-        query = select(t.jobs.c.id).where(t.jobs.c.status == _QUEUED)
+    def claim_job(self, *, worker_id: str, kinds: Collection[str] | None = None,
+                  max_running_per_project: int = 0) -> JobRecord | None:
+        query = _claim_order(select(t.jobs.c.id).where(t.jobs.c.status == _QUEUED), max_running_per_project)
         if kinds is not None:
             query = query.where(t.jobs.c.kind.in_(list(kinds)))
-        query = query.order_by(t.jobs.c.priority.desc(), t.jobs.c.seq).limit(1)
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True)
         with self._session("claim a job") as conn:
@@ -239,6 +247,7 @@ class SqlStore(RegistrySql, DataVersionsSql, Store):
             claimed = conn.execute(
                 _update_jobs(t.jobs.c.id == job_id, t.jobs.c.status == _QUEUED).values(
                     status=_RUNNING, worker_id=worker_id, heartbeat_at=stamp, attempts=t.jobs.c.attempts + 1,
+                    claimed_at=stamp,
                     started_at=func.coalesce(t.jobs.c.started_at, stamp), control=None,
                 )
             ).rowcount
@@ -269,7 +278,11 @@ class SqlStore(RegistrySql, DataVersionsSql, Store):
                     changed.append((row.id, status))
         return changed
 
-    def queue_position(self, job_id: str) -> int | None:
+    def hold_lease(self, lease: Lease) -> None:
+        with self._session(f"check the lease of job '{lease.job_id}'") as conn:
+            _hold(conn, lease)
+
+    def queue_position(self, job_id: str, *, across_projects: bool = False) -> int | None:
         what = f"job '{job_id}'"
         with self._session(f"find the queue position of {what}") as conn:
             job = self._find(conn, t.jobs, JobRecord, what, t.jobs.c.id == job_id)
@@ -277,47 +290,58 @@ class SqlStore(RegistrySql, DataVersionsSql, Store):
                 return None
             ahead = or_(t.jobs.c.priority > job.priority,
                         (t.jobs.c.priority == job.priority) & (t.jobs.c.seq < job.seq))
-            return conn.execute(select(func.count()).where(t.jobs.c.status == _QUEUED, ahead)).scalar() + 1
+            scope = [] if across_projects else [t.jobs.c.project == job.project]
+            return conn.execute(select(func.count()).where(t.jobs.c.status == _QUEUED, ahead, *scope)).scalar() + 1
 
-    def count_jobs(self) -> dict[JobStatus, int]:
+    def count_jobs(self, *, project: str | None = None) -> dict[JobStatus, int]:
+        query = select(t.jobs.c.status, func.count()).group_by(t.jobs.c.status)
+        if project is not None:
+            query = query.where(t.jobs.c.project == project)
         with self._session("count jobs") as conn:
-            rows = conn.execute(select(t.jobs.c.status, func.count()).group_by(t.jobs.c.status)).all()
+            rows = conn.execute(query).all()
         return {JobStatus(status): count for status, count in rows}
 
-    def job_durations(self) -> list[tuple[JobStatus, float]]:
+    def job_durations(self, *, project: str | None = None) -> list[tuple[JobStatus, float]]:
         query = select(t.jobs.c.status, t.jobs.c.finished_at - t.jobs.c.started_at).where(
             t.jobs.c.status.in_([s.value for s in FINAL_STATES]), t.jobs.c.started_at.is_not(None),
-            t.jobs.c.finished_at.is_not(None))
+            t.jobs.c.finished_at.is_not(None), *([t.jobs.c.project == project] if project is not None else []))
         with self._session("read job durations") as conn:
             rows = conn.execute(query).all()
         return [(JobStatus(status), float(seconds)) for status, seconds in rows]
 
     # --- events, metrics, checkpoints -------------------------------------------------------------------
-    def add_event(self, record: EventRecord) -> None:
-        self._insert(t.job_events, record, f"an event of job '{record.job_id}'")
+    def add_event(self, record: EventRecord, *, lease: Lease | None = None) -> None:
+        self._insert(t.job_events, record, f"an event of job '{record.job_id}'", lease=lease)
 
     def list_events(self, job_id: str, *, after: str | None = None, limit: int = 20) -> Page[EventRecord]:
         return self._page(t.job_events, EventRecord, [t.job_events.c.job_id == job_id],
                           what=f"events of job '{job_id}'", after=after, limit=limit)
 
-    def count_alerts(self) -> dict[str, int]:
+    def count_alerts(self, *, project: str | None = None) -> dict[str, int]:
         kind = t.job_events.c.data["kind"].as_string()
         query = select(kind, func.count()).where(t.job_events.c.type == "alert").group_by(kind)
+        if project is not None:
+            query = query.join(t.jobs, t.jobs.c.id == t.job_events.c.job_id).where(t.jobs.c.project == project)
         with self._session("count alert events") as conn:
             return {str(name): count for name, count in conn.execute(query).all()}
 
-    def add_metric(self, record: MetricRecord) -> None:
-        self._insert(t.job_metrics, record, f"metrics of job '{record.job_id}'")
+    def add_metric(self, record: MetricRecord, *, lease: Lease | None = None) -> None:
+        m = t.job_metrics
+        with self._session(f"add metrics of job '{record.job_id}'") as conn:
+            _hold(conn, lease)
+            conn.execute(delete(m).where(m.c.job_id == record.job_id, m.c.step >= record.step))  # a re-run step
+            conn.execute(insert(m).values(**_values(record, m)))
 
     def list_metrics(self, job_id: str) -> list[MetricRecord]:
         query = select(t.job_metrics).where(t.job_metrics.c.job_id == job_id).order_by(t.job_metrics.c.seq)
         with self._session(f"list metrics of job '{job_id}'") as conn:
             return [_record(MetricRecord, r) for r in conn.execute(query).all()]
 
-    def add_checkpoint(self, record: CheckpointRecord) -> bool:
+    def add_checkpoint(self, record: CheckpointRecord, *, lease: Lease | None = None) -> bool:
         # No select-then-insert: the unique constraint decides, so a concurrent writer cannot slip between.
         what = f"checkpoint of job '{record.job_id}' at step {record.step}"
         with self._session(f"add the {what}", duplicate=t.uq_checkpoints_job_step) as conn:
+            _hold(conn, lease)
             conn.execute(insert(t.checkpoints).values(**_values(record, t.checkpoints)))
             return True
         return False  # reached only when the session swallowed the duplicate-step violation
@@ -331,8 +355,8 @@ class SqlStore(RegistrySql, DataVersionsSql, Store):
                          t.checkpoints.c.id == checkpoint_id)
 
     # --- fine-tuned models --------------------------------------------------------------------------------
-    def add_model(self, record: ModelRecord) -> None:
-        self._insert(t.models, record, f"model '{record.id}'")
+    def add_model(self, record: ModelRecord, *, lease: Lease | None = None) -> None:
+        self._insert(t.models, record, f"model '{record.id}'", lease=lease)
 
     def get_model(self, model_id: str, *, project: str) -> ModelRecord:
         return self._one(t.models, ModelRecord, f"model '{model_id}'", t.models.c.id == model_id,
@@ -350,6 +374,31 @@ class SqlStore(RegistrySql, DataVersionsSql, Store):
                                 t.models.c.project == project)
             conn.execute(delete(t.models).where(t.models.c.id == model_id))
         return record
+
+
+def _claim_order(query: Select[Any], max_running_per_project: int) -> Select[Any]:
+    """Claim order: priority, then round-robin across projects (the project whose latest claim is oldest),
+    then age; projects at their limit of running jobs are left out."""
+    served = t.jobs.alias("served")
+    last_claim = (select(func.coalesce(func.max(served.c.claimed_at), 0.0))
+                  .where(served.c.project == t.jobs.c.project).scalar_subquery())
+    if max_running_per_project > 0:
+        running = t.jobs.alias("busy")
+        full = (select(running.c.project).where(running.c.status == _RUNNING).group_by(running.c.project)
+                .having(func.count() >= max_running_per_project))
+        query = query.where(t.jobs.c.project.not_in(full))
+    return query.order_by(t.jobs.c.priority.desc(), last_claim, t.jobs.c.seq).limit(1)
+
+
+def _hold(conn: Connection, lease: Lease | None) -> None:
+    """The fence of a leased write, in the write's transaction: a no-op UPDATE of the job's row that matches
+    only while ``lease`` holds it. It takes the row's write lock (PostgreSQL; SQLite's BEGIN IMMEDIATE holds
+    the database's), so a requeue or claim cannot change the attempt before this transaction commits."""
+    if lease is None:
+        return
+    held = _update_jobs(t.jobs.c.id == lease.job_id, t.jobs.c.attempts == lease.attempt, t.jobs.c.status.in_(_LEASED))
+    if conn.execute(held.values(attempts=t.jobs.c.attempts)).rowcount != 1:
+        raise LeaseLost(lease.job_id, attempt=lease.attempt)
 
 
 def _update_jobs(*conditions: ColumnElement[bool]) -> Update:

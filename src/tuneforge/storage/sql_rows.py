@@ -8,13 +8,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Row, Table
 
+from tuneforge.storage.records import from_mapping
+
 R = TypeVar("R")  # a record class
 
 
 def record_of(cls: type[R], row: Row[Any]) -> R:
     """The frozen record of a row (columns the record lacks, such as ``seq``, are left out)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in row._mapping.items() if k in names})
+    return from_mapping(cls, row._mapping)
 
 
 def values_of(record: object, table: Table) -> dict[str, Any]:

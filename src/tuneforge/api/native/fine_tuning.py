@@ -39,9 +39,11 @@ TRAIN = "train"
 
 
 @router.post("/jobs")
-def create_job(config: TrainConfig, priority: int = Query(0, ge=-1000, le=1000), suffix: str | None = None, platform: Platform = Plat,
-               project: str = Proj) -> dict:
+def create_job(config: TrainConfig, priority: int = Query(0, ge=-1000, le=1000),
+               suffix: str | None = Query(None, pattern=catalog.SUFFIX_PATTERN), platform: Platform = Plat,
+               project: str = Proj, raw: Any = Depends(deps.json_body)) -> dict:
     """Queue a job from a TrainConfig (the YAML shape); ``data.train`` is a file or dataset id."""
+    config = validate_config(raw, TrainConfig, strict=True)  # the body again, without coercion
     return asdict(jobs.create_train_job(platform, project=project, config=config, priority=priority, suffix=suffix))
 
 

@@ -26,7 +26,7 @@ def _job(platform: Platform, job: JobRecord) -> dict:
     return job_object(job, queue_position=jobs.queue_position(platform, job.id))
 
 
-def configure(request: OpenAIJobRequest) -> Configure:
+def configure(request: OpenAIJobRequest, *, retention: int | None = 3) -> Configure:
     """How an OpenAI request becomes a TrainConfig: files checked OpenAI's way, ``"auto"`` resolved."""
 
     def build(inputs: TrainInputs) -> tuple[TrainConfig, dict[str, Any]]:
@@ -40,9 +40,9 @@ def configure(request: OpenAIJobRequest) -> Configure:
         validation = inputs.files.get("validation_file")
         raw = to_train_config(request, model_path=inputs.model_path, training_path=str(inputs.files["training_file"]),
                               validation_path=str(validation) if validation else None, hyperparameters=hyper,
-                              seed=request.seed or 0, output_dir=str(inputs.run_dir))
+                              seed=request.seed or 0, output_dir=str(inputs.run_dir), save_total_limit=retention)
         method = {"type": request.method_type, request.method_type: {"hyperparameters": hyper}}
-        return validate_config(raw, TrainConfig), {"hyperparameters": hyper, "method": method, "examples": examples}
+        return validate_config(raw, TrainConfig, strict=True), {"hyperparameters": hyper, "method": method, "examples": examples}
 
     return build
 
@@ -54,7 +54,8 @@ def create_openai_job(platform: Platform, *, project: str, request: OpenAIJobReq
         raise ConfigError("integrations are not supported by this server", field="integrations",
                           hint="remove 'integrations' from the request")
     return jobs.create_checked_train_job(
-        platform, project=project, model=request.model, configure=configure(request), seed=request.seed,
+        platform, project=project, model=request.model, seed=request.seed,
+        configure=configure(request, retention=platform.settings.checkpoint_retention),
         files={"training_file": request.training_file, "validation_file": request.validation_file},
         priority=request.priority, suffix=request.suffix,
         request={"api": "openai", "metadata": request.metadata, "method": {"type": request.method_type}})
@@ -71,7 +72,8 @@ def create_job(body: OpenAIJobRequest, platform: Platform = Depends(deps.platfor
 def list_jobs(after: str | None = None, limit: int = Query(20, ge=1, le=100), platform: Platform = Depends(deps.platform),
               project: str = Depends(deps.project)) -> dict:
     """Jobs, newest first."""
-    return as_page(jobs.list_jobs(platform, project=project, kind=TRAIN, after=after, limit=limit), job_object)
+    page = jobs.list_jobs(platform, project=project, kind=TRAIN, after=after, limit=limit)
+    return as_page(page, lambda job: _job(platform, job))  # with queue_position, as retrieve gives it
 
 
 @router.get("/{job_id}")

@@ -9,27 +9,38 @@ the number of training examples the way OpenAI documents it. Extra tuneforge fie
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StringConstraints, field_validator
 
 from tuneforge.config.methods import METHODS, MethodConfig
 from tuneforge.config.models import TrainSettings
+from tuneforge.services.catalog import SUFFIX_PATTERN
 
 Auto = Literal["auto"]
+# OpenAI's documented ranges; strict: "3" and true are not numbers (a 400 naming the field).
+Epochs = Annotated[StrictInt, Field(ge=1, le=50)]
+BatchSize = Annotated[StrictInt, Field(ge=1, le=256)]
+Multiplier = Annotated[Union[StrictFloat, StrictInt], Field(gt=0, le=10)]
+Beta = Annotated[Union[StrictFloat, StrictInt], Field(gt=0, le=2)]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+FileId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MAX_SEED = 2**31 - 1
 
 
 class Hyperparameters(BaseModel):
     """OpenAI's hyperparameters; ``"auto"`` lets the platform choose."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    n_epochs: Union[Auto, int] = Field("auto", description="Passes over the training data (1-50 or auto).")
-    batch_size: Union[Auto, int] = Field("auto", description="Examples per step (1-256 or auto).")
-    learning_rate_multiplier: Union[Auto, float] = Field(
-        "auto", description="Multiplies the method's base learning rate (train.learning_rate) (or auto: 1)."
+    n_epochs: Union[Auto, Epochs] = Field("auto", description="Passes over the training data (1-50 or auto).")
+    batch_size: Union[Auto, BatchSize] = Field("auto", description="Examples per step (1-256 or auto).")
+    learning_rate_multiplier: Union[Auto, Multiplier] = Field(
+        "auto", description="Multiplies the method's base learning rate (train.learning_rate) (0-10, or auto: 1)."
     )
-    beta: Union[Auto, float] = Field("auto", description="DPO only: strength of the tie to the reference (auto: 0.1).")
+    beta: Union[Auto, Beta] = Field(
+        "auto", description="DPO only: strength of the tie to the reference (0-2, auto: 0.1).")
 
 
 class _MethodBlock(BaseModel):
@@ -66,18 +77,21 @@ METHODS.bind(TuneforgeOptions, "method", wrap=lambda union: Optional[union],  # 
 
 
 class OpenAIJobRequest(BaseModel):
-    """The body of ``POST /v1/fine_tuning/jobs``."""
+    """The body of ``POST /v1/fine_tuning/jobs``: bounded and strictly typed (no coercion of "3" or true)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    model: str = Field(description="Base model name (a builtin alias or one the server registers).")
-    training_file: str = Field(description="Id of an uploaded file with purpose fine-tune.")
-    validation_file: str | None = Field(None, description="Id of an uploaded validation file.")
+    model: str = Field(max_length=256, description="Base model name (a builtin alias or one the server registers).")
+    training_file: FileId = Field(description="Id of an uploaded file with purpose fine-tune.")
+    validation_file: FileId | None = Field(None, description="Id of an uploaded validation file.")
     hyperparameters: Hyperparameters | None = Field(None, description="Deprecated by OpenAI in favour of method.")
     method: OpenAIMethod | None = Field(None, description="supervised or dpo, with hyperparameters.")
-    suffix: str | None = Field(None, max_length=64, description="Up to 64 characters in the fine-tuned model's name.")
-    seed: int | None = Field(None, description="Seed (random when absent; the job reports it).")
-    metadata: dict[str, str] | None = Field(None, description="Up to 16 key-value pairs kept with the job.")
+    suffix: str | None = Field(None, pattern=SUFFIX_PATTERN,
+                               description="Up to 64 letters, digits, '.', '_' or '-' in the fine-tuned model's name.")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed, 0 to 2^31-1 (random when absent; the "
+                             "job reports it).")
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(
+        None, max_length=16, description="Up to 16 key-value pairs (keys up to 64, values up to 512 characters).")
     integrations: list[dict[str, Any]] | None = Field(None, description="Not supported; must be empty.")
     priority: int = Field(0, ge=-1000, le=1000, description="tuneforge: higher runs first (-1000 to 1000).")
     tuneforge: TuneforgeOptions | None = Field(None, description="tuneforge: PEFT method and train overrides.")
@@ -120,14 +134,15 @@ def resolve_hyperparameters(hp: Hyperparameters, *, examples: int, method_type: 
 
 def to_train_config(request: OpenAIJobRequest, *, model_path: str, training_path: str,
                     validation_path: str | None, hyperparameters: dict[str, Any], seed: int,
-                    output_dir: str) -> dict[str, Any]:
-    """The TrainConfig (as a mapping, validated by the caller) that trains ``request``."""
+                    output_dir: str, save_total_limit: int | None = 3) -> dict[str, Any]:
+    """The TrainConfig (as a mapping, validated by the caller) that trains ``request``; it keeps the newest
+    ``save_total_limit`` checkpoints (the server's ``checkpoint_retention``) unless ``tuneforge.train`` says."""
     options = request.tuneforge or TuneforgeOptions()
     base_lr = options.train.get("learning_rate", TrainSettings.model_fields["learning_rate"].default)
     train = {
         "epochs": hyperparameters["n_epochs"],
         "batch_size": hyperparameters["batch_size"],
-        "save_total_limit": None,
+        "save_total_limit": save_total_limit,
         "logging_steps": 1,
         **options.train,
         "learning_rate": base_lr * hyperparameters["learning_rate_multiplier"],
