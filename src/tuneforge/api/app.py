@@ -49,6 +49,9 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
     errors.install(app)
     for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions, registry, native_data):
         app.include_router(module.router)
+    from tuneforge.api import console
+
+    console.install(app)  # the web console at /ui
     return app
 
 

@@ -1,0 +1,44 @@
+import { $, api, button, el, fill, params, pretty, showError, start, when } from "./common.js";
+
+const name = params().name;
+const base = `/api/v1/registry/models/${encodeURIComponent(name)}`;
+const mb = (bytes) => (bytes / 1e6).toFixed(1) + " MB";
+
+async function lineage(version) {
+  $("lineage-of").textContent = `of ${name}:${version}`;
+  $("lineage").textContent = pretty(await api(`${base}:${version}/lineage`));
+}
+
+async function act(request) {
+  try {
+    await request();
+    await refresh();
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function refresh() {
+  const model = await api(base);
+  const select = $("version");
+  const chosen = select.value;
+  select.replaceChildren(...model.versions.map((v) => el("option", { value: v.version }, `${v.version} (${v.kind})`)));
+  if (chosen) select.value = chosen;
+  fill($("aliases").querySelector("tbody"), Object.entries(model.aliases).map(([alias, version]) => [alias, version,
+    button("Rollback", () => act(() => api(`${base}/aliases/${encodeURIComponent(alias)}/rollback`, { method: "POST" })))]));
+  fill($("versions").querySelector("tbody"), model.versions.map((v) => [v.version, v.kind, v.status, v.aliases.join(", "),
+    v.job_id ? el("a", { href: `/ui/jobs/${encodeURIComponent(v.job_id)}` }, v.job_id) : "", v.base_model,
+    mb(v.size_bytes), Object.keys(v.scores || {}).length ? JSON.stringify(v.scores) : "",
+    button("Lineage", () => lineage(v.version).catch(showError))]));
+  fill($("moves").querySelector("tbody"), model.alias_moves.slice().reverse().map((m) =>
+    [when(m.created_at), m.alias, m.from_version ?? "", m.to_version ?? "", m.action, m.actor]));
+}
+
+start(async () => {
+  $("deploy").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const alias = $("alias").value.trim();
+    act(() => api(`${base}/aliases/${encodeURIComponent(alias)}`, { method: "PUT", body: { version: Number($("version").value) } }));
+  });
+  await refresh();
+});
