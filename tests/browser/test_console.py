@@ -145,8 +145,10 @@ def test_compare_overlays_curves_and_gives_the_verdict_of_two_evaluations(page, 
     query = "&".join(f"job={j}" for j in [*trained, *evaluations])
     page.goto(f"{server.url}/ui/compare?{query}")
     page.locator("#chart-loss canvas").wait_for()
-    assert page.locator("#chart-loss").get_attribute("data-series") == "4"
+    assert page.locator("#chart-loss").get_attribute("data-series") == "2"  # the two training runs
     assert page.locator("#metrics tbody tr").count() == 4
+    header = page.locator("#metrics thead").inner_text()
+    assert "eval_loss" in header and "exact_match" in header
     overall = page.locator("#overall")
     overall.wait_for()
     assert "exact_match" in overall.inner_text() and "adder:1" in overall.inner_text()

@@ -65,7 +65,7 @@ def compare_jobs(platform: Platform, job_ids: list[str], *, project: str) -> dic
     for job in runs:
         curves = job_curves(platform, job) if job.kind == "train" else []
         rows.append({"id": job.id, "kind": job.kind, "model": job.model, "status": job.status.value,
-                     "curves": curves, "final": _final(curves), "result": job.result})
+                     "curves": curves, "final": _final(curves) if curves else _scores(job), "result": job.result})
     evaluations = [j for j in runs if j.kind == "evaluate" and j.status is JobStatus.SUCCEEDED]
     comparison = _significance(platform, evaluations, project=project) if len(evaluations) == 2 else None
     return {"runs": rows, "comparison": comparison}
@@ -78,6 +78,13 @@ def _final(curves: list[dict[str, Any]]) -> dict[str, Any]:
         final.update({k: v for k, v in row.items() if v is not None})
     evals = [r["eval_loss"] for r in curves if r.get("eval_loss") is not None]
     return {**final, **({"best_eval_loss": min(evals)} if evals else {})}
+
+
+def _scores(job: JobRecord) -> dict[str, Any]:
+    """``task/metric: score`` of a finished evaluation job (its stored result)."""
+    tasks = (job.result or {}).get("tasks", {}) if job.kind == "evaluate" else {}
+    return {f"{task}/{metric}": value for task, figures in tasks.items() for metric, value in figures.items()
+            if metric != "examples" and isinstance(value, (int, float))}
 
 
 def _significance(platform: Platform, pair: list[JobRecord], *, project: str) -> dict[str, Any]:

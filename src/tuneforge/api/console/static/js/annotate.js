@@ -1,4 +1,5 @@
 import { $, api, el, params, pretty, showError, start } from "./common.js";
+import { recordView } from "./widgets.js";
 
 // Answers by format, as services/annotation.py reads them.
 const ANSWER_KEYS = { alpaca: "output", prompt_completion: "completion", qa: "answer", preference: "chosen" };
@@ -27,7 +28,7 @@ function show() {
   const shown = { ...record };
   const pair = state.format === "preference";
   if (pair) { delete shown.chosen; delete shown.rejected; }
-  $("record").replaceChildren(el("pre", {}, pretty(shown)));
+  $("record").replaceChildren(recordView(shown));
   $("pair").hidden = !pair;
   if (pair) {
     $("answer-a").textContent = typeof record.chosen === "string" ? record.chosen : pretty(record.chosen);

@@ -4,15 +4,13 @@ import { curve, lineChart } from "./plots.js";
 const FIGURES = ["loss", "eval_loss", "best_eval_loss", "learning_rate", "tokens_per_second", "step"];
 
 function metricTable(runs) {
-  const scores = (run) => Object.fromEntries((run.result?.scores ? Object.entries(run.result.scores) : [])
-    .filter(([, v]) => typeof v === "number"));
   const keys = [...FIGURES.filter((k) => runs.some((r) => r.final[k] !== undefined)),
-    ...new Set(runs.flatMap((r) => Object.keys(scores(r))))];
+    ...new Set(runs.flatMap((r) => Object.keys(r.final)).filter((k) => !FIGURES.includes(k)))];
   $("metrics").querySelector("thead").replaceChildren(
     el("tr", {}, ["Job", "Kind", "Model", "Status", ...keys].map((h) => el("th", {}, h))));
   fill($("metrics").querySelector("tbody"), runs.map((r) => [
     el("a", { href: `/ui/jobs/${encodeURIComponent(r.id)}` }, r.id), r.kind, r.model, r.status,
-    ...keys.map((k) => number(r.final[k] ?? scores(r)[k]))]));
+    ...keys.map((k) => number(r.final[k]))]));
 }
 
 function verdict(comparison) {
@@ -32,8 +30,9 @@ function verdict(comparison) {
 async function show(ids) {
   const query = ids.map((id) => "job=" + encodeURIComponent(id)).join("&");
   const { runs, comparison } = await api("/ui/api/compare?" + query);
-  lineChart($("chart-loss"), runs.map((r) => ({ label: r.id, points: curve(r.curves, "loss") })));
-  lineChart($("chart-eval"), runs.map((r) => ({ label: r.id, points: curve(r.curves, "eval_loss") })));
+  const trained = runs.filter((r) => r.curves.length);
+  lineChart($("chart-loss"), trained.map((r) => ({ label: r.id, points: curve(r.curves, "loss") })));
+  lineChart($("chart-eval"), trained.map((r) => ({ label: r.id, points: curve(r.curves, "eval_loss") })));
   metricTable(runs);
   verdict(comparison);
 }

@@ -1,4 +1,5 @@
-import { $, api, button, el, fill, params, pretty, showError, start, when } from "./common.js";
+import { $, api, button, el, fill, params, showError, start, when } from "./common.js";
+import { recordView } from "./widgets.js";
 
 const name = params().name;
 const PAGE = 20;
@@ -6,7 +7,10 @@ const state = { ref: null, offset: 0, matched: 0 };
 
 // A quality report as sections of "path: value" lines (long lists shortened).
 function flatten(value, path, out) {
-  if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+  const entries = value !== null && typeof value === "object" && !Array.isArray(value) ? Object.entries(value) : null;
+  if (entries && entries.length > 8) {
+    out.push([path, entries.slice(0, 8).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ") + `, … ${entries.length} items`]);
+  } else if (entries) {
     for (const [k, v] of Object.entries(value)) flatten(v, path ? `${path}.${k}` : k, out);
   } else {
     const text = Array.isArray(value) ? (value.length > 8 ? `[${value.slice(0, 8).join(", ")}, … ${value.length} items]` : `[${value.join(", ")}]`) : String(value);
@@ -31,7 +35,7 @@ async function records() {
   $("records-of").textContent = "of " + page.version;
   $("matched").textContent = `${page.matched} of ${page.total} records match; showing ${Math.min(page.matched, state.offset + 1)}–${Math.min(page.matched, state.offset + PAGE)}`;
   $("records").replaceChildren(...page.records.map((r) => el("div", { class: "record" },
-    el("span", { class: "index" }, "#" + r.index), el("pre", {}, pretty(r.record)))));
+    el("span", { class: "index" }, "#" + r.index), recordView(r.record))));
 }
 
 function browse(ref) {

@@ -1,8 +1,11 @@
-import { $, api, button, el, fill, params, pretty, showError, start, when } from "./common.js";
+import { $, api, button, el, fill, number, params, pretty, showError, start, when } from "./common.js";
 
 const name = params().name;
 const base = `/api/v1/registry/models/${encodeURIComponent(name)}`;
 const mb = (bytes) => (bytes / 1e6).toFixed(1) + " MB";
+// {"training": {"eval_loss": 6.85, ...}, "TASK": {"exact_match": 0, "job_id": ...}} -> "training: eval_loss 6.85 ..."
+const scoreText = (scores) => Object.entries(scores || {}).map(([group, figures]) => `${group}: ` +
+  Object.entries(figures).filter(([, v]) => typeof v === "number").map(([k, v]) => `${k} ${number(v)}`).join(", ")).join("; ");
 
 async function lineage(version) {
   $("lineage-of").textContent = `of ${name}:${version}`;
@@ -28,7 +31,7 @@ async function refresh() {
     button("Rollback", () => act(() => api(`${base}/aliases/${encodeURIComponent(alias)}/rollback`, { method: "POST" })))]));
   fill($("versions").querySelector("tbody"), model.versions.map((v) => [v.version, v.kind, v.status, v.aliases.join(", "),
     v.job_id ? el("a", { href: `/ui/jobs/${encodeURIComponent(v.job_id)}` }, v.job_id) : "", v.base_model,
-    mb(v.size_bytes), Object.keys(v.scores || {}).length ? JSON.stringify(v.scores) : "",
+    mb(v.size_bytes), scoreText(v.scores),
     button("Lineage", () => lineage(v.version).catch(showError))]));
   fill($("moves").querySelector("tbody"), model.alias_moves.slice().reverse().map((m) =>
     [when(m.created_at), m.alias, m.from_version ?? "", m.to_version ?? "", m.action, m.actor]));

@@ -30,7 +30,7 @@ export function lineChart(container, series) {
   const options = {
     width: Math.max(container.clientWidth || 0, 320), height: 220,
     scales: { x: { time: false } },
-    axes: [{ label: "step" }, { size: 70, values: (u, values) => values.map(short) }],
+    axes: [{ label: "step", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, { size: 70, values: (u, values) => values.map(short) }],
     series: [{ label: "step" }, ...series.map((s, i) => ({
       label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true,
       points: { show: s.points.length < 60 },

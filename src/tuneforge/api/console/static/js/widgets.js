@@ -1,4 +1,4 @@
-import { TERMINAL, api, button, el, showError } from "./common.js";
+import { TERMINAL, api, button, el, pretty, showError } from "./common.js";
 
 // A job's cancel / pause / resume buttons and its progress bar (jobs page and job page).
 export function controls(job, refresh) {
@@ -25,3 +25,16 @@ export function progressBar(progress) {
     el("span", { class: "bar", style: `width: ${percent}%` }), ` ${step}/${total}`);
 }
 
+
+// A record as a reader wants it: a conversation turn by turn, else its fields (dataset browser, annotation).
+export function recordView(record) {
+  const turns = record.messages || record.conversations;
+  if (Array.isArray(turns)) {
+    return el("div", { class: "turns" }, turns.map((m) => {
+      const role = m.role || m.from || "?";
+      return el("div", { class: `turn ${role}` }, el("b", {}, role), " ", m.content ?? m.value ?? pretty(m));
+    }));
+  }
+  return el("dl", { class: "fields" }, Object.entries(record).map(([key, value]) =>
+    [el("dt", {}, key), el("dd", {}, typeof value === "string" ? value : pretty(value))]));
+}
