@@ -212,6 +212,25 @@ def test_datasets_report_search_and_annotation_make_a_new_version(page, server, 
     shot(page, "datasets")
 
 
+def test_picking_the_better_answer_of_a_pair_swaps_it(page, server, api, tmp_path):
+    pairs = tmp_path / "prefs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"What is {n} plus 1?", "chosen": "no idea", "rejected": str(n + 1)})
+                             + "\n" for n in range(3)))
+    with pairs.open("rb") as handle:
+        upload = api.post("/v1/files", files={"file": ("prefs.jsonl", handle)}, data={"purpose": "fine-tune"}).json()
+    assert api.post("/api/v1/data", json={"name": "prefs", "file_id": upload["id"]}).json()["format"] == "preference"
+    page.goto(f"{server.url}/ui/annotate/prefs:1")
+    page.locator("#answer-b", has_text="1").wait_for()
+    assert page.locator("#answer-a").inner_text() == "no idea" and page.locator("#edit").is_hidden()
+    page.click("#pick-b")
+    page.locator("#position", has_text="Record 2 of 3").wait_for()
+    page.click("#pick-a")
+    page.click("#save")
+    page.locator("#new-version", has_text="prefs:2").wait_for()
+    records = [r["record"] for r in api.get("/ui/api/data/prefs:2/records").json()["records"]]
+    assert [(r["chosen"], r["rejected"]) for r in records] == [("1", "no idea"), ("no idea", "2"), ("no idea", "3")]
+
+
 def test_another_projects_jobs_are_not_visible(chromium, server, api):
     context = chromium.new_context()
     tab = context.new_page()

@@ -31,61 +31,29 @@ def home() -> RedirectResponse:
     return RedirectResponse("/ui/jobs")
 
 
-@router.get("/login", response_class=HTMLResponse)
-def login(request: Request) -> HTMLResponse:
-    """Ask for the project's API key."""
-    return page(request, "login", title="Log in", section="")
+# path, template, title (path parameters in braces), the navigation entry it belongs to
+PAGES = [
+    ("/login", "login", "Log in", ""),                             # ask for the project's API key
+    ("/jobs", "jobs", "Jobs", "jobs"),                             # live status, progress, ETA, queue; controls
+    ("/jobs/{job_id}", "job", "{job_id}", "jobs"),                 # curves, events, checkpoints, config, results
+    ("/compare", "compare", "Compare runs", "compare"),            # ?job=A&job=B: curves overlaid, verdict
+    ("/studies", "studies", "Studies", "studies"),                 # arrive with `tuneforge tune`
+    ("/models", "models", "Models", "models"),                     # registered models
+    ("/models/{name}", "model", "{name}", "models"),               # versions, aliases, history, lineage; deploy
+    ("/data", "datasets", "Datasets", "data"),                     # versioned data sets
+    ("/data/{name}", "dataset", "{name}", "data"),                 # versions, quality report, record browser
+    ("/annotate/{ref}", "annotate", "Annotate {ref}", "data"),     # review the records of a version one by one
+]
 
 
-@router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(request: Request) -> HTMLResponse:
-    """Every job: live status, progress, ETA, queue position; cancel, pause, resume."""
-    return page(request, "jobs", title="Jobs", section="jobs")
+def _add_page(path: str, template: str, title: str, section: str) -> None:
+    def show(request: Request) -> HTMLResponse:
+        params = dict(request.path_params)
+        return page(request, template, title=title.format(**params), section=section, **params)
+
+    show.__doc__ = f"The console's {template} page."
+    router.add_api_route(path, show, methods=["GET"], response_class=HTMLResponse, name=f"console_{template}")
 
 
-@router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, job_id: str) -> HTMLResponse:
-    """One job: curves, events, checkpoints, config, results."""
-    return page(request, "job", title=job_id, section="jobs", job_id=job_id)
-
-
-@router.get("/compare", response_class=HTMLResponse)
-def compare_page(request: Request) -> HTMLResponse:
-    """Runs side by side (``?job=A&job=B``)."""
-    return page(request, "compare", title="Compare runs", section="compare")
-
-
-@router.get("/studies", response_class=HTMLResponse)
-def studies_page(request: Request) -> HTMLResponse:
-    """Hyperparameter studies arrive with ``tuneforge tune``."""
-    return page(request, "studies", title="Studies", section="studies")
-
-
-@router.get("/models", response_class=HTMLResponse)
-def models_page(request: Request) -> HTMLResponse:
-    """Registered models."""
-    return page(request, "models", title="Models", section="models")
-
-
-@router.get("/models/{name}", response_class=HTMLResponse)
-def model_page(request: Request, name: str) -> HTMLResponse:
-    """A registered model: versions, aliases and their history, lineage; deploy and roll back."""
-    return page(request, "model", title=name, section="models", name=name)
-
-
-@router.get("/data", response_class=HTMLResponse)
-def datasets_page(request: Request) -> HTMLResponse:
-    """Versioned data sets."""
-    return page(request, "datasets", title="Datasets", section="data")
-
-
-@router.get("/data/{name}", response_class=HTMLResponse)
-def dataset_page(request: Request, name: str) -> HTMLResponse:
-    """A data set: versions, quality report, record browser."""
-    return page(request, "dataset", title=name, section="data", name=name)
-
-
-@router.get("/annotate/{ref}", response_class=HTMLResponse)
-def annotate_page(request: Request, ref: str) -> HTMLResponse:
-    """Review the records of a version one by one."""
-    return page(request, "annotate", title=f"Annotate {ref}", section="data", ref=ref)
+for _row in PAGES:
+    _add_page(*_row)
