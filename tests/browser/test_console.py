@@ -96,11 +96,13 @@ def test_login_is_required_and_a_wrong_key_is_refused(chromium, server):
 
 
 def test_a_job_goes_from_queued_to_succeeded_with_its_curves_drawn(page, api, file_id):
-    first, second = train(api, file_id, seed=1), train(api, file_id, seed=2)
+    first = train(api, file_id, seed=1)
+    wait_for(lambda: api.get(f"/ui/api/jobs/{first}").json()["job"]["status"] != "queued", what="a claim")
+    second = train(api, file_id, seed=2)  # waits behind the first (one worker slot)
     page.goto(page.url)  # the jobs page, polling
     status_of(page, second).filter(has_text="queued").wait_for(timeout=60_000)
     row = page.locator(f"tr:has(a:text-is('{second}'))")
-    assert row.locator("td").nth(7).inner_text() == "1"  # queue position
+    row.locator("td").nth(7).filter(has_text="1").wait_for()  # queue position
     shot(page, "jobs")
     status_of(page, second).filter(has_text="succeeded").wait_for(timeout=180_000)
     assert finished(api, first)["status"] == "succeeded"
@@ -198,9 +200,12 @@ def test_datasets_report_search_and_annotation_make_a_new_version(page, server, 
     page.click("#accept")
     page.locator("#position", has_text="Record 2 of 12").wait_for()
     page.click("#reject")
+    page.check("#make-pairs")
+    assert page.input_value("#pairs-to") == "sums-prefs"
     shot(page, "annotate")
     page.click("#save")
     page.locator("#new-version", has_text="sums:2").wait_for()
+    page.locator("#new-pairs", has_text="sums-prefs:1 (1 pairs)").wait_for()
     records = api.get("/ui/api/data/sums:2/records", params={"limit": 50}).json()
     assert records["total"] == 11 and records["records"][0]["record"]["messages"][-1]["content"] == "three"
 

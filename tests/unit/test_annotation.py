@@ -43,10 +43,12 @@ def test_accept_edit_reject_make_the_next_version_and_keep_unreviewed_records(pl
     outcome = annotation.annotate_data(platform, base.ref, review(
         Decision(index=0, action="accept", answer="zero"), Decision(index=1, action="reject"),
         Decision(index=3, action="accept", answer="6")), project=P)  # 3 + 3 is 6: not an edit
-    version, records = ds.records_of(platform, outcome.version.ref, project=P)
-    assert (version.version, version.operation, version.parent_id, outcome.created) == (2, "annotate", base.id, True)
+    assert outcome.pairs is None
+    version, records = ds.records_of(platform, outcome.reviewed.version.ref, project=P)
+    assert (version.version, version.operation, version.parent_id, outcome.reviewed.created) == (
+        2, "annotate", base.id, True)
     assert version.details == {"reviewed": 3, "accepted": 2, "rejected": 1, "edited": 1, "swapped": 0}
-    assert [r["messages"][1]["content"] for r in records] == ["zero", "4", "6", "8"]
+    assert [r["messages"][1]["content"] for r in records] == ["zero", "4", "6", "8"]  # index 1 (2) rejected
     assert ds.records_of(platform, base.ref, project=P)[1][0] == chat(0)  # the old version is untouched
 
 
@@ -56,9 +58,27 @@ def test_picking_the_other_answer_swaps_a_preference_pair(platform, tmp_path):
     assert base.format == "preference"
     outcome = annotation.annotate_data(platform, base.ref, review(
         Decision(index=0, action="accept", better="b"), Decision(index=1, action="accept", better="a")), project=P)
-    records = ds.records_of(platform, outcome.version.ref, project=P)[1]
+    records = ds.records_of(platform, outcome.reviewed.version.ref, project=P)[1]
     assert [(r["chosen"], r["rejected"]) for r in records] == [("no", "hi!"), ("yes!", "no")]
-    assert outcome.version.details["swapped"] == 1
+    assert outcome.reviewed.version.details["swapped"] == 1
+
+
+def test_edits_become_preference_pairs_that_load_for_dpo(platform, tmp_path):
+    from tuneforge.data.preference import load_preference_pairs
+    from tuneforge.services.data_reports import materialize_data
+
+    base = imported(platform, tmp_path, [chat(i) for i in range(4)])
+    request = AnnotationRequest(pairs_to="qa-prefs", decisions=[
+        Decision(index=0, action="accept", answer="nothing"), Decision(index=1, action="accept"),
+        Decision(index=2, action="accept", answer="four"), Decision(index=3, action="reject")])
+    outcome = annotation.annotate_data(platform, base.ref, request, project=P)
+    pairs = outcome.pairs.version
+    assert (pairs.ref, pairs.format, pairs.operation, pairs.parent_id) == ("qa-prefs:1", "preference", "annotate", base.id)
+    records = ds.records_of(platform, pairs.ref, project=P)[1]
+    assert records == [{"prompt": [{"role": "user", "content": "What is 0 plus 0?"}], "chosen": "nothing", "rejected": "0"},
+                       {"prompt": [{"role": "user", "content": "What is 2 plus 2?"}], "chosen": "four", "rejected": "4"}]
+    loaded = load_preference_pairs(materialize_data(platform, pairs.ref, project=P).path)
+    assert loaded[1]["chosen"] == [{"role": "assistant", "content": "four"}]
 
 
 def test_bad_reviews_are_refused_with_the_record_named(platform, tmp_path):

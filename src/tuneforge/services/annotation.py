@@ -3,12 +3,14 @@
 A reviewer searches records, then goes through them one by one: accepts or rejects each, edits the
 assistant's answer, and for preference pairs picks the better of the two answers. Saving makes a new version
 of the same data set (operation ``annotate``) whose details count what was accepted, rejected, edited and
-swapped; records left unreviewed are kept as they were.
+swapped; records left unreviewed are kept as they were. Edits can also become preference pairs (the edited
+answer chosen over the original) in another data set, the way reviewed answers feed DPO.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,6 +45,16 @@ class AnnotationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decisions: list[Decision] = Field(min_length=1, description="One review per record reviewed.")
+    pairs_to: str | None = Field(None, description="Also store each edited answer as a preference pair (the edit "
+                                 "chosen over the original) in this data set, for DPO.")
+
+
+@dataclass(frozen=True)
+class AnnotationOutcome:
+    """The reviewed version, and the version of preference pairs made from the edits (when asked for)."""
+
+    reviewed: DataOutcome
+    pairs: DataOutcome | None = None
 
 
 def search_records(platform: Platform, ref: str, *, project: str, query: str = "", offset: int = 0,
@@ -59,13 +71,14 @@ def search_records(platform: Platform, ref: str, *, project: str, query: str = "
             "records": [{"index": i, "record": records[i]} for i in hits[offset:offset + limit]]}
 
 
-def annotate_data(platform: Platform, ref: str, request: AnnotationRequest, *, project: str) -> DataOutcome:
-    """Apply reviews to version ``ref`` and store the result as the next version of its data set.
+def annotate_data(platform: Platform, ref: str, request: AnnotationRequest, *, project: str) -> AnnotationOutcome:
+    """Apply reviews to version ``ref`` and store the result as the next version of its data set (and the
+    edits as preference pairs in ``request.pairs_to``).
 
     Raises:
-        ConfigError: An index out of range or reviewed twice, an edit of a format without answers, or a pick
-            on records that are not preference pairs.
-        DataError: Every record rejected (a version is never empty).
+        ConfigError: An index out of range or reviewed twice, an edit of a format without answers, a pick
+            on records that are not preference pairs, or pairs asked of a format without a prompt.
+        DataError: Every record rejected (a version is never empty), or pairs asked with no edit.
     """
     parent, records = records_of(platform, ref, project=project)
     by_index: dict[int, Decision] = {}
@@ -74,7 +87,8 @@ def annotate_data(platform: Platform, ref: str, request: AnnotationRequest, *, p
             raise ConfigError(f"decision for record {decision.index}: {ref} has {len(records)} records (0-based) "
                               "and each is reviewed once", field="decisions.index")
         by_index[decision.index] = decision
-    kept, counts = [], {"reviewed": len(by_index), "accepted": 0, "rejected": 0, "edited": 0, "swapped": 0}
+    kept, pairs = [], []
+    counts = {"reviewed": len(by_index), "accepted": 0, "rejected": 0, "edited": 0, "swapped": 0}
     for index, record in enumerate(records):
         decision = by_index.get(index)
         if decision is None:
@@ -84,10 +98,16 @@ def annotate_data(platform: Platform, ref: str, request: AnnotationRequest, *, p
         else:
             counts["accepted"] += 1
             kept.append(_reviewed(record, decision, fmt=parent.format, counts=counts))
-    version, created = store_version(platform.store, platform.artifacts, project=project, name=parent.name,
-                                     records=kept, fmt=parent.format, operation="annotate", parent=parent,
-                                     params={"source": parent.ref}, details=counts)
-    return DataOutcome(version, created)
+            if request.pairs_to and kept[-1] != record and parent.format != "preference":
+                pairs.append(_edit_pair(record, kept[-1], fmt=parent.format, index=index))
+    store = {"store": platform.store, "artifacts": platform.artifacts, "project": project, "operation": "annotate",
+             "parent": parent, "params": {"source": parent.ref}}
+    reviewed = DataOutcome(*store_version(**store, name=parent.name, records=kept, fmt=parent.format, details=counts))
+    if not request.pairs_to:
+        return AnnotationOutcome(reviewed)
+    paired = store_version(**store, name=request.pairs_to, records=pairs, fmt="preference",
+                           details={"pairs_from_edits": len(pairs)})
+    return AnnotationOutcome(reviewed, DataOutcome(*paired))
 
 
 def _reviewed(record: dict[str, Any], decision: Decision, *, fmt: str, counts: dict[str, int]) -> dict[str, Any]:
@@ -104,6 +124,22 @@ def _reviewed(record: dict[str, Any], decision: Decision, *, fmt: str, counts: d
         _set_answer(record, decision.answer, fmt=fmt, index=decision.index)
         counts["edited"] += 1
     return record
+
+
+def _edit_pair(original: dict[str, Any], edited: dict[str, Any], *, fmt: str, index: int) -> dict[str, Any]:
+    """``{prompt, chosen: the edit, rejected: the original answer}`` of an edited record."""
+    if fmt == "messages":
+        turns = original["messages"]
+        last = max(i for i, m in enumerate(turns) if m.get("role") == "assistant")
+        prompt: Any = [{"role": m["role"], "content": m["content"]} for m in turns[:last]]
+    elif fmt == "prompt_completion":
+        prompt = original["prompt"]
+    elif fmt == "alpaca":
+        prompt = "\n\n".join(p for p in (original["instruction"], original.get("input")) if p)
+    else:
+        raise ConfigError(f"record {index} is a {fmt} record: pairs from edits need messages, prompt/completion or "
+                          "instruction/output records", field="pairs_to", hint="save without pairs_to")
+    return {"prompt": prompt, "chosen": answer_of(edited, fmt=fmt), "rejected": answer_of(original, fmt=fmt)}
 
 
 def answer_of(record: dict[str, Any], *, fmt: str) -> str | None:

@@ -59,6 +59,8 @@ def search_records(ref: str, q: str = "", offset: int = Query(0, ge=0), limit: i
 
 @router.post("/data/{ref}/annotate")
 def annotate(ref: str, body: AnnotationRequest, platform: Platform = Plat, project: str = Proj) -> dict:
-    """Save reviews as the next version of the data set."""
+    """Save reviews as the next version of the data set (and edits as preference pairs in ``pairs_to``)."""
     outcome = annotation.annotate_data(platform, ref, body, project=project)
-    return {**version_view(outcome.version), "created": outcome.created}
+    pairs = outcome.pairs
+    return {**version_view(outcome.reviewed.version), "created": outcome.reviewed.created,
+            "pairs": None if pairs is None else {**version_view(pairs.version), "created": pairs.created}}

@@ -55,11 +55,16 @@ function decide(action, better) {
 
 async function save() {
   if (!state.decisions.size) return showError("Review at least one record first.");
-  const saved = await api(`/ui/api/data/${encodeURIComponent(ref)}/annotate`, { method: "POST", body: { decisions: [...state.decisions.values()] } });
+  const body = { decisions: [...state.decisions.values()] };
+  if ($("make-pairs").checked) body.pairs_to = $("pairs-to").value.trim();
+  const saved = await api(`/ui/api/data/${encodeURIComponent(ref)}/annotate`, { method: "POST", body });
+  const link = (version) => el("a", { href: `/ui/data/${encodeURIComponent(version.name)}` }, version.ref);
   const box = $("saved");
   box.hidden = false;
-  box.replaceChildren(el("p", { id: "new-version" }, `Saved ${saved.ref} (${saved.records} records, ${saved.created ? "new version" : "same content as an existing version"}): `,
-    JSON.stringify(saved.details)), el("a", { href: `/ui/data/${encodeURIComponent(saved.name)}` }, "See the data set's versions"));
+  box.replaceChildren(el("p", { id: "new-version" }, "Saved ", link(saved), ` (${saved.records} records, `,
+    saved.created ? "new version" : "same content as an existing version", "): ", JSON.stringify(saved.details)),
+  saved.pairs ? el("p", { id: "new-pairs" }, "Preference pairs from the edits: ", link(saved.pairs),
+    ` (${saved.pairs.records} pairs)`) : "");
   state.decisions.clear();
   show();
 }
@@ -68,6 +73,8 @@ start(async () => {
   const page = await api(`/ui/api/data/${encodeURIComponent(ref)}/records?limit=500`);
   state.records = page.records;
   state.format = page.format;
+  $("pairs-to").value = ref.split(/[:@]/)[0] + "-prefs";
+  $("make-pairs").closest("label").hidden = $("pairs-to").hidden = ["preference", "text", "classification"].includes(state.format);
   if (!state.records.length) return showError(`${ref} has no records.`);
   $("accept").addEventListener("click", () => decide("accept"));
   $("reject").addEventListener("click", () => decide("reject"));
