@@ -12,7 +12,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=HERE / "templates")
 NAV = [("jobs", "Jobs"), ("compare", "Compare"), ("studies", "Studies"), ("models", "Models"), ("data", "Datasets")]
 # Scripts only from this server, no inline script; frames and referrers off (the key never leaves the tab).
-HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
            "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
            "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 

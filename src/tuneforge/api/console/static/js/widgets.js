@@ -22,7 +22,7 @@ export function progressBar(progress) {
   if (!total) return step ? `step ${step}` : "";
   const percent = Math.min(100, Math.round((100 * step) / total));
   return el("span", { class: "progress", title: `${step}/${total}` },
-    el("span", { class: "bar", style: `width: ${percent}%` }), ` ${step}/${total}`);
+    el("span", { class: "bar", style: { width: `${percent}%` } }), ` ${step}/${total}`);
 }
 
 
