@@ -156,6 +156,8 @@ def test_compare_overlays_curves_and_gives_the_verdict_of_two_evaluations(page, 
     assert "exact_match" in overall.inner_text() and "adder:1" in overall.inner_text()
     assert page.locator("#verdict tbody tr").count() == 1
     shot(page, "compare")
+    page.locator("#metrics a", has_text=evaluations[0]).click()  # its job page: the report's scores
+    page.locator("#report tbody tr", has_text="exact_match").wait_for()
 
 
 def test_deploy_and_roll_back_an_alias(page, server, api):
@@ -173,7 +175,8 @@ def test_deploy_and_roll_back_an_alias(page, server, api):
     assert api.get("/api/v1/registry/models/adder@production").json()["version"] == 1
     assert page.locator("#moves tbody tr").first.inner_text().split("\t")[4] == "rollback"
     page.locator("#versions button[data-action=lineage]").first.click()
-    page.locator("#lineage", has_text="dataset_sha256").wait_for()
+    page.locator("#chain", has_text="data sha256").wait_for()
+    assert page.locator("#chain a").inner_text().endswith("(succeeded)")  # the job that trained it
     shot(page, "model")
     page.goto(f"{server.url}/ui/models")
     page.locator("#models tbody tr", has_text="production → 1").wait_for()

@@ -7,9 +7,16 @@ const mb = (bytes) => (bytes / 1e6).toFixed(1) + " MB";
 const scoreText = (scores) => Object.entries(scores || {}).map(([group, figures]) => `${group}: ` +
   Object.entries(figures).filter(([, v]) => typeof v === "number").map(([k, v]) => `${k} ${number(v)}`).join(", ")).join("; ");
 
+// version(s) -> job -> dataset sha256 -> base model, then the whole record (config included)
 async function lineage(version) {
+  const data = await api(`${base}:${version}/lineage`);
   $("lineage-of").textContent = `of ${name}:${version}`;
-  $("lineage").textContent = pretty(await api(`${base}:${version}/lineage`));
+  const steps = [...data.chain.map((v) => `${v.version} (${v.kind})`),
+    data.job ? el("a", { href: `/ui/jobs/${encodeURIComponent(data.job.id)}` }, `${data.job.id} (${data.job.status})`) : null,
+    data.dataset_sha256 ? `data sha256 ${data.dataset_sha256.slice(0, 12)}…` : null,
+    `base ${data.base_model_name || data.base_model}`].filter(Boolean);
+  $("chain").replaceChildren(...steps.flatMap((step, i) => (i ? [" → ", step] : [step])));
+  $("lineage").textContent = pretty(data);
 }
 
 async function act(request) {
