@@ -44,6 +44,23 @@ def file_id(api, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def adder_jobs(api, file_id) -> tuple[str, str]:
+    """Two fine-tuning jobs (registered as adder:1 and adder:2 once they succeed); the second is queued behind
+    the first when this returns. Tests that need them finished use ``adder``."""
+    first = train(api, file_id, seed=1)
+    wait_for(lambda: api.get(f"/ui/api/jobs/{first}").json()["job"]["status"] != "queued", what="a claim")
+    return first, train(api, file_id, seed=2)  # one worker slot: it waits
+
+
+@pytest.fixture(scope="module")
+def adder(api, adder_jobs) -> tuple[str, str]:
+    """The two jobs, succeeded and registered."""
+    assert [finished(api, j)["status"] for j in adder_jobs] == ["succeeded", "succeeded"]
+    wait_for(lambda: len(api.get("/api/v1/registry/models/adder").json().get("versions", [])) == 2, what="adder:2")
+    return adder_jobs
+
+
+@pytest.fixture(scope="module")
 def page(chromium, server):
     """A logged-in tab (the key typed into the login page, as a user does)."""
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
@@ -95,11 +112,9 @@ def test_login_is_required_and_a_wrong_key_is_refused(chromium, server):
     context.close()
 
 
-def test_a_job_goes_from_queued_to_succeeded_with_its_curves_drawn(page, api, file_id):
-    first = train(api, file_id, seed=1)
-    wait_for(lambda: api.get(f"/ui/api/jobs/{first}").json()["job"]["status"] != "queued", what="a claim")
-    second = train(api, file_id, seed=2)  # waits behind the first (one worker slot)
-    page.goto(page.url)  # the jobs page, polling
+def test_a_job_goes_from_queued_to_succeeded_with_its_curves_drawn(page, server, api, adder_jobs):
+    first, second = adder_jobs
+    page.goto(f"{server.url}/ui/jobs")  # polling
     status_of(page, second).filter(has_text="queued").wait_for(timeout=60_000)
     row = page.locator(f"tr:has(a:text-is('{second}'))")
     row.locator("td").nth(7).filter(has_text="1").wait_for()  # queue position
@@ -136,15 +151,13 @@ def test_pause_resume_and_cancel_from_the_jobs_page(page, server, api, file_id):
     assert finished(api, short_job)["status"] == "succeeded"
 
 
-def test_compare_overlays_curves_and_gives_the_verdict_of_two_evaluations(page, server, api, file_id):
-    trained = [j["id"] for j in api.get("/ui/api/jobs").json()["data"]
-               if j["kind"] == "train" and j["request"].get("suffix") == "adder"]
+def test_compare_overlays_curves_and_gives_the_verdict_of_two_evaluations(page, server, api, file_id, adder):
     suite = {"tasks": [{"data": file_id, "metrics": ["exact_match"], "max_new_tokens": 4, "limit": 6}],
              "latency_samples": 0}
     evaluations = [api.post("/api/v1/evaluations", json={"model": model, "suite": suite}).json()["id"]
                    for model in ("adder:1", "adder:2")]
     assert [finished(api, j)["status"] for j in evaluations] == ["succeeded", "succeeded"]
-    query = "&".join(f"job={j}" for j in [*trained, *evaluations])
+    query = "&".join(f"job={j}" for j in [*adder, *evaluations])
     page.goto(f"{server.url}/ui/compare?{query}")
     page.locator("#chart-loss canvas").wait_for()
     assert page.locator("#chart-loss").get_attribute("data-series") == "2"  # the two training runs
@@ -160,7 +173,7 @@ def test_compare_overlays_curves_and_gives_the_verdict_of_two_evaluations(page, 
     page.locator("#report tbody tr", has_text="exact_match").wait_for()
 
 
-def test_deploy_and_roll_back_an_alias(page, server, api):
+def test_deploy_and_roll_back_an_alias(page, server, api, adder):
     page.goto(f"{server.url}/ui/models")
     page.locator("#models a", has_text="adder").click()
     page.wait_for_url(re.compile("/ui/models/adder$"))
@@ -239,7 +252,7 @@ def test_picking_the_better_answer_of_a_pair_swaps_it(page, server, api, tmp_pat
     assert [(r["chosen"], r["rejected"]) for r in records] == [("1", "no idea"), ("no idea", "2"), ("no idea", "3")]
 
 
-def test_another_projects_jobs_are_not_visible(chromium, server, api):
+def test_another_projects_jobs_are_not_visible(chromium, server, api, adder_jobs):
     context = chromium.new_context()
     tab = context.new_page()
     tab.goto(f"{server.url}/ui/login")
@@ -247,8 +260,7 @@ def test_another_projects_jobs_are_not_visible(chromium, server, api):
     tab.click("button[type=submit]")
     tab.wait_for_url(re.compile(r"/ui/jobs$"))
     tab.locator("#empty").wait_for()
-    acme_job = api.get("/ui/api/jobs").json()["data"][0]["id"]
-    tab.goto(f"{server.url}/ui/jobs/{acme_job}")
+    tab.goto(f"{server.url}/ui/jobs/{adder_jobs[0]}")
     tab.locator("#error", has_text="no job").wait_for()
     assert tab.locator("#summary dl").count() == 0
     tab.goto(f"{server.url}/ui/studies")
