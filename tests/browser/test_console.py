@@ -148,6 +148,10 @@ def test_pause_resume_and_cancel_from_the_jobs_page(page, server, api, file_id):
     page.locator(f"tr:has(a:text-is('{long_job}')) button[data-action=cancel]").click()
     status_of(page, long_job).filter(has_text="cancelled").wait_for(timeout=60_000)
     assert api.get(f"/ui/api/jobs/{long_job}").json()["job"]["status"] == "cancelled"
+    page.select_option("#status", "cancelled")  # the filter leaves the cancelled job alone
+    page.locator("#jobs tbody tr").filter(has_text=short_job).wait_for(state="detached")
+    assert page.locator("#jobs tbody tr").count() == 1 and long_job in page.locator("#jobs tbody").inner_text()
+    page.select_option("#status", "")
     assert finished(api, short_job)["status"] == "succeeded"
 
 

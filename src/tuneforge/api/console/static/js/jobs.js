@@ -24,8 +24,18 @@ $("compare-selected").addEventListener("click", () => {
 start(async () => {
   const refresh = async () => {
     const page = await api("/ui/api/jobs");
-    fill($("jobs").querySelector("tbody"), page.data.map((job) => row(job, refresh)));
+    const kinds = [...new Set(page.data.map((job) => job.kind))].sort();
+    const listed = [...$("kind").options].slice(1).map((o) => o.value);
+    if (listed.join() !== kinds.join()) { // rebuilt only when a kind appears: an open list stays open
+      const picked = $("kind").value;
+      $("kind").replaceChildren(el("option", { value: "" }, "all"), ...kinds.map((k) => el("option", { value: k }, k)));
+      $("kind").value = kinds.includes(picked) ? picked : "";
+    }
+    const shown = page.data.filter((job) => (!$("kind").value || job.kind === $("kind").value)
+      && (!$("status").value || job.status === $("status").value));
+    fill($("jobs").querySelector("tbody"), shown.map((job) => row(job, refresh)));
     $("empty").hidden = page.data.length > 0;
   };
+  for (const id of ["kind", "status"]) $(id).addEventListener("change", refresh);
   poll(async () => { await refresh(); return false; });
 });
