@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from fixtures.platform import running_server, wait_for, write_chat
-from tuneforge.settings import Settings
+from fixtures.platform import running_server, tiny_server_settings, wait_for, write_chat
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -22,10 +21,7 @@ TRAIN = {"max_steps": 6, "batch_size": 4, "precision": "fp32", "logging_steps": 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model):
-    home = tmp_path_factory.mktemp("console")
-    settings = Settings(home=str(home), concurrency=1, poll_seconds=0.2, heartbeat_seconds=0.3, threads_per_job=1,
-                        base_models={"tiny-llama": str(tiny_model)})
-    with running_server(settings) as running:
+    with running_server(tiny_server_settings(tmp_path_factory.mktemp("console"), tiny_model)) as running:
         yield running
 
 
