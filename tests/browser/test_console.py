@@ -36,7 +36,8 @@ def api(server):
 def file_id(api, tmp_path_factory):
     data = write_chat(tmp_path_factory.mktemp("data") / "train.jsonl")
     with data.open("rb") as handle:
-        return api.post("/v1/files", files={"file": ("train.jsonl", handle)}, data={"purpose": "fine-tune"}).json()["id"]
+        upload = api.post("/v1/files", files={"file": ("train.jsonl", handle)}, data={"purpose": "fine-tune"})
+    return upload.json()["id"]
 
 
 @pytest.fixture(scope="module")

@@ -73,10 +73,12 @@ def test_edits_become_preference_pairs_that_load_for_dpo(platform, tmp_path):
         Decision(index=2, action="accept", answer="four"), Decision(index=3, action="reject")])
     outcome = annotation.annotate_data(platform, base.ref, request, project=P)
     pairs = outcome.pairs.version
-    assert (pairs.ref, pairs.format, pairs.operation, pairs.parent_id) == ("qa-prefs:1", "preference", "annotate", base.id)
+    assert (pairs.ref, pairs.format, pairs.operation) == ("qa-prefs:1", "preference", "annotate")
+    assert pairs.parent_id == base.id
     records = ds.records_of(platform, pairs.ref, project=P)[1]
-    assert records == [{"prompt": [{"role": "user", "content": "What is 0 plus 0?"}], "chosen": "nothing", "rejected": "0"},
-                       {"prompt": [{"role": "user", "content": "What is 2 plus 2?"}], "chosen": "four", "rejected": "4"}]
+    assert records == [
+        {"prompt": [{"role": "user", "content": "What is 0 plus 0?"}], "chosen": "nothing", "rejected": "0"},
+        {"prompt": [{"role": "user", "content": "What is 2 plus 2?"}], "chosen": "four", "rejected": "4"}]
     loaded = load_preference_pairs(materialize_data(platform, pairs.ref, project=P).path)
     assert loaded[1]["chosen"] == [{"role": "assistant", "content": "four"}]
 

@@ -53,12 +53,14 @@ def server(
     stale_after: float = STALE,
     threads_per_job: int = THREADS,
 ) -> None:
-    """Start the API (OpenAI-compatible /v1 and the native /api/v1) with an embedded worker pool."""
+    """Start the API (OpenAI-compatible /v1 and the native /api/v1) and the web console (/ui) with an embedded
+    worker pool."""
     from tuneforge.api.app import serve
 
     settings = _settings(database_url, home, concurrency, base_model, allow_local_paths, max_upload_mb, stale_after,
                          threads_per_job)
-    console.print(f"tuneforge server on http://{host}:{port} (docs: /docs), database {_safe(settings.database_url)}")
+    console.print(f"tuneforge server on http://{host}:{port} (web console: /ui, docs: /docs), "
+                  f"database {_safe(settings.database_url)}")
     serve(settings, host=host, port=port)
 
 
