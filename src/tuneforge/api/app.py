@@ -63,6 +63,9 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
         app.include_router(module.router)
     app.include_router(hpo_routes.router)
     app.include_router(hpo_routes.trials_router)
+    from tuneforge.api import console
+
+    console.install(app)  # the web console at /ui
     return app
 
 

@@ -75,7 +75,8 @@ def server(
     storage_quota_mb: float = typer.Option(0.0, help="MiB of files per project; over it: 413 (0: no quota)."),
     checkpoint_retention: int = typer.Option(3, help="Checkpoints an OpenAI-style job keeps (the newest N)."),
 ) -> None:
-    """Start the API (OpenAI-compatible /v1 and the native /api/v1) with an embedded worker pool."""
+    """Start the API (OpenAI-compatible /v1 and the native /api/v1) and the web console (/ui) with an embedded
+    worker pool."""
     from tuneforge.api.app import serve
 
     settings = _settings(database_url, home, concurrency, base_model, allow_local_paths, max_upload_mb, stale_after,
@@ -83,7 +84,8 @@ def server(
                          max_queued_jobs_per_project=max_queued_per_project,
                          max_running_jobs_per_project=max_running_per_project,
                          storage_quota_bytes=int(storage_quota_mb * 2**20), checkpoint_retention=checkpoint_retention)
-    console.print(f"tuneforge server on http://{host}:{port} (docs: /docs), database {_safe(settings.database_url)}")
+    console.print(f"tuneforge server on http://{host}:{port} (web console: /ui, docs: /docs), "
+                  f"database {_safe(settings.database_url)}")
     serve(settings, host=host, port=port)
 
 
