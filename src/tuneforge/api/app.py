@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from tuneforge.settings import Settings
 
+if TYPE_CHECKING:
+    from tuneforge.serving.config import ServingConfig
 
-def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI:
+
+def create_app(settings: Settings | None = None, *, workers: int = 1, serving: ServingConfig | None = None) -> FastAPI:
     """The tuneforge API.
 
     Args:
         settings: Database, home, limits and the embedded pool's concurrency (default: from the environment).
         workers: Embedded workers (each runs ``settings.concurrency`` jobs); 0 serves the API only.
+        serving: The inference server's engine, batching and served names (default: torch, load on first use).
     """
     from tuneforge import __version__
     from tuneforge.api import errors, operations
     from tuneforge.api.native import compressions, evaluations, fine_tuning
-    from tuneforge.api.openai import files, jobs, models
+    from tuneforge.api.openai import files, inference, jobs, models
     from tuneforge.settings import quiet_environment
 
     settings = settings or Settings.from_env()
@@ -31,7 +36,11 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
         from tuneforge.services.platform import open_platform
         from tuneforge.services.workers import start_workers
 
+        from tuneforge.services.serving import open_model_server, preload
+
         app.state.platform = open_platform(settings)
+        app.state.serving = open_model_server(serving)
+        preload(app.state.platform, app.state.serving)  # what 'tuneforge serve' names is ready before requests
         app.state.workers = start_workers(settings, count=workers if settings.concurrency else 0)
         try:
             yield
@@ -40,19 +49,21 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
                 worker.stop()
             for worker, thread in app.state.workers:
                 thread.join(timeout=30)
+            app.state.serving.close()
             app.state.platform.close()
 
     app = FastAPI(title="tuneforge", version=__version__, lifespan=lifespan,
                   description="Fine-tuning, evaluation and compression jobs on your own hardware: OpenAI-compatible "
                   "routes under /v1, the native API under /api/v1. Send 'Authorization: Bearer KEY'.")
     errors.install(app)
-    for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions):
+    for module in (operations, files, jobs, models, inference, fine_tuning, evaluations, compressions):
         app.include_router(module.router)
     return app
 
 
-def serve(settings: Settings, *, host: str, port: int) -> None:
-    """Run the API with its embedded workers under uvicorn until interrupted (``tuneforge server``)."""
+def serve(settings: Settings, *, host: str, port: int, workers: int = 1, serving: ServingConfig | None = None) -> None:
+    """Run the API with its embedded workers under uvicorn until interrupted (``tuneforge server`` and, with
+    ``workers=0`` and the models to serve, ``tuneforge serve``)."""
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings, workers=workers, serving=serving), host=host, port=port, log_level="info")

@@ -1,4 +1,5 @@
-"""``/health`` (no key needed) and Prometheus ``/metrics`` (queue depth, running jobs, outcomes, durations)."""
+"""``/health`` (no key needed) and Prometheus ``/metrics`` (queue depth, running jobs, outcomes, durations; the
+inference server's requests, latencies, tokens, batch sizes and loaded adapters)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def metrics(request: Request) -> Response:
 
     registry = CollectorRegistry()
     registry.register(JobCollector(request.app.state.platform))
+    if getattr(request.app.state, "serving", None) is not None:  # the inference server's figures
+        from tuneforge.api.inference_metrics import ServingCollector
+
+        registry.register(ServingCollector(request.app.state.serving))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

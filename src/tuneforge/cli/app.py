@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuneforge.cli import compression, evaluation, platform
+from tuneforge.cli import compression, evaluation, platform, serving
 from tuneforge.cli.interrupts import StopOnSignals
 from tuneforge.cli.render import ProgressRenderer, make_console, summary_table
 from tuneforge.config import METHODS
@@ -176,6 +176,7 @@ app.command("server")(platform.server)
 app.command("worker")(platform.worker)
 app.add_typer(platform.keys_app, name="keys")
 app.command("compress")(compression.compress_command)
+app.command("serve")(serving.serve)
 
 
 @config_app.command("validate")

@@ -1,0 +1,80 @@
+"""The engines by name, and the server's engines by base model (one copy of each base model)."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+from tuneforge.errors import ConfigError, MissingDependencyError, TuneforgeError
+from tuneforge.serving.config import ServingConfig
+from tuneforge.serving.engine import Engine
+from tuneforge.serving.stats import ServingStats
+
+# engine -> (import name, pip package, extra)
+OPTIONAL = {"llamacpp": ("llama_cpp", "llama-cpp-python", "llamacpp"), "vllm": ("vllm", "vllm", "vllm")}
+
+
+def check_engine(kind: str) -> None:
+    """Fail early when an engine cannot run here.
+
+    Raises:
+        MissingDependencyError: Its package is not installed (names the extra).
+        TuneforgeError: The engine is installed but tuneforge does not drive it yet (says what to run instead).
+    """
+    if kind == "torch":
+        return
+    module, package, extra = OPTIONAL[kind]
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(package, extra=extra, purpose=f"the {kind} engine (--engine {kind})")
+    command = ("vllm serve BASE_DIR --enable-lora --lora-modules NAME=ADAPTER_DIR" if kind == "vllm"
+               else "python -m llama_cpp.server --model MODEL.gguf --lora_path ADAPTER.gguf")
+    raise TuneforgeError(f"the {kind} engine is not wired into 'tuneforge serve' yet; use --engine torch",
+                         hint=f"or run {kind} directly, which is OpenAI-compatible too: {command}")
+
+
+class ModelServer:
+    """The engines of one server process, one per base model, created on first use.
+
+    Args:
+        config: Engine kind, batching and adapter cache.
+    """
+
+    def __init__(self, config: ServingConfig) -> None:
+        self.config = config
+        self.stats = ServingStats()
+        self.engines: dict[Path, Engine] = {}
+        self.lock = threading.Lock()
+
+    def engine(self, base: Path) -> Engine:
+        """The engine of base model ``base`` (loaded on first use; later calls share it)."""
+        with self.lock:
+            if base not in self.engines:
+                self.engines[base] = self._start(base)
+            return self.engines[base]
+
+    def loaded_adapters(self) -> dict[str, list[str]]:
+        """Base model folder -> its loaded adapter folders."""
+        return {str(base): engine.loaded_adapters() for base, engine in list(self.engines.items())}
+
+    def close(self) -> None:
+        """Stop every engine."""
+        with self.lock:
+            for engine in self.engines.values():
+                engine.close()
+            self.engines.clear()
+
+    def _start(self, base: Path) -> Engine:
+        from transformers import AutoConfig
+
+        check_engine(self.config.engine)
+        if getattr(AutoConfig.from_pretrained(base), "is_encoder_decoder", False):
+            raise ConfigError(f"{base} is an encoder-decoder model; the server generates with causal LMs only",
+                              field="model", hint="serve a decoder-only (causal) model")
+        if self.config.threads:
+            import torch
+
+            torch.set_num_threads(self.config.threads)
+        from tuneforge.serving.torch_engine import TorchEngine
+
+        return TorchEngine(base, config=self.config, stats=self.stats)
