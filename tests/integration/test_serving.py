@@ -82,7 +82,9 @@ def test_stream_joins_to_the_same_text(client):
 def test_async_clients_over_two_adapters_get_their_own_answers(server, client):
     alone = {m: answer(client, m).choices[0].message.content for m in ("tiny-llama", "tuned-a", "tuned-b")}
     assert len(set(alone.values())) == 3
-    before = _metric(server, "tuneforge_inference_batch_size_sum")
+    shared = lambda: _metric(server, "tuneforge_inference_batch_size_count") - _metric(  # noqa: E731
+        server, 'tuneforge_inference_batch_size_bucket{le="1.0"}')
+    before = shared()
 
     async def many():
         async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=server.keys["acme"]) as aclient:
@@ -91,9 +93,7 @@ def test_async_clients_over_two_adapters_get_their_own_answers(server, client):
 
     replies = asyncio.run(many())
     assert [r.choices[0].message.content for r in replies] == [alone[r.model] for r in replies]
-    batches = _metric(server, "tuneforge_inference_batch_size_count")
-    assert _metric(server, "tuneforge_inference_batch_size_sum") - before == 9
-    assert batches < 9 + 6  # the 9 concurrent requests shared batches (mixed adapters in one forward pass)
+    assert shared() > before  # the concurrent requests shared batches (mixed adapters in one forward pass)
     assert _metric(server, 'tuneforge_inference_loaded_adapters{') == 2
     assert _metric(server, 'tuneforge_inference_requests_total{model="tuned-a",status="ok"}') >= 4
 
@@ -123,29 +123,35 @@ def test_hot_swap_while_four_clients_stream(server, client, adapters):
     from tuneforge.services.platform import open_platform
     from tuneforge.storage.records import ModelRecord
 
-    texts, errors = [], []
+    texts, ends, errors = [], [], []
 
     def stream():
         try:
-            chunks = answer(client, "tuned-a", stream=True, max_tokens=40)
-            texts.append("".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
+            chunks = answer(client, "tuned-a", stream=True, max_tokens=200)
+            pieces = [c for c in chunks if c.choices]
+            texts.append(("".join(c.choices[0].delta.content or "" for c in pieces), pieces[-1].choices[0].finish_reason))
+            ends.append(time.monotonic())
         except Exception as exc:  # noqa: BLE001 - the assertion below lists them
             errors.append(exc)
 
     threads = [threading.Thread(target=stream) for _ in range(4)]
     for thread in threads:
         thread.start()
+    wait_for(lambda: _metric(server, "tuneforge_inference_batch_size_count") and _running(server) >= 4,
+             every=0.01, what="4 streams generating")
     platform = open_platform(server.settings)  # a new model appears (as when a job finishes or an alias moves)
     platform.store.add_model(ModelRecord(id="ft:tiny-llama:acme:swap:1", project="acme", job_id="ftjob-swap",
                                          base_model="tiny-llama", path=str(adapters[2])))
     platform.close()
-    time.sleep(0.05)
-    swapped = answer(client, "ft:tiny-llama:acme:swap:1").choices[0].message.content
+    swapped = answer(client, "ft:tiny-llama:acme:swap:1").choices[0].message.content  # loads lora-2 mid-batch
+    swapped_at = time.monotonic()
     for thread in threads:
         thread.join(timeout=60)
-    assert not errors and len(texts) == 4 and len(set(texts)) == 1
+    assert not errors and len(texts) == 4 and len(set(texts)) == 1 and texts[0][1] == "length"
+    assert swapped_at < min(ends)  # the new adapter loaded and answered while the 4 streams ran
     assert swapped != answer(client, "tuned-a").choices[0].message.content
-    assert answer(client, "ft:tiny-llama:acme:swap:1").choices[0].message.content == swapped
+    alone = answer(client, "ft:tiny-llama:acme:swap:1").choices[0].message.content
+    assert alone == swapped  # joining a running batch changed nothing in its answer
 
 
 @pytest.mark.parametrize(("extra", "param"), [
@@ -176,6 +182,11 @@ def test_unknown_model_and_context_errors(client):
     assert caught.value.code == "context_length_exceeded" and caught.value.body["param"] == "max_tokens"
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=client.base_url, api_key="tf-wrong", max_retries=0).models.list()
+
+
+def _running(server) -> float:
+    """Sequences generating now (the last batch size observed is not enough: read the engine's gauge)."""
+    return _metric(server, "tuneforge_inference_running_sequences")
 
 
 def _metric(server, prefix: str) -> float:

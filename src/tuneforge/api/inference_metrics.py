@@ -34,10 +34,13 @@ class ServingCollector:
                                           "Request start to first token", labels=["model"])
             for model, histogram in sorted(stats.first_token.items()):
                 first.add_metric([model], histogram.buckets(), histogram.total)
-            batches = HistogramMetricFamily("tuneforge_inference_batch_size", "Sequences per generated batch")
+            batches = HistogramMetricFamily("tuneforge_inference_batch_size", "Sequences generating together, each time a batch forms or grows")
             batches.add_metric([], stats.batch_sizes.buckets(), stats.batch_sizes.total)
         adapters = GaugeMetricFamily("tuneforge_inference_loaded_adapters", "Adapters loaded per base model",
                                      labels=["base_model"])
         for base, folders in sorted(self.server.loaded_adapters().items()):
             adapters.add_metric([base], len(folders))
+        running, waiting = self.server.activity()
+        yield GaugeMetricFamily("tuneforge_inference_running_sequences", "Sequences generating now", value=running)
+        yield GaugeMetricFamily("tuneforge_inference_waiting_requests", "Sequences waiting for a batch", value=waiting)
         yield from (requests, tokens, latency, first, batches, adapters)

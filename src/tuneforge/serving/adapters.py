@@ -34,8 +34,9 @@ class AdapterCache:
         self.names: OrderedDict[Path, str] = OrderedDict()
         self.loads = 0
 
-    def ensure(self, folders: set[Path]) -> dict[Path, str]:
-        """Load the ``folders`` not loaded yet (dropping the least recently used others); their PEFT names.
+    def ensure(self, folders: set[Path], *, keep: set[Path] | None = None) -> dict[Path, str]:
+        """Load the ``folders`` not loaded yet, then drop the least recently used others beyond the capacity
+        (never one of ``keep``: adapters of running sequences); their PEFT names.
 
         Raises:
             ConfigError: An adapter that mixed batches cannot serve (not LoRA, or DoRA).
@@ -45,7 +46,7 @@ class AdapterCache:
                 self.names.move_to_end(folder)
             else:
                 self._load(folder)
-        self._evict(keep=folders)
+        self._evict(keep=set(folders) | (keep or set()))
         return {folder: self.names[folder] for folder in folders}
 
     def adapter_names(self, folders: list[Path | None]) -> list[str] | None:

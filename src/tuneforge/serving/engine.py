@@ -117,5 +117,9 @@ class Engine(ABC):
         """The adapter folders loaded now (most recently used last)."""
 
     @abstractmethod
+    def activity(self) -> tuple[int, int]:
+        """``(sequences generating now, requests waiting)``."""
+
+    @abstractmethod
     def close(self) -> None:
         """Stop generating (requests in flight end with an error) and free the model."""

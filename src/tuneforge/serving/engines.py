@@ -57,6 +57,11 @@ class ModelServer:
         """Base model folder -> its loaded adapter folders."""
         return {str(base): engine.loaded_adapters() for base, engine in list(self.engines.items())}
 
+    def activity(self) -> tuple[int, int]:
+        """``(sequences generating, requests waiting)`` over every engine."""
+        counts = [engine.activity() for engine in list(self.engines.values())]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
     def close(self) -> None:
         """Stop every engine."""
         with self.lock:

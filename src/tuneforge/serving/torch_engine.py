@@ -13,7 +13,7 @@ from typing import Any
 from tuneforge.errors import TuneforgeError
 from tuneforge.serving.adapters import AdapterCache
 from tuneforge.serving.config import ServingConfig
-from tuneforge.serving.decode import generate_batch
+from tuneforge.serving.decode import RunningBatch
 from tuneforge.serving.engine import Delta, Engine, GenerationRequest, Stream
 from tuneforge.serving.stats import ServingStats
 
@@ -42,6 +42,7 @@ class TorchEngine(Engine):
         self.queue: queue.SimpleQueue[GenerationRequest | None] = queue.SimpleQueue()
         self.deferred: list[GenerationRequest] = []  # taken from the queue, left for a later batch
         self.closed = threading.Event()
+        self.running = 0  # sequences in the running batch
         self.thread = threading.Thread(target=self._run, name=f"tuneforge-engine-{base.name}", daemon=True)
         self.thread.start()
 
@@ -62,6 +63,9 @@ class TorchEngine(Engine):
     def loaded_adapters(self) -> list[str]:
         return self.cache.loaded()
 
+    def activity(self) -> tuple[int, int]:
+        return self.running, self.queue.qsize() + len(self.deferred)
+
     def close(self) -> None:
         self.closed.set()
         self.queue.put(None)
@@ -70,50 +74,67 @@ class TorchEngine(Engine):
     # --- the generation thread -----------------------------------------------------------------
     def _run(self) -> None:
         while not self.closed.is_set():
-            batch = self._next_batch()
-            if batch:
-                self._generate(batch)
+            running = RunningBatch(self.cache, self._tokenizer, end_ids=self.end_ids)
+            self._join(running, self._next_batch(running, block=True))
+            while running.rows and not self.closed.is_set():
+                self.running = len(running.rows)
+                self._step(running)
+                if running.rows and running.can_join() and len(running.rows) < self.config.max_batch:
+                    self._join(running, self._next_batch(running, block=False))  # continuous batching
+            self.running = 0
+            running.fail(TuneforgeError("the server is shutting down"))
         for request in self._drain():
             request.stream.put(Delta("", 0, "error", TuneforgeError("the server is shutting down")))
 
-    def _generate(self, batch: list[GenerationRequest]) -> None:
-        batch = self._load_adapters(batch)
-        if not batch:
-            return
-        self.stats.batch(len(batch))
+    def _step(self, running: RunningBatch) -> None:
         try:
-            names = self.cache.adapter_names([r.adapter for r in batch])
-            generate_batch(self.cache.model, self._tokenizer, batch, adapter_names=names, end_ids=self.end_ids)
+            running.step()
         except Exception as exc:  # a bug or out of memory: end the batch's requests, keep serving
             log.exception("generation failed")
-            for request in batch:
-                request.stream.put(Delta("", 0, "error", exc))
+            running.fail(exc)
 
-    def _load_adapters(self, batch: list[GenerationRequest]) -> list[GenerationRequest]:
-        """Load the batch's adapters; requests whose adapter fails to load end with that error."""
-        ready = []
-        for request in batch:
+    def _join(self, running: RunningBatch, requests: list[GenerationRequest]) -> None:
+        """Load the requests' adapters (between steps: no forward pass sees the model change) and prefill them."""
+        ready: list[GenerationRequest] = []
+        for request in requests:
             try:
                 if request.adapter is not None:
-                    self.cache.ensure({request.adapter})
+                    self.cache.ensure({request.adapter}, keep=running.folders | {r.adapter for r in ready if r.adapter})
                 ready.append(request)
-            except Exception as exc:
+            except Exception as exc:  # this adapter cannot load: its requests fail, the others go on
                 request.stream.put(Delta("", 0, "error", exc))
-        return ready
+        if not ready:
+            return
+        try:
+            running.add(ready)
+        except Exception as exc:
+            log.exception("prefill failed")
+            for request in ready:
+                request.stream.put(Delta("", 0, "error", exc))
+            return
+        self.stats.batch(len(running.rows))
 
-    def _next_batch(self) -> list[GenerationRequest]:
-        """Requests waiting now (up to max_batch); if fewer, wait up to the window for more.
+    def _next_batch(self, running: RunningBatch, *, block: bool) -> list[GenerationRequest]:
+        """Requests to add to ``running`` (up to max_batch in all).
 
-        A batch holds at most ``adapter_cache`` distinct adapters (so loading one never evicts another
-        that the batch uses); requests beyond that wait for the next batch, first in line.
+        ``block``: wait for a first request (0.2 s at most), then up to the window for more; else take only
+        what waits now. A batch holds at most ``adapter_cache`` distinct adapters (so loading one never evicts
+        another that runs); requests beyond that wait, first in line.
         """
         batch: list[GenerationRequest] = []
-        adapters: set[Path] = set()
+        adapters = running.folders
         pending, self.deferred = self.deferred, []
         deadline = time.monotonic() + self.config.batch_wait_ms / 1000
-        while len(batch) < self.config.max_batch:
+        while len(batch) + len(running.rows) < self.config.max_batch:
             if pending:
                 request: GenerationRequest | None = pending.pop(0)
+            elif not block:
+                try:
+                    request = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if request is None:
+                    break
             else:
                 wait = max(0.0, deadline - time.monotonic()) if batch else 0.2
                 try:
