@@ -9,6 +9,7 @@ moves to another version names another folder, which loads beside the old one.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -82,4 +83,6 @@ class AdapterCache:
             if len(self.names) <= self.capacity:
                 return
             if folder not in keep:
-                self.model.delete_adapter(self.names.pop(folder))
+                with warnings.catch_warnings():  # PEFT warns when the adapter it calls active goes: names are explicit
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.model.delete_adapter(self.names.pop(folder))

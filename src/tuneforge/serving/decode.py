@@ -53,6 +53,8 @@ class RunningBatch:
         import torch
 
         ids, mask = left_pad([r.prompt_ids for r in rows], pad_id=self.tokenizer.pad_token_id)  # [b, T]
+        device = next(self.adapters.model.parameters()).device
+        ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [b, T]
         with torch.inference_mode():
             out = self._forward(rows, input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
@@ -83,7 +85,7 @@ class RunningBatch:
                 if tracker.finish_reason is None and not row.stream.cancelled]
         if len(keep) < len(self.rows):
             self._select(keep)
-            tokens = tokens[torch.tensor(keep, dtype=torch.long)]
+            tokens = tokens[torch.tensor(keep, dtype=torch.long, device=tokens.device)]
         if not self.rows:
             return
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=-1)  # [B, L+1]
@@ -108,7 +110,7 @@ class RunningBatch:
         if not keep:
             self.cache = self.mask = self.positions = self.logits = None
             return
-        index = torch.tensor(keep, dtype=torch.long)
+        index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
         self.cache.batch_select_indices(index)
         self.mask, self.positions, self.logits = self.mask[index], self.positions[index], self.logits[index]
 

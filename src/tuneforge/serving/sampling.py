@@ -40,7 +40,7 @@ def next_tokens(logits: Any, params: list[SamplingParams], generators: list[Any]
     for row, (p, generator) in enumerate(zip(params, generators)):
         if p.greedy:
             continue
-        probs = torch.softmax(logits[row].float() / p.temperature, dim=-1)  # [V]
+        probs = torch.softmax(logits[row].float().cpu() / p.temperature, dim=-1)  # [V], where the generator is
         if p.top_p < 1.0:
             probs = top_p_filter(probs, p.top_p)
         chosen[row] = torch.multinomial(probs, 1, generator=generator)[0]

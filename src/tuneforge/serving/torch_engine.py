@@ -30,12 +30,16 @@ class TorchEngine(Engine):
     """
 
     def __init__(self, base: Path, *, config: ServingConfig, stats: ServingStats | None = None) -> None:
+        import torch
+
         from tuneforge.evaluation.generation import stop_ids
         from tuneforge.models.loading import load_causal_lm, load_tokenizer
 
         self.base, self.config, self.stats = base, config, stats or ServingStats()
         self._tokenizer = load_tokenizer(base, padding_side="left")
         model = load_causal_lm(base).eval()
+        if torch.cuda.is_available():  # one GPU when there is one (vLLM is the engine for more)
+            model.to("cuda")
         self.end_ids = set(stop_ids(model, self._tokenizer))
         self._context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self.cache = AdapterCache(model, capacity=config.adapter_cache)

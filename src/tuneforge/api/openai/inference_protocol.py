@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+
+def refuse(value: Any, info: ValidationInfo) -> Any:
+    """A field tuneforge accepts only when it asks for nothing (false, empty, absent)."""
+    if value:
+        raise ValueError(f"{info.field_name} is not supported by tuneforge's engines; leave it out")
+    return value
 
 
 class TextPart(BaseModel):
@@ -76,10 +83,8 @@ class SamplingFields(BaseModel):
 
     @field_validator("logprobs")
     @classmethod
-    def _no_logprobs(cls, value: Any) -> Any:
-        if value:
-            raise ValueError("logprobs are not supported yet")
-        return value
+    def _no_logprobs(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse(value, info)
 
     def sampling(self) -> dict[str, Any]:
         """temperature, top_p, stop and seed as the engine takes them."""
@@ -118,19 +123,10 @@ class CompletionRequest(SamplingFields):
     echo: bool = Field(False, description="Not supported (false).")
     suffix: str | None = Field(None, description="Not supported.")
 
-    @field_validator("echo")
+    @field_validator("echo", "suffix")
     @classmethod
-    def _no_echo(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("echo is not supported")
-        return value
-
-    @field_validator("suffix")
-    @classmethod
-    def _no_suffix(cls, value: str | None) -> str | None:
-        if value:
-            raise ValueError("suffix (insertion) is not supported")
-        return value
+    def _unsupported(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse(value, info)
 
     @property
     def prompts(self) -> list[str]:

@@ -162,6 +162,7 @@ def test_hot_swap_while_four_clients_stream(server, client, adapters):
     ({"presence_penalty": 0.5}, "presence_penalty"),
     ({"extra_body": {"best_of": 2}}, "best_of"),
     ({"max_tokens": 0}, "max_tokens"),
+    ({"logprobs": True}, "logprobs"),
 ])
 def test_bad_parameters_are_400_naming_the_field(client, extra, param):
     with pytest.raises(openai.BadRequestError) as caught:
@@ -192,3 +193,41 @@ def _running(server) -> float:
 def _metric(server, prefix: str) -> float:
     text = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.keys['acme']}"}).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_tuneforge_serve_command(tmp_path, tiny_model, adapters):
+    import os
+    import subprocess
+    import sys
+
+    from fixtures.postgres import free_port
+
+    env = {**os.environ, "TUNEFORGE_HOME": str(tmp_path)}
+    cli = [sys.executable, "-m", "tuneforge.cli.app"]
+    missing = subprocess.run([*cli, "serve", str(tiny_model), "--engine", "vllm"], capture_output=True, text=True,
+                             env=env, timeout=120)
+    assert missing.returncode == 1 and "pip install 'tuneforge[vllm]'" in missing.stderr
+    from tuneforge.services.platform import create_api_key, open_platform
+
+    platform = open_platform(Settings(home=str(tmp_path)))  # the database 'tuneforge serve' opens under its home
+    key = create_api_key(platform, project="team")
+    platform.close()
+    port = free_port()
+    process = subprocess.Popen([*cli, "serve", f"bot={adapters[0]}", "--port", str(port), "--max-batch", "4"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+
+        def up():
+            try:
+                return client.models.retrieve("bot")
+            except openai.APIConnectionError:
+                assert process.poll() is None, process.stderr.read()
+                return None
+
+        wait_for(up, timeout=120, every=0.3, what="tuneforge serve")
+        reply = client.chat.completions.create(model="bot", messages=ASK, **GREEDY)
+        assert reply.model == "bot" and reply.choices[0].message.content
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
