@@ -61,6 +61,8 @@ def test_sync_chat_completion_and_models(client, tiny_model, settings):
     assert {"tiny-llama", "tuned-a", "tuned-b"} <= set(ids) and client.models.retrieve("tuned-a").id == "tuned-a"
     text = client.completions.create(model="tuned-b", prompt="name=Maria", temperature=0, max_tokens=5, n=2)
     assert text.object == "text_completion" and len(text.choices) == 2 and text.choices[0].text == text.choices[1].text
+    streamed = client.completions.create(model="tuned-b", prompt="name=Maria", temperature=0, max_tokens=5, stream=True)
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == text.choices[0].text
 
 
 def test_stream_joins_to_the_same_text(client):

@@ -158,11 +158,11 @@ def _encode(engine: Engine, *, messages: list[dict[str, Any]] | None, prompts: l
         from tuneforge.data.tokenize import render_prompt
 
         try:
-            text = render_prompt(messages, tokenizer)
+            text = render_prompt(messages, tokenizer)  # jinja only: no tokenizer state is touched
         except Exception as exc:  # the template raises on roles or orders it does not support
             raise request_error(f"the model's chat template rejects these messages: {exc}", param="messages") from exc
-        return [tokenizer(text, add_special_tokens=False)["input_ids"]]
-    return [tokenizer(prompt)["input_ids"] for prompt in prompts or [""]]
+        return [engine.encode(text, add_special_tokens=False)]
+    return [engine.encode(prompt, add_special_tokens=True) for prompt in prompts or [""]]
 
 
 def _max_tokens(engine: Engine, *, prompt: int, requested: int | None, default: int, param: str) -> int:

@@ -9,6 +9,7 @@ moves to another version names another folder, which loads beside the old one.
 from __future__ import annotations
 
 import hashlib
+import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -34,6 +35,7 @@ class AdapterCache:
         self.capacity = capacity
         self.names: OrderedDict[Path, str] = OrderedDict()
         self.loads = 0
+        self.lock = threading.Lock()  # /metrics reads the names from another thread
 
     def ensure(self, folders: set[Path], *, keep: set[Path] | None = None) -> dict[Path, str]:
         """Load the ``folders`` not loaded yet, then drop the least recently used others beyond the capacity
@@ -44,7 +46,8 @@ class AdapterCache:
         """
         for folder in folders:
             if folder in self.names:
-                self.names.move_to_end(folder)
+                with self.lock:
+                    self.names.move_to_end(folder)
             else:
                 self._load(folder)
         self._evict(keep=set(folders) | (keep or set()))
@@ -58,7 +61,8 @@ class AdapterCache:
 
     def loaded(self) -> list[str]:
         """Loaded adapter folders, least recently used first."""
-        return [str(folder) for folder in self.names]
+        with self.lock:
+            return [str(folder) for folder in self.names]
 
     def _load(self, folder: Path) -> None:
         from peft import PeftConfig, PeftModel, PeftType
@@ -75,7 +79,8 @@ class AdapterCache:
         else:
             self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=name)
         self.model.eval()
-        self.names[folder] = name
+        with self.lock:
+            self.names[folder] = name
         self.loads += 1
 
     def _evict(self, *, keep: set[Path]) -> None:
@@ -85,4 +90,6 @@ class AdapterCache:
             if folder not in keep:
                 with warnings.catch_warnings():  # PEFT warns when the adapter it calls active goes: names are explicit
                     warnings.simplefilter("ignore", UserWarning)
-                    self.model.delete_adapter(self.names.pop(folder))
+                    with self.lock:
+                        name = self.names.pop(folder)
+                    self.model.delete_adapter(name)

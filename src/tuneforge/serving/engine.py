@@ -101,7 +101,11 @@ class Engine(ABC):
     @property
     @abstractmethod
     def tokenizer(self) -> Any:
-        """The base model's tokenizer (chat template, encode, decode)."""
+        """The base model's tokenizer, for its chat template (encode with :meth:`encode`)."""
+
+    @abstractmethod
+    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        """Token ids of ``text`` (safe to call from any thread)."""
 
     @property
     @abstractmethod

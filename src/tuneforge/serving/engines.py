@@ -45,10 +45,16 @@ class ModelServer:
         self.stats = ServingStats()
         self.engines: dict[Path, Engine] = {}
         self.lock = threading.Lock()
+        self.loading: dict[Path, threading.Lock] = {}  # one per base: loading one never blocks the others
 
     def engine(self, base: Path) -> Engine:
         """The engine of base model ``base`` (loaded on first use; later calls share it)."""
+        engine = self.engines.get(base)
+        if engine is not None:
+            return engine
         with self.lock:
+            loading = self.loading.setdefault(base, threading.Lock())
+        with loading:
             if base not in self.engines:
                 self.engines[base] = self._start(base)
             return self.engines[base]

@@ -37,10 +37,15 @@ class TorchEngine(Engine):
 
         self.base, self.config, self.stats = base, config, stats or ServingStats()
         self._tokenizer = load_tokenizer(base, padding_side="left")
+        # a fast tokenizer is not safe to share between threads ("Already borrowed"): request threads encode
+        # with this one under a lock, the generation thread decodes with its own copy
+        self.encode_lock = threading.Lock()
+        decoder = load_tokenizer(base, padding_side="left")
         model = load_causal_lm(base).eval()
         if torch.cuda.is_available():  # one GPU when there is one (vLLM is the engine for more)
             model.to("cuda")
         self.end_ids = set(stop_ids(model, self._tokenizer))
+        self.decoder = decoder
         self._context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self.cache = AdapterCache(model, capacity=config.adapter_cache)
         self.queue: queue.SimpleQueue[GenerationRequest | None] = queue.SimpleQueue()
@@ -53,6 +58,10 @@ class TorchEngine(Engine):
     @property
     def tokenizer(self) -> Any:
         return self._tokenizer
+
+    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        with self.encode_lock:
+            return self._tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
 
     @property
     def context_length(self) -> int:
@@ -78,7 +87,7 @@ class TorchEngine(Engine):
     # --- the generation thread -----------------------------------------------------------------
     def _run(self) -> None:
         while not self.closed.is_set():
-            running = RunningBatch(self.cache, self._tokenizer, end_ids=self.end_ids)
+            running = RunningBatch(self.cache, self.decoder, end_ids=self.end_ids)
             self._join(running, self._next_batch(running, block=True))
             while running.rows and not self.closed.is_set():
                 self.running = len(running.rows)
