@@ -106,3 +106,22 @@ def test_adapter_cache_of_one_serves_two_adapters_in_turn(tiny_model, adapters):
         assert engine.loaded_adapters() == [str(adapters[1])] and engine.cache.loads == loads + 2
     finally:
         engine.close()
+
+
+def test_a_cancelled_sequence_leaves_the_batch(tiny_model):
+    import time
+
+    from tuneforge.serving.torch_engine import TorchEngine
+
+    engine = TorchEngine(tiny_model, config=ServingConfig(batch_wait_ms=0))
+    try:
+        stream = engine.submit(GenerationRequest([5, 6, 7], SamplingParams(max_tokens=240, temperature=0)))
+        next(iter(stream))
+        stream.cancel()  # what the API does when the client hangs up
+        deadline = time.monotonic() + 30
+        while engine.activity() != (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.activity() == (0, 0) and stream.sync_queue.qsize() < 200  # stopped long before 240 tokens
+        assert texts([engine.submit(GenerationRequest([5, 6], SamplingParams(max_tokens=3, temperature=0)))])
+    finally:
+        engine.close()

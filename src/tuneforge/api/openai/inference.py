@@ -112,7 +112,7 @@ async def completion_chunks(generation: Generation, *, include_usage: bool) -> A
 async def _pieces(generation: Generation, *, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
     """Deltas as ``{index, text, finish_reason}``, a ``{usage}`` last when asked; an error as OpenAI's event."""
     tokens = [0] * len(generation.streams)
-    status = "error"
+    status = "cancelled"  # unless it ends: the client went away (the engine then drops its sequences)
     try:
         async for index, delta in serving.deltas(generation):
             tokens[index] = delta.tokens
@@ -122,8 +122,10 @@ async def _pieces(generation: Generation, *, include_usage: bool) -> AsyncIterat
             choices = [Choice(tokens=t) for t in tokens]
             yield {"usage": _usage(generation, choices)}
     except TuneforgeError as exc:  # after the headers: the error travels as an event, as OpenAI sends it
+        status = "error"
         yield {"error": _error_body(exc)}
     except Exception:  # noqa: BLE001 - a bug: logged by the engine; the client gets a server error event
+        status = "error"
         yield {"error": {"message": "internal server error", "type": "server_error", "param": None, "code": None}}
     finally:
         serving.record_request(generation, status=status, tokens=sum(tokens))
