@@ -34,9 +34,8 @@ def create_app(settings: Settings | None = None, *, workers: int = 1, serving: S
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from tuneforge.services.platform import open_platform
-        from tuneforge.services.workers import start_workers
-
         from tuneforge.services.serving import open_model_server, preload
+        from tuneforge.services.workers import start_workers
 
         app.state.platform = open_platform(settings)
         app.state.serving = open_model_server(serving)

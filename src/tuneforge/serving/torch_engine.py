@@ -40,12 +40,11 @@ class TorchEngine(Engine):
         # a fast tokenizer is not safe to share between threads ("Already borrowed"): request threads encode
         # with this one under a lock, the generation thread decodes with its own copy
         self.encode_lock = threading.Lock()
-        decoder = load_tokenizer(base, padding_side="left")
+        self.decoder = load_tokenizer(base, padding_side="left")
         model = load_causal_lm(base).eval()
         if torch.cuda.is_available():  # one GPU when there is one (vLLM is the engine for more)
             model.to("cuda")
         self.end_ids = set(stop_ids(model, self._tokenizer))
-        self.decoder = decoder
         self._context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self.cache = AdapterCache(model, capacity=config.adapter_cache)
         self.queue: queue.SimpleQueue[GenerationRequest | None] = queue.SimpleQueue()
