@@ -78,10 +78,15 @@ class ModelServer:
     def _start(self, base: Path) -> Engine:
         from transformers import AutoConfig
 
+        from tuneforge.models.architectures import architecture_for
+
         check_engine(self.config.engine)
-        if getattr(AutoConfig.from_pretrained(base), "is_encoder_decoder", False):
-            raise ConfigError(f"{base} is an encoder-decoder model; the server generates with causal LMs only",
-                              field="model", hint="serve a decoder-only (causal) model")
+        config = AutoConfig.from_pretrained(base)
+        architecture = architecture_for(config.model_type)
+        kind = architecture.kind if architecture else ("encoder-decoder" if config.is_encoder_decoder else "decoder")
+        if kind != "decoder":
+            raise ConfigError(f"{base} is an {kind} model ({config.model_type}); the server generates text with "
+                              "decoder-only (causal) models", field="model", hint="serve a causal language model")
         if self.config.threads:
             import torch
 
