@@ -52,14 +52,20 @@ def server(
     max_upload_mb: float = typer.Option(512.0, help="Largest accepted upload in MiB (larger: 413)."),
     stale_after: float = STALE,
     threads_per_job: int = THREADS,
+    max_batch: int = typer.Option(16, help="Inference: most sequences generated together."),
+    adapter_cache: int = typer.Option(8, help="Inference: adapters kept loaded per base model (LRU)."),
 ) -> None:
-    """Start the API (OpenAI-compatible /v1 and the native /api/v1) with an embedded worker pool."""
+    """Start the API (OpenAI-compatible /v1 and the native /api/v1) with an embedded worker pool; the ft: models of
+    finished jobs answer /v1/chat/completions and /v1/completions."""
     from tuneforge.api.app import serve
+    from tuneforge.config import validate_config
+    from tuneforge.serving.config import ServingConfig
 
     settings = _settings(database_url, home, concurrency, base_model, allow_local_paths, max_upload_mb, stale_after,
                          threads_per_job)
+    serving = validate_config({"max_batch": max_batch, "adapter_cache": adapter_cache}, ServingConfig)
     console.print(f"tuneforge server on http://{host}:{port} (docs: /docs), database {_safe(settings.database_url)}")
-    serve(settings, host=host, port=port)
+    serve(settings, host=host, port=port, serving=serving)
 
 
 def worker(
