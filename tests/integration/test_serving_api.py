@@ -183,6 +183,9 @@ def test_unknown_model_and_context_errors(client):
     with pytest.raises(openai.BadRequestError) as caught:
         answer(client, "tiny-llama", max_tokens=10_000)
     assert caught.value.code == "context_length_exceeded" and caught.value.body["param"] == "max_tokens"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model="tiny-llama", prompt="", max_tokens=2)
+    assert caught.value.body["param"] == "prompt"
     with pytest.raises(openai.BadRequestError) as caught:  # a builtin encoder (BERT) cannot generate
         answer(client, "minilm-l6")
     assert caught.value.body["param"] == "model" and "encoder" in caught.value.message

@@ -133,6 +133,7 @@ def start_generation(platform: Platform, server: ModelServer, *, project: str, m
         NotFoundError: Unknown model (``model_not_found``).
         ConfigError: The prompt and max_tokens do not fit the context (``context_length_exceeded``).
     """
+    started = time.perf_counter()
     target = resolve_served_model(platform, model, project=project, served=server.config.models)
     engine = server.engine(target.base)
     encoded = _encode(engine, messages=messages, prompts=prompts)
@@ -149,7 +150,7 @@ def start_generation(platform: Platform, server: ModelServer, *, project: str, m
             streams.append(engine.submit(request))
     prefix = "chatcmpl" if messages is not None else "cmpl"
     return Generation(id=f"{prefix}-{uuid.uuid4().hex[:24]}", model=model, created=int(time.time()),
-                      prompt_tokens=sum(len(ids) for ids in encoded), streams=streams, server=server)
+                      prompt_tokens=sum(len(ids) for ids in encoded), streams=streams, server=server, started=started)
 
 
 def _encode(engine: Engine, *, messages: list[dict[str, Any]] | None, prompts: list[str] | None) -> list[list[int]]:
@@ -167,6 +168,8 @@ def _encode(engine: Engine, *, messages: list[dict[str, Any]] | None, prompts: l
 
 def _max_tokens(engine: Engine, *, prompt: int, requested: int | None, default: int, param: str) -> int:
     context = engine.context_length
+    if not prompt:
+        raise request_error(f"the {param} is empty: give at least one token", param=param)
     if prompt >= context or (requested is not None and prompt + requested > context):
         asked = prompt + (requested or 0)
         raise request_error(

@@ -42,7 +42,6 @@ class Stream:
         self.loop = loop
         self.sync_queue: queue.SimpleQueue[Delta] = queue.SimpleQueue()
         self.async_queue: asyncio.Queue[Delta] | None = asyncio.Queue() if loop is not None else None
-        self.started = time.perf_counter()
         self.first_token_at: float | None = None
         self.cancelled = False  # the reader went away: the engine stops generating this sequence
 
