@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from tuneforge.settings import Settings
 
+if TYPE_CHECKING:
+    from tuneforge.serving.config import ServingConfig
 
-def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI:
+
+def create_app(settings: Settings | None = None, *, workers: int = 1, serving: ServingConfig | None = None) -> FastAPI:
     """The tuneforge API.
 
     Args:
         settings: Database, home, limits and the embedded pool's concurrency (default: from the environment).
         workers: Embedded workers (each runs ``settings.concurrency`` jobs); 0 serves the API only.
+        serving: The inference server's engine, batching and served names (default: torch, load on first use).
     """
     from tuneforge import __version__
     from tuneforge.api import errors, operations
@@ -23,7 +28,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
     from tuneforge.api.native import data as native_data
     from tuneforge.api.native import hpo as hpo_routes
     from tuneforge.api.native import admin
-    from tuneforge.api.openai import files, jobs, models
+    from tuneforge.api.openai import files, inference, jobs, models
     from tuneforge.api.redact import RedactPaths
     from tuneforge.settings import quiet_environment
 
@@ -37,10 +42,13 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
         from tuneforge.services.alerts import start_platform_monitor
         from tuneforge.services.disk import remove_stale_uploads
         from tuneforge.services.platform import open_platform
+        from tuneforge.services.serving import open_model_server, preload
         from tuneforge.services.workers import start_workers
 
         app.state.platform = open_platform(settings)
         remove_stale_uploads(app.state.platform)  # what a crash left half-received
+        app.state.serving = open_model_server(serving)
+        preload(app.state.platform, app.state.serving)  # what 'tuneforge serve' names is ready before requests
         app.state.workers = start_workers(settings, count=workers if settings.concurrency else 0)
         monitor_stop = threading.Event()  # the platform checks (stalled jobs, free disk): services.alerts
         start_platform_monitor(app.state.platform.store, settings, stop=monitor_stop)
@@ -52,6 +60,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
                 worker.stop()
             for worker, thread in app.state.workers:
                 thread.join(timeout=30)
+            app.state.serving.close()
             app.state.platform.close()
 
     app = FastAPI(title="tuneforge", version=__version__, lifespan=lifespan,
@@ -59,7 +68,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
                   "routes under /v1, the native API under /api/v1. Send 'Authorization: Bearer KEY'.")
     errors.install(app)
     app.add_middleware(RedactPaths, settings=settings)  # the server's paths never reach a client
-    for module in (operations, files, jobs, models, fine_tuning, evaluations, compressions, admin, registry, native_data):
+    for module in (operations, files, jobs, models, inference, fine_tuning, evaluations, compressions, admin, registry, native_data):
         app.include_router(module.router)
     app.include_router(hpo_routes.router)
     app.include_router(hpo_routes.trials_router)
@@ -69,8 +78,9 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> FastAPI
     return app
 
 
-def serve(settings: Settings, *, host: str, port: int) -> None:
-    """Run the API with its embedded workers under uvicorn until interrupted (``tuneforge server``)."""
+def serve(settings: Settings, *, host: str, port: int, workers: int = 1, serving: ServingConfig | None = None) -> None:
+    """Run the API with its embedded workers under uvicorn until interrupted (``tuneforge server`` and, with
+    ``workers=0`` and the models to serve, ``tuneforge serve``)."""
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings, workers=workers, serving=serving), host=host, port=port, log_level="info")

@@ -1,5 +1,6 @@
 """``/health`` (no key needed) and Prometheus ``/metrics`` (queue depth, running jobs, outcomes, durations; alerts,
-heartbeat age and free disk from ``monitoring.collectors``)."""
+heartbeat age and free disk from ``monitoring.collectors``; with the admin key, the inference server's requests,
+latencies, tokens, batch sizes and loaded adapters)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ def metrics(request: Request, key: ApiKeyRecord = Depends(deps.api_key)) -> Resp
     registry.register(JobCollector(request.app.state.platform, project=None if key.is_admin else key.project))
     registry.register(AlertCollector(request.app.state.platform.store, home=request.app.state.platform.settings.home_dir,
                                      project=None if key.is_admin else key.project))
+    if key.is_admin and getattr(request.app.state, "serving", None) is not None:  # model names of every project
+        from tuneforge.api.inference_metrics import ServingCollector
+
+        registry.register(ServingCollector(request.app.state.serving))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuneforge.cli import compression, evaluation, platform, registry, runs
+from tuneforge.cli import compression, evaluation, platform, registry, runs, serving
 from tuneforge.cli import hpo as hpo_cli
 from tuneforge.cli.data import data_app
 from tuneforge.cli.interrupts import StopOnSignals
@@ -219,6 +219,7 @@ app.command("compress")(compression.compress_command)
 app.add_typer(registry.registry_app, name="registry")
 app.add_typer(data_app, name="data")
 app.add_typer(hpo_cli.tune_app, name="tune")
+app.command("serve")(serving.serve)
 
 
 @config_app.command("validate")

@@ -74,10 +74,15 @@ def server(
     max_running_per_project: int = RUNNING_LIMIT,
     storage_quota_mb: float = typer.Option(0.0, help="MiB of files per project; over it: 413 (0: no quota)."),
     checkpoint_retention: int = typer.Option(3, help="Checkpoints an OpenAI-style job keeps (the newest N)."),
+    max_batch: int = typer.Option(16, help="Inference: most sequences generated together."),
+    adapter_cache: int = typer.Option(8, help="Inference: adapters kept loaded per base model (LRU)."),
 ) -> None:
     """Start the API (OpenAI-compatible /v1 and the native /api/v1) and the web console (/ui) with an embedded
-    worker pool."""
+    worker pool; the ft: models of finished jobs (and registered versions) answer /v1/chat/completions and
+    /v1/completions."""
     from tuneforge.api.app import serve
+    from tuneforge.config import validate_config
+    from tuneforge.serving.config import ServingConfig
 
     settings = _settings(database_url, home, concurrency, base_model, allow_local_paths, max_upload_mb, stale_after,
                          threads_per_job, max_priority=max_priority, priority_caps=_caps(priority_cap),
@@ -86,7 +91,8 @@ def server(
                          storage_quota_bytes=int(storage_quota_mb * 2**20), checkpoint_retention=checkpoint_retention)
     console.print(f"tuneforge server on http://{host}:{port} (web console: /ui, docs: /docs), "
                   f"database {_safe(settings.database_url)}")
-    serve(settings, host=host, port=port)
+    serving = validate_config({"max_batch": max_batch, "adapter_cache": adapter_cache}, ServingConfig)
+    serve(settings, host=host, port=port, serving=serving)
 
 
 def worker(

@@ -1,0 +1,151 @@
+"""Inference server figures for SmolLM2-135M on this CPU (2 torch threads), through the openai SDK on a real
+uvicorn server: time to first token and decode speed for one client; requests/s and latency for 16 concurrent
+clients over 1 and over 4 LoRA adapters (random weights, rank 8), against the same requests sent one by one.
+
+    PYTHONPATH=src python benchmarks/serving.py [--threads 2] [--clients 16] [--max-tokens 32] [--rounds 2]
+
+The adapters are made with random weights (speed does not depend on what they learned); answers run to
+max_tokens unless the model ends its turn first, so throughput is also given in tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PROMPT = ("Extract name, age, city and job from the text as key=value pairs separated by semicolons. Text: "
+          "Maria Lopez is a 34 year old teacher who has lived in Lisbon since she finished her studies; before "
+          "that she spent six years in Porto and two in Madrid, where she taught history and geography at a "
+          "small secondary school near the river, and she now also writes a weekly column about education.")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), interpolated."""
+    ordered = sorted(values)
+    index = (len(ordered) - 1) * q / 100
+    low = int(index)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
+
+
+def ask(client, model: str, max_tokens: int) -> tuple[float, int]:
+    """One non-streaming greedy request: (seconds, completion tokens)."""
+    started = time.perf_counter()
+    reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPT}],
+                                           temperature=0, max_tokens=max_tokens)
+    return time.perf_counter() - started, reply.usage.completion_tokens
+
+
+def one_client(client, model: str, *, repeats: int, max_tokens: int) -> dict[str, float]:
+    """Streamed requests one at a time: TTFT and decode tokens/s (after the first token)."""
+    firsts, speeds = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        first = None
+        chunks = client.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPT}],
+                                                temperature=0, max_tokens=max_tokens, stream=True,
+                                                stream_options={"include_usage": True})
+        tokens = 0
+        for chunk in chunks:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter()
+            if chunk.usage:
+                tokens = chunk.usage.completion_tokens
+        end = time.perf_counter()
+        firsts.append((first or end) - started)
+        if first and tokens > 1:
+            speeds.append((tokens - 1) / (end - first))
+    return {"ttft_p50": percentile(firsts, 50), "ttft_p95": percentile(firsts, 95),
+            "decode_tok_s": statistics.mean(speeds) if speeds else 0.0}
+
+
+def load(client, models: list[str], *, clients: int, rounds: int, max_tokens: int) -> dict[str, float]:
+    """``clients`` threads, each sending ``rounds`` requests back to back, spread over ``models``."""
+    latencies, tokens, lock = [], [], threading.Lock()
+
+    def worker(index: int) -> None:
+        for _ in range(rounds):
+            seconds, count = ask(client, models[index % len(models)], max_tokens)
+            with lock:
+                latencies.append(seconds)
+                tokens.append(count)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {"req_s": len(latencies) / wall, "tok_s": sum(tokens) / wall, "p50": percentile(latencies, 50),
+            "p95": percentile(latencies, 95)}
+
+
+def sequential(client, model: str, *, count: int, max_tokens: int) -> dict[str, float]:
+    """The same requests, one after another."""
+    started = time.perf_counter()
+    results = [ask(client, model, max_tokens) for _ in range(count)]
+    wall = time.perf_counter() - started
+    latencies = [s for s, _ in results]
+    return {"req_s": count / wall, "tok_s": sum(t for _, t in results) / wall, "p50": percentile(latencies, 50),
+            "p95": percentile(latencies, 95)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=10, help="Streamed requests of the one-client figures.")
+    args = parser.parse_args()
+
+    import openai
+    import torch
+
+    from fixtures.platform import running_server
+    from fixtures.serving import make_lora_adapter
+    from tuneforge.models.resolve import resolve_model
+    from tuneforge.serving.config import ServingConfig
+    from tuneforge.settings import Settings
+
+    torch.set_num_threads(args.threads)
+    home = Path(tempfile.mkdtemp(prefix="tuneforge-serving-bench-"))
+    settings = Settings(home=str(home), concurrency=0)
+    base = resolve_model("smollm2-135m", cache_dir=Settings.from_env().model_cache_dir).path
+    adapters = {f"lora-{i}": str(make_lora_adapter(base, home / f"lora-{i}", seed=i, rank=8)) for i in range(4)}
+    config = ServingConfig(models={"smollm2": str(base), **adapters}, max_batch=args.clients, threads=args.threads)
+    with running_server(settings, workers=0, serving=config) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.keys["acme"], max_retries=0,
+                               timeout=600)
+        prompt_tokens = client.chat.completions.create(model="lora-0", messages=[{"role": "user", "content": PROMPT}],
+                                                       max_tokens=1).usage.prompt_tokens  # warm: loads lora-0
+        for name in adapters:
+            ask(client, name, 2)
+        single = one_client(client, "lora-0", repeats=args.repeats, max_tokens=64)
+        count = args.clients * args.rounds
+        alone = sequential(client, "lora-0", count=count, max_tokens=args.max_tokens)
+        one = load(client, ["lora-0"], clients=args.clients, rounds=args.rounds, max_tokens=args.max_tokens)
+        four = load(client, list(adapters), clients=args.clients, rounds=args.rounds, max_tokens=args.max_tokens)
+    print(f"SmolLM2-135M + LoRA (torch engine, {args.threads} threads, fp32), prompt {prompt_tokens} tokens")
+    print(f"one client, streamed (64 tokens): TTFT p50 {single['ttft_p50'] * 1000:.0f} ms, "
+          f"p95 {single['ttft_p95'] * 1000:.0f} ms; decode {single['decode_tok_s']:.1f} tokens/s")
+    print(f"{'':34} {'req/s':>7} {'tok/s':>7} {'p50 s':>7} {'p95 s':>7} {'x seq':>6}")
+    for label, row in ((f"sequential, {count} requests", alone), (f"{args.clients} clients, 1 adapter", one),
+                       (f"{args.clients} clients, 4 adapters", four)):
+        print(f"{label:34} {row['req_s']:7.2f} {row['tok_s']:7.1f} {row['p50']:7.2f} {row['p95']:7.2f} "
+              f"{row['req_s'] / alone['req_s']:6.2f}")
+    print(f"4 adapters vs 1: p50 latency x{four['p50'] / one['p50']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""``tuneforge serve MODEL_OR_NAME...``: an OpenAI-compatible inference server for models and adapters."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from tuneforge.cli.platform import DB, HOME, _safe
+from tuneforge.cli.render import make_console
+from tuneforge.errors import ConfigError
+
+console = make_console()
+
+
+def served_names(models: list[str]) -> dict[str, str]:
+    """``NAME=REF`` or ``REF`` (served under its own text) -> {name: reference}."""
+    served = {}
+    for item in models:
+        name, sep, reference = item.partition("=")
+        if sep and (not name or not reference):
+            raise ConfigError(f"{item!r} is not NAME=MODEL", field="models", hint="e.g. support-bot=runs/support")
+        served[name if sep else item] = reference if sep else item
+    return served
+
+
+def serve(
+    models: list[str] = typer.Argument(..., help="Models to serve: a builtin alias, model directory, run or adapter "
+                                       "directory, or NAME=MODEL to serve it under NAME. The project's ft: models "
+                                       "and the base models answer too."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    engine: str = typer.Option("torch", help="torch (transformers + PEFT), llamacpp or vllm."),
+    max_batch: int = typer.Option(16, help="Most sequences generated together."),
+    batch_wait_ms: float = typer.Option(5.0, help="How long a batch waits for more requests (ms)."),
+    adapter_cache: int = typer.Option(8, help="Adapters kept loaded per base model (LRU)."),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    database_url: Optional[str] = DB,
+    home: Optional[str] = HOME,
+) -> None:
+    """Serve models with the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models); same API keys as
+    'tuneforge server' ('tuneforge keys create --project NAME')."""
+    from tuneforge.api.app import serve as serve_app
+    from tuneforge.config import validate_config
+    from tuneforge.serving.config import ServingConfig
+    from tuneforge.services.serving import open_model_server
+    from tuneforge.settings import Settings
+
+    config = validate_config({"engine": engine, "max_batch": max_batch, "batch_wait_ms": batch_wait_ms,
+                              "adapter_cache": adapter_cache, "threads": threads, "models": served_names(models)},
+                             ServingConfig)
+    open_model_server(config)  # fails here, before the port opens, when the engine is not installed
+    settings = Settings.from_env(database_url=database_url or None, home=home or None, concurrency=0)
+    console.print(f"tuneforge serve on http://{host}:{port}/v1: {', '.join(config.models)} ({engine} engine), "
+                  f"database {_safe(settings.database_url)}")
+    serve_app(settings, host=host, port=port, workers=0, serving=config)

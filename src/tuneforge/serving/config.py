@@ -1,0 +1,45 @@
+"""The inference server's options and the sampling parameters of one request."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENGINES = ("torch", "llamacpp", "vllm")
+
+
+class ServingConfig(BaseModel):
+    """How the inference server batches and caches (``tuneforge serve`` flags; ``tuneforge server`` defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: Literal["torch", "llamacpp", "vllm"] = Field("torch", description="Inference engine: torch (transformers "
+                                                         "+ PEFT), llamacpp (GGUF, the llamacpp extra) or vllm (GPU).")
+    max_batch: int = Field(16, ge=1, le=512, description="Most sequences generated together in one batch.")
+    batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long the first request of a batch waits for "
+                                 "others to join it (milliseconds).")
+    adapter_cache: int = Field(8, ge=1, description="Adapters kept loaded per base model (least recently used "
+                               "ones are dropped).")
+    default_max_tokens: int = Field(256, ge=1, description="Longest answer when a request gives no max_tokens "
+                                    "(never past the context).")
+    models: dict[str, str] = Field(default_factory=dict, description="Names served to every project -> model "
+                                   "reference (builtin alias, model directory, run or adapter directory).")
+    threads: int = Field(0, ge=0, description="torch CPU threads of the engines (0: torch's default).")
+
+
+class SamplingParams(BaseModel):
+    """How one sequence is generated (the engine's view of a request)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: int = Field(16, ge=1, description="Most new tokens.")
+    temperature: float = Field(1.0, ge=0, le=2, description="0: greedy.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    stop: tuple[str, ...] = Field((), description="Strings that end the answer (not included in it).")
+    seed: int | None = Field(None, description="Seed of this sequence's sampler.")
+
+    @property
+    def greedy(self) -> bool:
+        """True when sampling is argmax."""
+        return self.temperature == 0

@@ -1,0 +1,128 @@
+"""What every engine offers: submit a tokenized prompt, read its text back as a stream of deltas."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneforge.serving.config import SamplingParams
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of one sequence's answer; the last one has ``finish_reason`` (``stop`` or ``length``).
+
+    Attributes:
+        text: New text since the previous delta.
+        tokens: Tokens generated so far.
+        finish_reason: Set on the last delta only.
+        error: An exception that ended the sequence (then ``finish_reason`` is ``error``).
+    """
+
+    text: str
+    tokens: int
+    finish_reason: str | None = None
+    error: BaseException | None = None
+
+
+class Stream:
+    """The deltas of one sequence, handed from the engine's thread to a thread or an asyncio loop.
+
+    Args:
+        loop: The asyncio loop that reads the stream (``None``: read with :meth:`__iter__`).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop
+        self.sync_queue: queue.SimpleQueue[Delta] = queue.SimpleQueue()
+        self.async_queue: asyncio.Queue[Delta] | None = asyncio.Queue() if loop is not None else None
+        self.first_token_at: float | None = None
+        self.cancelled = False  # the reader went away: the engine stops generating this sequence
+
+    def cancel(self) -> None:
+        """Ask the engine to stop generating (a client that disconnected)."""
+        self.cancelled = True
+
+    def put(self, delta: Delta) -> None:
+        """Called by the engine (any thread)."""
+        if self.first_token_at is None and delta.tokens:
+            self.first_token_at = time.perf_counter()
+        if self.loop is not None and self.async_queue is not None:
+            self.loop.call_soon_threadsafe(self.async_queue.put_nowait, delta)
+        else:
+            self.sync_queue.put(delta)
+
+    def __iter__(self) -> Iterator[Delta]:
+        while True:
+            delta = self.sync_queue.get()
+            yield delta
+            if delta.finish_reason is not None:
+                return
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        """The deltas, read in the loop given at creation."""
+        assert self.async_queue is not None, "create the Stream with loop= to read it asynchronously"
+        while True:
+            delta = await self.async_queue.get()
+            yield delta
+            if delta.finish_reason is not None:
+                return
+
+
+@dataclass
+class GenerationRequest:
+    """One sequence to generate.
+
+    Attributes:
+        prompt_ids: The tokenized prompt.
+        params: Sampling and stopping.
+        adapter: The adapter folder to apply (``None``: the base model). The cache is keyed by this folder.
+        stream: Where the deltas go.
+        label: The served model's name (for metrics).
+    """
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    adapter: Path | None = None
+    stream: Stream = field(default_factory=Stream)
+    label: str = ""
+
+
+class Engine(ABC):
+    """One base model loaded for generation, with its adapters and its batching."""
+
+    @property
+    @abstractmethod
+    def tokenizer(self) -> Any:
+        """The base model's tokenizer, for its chat template (encode with :meth:`encode`)."""
+
+    @abstractmethod
+    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        """Token ids of ``text`` (safe to call from any thread)."""
+
+    @property
+    @abstractmethod
+    def context_length(self) -> int:
+        """Most tokens (prompt + answer) the model attends to."""
+
+    @abstractmethod
+    def submit(self, request: GenerationRequest) -> Stream:
+        """Queue ``request``; its deltas arrive on ``request.stream``."""
+
+    @abstractmethod
+    def loaded_adapters(self) -> list[str]:
+        """The adapter folders loaded now (most recently used last)."""
+
+    @abstractmethod
+    def activity(self) -> tuple[int, int]:
+        """``(sequences generating now, requests waiting)``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop generating (requests in flight end with an error) and free the model."""

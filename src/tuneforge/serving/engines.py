@@ -1,0 +1,96 @@
+"""The engines by name, and the server's engines by base model (one copy of each base model)."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+from tuneforge.errors import ConfigError, MissingDependencyError, TuneforgeError
+from tuneforge.serving.config import ServingConfig
+from tuneforge.serving.engine import Engine
+from tuneforge.serving.stats import ServingStats
+
+# engine -> (import name, pip package, extra)
+OPTIONAL = {"llamacpp": ("llama_cpp", "llama-cpp-python", "llamacpp"), "vllm": ("vllm", "vllm", "vllm")}
+
+
+def check_engine(kind: str) -> None:
+    """Fail early when an engine cannot run here.
+
+    Raises:
+        MissingDependencyError: Its package is not installed (names the extra).
+        TuneforgeError: The engine is installed but tuneforge does not drive it yet (says what to run instead).
+    """
+    if kind == "torch":
+        return
+    module, package, extra = OPTIONAL[kind]
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(package, extra=extra, purpose=f"the {kind} engine (--engine {kind})")
+    command = ("vllm serve BASE_DIR --enable-lora --lora-modules NAME=ADAPTER_DIR" if kind == "vllm"
+               else "python -m llama_cpp.server --model MODEL.gguf --lora_path ADAPTER.gguf")
+    raise TuneforgeError(f"the {kind} engine is not wired into 'tuneforge serve' yet; use --engine torch",
+                         hint=f"or run {kind} directly, which is OpenAI-compatible too: {command}")
+
+
+class ModelServer:
+    """The engines of one server process, one per base model, created on first use.
+
+    Args:
+        config: Engine kind, batching and adapter cache.
+    """
+
+    def __init__(self, config: ServingConfig) -> None:
+        self.config = config
+        self.stats = ServingStats()
+        self.engines: dict[Path, Engine] = {}
+        self.lock = threading.Lock()
+        self.loading: dict[Path, threading.Lock] = {}  # one per base: loading one never blocks the others
+
+    def engine(self, base: Path) -> Engine:
+        """The engine of base model ``base`` (loaded on first use; later calls share it)."""
+        engine = self.engines.get(base)
+        if engine is not None:
+            return engine
+        with self.lock:
+            loading = self.loading.setdefault(base, threading.Lock())
+        with loading:
+            if base not in self.engines:
+                self.engines[base] = self._start(base)
+            return self.engines[base]
+
+    def loaded_adapters(self) -> dict[str, list[str]]:
+        """Base model folder -> its loaded adapter folders."""
+        return {str(base): engine.loaded_adapters() for base, engine in list(self.engines.items())}
+
+    def activity(self) -> tuple[int, int]:
+        """``(sequences generating, requests waiting)`` over every engine."""
+        counts = [engine.activity() for engine in list(self.engines.values())]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    def close(self) -> None:
+        """Stop every engine."""
+        with self.lock:
+            for engine in self.engines.values():
+                engine.close()
+            self.engines.clear()
+
+    def _start(self, base: Path) -> Engine:
+        from transformers import AutoConfig
+
+        from tuneforge.models.architectures import architecture_for
+
+        check_engine(self.config.engine)
+        config = AutoConfig.from_pretrained(base)
+        architecture = architecture_for(config.model_type)
+        kind = architecture.kind if architecture else ("encoder-decoder" if config.is_encoder_decoder else "decoder")
+        if kind != "decoder":
+            raise ConfigError(f"{base} is an {kind} model ({config.model_type}); the server generates text with "
+                              "decoder-only (causal) models", field="model", hint="serve a causal language model")
+        if self.config.threads:
+            import torch
+
+            torch.set_num_threads(self.config.threads)
+        from tuneforge.serving.torch_engine import TorchEngine
+
+        return TorchEngine(base, config=self.config, stats=self.stats)
