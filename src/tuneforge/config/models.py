@@ -150,6 +150,12 @@ class TrainSettings(StrictModel):
         None, gt=0, description="NEFTune: noise on the input embeddings while training (5 is typical; null: off)."
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing factor of the loss (0: off).")
+    distributed: Literal["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"] = Field(
+        "ddp",
+        description="How several processes (tuneforge train --nproc N) share the work: ddp (default: each holds the "
+        "model, gradients averaged), fsdp (parameters, gradients and optimizer state sharded), deepspeed_zero2 / "
+        "deepspeed_zero3 (DeepSpeed ZeRO; CUDA and the deepspeed extra). Ignored with one process.",
+    )
 
 
 class TrainConfig(StrictModel):

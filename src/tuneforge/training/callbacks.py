@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 
 
 class ProgressReporter(TrainerCallback):
-    """Reports each step (loss, tokens/s, ETA) and appends logged metrics to ``metrics.jsonl``."""
+    """Reports each step (loss, tokens/s, ETA) and appends logged metrics to ``metrics.jsonl`` (None: write no file,
+    as on the processes other than rank 0)."""
 
-    def __init__(self, progress: ProgressCallback, metrics_file: Path) -> None:
+    def __init__(self, progress: ProgressCallback, metrics_file: Path | None) -> None:
         self.progress = progress
         self.metrics_file = metrics_file
         self.last_loss: float | None = None
@@ -39,7 +40,8 @@ class ProgressReporter(TrainerCallback):
         self._start_time = self._last_time = time.perf_counter()
         self._start_step = state.global_step  # > 0 when resuming
         self._start_tokens = self._last_tokens = state.num_input_tokens_seen
-        _drop_lines_after(self.metrics_file, state.global_step)  # a resumed run rewrites later steps
+        if self.metrics_file is not None:
+            _drop_lines_after(self.metrics_file, state.global_step)  # a resumed run rewrites later steps
         self.progress(ProgressEvent(ProgressKind.STAGE, "training", step=state.global_step, total=state.max_steps))
 
     def tokens_per_second(self, state: TrainerState) -> float:
@@ -107,7 +109,7 @@ class ProgressReporter(TrainerCallback):
             row["eval_loss"] = float(logs["eval_loss"])
             self.last_eval = (state.global_step, row["eval_loss"])
             self.progress(ProgressEvent(ProgressKind.METRICS, step=state.global_step, data={"eval_loss": row["eval_loss"]}))
-        if len(row) > 2:
+        if len(row) > 2 and self.metrics_file is not None:
             with self.metrics_file.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
 
