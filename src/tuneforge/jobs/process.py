@@ -32,8 +32,15 @@ def on_pause_signal(*_: object) -> None:
     PAUSE.set()
 
 
-def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int, kind: JobKind) -> None:
-    """Entry point of a job process. Never raises: every outcome is written to the store."""
+def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int, kind: JobKind,
+         devices: tuple[str, ...] = ()) -> None:
+    """Entry point of a job process. Never raises: every outcome is written to the store.
+
+    ``devices``: the GPUs the worker handed this job; they become its ``CUDA_VISIBLE_DEVICES`` (CUDA has not
+    started in the forkserver, so this takes effect), inherited by any process the job starts.
+    """
+    if devices:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     settings = Settings.model_validate_json(settings_json)
     _watch_worker(worker_pid)
     signal.signal(signal.SIGUSR1, on_pause_signal)
@@ -45,7 +52,7 @@ def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int, kind:
         job = store.get_job(job_id)
         if job.status != JobStatus.RUNNING or job.worker_id != worker_id:
             return  # taken over by another worker while this process was starting: never run twice
-        run_job(store, job, kind=kind, settings=settings, worker_id=worker_id, pause=PAUSE)
+        run_job(store, job, kind=kind, settings=settings, worker_id=worker_id, pause=PAUSE, devices=devices)
     finally:
         store.close()
 
@@ -63,10 +70,11 @@ def _watch_worker(pid: int) -> None:
 
 
 def run_job(store: Store, job: JobRecord, *, kind: JobKind, settings: Settings, worker_id: str,
-            pause: threading.Event) -> None:
+            pause: threading.Event, devices: tuple[str, ...] = ()) -> None:
     """Run ``job`` with its kind and record success, failure or pause."""
     recorder = JobRecorder(store, job.id, settings.run_dir(job.id), title=kind.title)
-    context = JobContext(job=job, store=store, settings=settings, recorder=recorder, pause=pause, worker_id=worker_id)
+    context = JobContext(job=job, store=store, settings=settings, recorder=recorder, pause=pause, worker_id=worker_id,
+                         devices=devices)
     try:
         outcome = kind.run(context)
     except JobPaused:

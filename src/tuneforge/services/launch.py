@@ -28,14 +28,14 @@ class LaunchPlan:
         nnodes: Machines in the run.
         node_rank: This machine's index, 0 to ``nnodes - 1`` (0 is the one that writes the run folder).
         master: ``ADDR:PORT`` of machine 0, reachable from every machine (needed with ``nnodes > 1``).
-        devices: GPU indices handed to this run (``CUDA_VISIBLE_DEVICES``); empty: leave them as they are.
+
+    The processes see the GPUs of ``CUDA_VISIBLE_DEVICES`` (a platform job: those its worker handed it).
     """
 
     nproc: int = 1
     nnodes: int = 1
     node_rank: int = 0
     master: str | None = None
-    devices: tuple[str, ...] = ()
 
     @property
     def distributed(self) -> bool:
@@ -56,9 +56,6 @@ def check_plan(plan: LaunchPlan) -> tuple[str, int] | None:
     if not 0 <= plan.node_rank < plan.nnodes:
         raise ConfigError(f"--node-rank {plan.node_rank} is outside 0..{plan.nnodes - 1}", field="--node-rank",
                           hint="number the machines 0 to --nnodes - 1; machine 0 writes the run folder")
-    if plan.devices and len(plan.devices) < plan.nproc:
-        raise ConfigError(f"{plan.nproc} processes but only {len(plan.devices)} device(s) ({','.join(plan.devices)})",
-                          field="nproc", hint="one process per GPU: lower nproc or hand the job more GPUs")
     if plan.master is None:
         if plan.nnodes > 1:
             raise ConfigError("--master ADDR:PORT is needed with --nnodes above 1", field="--master",
@@ -74,7 +71,7 @@ def launch_command(plan: LaunchPlan, *, cli_args: Sequence[str], python: str = s
     """The command that runs ``tuneforge <cli_args>`` on ``plan.nproc`` processes of this machine.
 
     One machine without a master uses torchrun's ``--standalone`` (a free local port); several use a static
-    rendezvous at ``plan.master``. Devices, when given, are set with ``env CUDA_VISIBLE_DEVICES=...``.
+    rendezvous at ``plan.master``.
 
     Raises:
         ConfigError: See :func:`check_plan`.
@@ -85,10 +82,7 @@ def launch_command(plan: LaunchPlan, *, cli_args: Sequence[str], python: str = s
         command.append("--standalone")
     else:
         command += [f"--node-rank={plan.node_rank}", f"--master-addr={master[0]}", f"--master-port={master[1]}"]
-    command += ["-m", CLI_MODULE, *cli_args]
-    if plan.devices:
-        command = ["env", f"CUDA_VISIBLE_DEVICES={','.join(plan.devices[:plan.nproc])}", *command]
-    return command
+    return [*command, "-m", CLI_MODULE, *cli_args]
 
 
 def train_arguments(config_file: str, *, resume: bool = False, overwrite: bool = False,
