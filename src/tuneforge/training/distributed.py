@@ -79,7 +79,7 @@ def global_batch_line(train: Any, processes: Processes) -> str:
             f"{train.gradient_accumulation_steps} accumulation × {processes.count} process{plural}")
 
 
-def distributed_arguments(backend: str, *, device: str, model_type: str, processes: Processes) -> dict[str, Any]:
+def distributed_arguments(backend: str, *, device: str, processes: Processes) -> dict[str, Any]:
     """Extra ``TrainingArguments`` for ``train.distributed`` (nothing with one process).
 
     Raises:

@@ -146,8 +146,7 @@ def run_training(
     trainer = task.build_trainer(TrainerParts(
         config=config, model=model, tokenizer=tokenizer, data=data, callbacks=callbacks,
         arguments={**training_arguments(config, precision, run, has_eval=data.eval is not None),
-                   **distributed_arguments(config.train.distributed, device=precision.device, model_type=model_type,
-                                           processes=processes)},
+                   **distributed_arguments(config.train.distributed, device=precision.device, processes=processes)},
         optimizer=strategy.optimizer(model, config.method, config.train),
     ))
     quiet_trainer(trainer)
