@@ -84,8 +84,9 @@ def train(
                                        config_file=config, resolve_dataset=_dataset_resolver())
         except Interrupted as exc:
             kept = f" ({exc.checkpoint} kept)" if exc.checkpoint else ""
-            Console(stderr=True, soft_wrap=True).print(f"[yellow]{escape(exc.message)}[/]{escape(kept)}",
-                                                       highlight=False)
+            if main_process:
+                Console(stderr=True, soft_wrap=True).print(f"[yellow]{escape(exc.message)}[/]{escape(kept)}",
+                                                           highlight=False)
             sys.exit(stop.exit_code)
     if not main_process:
         return
@@ -96,8 +97,9 @@ def train(
 
 
 def _launch(plan: Any, *, config: Path, resume: bool, overwrite: bool, overrides: list[str]) -> None:
-    """Re-run this ``train`` under torchrun and wait; Ctrl-C reaches every process (each saves a checkpoint),
-    SIGTERM is passed on to the launcher. Exits with the launcher's code when it fails."""
+    """Re-run this ``train`` under torchrun and wait. The launcher has its own session, so that Ctrl-C reaches the
+    processes once, through it: each is passed on (SIGINT, SIGTERM); the processes agree to stop after the same
+    step and save a checkpoint. Exits with the launcher's code when it fails."""
     import signal
     import subprocess
 
@@ -107,13 +109,14 @@ def _launch(plan: Any, *, config: Path, resume: bool, overwrite: bool, overrides
                                                             overrides=overrides))
     console.print(f"launching {plan.nproc} process(es) on machine {plan.node_rank} of {plan.nnodes}: "
                   f"{escape(' '.join(command))}", highlight=False)
-    launcher = subprocess.Popen(command)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal sends Ctrl-C to the workers too
-    signal.signal(signal.SIGTERM, lambda *_: launcher.send_signal(signal.SIGTERM))
+    launcher = subprocess.Popen(command, start_new_session=True)
+    previous = {sig: signal.signal(sig, lambda signum, _: launcher.send_signal(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         code = launcher.wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if code != 0:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] the launcher ended with exit code {code}",
                                                    highlight=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,14 +122,16 @@ class StopOnRequest(TrainerCallback):
         stopped_at: The step after which training was stopped, or None while it runs on.
     """
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event, *, agree: Callable[[bool], bool] | None = None) -> None:
         self.stop = stop
+        self.agree = agree  # several processes: whether any of them was asked to stop (every step, on all)
         self.stopped_at: int | None = None
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> TrainerControl:
-        if self.stop.is_set() and self.stopped_at is None and state.global_step < state.max_steps:
+        requested = self.stop.is_set() if self.agree is None else self.agree(self.stop.is_set())
+        if requested and self.stopped_at is None and state.global_step < state.max_steps:
             control.should_save = True
             control.should_training_stop = True
             self.stopped_at = state.global_step

@@ -67,6 +67,23 @@ def wait_for_everyone() -> None:
     PartialState().wait_for_everyone()
 
 
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` is set on any process of the run (an all-reduce; ``flag`` itself with one process).
+
+    A stop request (Ctrl-C, SIGTERM) reaches the processes at slightly different times: they agree on it at
+    each step's end, so that all stop after the same step and save one checkpoint together.
+    """
+    import torch
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return flag
+    vote = torch.tensor([1.0 if flag else 0.0], device=PartialState().device)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+    return bool(vote.item())
+
+
 def global_batch(train: Any, processes: Processes) -> int:
     """Examples per optimizer step: batch size × gradient accumulation × processes."""
     return train.batch_size * train.gradient_accumulation_steps * processes.count

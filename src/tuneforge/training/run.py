@@ -24,7 +24,8 @@ from tuneforge.storage.rundir import COMPLETED, RunDir, config_hash, prepare_run
 from tuneforge.training.arguments import training_arguments
 from tuneforge.training.callbacks import ProgressReporter, StopOnRequest
 from tuneforge.training.distributed import (
-    Processes, distributed_arguments, global_batch, global_batch_line, join_processes, wait_for_everyone,
+    Processes, any_process, distributed_arguments, global_batch, global_batch_line, join_processes,
+    wait_for_everyone,
 )
 from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
@@ -96,7 +97,7 @@ def run_training(
     precision = resolve_precision(config.train.precision)
     processes = join_processes(device=precision.device)  # one process without a launcher
     if not processes.is_main:
-        progress = no_progress  # rank 0 alone reports, logs and writes the run folder
+        progress = _stages_only(progress)  # rank 0 alone reports, logs and writes the run folder
     checkpoint = _prepare(run, digest=digest, resume=resume, overwrite=overwrite, processes=processes,
                           progress=progress)
 
@@ -136,7 +137,7 @@ def run_training(
         run.write_marker(config_hash=digest, status="running", base_model=str(resolved.path), model=config.model,
                          method=config.method.name, task=config.task.name, model_type=model_type)
     reporter = ProgressReporter(progress, run.metrics if processes.is_main else None)
-    stopper = StopOnRequest(stop) if stop is not None else None
+    stopper = StopOnRequest(stop, agree=any_process if processes.count > 1 else None) if stop is not None else None
     callbacks: list[Any] = [reporter, *strategy.callbacks(model, config.method), *extra_callbacks]
     callbacks += [stopper] if stopper else []
     if config.train.early_stopping_patience:
@@ -207,6 +208,16 @@ def trained_tokens(stats: dict[str, Any], epochs: float | None) -> int | None:
     """
     per_epoch = stats.get("trained_tokens")
     return None if not per_epoch else round(per_epoch * (epochs or 0.0))
+
+
+def _stages_only(progress: ProgressCallback) -> ProgressCallback:
+    """What a process other than rank 0 reports: stages alone (the CLI arms its Ctrl-C handling at the training
+    stage, and shows nothing of these processes)."""
+    def forward(event: ProgressEvent) -> None:
+        if event.kind is ProgressKind.STAGE:
+            progress(event)
+
+    return forward
 
 
 def _prepare(run: RunDir, *, digest: str, resume: bool, overwrite: bool, processes: Processes,
