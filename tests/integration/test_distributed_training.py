@@ -154,3 +154,19 @@ def test_a_platform_job_with_nproc_2_trains_under_the_launcher(tiny_model, data,
     assert json.loads((run / "summary.json").read_text())["processes"] == 2
     assert losses(run) == pytest.approx(losses(one_process), rel=RTOL)
     assert_same_adapter(adapter(run), adapter(one_process))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+@pytest.mark.parametrize("backend", ["fsdp", "deepspeed_zero2", "deepspeed_zero3"])
+def test_sharded_backends_match_one_process_on_two_gpus(backend, tiny_model, data, one_process, tmp_path):
+    """FSDP and DeepSpeed shard on GPUs only (accelerate runs neither on CPU: see training.distributed), so this
+    runs where two GPUs are lent; DeepSpeed also needs the deepspeed extra."""
+    if backend.startswith("deepspeed"):
+        pytest.importorskip("deepspeed")
+    out = tmp_path / "run"
+    result = launch(config(tiny_model, data, out, batch_size=PER_PROCESS, distributed=backend), tmp_path / "c.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert losses(out) == pytest.approx(losses(one_process), rel=1e-3)  # GPU kernels: looser than gloo on CPU
+    assert_same_adapter(adapter(out), adapter(one_process))
+    assert json.loads((out / "summary.json").read_text())["distributed"] == backend
