@@ -306,6 +306,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except TuneforgeError as exc:
+        if os.environ.get("RANK", "0") != "0":  # under the launcher: rank 0 says it (the same error) once
+            sys.exit(1)
         if _state["debug"]:
             console.print_exception()
         err = Console(stderr=True, soft_wrap=True)

@@ -96,6 +96,7 @@ def run_training(
     digest = config_hash(config_dict)
     precision = resolve_precision(config.train.precision)
     processes = join_processes(device=precision.device)  # one process without a launcher
+    sharding = distributed_arguments(config.train.distributed, device=precision.device, processes=processes)
     if not processes.is_main:
         progress = _stages_only(progress)  # rank 0 alone reports, logs and writes the run folder
     checkpoint = _prepare(run, digest=digest, resume=resume, overwrite=overwrite, processes=processes,
@@ -147,7 +148,7 @@ def run_training(
     trainer = task.build_trainer(TrainerParts(
         config=config, model=model, tokenizer=tokenizer, data=data, callbacks=callbacks,
         arguments={**training_arguments(config, precision, run, has_eval=data.eval is not None),
-                   **distributed_arguments(config.train.distributed, device=precision.device, processes=processes)},
+                   **sharding},
         optimizer=strategy.optimizer(model, config.method, config.train),
     ))
     quiet_trainer(trainer)
