@@ -126,9 +126,9 @@ def test_ctrl_c_stops_both_processes_after_one_step_and_one_process_resumes(tiny
     assert len(losses(out)) == steps  # every step once: the first part's rows, then this run's
 
 
-def test_a_platform_job_with_nproc_2_trains_under_the_launcher(tiny_model, data, one_process, tmp_path):
-    """``tuneforge.nproc: 2``: the job process runs torchrun; rank 0's steps reach the job's metrics; the adapter
-    equals the one-process run's (same global batch)."""
+def test_a_platform_job_with_nproc_2_runs_under_the_launcher_and_pauses(tiny_model, data, tmp_path):
+    """``tuneforge.nproc: 2``: the job process runs torchrun; rank 0's steps reach the job's progress; a pause
+    reaches both processes (SIGTERM through the launcher), which checkpoint one step; the resumed job finishes."""
     import openai
 
     from fixtures.platform import running_server, wait_for
@@ -136,7 +136,8 @@ def test_a_platform_job_with_nproc_2_trains_under_the_launcher(tiny_model, data,
 
     settings = Settings(home=str(tmp_path / "home"), concurrency=1, poll_seconds=0.2, heartbeat_seconds=0.3,
                         threads_per_job=1, base_models={"tiny-llama": str(tiny_model)})
-    train = config(tiny_model, data, tmp_path, batch_size=PER_PROCESS)["train"]
+    steps = 150  # long enough (~10 s) for the pause to land mid-run
+    train = config(tiny_model, data, tmp_path, batch_size=PER_PROCESS, max_steps=steps, save_steps=1000)["train"]
     with running_server(settings) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.keys["acme"], max_retries=0)
         with data.open("rb") as handle:
@@ -144,16 +145,24 @@ def test_a_platform_job_with_nproc_2_trains_under_the_launcher(tiny_model, data,
         job = client.fine_tuning.jobs.create(
             model="tiny-llama", training_file=file.id, seed=42,
             extra_body={"tuneforge": {"nproc": 2, "method": {"name": "lora", "dropout": 0.0}, "train": train}})
+        wait_for(lambda: (client.fine_tuning.jobs.retrieve(job.id).progress or {}).get("step"), timeout=120,
+                 what="a first step")
+        client.fine_tuning.jobs.pause(job.id)
+        wait_for(lambda: client.fine_tuning.jobs.retrieve(job.id).status == "paused", timeout=120, what="the pause")
+        [checkpoint] = client.fine_tuning.jobs.checkpoints.list(job.id).data
+        assert checkpoint.step_number < steps
+        client.fine_tuning.jobs.resume(job.id)
         job = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in
                        ("succeeded", "failed", "cancelled") and j, timeout=240, what="the job")
         assert job.status == "succeeded", job.error
-        events = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
-        assert any(m.startswith("Launching 2 training processes") for m in events)
-        assert any(m.startswith(f"Step {STEPS}/{STEPS}") for m in events)
+        events = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=1000)]
+        assert sum(m.startswith("Launching 2 training processes") for m in events) == 2  # started, resumed
+        assert any(m.startswith(f"Step {steps}/{steps}") for m in events)
     run = settings.run_dir(job.id)
-    assert json.loads((run / "summary.json").read_text())["processes"] == 2
-    assert losses(run) == pytest.approx(losses(one_process), rel=RTOL)
-    assert_same_adapter(adapter(run), adapter(one_process))
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["processes"], summary["global_step"]) == (2, steps)
+    assert summary["resumed_from"] == f"checkpoint-{checkpoint.step_number}"
+    assert len(losses(run)) == steps
 
 
 @pytest.mark.gpu
