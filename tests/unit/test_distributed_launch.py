@@ -165,3 +165,11 @@ def test_a_train_job_needs_one_gpu_per_process():
     assert request.tuneforge.nproc == 4
     assert TrainKind().devices_needed(SimpleNamespace(request={"nproc": 4})) == 4
     assert TrainKind().devices_needed(SimpleNamespace(request={})) == 1
+
+
+def test_a_launched_job_reports_itsestimated_total_steps_from_the_epochs():
+    from tuneforge.services.job_launch import estimated_total_steps
+
+    assert estimated_total_steps({"step": 3, "epoch": 1.0}, epochs=2.5) == 8  # the Trainer's ceil(2.5 epochs × 3 steps)
+    assert estimated_total_steps({"step": 1, "epoch": 0.25}, epochs=3) == 12
+    assert estimated_total_steps({"step": 0, "epoch": 0}, epochs=3) is None

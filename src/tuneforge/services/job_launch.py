@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def run_launched(context: JobContext, config: TrainConfig, *, nproc: int) -> dic
     with log.open("ab") as out:
         launcher = subprocess.Popen([*home, *command], stdout=out, stderr=subprocess.STDOUT,
                                     preexec_fn=_end_with_parent)
-    code, paused = _follow(context, launcher, RunDir(context.run_dir), total=config.train.max_steps)
+    code, paused = _follow(context, launcher, RunDir(context.run_dir), train=config.train)
     if paused:
         raise JobPaused()
     if code != 0:
@@ -68,7 +69,7 @@ def run_launched(context: JobContext, config: TrainConfig, *, nproc: int) -> dic
     return RunDir(context.run_dir).read_summary()
 
 
-def _follow(context: JobContext, launcher: subprocess.Popen, run: RunDir, *, total: int | None) -> tuple[int, bool]:
+def _follow(context: JobContext, launcher: subprocess.Popen, run: RunDir, *, train: Any) -> tuple[int, bool]:
     """Relay new ``metrics.jsonl`` rows as steps until the launcher ends; a pause or a cancel (SIGTERM to this
     process) is passed on as SIGTERM. Returns the exit code and whether the job paused."""
     cancelled: list[bool] = []
@@ -78,14 +79,14 @@ def _follow(context: JobContext, launcher: subprocess.Popen, run: RunDir, *, tot
         launcher.send_signal(signal.SIGTERM)
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    seen, paused = _relay(context, run, seen=-1, total=total), False  # rows of an earlier attempt are known
+    seen, paused = _relay(context, run, seen=-1, train=train), False  # rows of an earlier attempt are known
     try:
         while True:
             try:
                 code = launcher.wait(timeout=POLL_SECONDS)
             except subprocess.TimeoutExpired:
                 code = None
-            seen = _relay(context, run, seen=seen, total=total)
+            seen = _relay(context, run, seen=seen, train=train)
             if code is not None:
                 break
             if context.pause.is_set() and not paused:
@@ -98,13 +99,14 @@ def _follow(context: JobContext, launcher: subprocess.Popen, run: RunDir, *, tot
     return code, paused and code != 0
 
 
-def _relay(context: JobContext, run: RunDir, *, seen: int, total: int | None) -> int:
+def _relay(context: JobContext, run: RunDir, *, seen: int, train: Any) -> int:
     """Send the rows of ``metrics.jsonl`` after the first ``seen`` to the job's progress; return the new count
     (``seen=-1``: send nothing, just count)."""
     if not run.metrics.is_file():
         return max(seen, 0)
     rows = [json.loads(line) for line in run.metrics.read_text().splitlines() if line.strip()]
     for row in rows[len(rows) if seen < 0 else seen:]:
+        total = train.max_steps or estimated_total_steps(row, epochs=train.epochs)
         if "loss" in row:
             data = {k: row[k] for k in ("loss", "learning_rate", "tokens_per_second", "epoch") if k in row}
             context.recorder(ProgressEvent(ProgressKind.STEP, step=row["step"], total=total, data=data))
@@ -112,6 +114,13 @@ def _relay(context: JobContext, run: RunDir, *, seen: int, total: int | None) ->
             context.recorder(ProgressEvent(ProgressKind.METRICS, step=row["step"], total=total,
                                            data={"eval_loss": row["eval_loss"]}))
     return max(seen, len(rows))
+
+
+def estimated_total_steps(row: dict[str, Any], *, epochs: float) -> int | None:
+    """The run's steps from a row's step and epoch (the Trainer's epoch is step / steps per epoch)."""
+    if not row.get("epoch"):
+        return None
+    return math.ceil(round(row["step"] / row["epoch"] * epochs, 6))
 
 
 def _end_with_parent() -> None:
