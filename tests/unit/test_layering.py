@@ -68,7 +68,10 @@ WEB_PACKAGES = ("fastapi", "starlette", "uvicorn")
 CLI_PACKAGES = ("typer", "rich", "click")
 
 # Modules outside the shells that may touch os.environ: module -> why.
-ENVIRON_ALLOWED: dict[str, str] = {}  # none: the job processes inherit what their shell set (quiet_environment)
+# Otherwise none: the job processes inherit what their shell set (quiet_environment).
+ENVIRON_ALLOWED: dict[str, str] = {
+    "tuneforge.jobs.process": "hands a job the GPUs its worker gave it (CUDA_VISIBLE_DEVICES) before CUDA starts",
+}
 
 
 def modules() -> dict[str, Path]:

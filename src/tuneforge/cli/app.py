@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -55,29 +56,72 @@ def train(
     register: Optional[str] = typer.Option(None, "--register", help="Register the trained model as the next version "
                                            "of this registered model name (see 'tuneforge registry')."),
     overrides: Optional[list[str]] = SET_OPTION,
+    nproc: int = typer.Option(1, "--nproc", help="Processes on this machine (one per GPU); above 1, training runs "
+                              "under torchrun with train.distributed (ddp, fsdp, deepspeed_zero2/3)."),
+    nnodes: int = typer.Option(1, "--nnodes", help="Machines in the run (each runs this same command)."),
+    node_rank: int = typer.Option(0, "--node-rank", help="This machine's index, 0 to --nnodes - 1 (0 writes the run)."),
+    master: Optional[str] = typer.Option(None, "--master", help="ADDR:PORT of machine 0 (needed with --nnodes > 1)."),
 ) -> None:
     """Fine-tune a model as CONFIG says. Ctrl-C (or SIGTERM) saves a checkpoint after the current step."""
     from tuneforge.registry.models import check_name
+    from tuneforge.services.launch import LaunchPlan
     from tuneforge.services.training import train as train_service
 
     if register is not None:
         check_name(register, field="--register")  # before training, not after
     train_config = registry.with_registered_base(config, overrides=overrides or ())  # model: name / name:3 / name@alias of the registry
+    plan = LaunchPlan(nproc=nproc, nnodes=nnodes, node_rank=node_rank, master=master)
+    if plan.distributed and "LOCAL_RANK" not in os.environ:  # not yet under the launcher: start it
+        _launch(plan, config=config, resume=resume, overwrite=overwrite, overrides=overrides or ())
+        if register is not None and node_rank == 0:
+            registry.register_run_dir(Path(train_config.output_dir), name=register)
+        return
+    main_process = os.environ.get("RANK", "0") == "0"  # the other ranks stay quiet
     with StopOnSignals() as stop:
         try:
-            with ProgressRenderer(console) as progress:
+            with ProgressRenderer(console if main_process else make_console(quiet=True)) as progress:
                 result = train_service(train_config, settings=Settings.from_env(), resume=resume, overwrite=overwrite,
                                        progress=stop.arming(progress), stop=stop.event, command=_command_line(),
                                        config_file=config, resolve_dataset=_dataset_resolver())
         except Interrupted as exc:
             kept = f" ({exc.checkpoint} kept)" if exc.checkpoint else ""
-            Console(stderr=True, soft_wrap=True).print(f"[yellow]{escape(exc.message)}[/]{escape(kept)}",
-                                                       highlight=False)
+            if main_process:
+                Console(stderr=True, soft_wrap=True).print(f"[yellow]{escape(exc.message)}[/]{escape(kept)}",
+                                                           highlight=False)
             sys.exit(stop.exit_code)
+    if not main_process:
+        return
     console.print(summary_table(result.summary))
     console.print(f"[green]done:[/] {result.model_path}")
     if register is not None:
         registry.register_run_dir(result.output_dir, name=register)
+
+
+def _launch(plan: Any, *, config: Path, resume: bool, overwrite: bool, overrides: list[str]) -> None:
+    """Re-run this ``train`` under torchrun and wait. The launcher has its own session, so that Ctrl-C reaches the
+    processes once, through it: each is passed on (SIGINT, SIGTERM); the processes agree to stop after the same
+    step and save a checkpoint. Exits with the launcher's code when it fails."""
+    import signal
+    import subprocess
+
+    from tuneforge.services.launch import launch_command, train_arguments
+
+    command = launch_command(plan, cli_args=train_arguments(str(config), resume=resume, overwrite=overwrite,
+                                                            overrides=overrides))
+    console.print(f"launching {plan.nproc} process(es) on machine {plan.node_rank} of {plan.nnodes}: "
+                  f"{escape(' '.join(command))}", highlight=False)
+    launcher = subprocess.Popen(command, start_new_session=True)
+    previous = {sig: signal.signal(sig, lambda signum, _: launcher.send_signal(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = launcher.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if code != 0:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] the launcher ended with exit code {code}",
+                                                   highlight=False)
+        sys.exit(code)
 
 
 def _dataset_resolver() -> Any:
@@ -266,6 +310,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except TuneforgeError as exc:
+        if os.environ.get("RANK", "0") != "0":  # under the launcher: rank 0 says it (the same error) once
+            sys.exit(1)
         if _state["debug"]:
             console.print_exception()
         err = Console(stderr=True, soft_wrap=True)

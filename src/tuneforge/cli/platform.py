@@ -103,13 +103,17 @@ def worker(
     stale_after: float = STALE,
     threads_per_job: int = THREADS,
     max_running_per_project: int = RUNNING_LIMIT,
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU indices this worker hands out, e.g. 0,1,2,3: each "
+                                       "job gets its own (a train job with tuneforge.nproc N gets N) as "
+                                       "CUDA_VISIBLE_DEVICES."),
 ) -> None:
     """Run jobs from the shared queue (on another machine: a PostgreSQL database and a shared TUNEFORGE_HOME)."""
     from tuneforge.services.workers import make_worker
 
     settings = _settings(database_url, home, concurrency, base_model, stale_after=stale_after,
                          threads_per_job=threads_per_job, max_running_jobs_per_project=max_running_per_project)
-    pool = make_worker(settings, name="worker")
+    devices = [item.strip() for item in (gpus or "").split(",") if item.strip()]
+    pool = make_worker(settings, name="worker", gpus=devices)
     signal.signal(signal.SIGTERM, lambda *_: pool.stop())
     console.print(f"worker {pool.id}: {concurrency} job(s) at once, database {_safe(settings.database_url)}")
     try:

@@ -162,6 +162,12 @@ class TrainSettings(StrictModel):
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI for report_to: [mlflow] (default: a file store mlruns/ in the run "
         "folder).")
+    distributed: Literal["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"] = Field(
+        "ddp",
+        description="How several processes (tuneforge train --nproc N) share the work: ddp (default: each holds the "
+        "model, gradients averaged), fsdp (parameters, gradients and optimizer state sharded), deepspeed_zero2 / "
+        "deepspeed_zero3 (DeepSpeed ZeRO; CUDA and the deepspeed extra). Ignored with one process.",
+    )
 
 
 class TrainConfig(StrictModel):

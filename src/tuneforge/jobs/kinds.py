@@ -37,6 +37,8 @@ class JobContext:
         recorder: Progress callback: events, step metrics, progress, checkpoints to the store.
         pause: Set when the job is asked to pause (only kinds with ``pausable`` look at it).
         worker_id: The worker that holds the job.
+        devices: The GPUs the worker handed the job (``worker --gpus``; already its ``CUDA_VISIBLE_DEVICES``);
+            empty when the worker does not hand out GPUs.
     """
 
     job: JobRecord
@@ -45,6 +47,7 @@ class JobContext:
     recorder: JobRecorder
     pause: threading.Event
     worker_id: str
+    devices: tuple[str, ...] = ()
 
     def check_lease(self) -> None:
         """Stop (LeaseLost, or the job process ends) when this attempt no longer holds the job: kinds call it
@@ -96,6 +99,10 @@ class JobKind:
     def run(self, context: JobContext) -> JobOutcome:
         """Do the job in the job process; raise :class:`JobPaused` after a pause was honoured."""
         raise NotImplementedError
+
+    def devices_needed(self, job: JobRecord) -> int:
+        """GPUs the job asks of a worker that hands them out (``worker --gpus``): one, unless the kind says more."""
+        return 1
 
     def on_succeeded(self, context: JobContext, outcome: JobOutcome) -> None:
         """After the job was marked succeeded (e.g. register the model it made)."""

@@ -34,9 +34,16 @@ def on_pause_signal(*_: object) -> None:
     PAUSE.set()
 
 
-def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int, kind: JobKind, attempt: int) -> None:
+def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int, kind: JobKind, attempt: int,
+         devices: tuple[str, ...] = ()) -> None:
     """Entry point of a job process for ``attempt`` of the job. Never raises: every outcome is written to
-    the store, unless the lease was lost (then the process exits with :data:`LEASE_LOST_EXIT`, writing nothing)."""
+    the store, unless the lease was lost (then the process exits with :data:`LEASE_LOST_EXIT`, writing nothing).
+
+    ``devices``: the GPUs the worker handed this job; they become its ``CUDA_VISIBLE_DEVICES`` (CUDA has not
+    started in the forkserver, so this takes effect), inherited by any process the job starts.
+    """
+    if devices:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     settings = Settings.model_validate_json(settings_json)
     signal.signal(signal.SIGUSR1, on_pause_signal)
     import torch
@@ -50,7 +57,8 @@ def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int, kind:
         if job.status != JobStatus.RUNNING or job.attempts != attempt:
             return  # taken over by another worker while this process was starting: never run twice
         leased = LeasedStore(store, lease, on_lost=exit_lost)
-        run_job(leased, job, kind=kind, settings=settings, worker_id=worker_id, pause=PAUSE)  # type: ignore[arg-type]
+        run_job(leased, job, kind=kind, settings=settings, worker_id=worker_id, pause=PAUSE,  # type: ignore[arg-type]
+                devices=devices)
     finally:
         store.close()
 
@@ -75,11 +83,12 @@ def _watch(pid: int, *, store: Store, lease: Lease, every: float) -> None:
 
 
 def run_job(store: Store, job: JobRecord, *, kind: JobKind, settings: Settings, worker_id: str,
-            pause: threading.Event) -> None:
+            pause: threading.Event, devices: tuple[str, ...] = ()) -> None:
     """Run ``job`` with its kind and record success, failure or pause (through ``store``, which a job
     process fences with the job's lease: a lost lease raises LeaseLost, or ends the process)."""
     recorder = JobRecorder(store, job.id, settings.run_dir(job.id), title=kind.title, attempt=job.attempts)
-    context = JobContext(job=job, store=store, settings=settings, recorder=recorder, pause=pause, worker_id=worker_id)
+    context = JobContext(job=job, store=store, settings=settings, recorder=recorder, pause=pause, worker_id=worker_id,
+                         devices=devices)
     try:
         outcome = kind.run(context)
     except LeaseLost:

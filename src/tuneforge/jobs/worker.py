@@ -25,7 +25,7 @@ from tuneforge.errors import LeaseLost
 from tuneforge.jobs.kinds import JobKinds
 from tuneforge.jobs.lease import LEASE_LOST_EXIT
 from tuneforge.settings import Settings
-from tuneforge.storage.records import EventRecord, JobControl, JobStatus, JobUpdate, Lease, new_id, now
+from tuneforge.storage.records import EventRecord, JobControl, JobRecord, JobStatus, JobUpdate, Lease, new_id, now
 from tuneforge.storage.sql import SqlStore
 
 _context_lock = threading.Lock()
@@ -56,6 +56,7 @@ class RunningJob:
     pausable: bool = False  # its kind can checkpoint on request (then a shutdown saves its progress)
     stopping: str | None = None  # 'cancel' once the worker asked it to end
     pausing: bool = False
+    devices: tuple[str, ...] = ()  # the GPUs handed to it (worker --gpus)
 
 
 class Worker:
@@ -66,11 +67,16 @@ class Worker:
         kinds: The job kinds this worker runs; it claims only jobs of these kinds.
         preload: Modules the job forkserver imports once (what the kinds need, warm).
         name: A label for the worker id (host and pid are added).
+        gpus: GPU indices this worker hands out: each job gets as many as its kind asks
+            (:meth:`~tuneforge.jobs.kinds.JobKind.devices_needed`, e.g. a train job's ``nproc``) as its
+            ``CUDA_VISIBLE_DEVICES``, and waits while too few are free. Empty: jobs see every GPU.
     """
 
     def __init__(self, settings: Settings, *, kinds: JobKinds, preload: list[str] | None = None,
-                 name: str = "worker") -> None:
+                 name: str = "worker", gpus: list[str] | None = None) -> None:
         self.settings, self.kinds, self.preload = settings, kinds, list(preload or [])
+        self.gpus = list(gpus or [])
+        self._waiting_for = 0  # GPUs the job put back for want of free ones needs: claim nothing until they are free
         self.id = f"{name}-{socket.gethostname()}-{os.getpid()}-{new_id('w')[2:10]}"
         self.store = SqlStore(settings.database_url)
         self.running: dict[str, RunningJob] = {}
@@ -121,25 +127,54 @@ class Worker:
         return thread
 
     # --- the loop's steps ---------------------------------------------------------------------------
+    def _free_gpus(self) -> list[str]:
+        with self._lock:
+            taken = {device for running in self.running.values() for device in running.devices}
+        return [gpu for gpu in self.gpus if gpu not in taken]
+
+    def _devices_for(self, job: JobRecord) -> tuple[str, ...] | None:
+        """The GPUs to hand ``job`` (empty without ``gpus``); None when too few are free (the job goes back)."""
+        if not self.gpus:
+            return ()
+        need, free = max(1, self.kinds.get(job.kind).devices_needed(job)), self._free_gpus()
+        if need > len(self.gpus):
+            error = {"code": "not_enough_gpus", "message": f"the job asks for {need} GPUs; worker {self.id} hands out "
+                     f"{len(self.gpus)} ({','.join(self.gpus)})", "param": "nproc"}
+            self.store.update_job(job.id, JobUpdate(status=JobStatus.FAILED, error=error, finished_at=now()),
+                                  from_states=RUNNING, held_by=self.id)
+            return None
+        if need > len(free):
+            self._waiting_for = need
+            self.store.update_job(job.id, JobUpdate(status=JobStatus.QUEUED, worker_id=None), from_states=RUNNING,
+                                  held_by=self.id)
+            return None
+        self._waiting_for = 0
+        return tuple(free[:need])
+
     def _claim(self, context: BaseContext) -> bool:
         if len(self.running) >= self.settings.concurrency:
+            return False
+        if self.gpus and len(self._free_gpus()) < max(1, self._waiting_for):
             return False
         job = self.store.claim_job(worker_id=self.id, kinds=self.kinds.names(),
                                    max_running_per_project=self.settings.max_running_jobs_per_project)
         if job is None:
+            return False
+        devices = self._devices_for(job)
+        if devices is None:
             return False
         from tuneforge.jobs import process as job_process
 
         process = context.Process(
             target=job_process.main,
             args=(job.id, self.settings.model_dump_json(), self.id, os.getpid(), self.kinds.get(job.kind),
-                  job.attempts),
+                  job.attempts, devices),
             name=f"tuneforge-job-{job.id}", daemon=False,
         )
         with self._lock:
             kind = self.kinds.get(job.kind)
             self.running[job.id] = RunningJob(job.id, process, time.monotonic(), kind.title, attempt=job.attempts,
-                                              pausable=kind.pausable)
+                                              pausable=kind.pausable, devices=devices)
             self.max_concurrent = max(self.max_concurrent, len(self.running))
         try:
             process.start()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.errors import ConfigError, DataError, NotFoundError, TuneforgeError
 from tuneforge.jobs.kinds import JobContext, JobKind, JobKinds, JobOutcome, JobPaused
 from tuneforge.services.hpo_kind import HpoTrialKind
+from tuneforge.services.job_launch import job_nproc, run_launched
 from tuneforge.storage.artifacts import Artifacts
 from tuneforge.storage.records import FileRecord, ModelRecord, new_id
 from tuneforge.storage.rundir import COMPLETED, RunDir
@@ -66,6 +67,8 @@ class TrainKind(JobKind):
                                  data={"attempt": job.attempts, "pid": os.getpid(), "worker": context.worker_id})
         if (run.read_marker() or {}).get("status") == COMPLETED:
             summary = run.read_summary()  # trained before a crash: just record it
+        elif job_nproc(job) > 1:
+            summary = run_launched(context, config, nproc=job_nproc(job))  # under torchrun
         else:
             from tuneforge.services.alerts import job_monitor
             from tuneforge.services.runs import collect_provenance
@@ -84,6 +87,10 @@ class TrainKind(JobKind):
             trained_tokens=int(summary.get("trained_tokens") or 0),
             progress={"step": step, "total_steps": step, "train_loss": summary.get("final_loss"), "eta_seconds": 0},
         )
+
+    def devices_needed(self, job: Any) -> int:
+        """One GPU per training process (``tuneforge.nproc``)."""
+        return job_nproc(job)
 
     def on_succeeded(self, context: JobContext, outcome: JobOutcome) -> None:
         run, job = RunDir(context.run_dir), context.job

@@ -9,9 +9,10 @@ from tuneforge.services.job_kinds import KINDS, PRELOAD
 from tuneforge.settings import Settings
 
 
-def make_worker(settings: Settings, *, name: str = "worker") -> Worker:
-    """A worker that runs every registered job kind, its job processes forked from a warm forkserver."""
-    return Worker(settings, kinds=KINDS, preload=PRELOAD, name=name)
+def make_worker(settings: Settings, *, name: str = "worker", gpus: list[str] | None = None) -> Worker:
+    """A worker that runs every registered job kind, its job processes forked from a warm forkserver; ``gpus``:
+    the GPU indices it hands out (a train job with ``nproc`` N gets N of them and runs under the launcher)."""
+    return Worker(settings, kinds=KINDS, preload=PRELOAD, name=name, gpus=gpus)
 
 
 def start_workers(settings: Settings, *, count: int) -> list[tuple[Worker, threading.Thread]]:

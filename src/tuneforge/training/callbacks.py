@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +19,10 @@ if TYPE_CHECKING:
 
 
 class ProgressReporter(TrainerCallback):
-    """Reports each step (loss, tokens/s, ETA) and appends logged metrics to ``metrics.jsonl``."""
+    """Reports each step (loss, tokens/s, ETA) and appends logged metrics to ``metrics.jsonl`` (None: write no file,
+    as on the processes other than rank 0)."""
 
-    def __init__(self, progress: ProgressCallback, metrics_file: Path) -> None:
+    def __init__(self, progress: ProgressCallback, metrics_file: Path | None) -> None:
         self.progress = progress
         self.metrics_file = metrics_file
         self.last_loss: float | None = None
@@ -39,7 +41,8 @@ class ProgressReporter(TrainerCallback):
         self._start_time = self._last_time = time.perf_counter()
         self._start_step = state.global_step  # > 0 when resuming
         self._start_tokens = self._last_tokens = state.num_input_tokens_seen
-        _drop_lines_after(self.metrics_file, state.global_step)  # a resumed run rewrites later steps
+        if self.metrics_file is not None:
+            _drop_lines_after(self.metrics_file, state.global_step)  # a resumed run rewrites later steps
         self.progress(ProgressEvent(ProgressKind.STAGE, "training", step=state.global_step, total=state.max_steps))
 
     def tokens_per_second(self, state: TrainerState) -> float:
@@ -107,7 +110,7 @@ class ProgressReporter(TrainerCallback):
             row["eval_loss"] = float(logs["eval_loss"])
             self.last_eval = (state.global_step, row["eval_loss"])
             self.progress(ProgressEvent(ProgressKind.METRICS, step=state.global_step, data={"eval_loss": row["eval_loss"]}))
-        if len(row) > 2:
+        if len(row) > 2 and self.metrics_file is not None:
             with self.metrics_file.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
 
@@ -119,14 +122,16 @@ class StopOnRequest(TrainerCallback):
         stopped_at: The step after which training was stopped, or None while it runs on.
     """
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event, *, agree: Callable[[bool], bool] | None = None) -> None:
         self.stop = stop
+        self.agree = agree  # several processes: whether any of them was asked to stop (every step, on all)
         self.stopped_at: int | None = None
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> TrainerControl:
-        if self.stop.is_set() and self.stopped_at is None and state.global_step < state.max_steps:
+        requested = self.stop.is_set() if self.agree is None else self.agree(self.stop.is_set())
+        if requested and self.stopped_at is None and state.global_step < state.max_steps:
             control.should_save = True
             control.should_training_stop = True
             self.stopped_at = state.global_step

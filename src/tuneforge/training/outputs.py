@@ -25,17 +25,19 @@ def peak_memory_mb(device: str) -> float:
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
-def save_outputs(model: Any, tokenizer: Any, run: RunDir, *, config: Any, summary: dict, trains_adapter: bool) -> Path:
+def save_outputs(model: Any, tokenizer: Any, run: RunDir, *, config: Any, summary: dict, trains_adapter: bool,
+                 state_dict: dict[str, Any] | None = None) -> Path:
     """Write the adapter (PEFT format) or the full model, then summary.json and README.md.
 
     Each folder is written to a staging name and renamed, so an interrupted save leaves no half model. The
     model card goes both to the run folder and into the adapter / model folder (in place of PEFT's blank
-    template), so a copied adapter still says how it was made.
+    template), so a copied adapter still says how it was made. ``state_dict``: the full weights gathered from
+    sharded processes (FSDP), in place of the model's own.
     """
     target = run.adapter if trains_adapter else run.model
     provenance = run.read_provenance()
     with atomic_directory(target) as staging:
-        model.save_pretrained(staging)
+        model.save_pretrained(staging, **({"state_dict": state_dict} if state_dict is not None else {}))
         tokenizer.save_pretrained(staging)
         if config.task.name == "classification":  # the head's classes, to rebuild it when loading
             (staging / LABELS).write_text(json.dumps(summary["dataset"]["labels"]))

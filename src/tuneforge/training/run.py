@@ -23,6 +23,10 @@ from tuneforge.storage.files import atomic_write_text
 from tuneforge.storage.rundir import COMPLETED, RunDir, config_hash, prepare_run_dir
 from tuneforge.training.arguments import training_arguments
 from tuneforge.training.callbacks import ProgressReporter, StopOnRequest
+from tuneforge.training.distributed import (
+    Processes, any_process, distributed_arguments, global_batch, global_batch_line, join_processes,
+    wait_for_everyone,
+)
 from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
 from tuneforge.training.precision import resolve_precision
@@ -91,8 +95,13 @@ def run_training(
     run = RunDir(Path(config.output_dir))
     config_dict = config.model_dump(mode="json")
     digest = config_hash(config_dict)
-    checkpoint = prepare_run_dir(run, digest=digest, resume=resume, overwrite=overwrite)
-    _announce_resume(checkpoint, resume=resume, progress=progress)
+    precision = resolve_precision(config.train.precision)
+    processes = join_processes(device=precision.device)  # one process without a launcher
+    sharding = distributed_arguments(config.train.distributed, device=precision.device, processes=processes)
+    if not processes.is_main:
+        progress = _stages_only(progress)  # rank 0 alone reports, logs and writes the run folder
+    checkpoint = _prepare(run, digest=digest, resume=resume, overwrite=overwrite, processes=processes,
+                          progress=progress)
 
     progress(ProgressEvent(ProgressKind.STAGE, f"resolving model {config.model}"))
     resolved = resolve_model(config.model, cache_dir=settings.model_cache_dir)
@@ -104,8 +113,10 @@ def run_training(
     progress(ProgressEvent(ProgressKind.STAGE, "reading data"))
     data = task.build_data(config, tokenizer)
     _announce_data(data, config=config, progress=progress)
+    progress(ProgressEvent(ProgressKind.MESSAGE, global_batch_line(config.train, processes),
+                           data={"global_batch_size": global_batch(config.train, processes),
+                                 "processes": processes.count}))
 
-    precision = resolve_precision(config.train.precision)
     prepare_trackers(config, run)
     strategy = get_method(config.method.name)
     set_seed(config.seed)
@@ -115,20 +126,21 @@ def run_training(
     context = PrepareContext(
         model_type=model_type,
         gradient_checkpointing=config.train.gradient_checkpointing,
-        total_steps=total_steps(config.train, len(data.train)),
+        total_steps=total_steps(config.train, math.ceil(len(data.train) / processes.count)),
         task_type=peft_task_type(model),
     )
     model = strategy.prepare(model, config.method, context)
     trainable, total = _parameter_counts(model)
 
-    run.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.config, yaml.safe_dump(config_dict, sort_keys=False))
-    if provenance is not None:
-        run.write_provenance(provenance)
-    run.write_marker(config_hash=digest, status="running", base_model=str(resolved.path), model=config.model,
-                     method=config.method.name, task=config.task.name, model_type=model_type)
-    reporter = ProgressReporter(progress, run.metrics)
-    stopper = StopOnRequest(stop) if stop is not None else None
+    if processes.is_main:
+        run.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.config, yaml.safe_dump(config_dict, sort_keys=False))
+        if provenance is not None:
+            run.write_provenance(provenance)
+        run.write_marker(config_hash=digest, status="running", base_model=str(resolved.path), model=config.model,
+                         method=config.method.name, task=config.task.name, model_type=model_type)
+    reporter = ProgressReporter(progress, run.metrics if processes.is_main else None)
+    stopper = StopOnRequest(stop, agree=any_process if processes.count > 1 else None) if stop is not None else None
     callbacks: list[Any] = [reporter, *strategy.callbacks(model, config.method), *extra_callbacks]
     callbacks += [stopper] if stopper else []
     if config.train.early_stopping_patience:
@@ -137,13 +149,14 @@ def run_training(
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
     trainer = task.build_trainer(TrainerParts(
         config=config, model=model, tokenizer=tokenizer, data=data, callbacks=callbacks,
-        arguments=training_arguments(config, precision, run, has_eval=data.eval is not None),
+        arguments={**training_arguments(config, precision, run, has_eval=data.eval is not None),
+                   **sharding},
         optimizer=strategy.optimizer(model, config.method, config.train),
     ))
     quiet_trainer(trainer)
     point_trackers(trainer, run)
     started = time.perf_counter()
-    train_output = _fit(trainer, run=run, checkpoint=checkpoint, stopper=stopper)
+    train_output = _fit(trainer, run=run, checkpoint=checkpoint, stopper=stopper, writes=processes.is_main)
     runtime = time.perf_counter() - started
 
     eval_loss = _final_eval_loss(trainer, reporter) if data.eval is not None else None
@@ -170,11 +183,13 @@ def run_training(
         "total_parameters": total,
         "resumed_from": checkpoint.name if checkpoint else None,
         "seed": config.seed,
+        "processes": processes.count,
+        "global_batch_size": global_batch(config.train, processes),
+        "distributed": config.train.distributed if processes.count > 1 else None,
     }
     progress(ProgressEvent(ProgressKind.STAGE, "saving outputs"))
-    model_path = save_outputs(trainer.model, tokenizer, run, config=config, summary=summary,
-                              trains_adapter=strategy.trains_adapter)
-    run.write_marker(status=COMPLETED)
+    model_path = _save(trainer, tokenizer, run, config=config, summary=summary, processes=processes,
+                       trains_adapter=strategy.trains_adapter)
     progress(ProgressEvent(ProgressKind.SUMMARY, data=summary))
     return TrainResult(output_dir=run.root, summary=summary, model_path=model_path)
 
@@ -197,6 +212,49 @@ def trained_tokens(stats: dict[str, Any], epochs: float | None) -> int | None:
     """
     per_epoch = stats.get("trained_tokens")
     return None if not per_epoch else round(per_epoch * (epochs or 0.0))
+
+
+def _stages_only(progress: ProgressCallback) -> ProgressCallback:
+    """What a process other than rank 0 reports: stages alone (the CLI arms its Ctrl-C handling at the training
+    stage, and shows nothing of these processes)."""
+    def forward(event: ProgressEvent) -> None:
+        if event.kind is ProgressKind.STAGE:
+            progress(event)
+
+    return forward
+
+
+def _prepare(run: RunDir, *, digest: str, resume: bool, overwrite: bool, processes: Processes,
+             progress: ProgressCallback) -> Path | None:
+    """Rank 0 checks (or, with ``overwrite``, clears) the run folder; the others then find the same checkpoint.
+
+    A refusal on rank 0 ends that process; the launcher then stops the others.
+    """
+    checkpoint = None
+    if processes.is_main:
+        checkpoint = prepare_run_dir(run, digest=digest, resume=resume, overwrite=overwrite)
+        _announce_resume(checkpoint, resume=resume, progress=progress)
+    wait_for_everyone()
+    if not processes.is_main and resume:
+        checkpoint = run.latest_checkpoint()
+    return checkpoint
+
+
+def _save(trainer: Any, tokenizer: Any, run: RunDir, *, config: TrainConfig, summary: dict[str, Any],
+          processes: Processes, trains_adapter: bool) -> Path:
+    """Rank 0 writes the adapter or model, summary and card; under FSDP / ZeRO-3 every process first helps
+    gather the full weights (a collective)."""
+    target = run.adapter if trains_adapter else run.model
+    state_dict = None
+    if processes.count > 1 and config.train.distributed != "ddp":
+        state_dict = trainer.accelerator.get_state_dict(trainer.model)
+    if processes.is_main:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        target = save_outputs(model, tokenizer, run, config=config, summary=summary, trains_adapter=trains_adapter,
+                              state_dict=state_dict)
+        run.write_marker(status=COMPLETED)
+    wait_for_everyone()
+    return target
 
 
 def _announce_resume(checkpoint: Path | None, *, resume: bool, progress: ProgressCallback) -> None:
@@ -224,7 +282,7 @@ def _announce_data(data: Any, *, config: TrainConfig, progress: ProgressCallback
         ))
 
 
-def _fit(trainer: Any, *, run: RunDir, checkpoint: Path | None, stopper: StopOnRequest | None) -> Any:
+def _fit(trainer: Any, *, run: RunDir, checkpoint: Path | None, stopper: StopOnRequest | None, writes: bool) -> Any:
     """``trainer.train()``; a failed or stopped run is marked interrupted, so that ``--resume`` continues it.
 
     Raises:
@@ -233,10 +291,12 @@ def _fit(trainer: Any, *, run: RunDir, checkpoint: Path | None, stopper: StopOnR
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except BaseException:
-        run.write_marker(status="interrupted")
+        if writes:
+            run.write_marker(status="interrupted")
         raise
     if stopper is not None and stopper.stopped_at is not None:
-        run.write_marker(status="interrupted")
+        if writes:
+            run.write_marker(status="interrupted")
         latest = run.latest_checkpoint()
         raise Interrupted(step=stopper.stopped_at, checkpoint=latest.name if latest else None)
     return output

@@ -58,7 +58,8 @@ def create_openai_job(platform: Platform, *, project: str, request: OpenAIJobReq
         configure=configure(request, retention=platform.settings.checkpoint_retention),
         files={"training_file": request.training_file, "validation_file": request.validation_file},
         priority=request.priority, suffix=request.suffix,
-        request={"api": "openai", "metadata": request.metadata, "method": {"type": request.method_type}})
+        request={"api": "openai", "metadata": request.metadata, "method": {"type": request.method_type},
+                 "nproc": request.tuneforge.nproc if request.tuneforge else 1})
 
 
 @router.post("")

@@ -65,6 +65,8 @@ class TuneforgeOptions(BaseModel):
 
     method: MethodConfig | None = Field(None, description="The PEFT method and its options (default: lora).")
     train: dict[str, Any] = Field(default_factory=dict, description="Overrides of TrainConfig.train fields.")
+    nproc: int = Field(1, ge=1, le=64, description="Training processes (one per GPU); above 1 the job runs under "
+                       "torchrun with train.distributed, on as many GPUs of a worker started with --gpus.")
 
     @field_validator("method", mode="before")
     @classmethod

@@ -1,0 +1,154 @@
+"""Training on many processes: the backend's TrainingArguments, which process writes, the global batch.
+
+A run on N processes is the same :func:`~tuneforge.training.run.run_training` started N times by a launcher
+(``torchrun`` / ``accelerate launch``; see :mod:`tuneforge.services.launch`), which sets ``RANK``,
+``WORLD_SIZE``, ``MASTER_ADDR``... accelerate's ``PartialState`` reads them and joins the process group
+(gloo on CPU, NCCL on CUDA); the Trainer then wraps the model in DDP / FSDP / DeepSpeed as
+``train.distributed`` says. There is no second training loop.
+
+Backends (``train.distributed``; one process ignores it):
+
+- ``ddp`` (default): every process holds the whole model, gradients are averaged. Checkpoints are plain
+  (adapter or model + optimizer state): they resume on any process count.
+- ``fsdp``: parameters, gradients and optimizer state sharded across processes (FSDP2, wrapping each decoder
+  layer); CUDA only (accelerate runs FSDP on GPUs, a CPU run would silently be DDP, so it is refused);
+  checkpoints save a full state dict and resume on any count.
+- ``deepspeed_zero2`` / ``deepspeed_zero3``: DeepSpeed ZeRO stage 2 (optimizer state and gradients sharded) or
+  3 (parameters too); needs the ``deepspeed`` extra and CUDA. Its checkpoints resume on another count through
+  DeepSpeed's universal checkpoint only; tuneforge resumes them on the same count.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+
+from tuneforge.errors import ConfigError, MissingDependencyError
+
+BACKENDS = ("ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3")
+RESUMES_ON_ANOTHER_COUNT = {"ddp": True, "fsdp": True, "deepspeed_zero2": False, "deepspeed_zero3": False}
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place in the run.
+
+    Attributes:
+        rank: 0 for the process that writes the run folder, logs and reports progress.
+        count: Processes in the run (1 without a launcher).
+    """
+
+    rank: int = 0
+    count: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes outputs, logs and progress (rank 0)."""
+        return self.rank == 0
+
+
+def join_processes(*, device: str) -> Processes:
+    """Join the launcher's process group, if there is one (accelerate reads the launcher's environment).
+
+    Args:
+        device: ``cpu`` (gloo backend) or ``cuda`` (NCCL).
+    """
+    from accelerate import PartialState
+
+    state = PartialState(cpu=device == "cpu")  # gloo on CPU (MPI where torch has it), NCCL on CUDA
+    return Processes(rank=state.process_index, count=state.num_processes)
+
+
+def wait_for_everyone() -> None:
+    """A barrier across the run's processes (nothing with one process)."""
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+
+
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` is set on any process of the run (an all-reduce; ``flag`` itself with one process).
+
+    A stop request (Ctrl-C, SIGTERM) reaches the processes at slightly different times: they agree on it at
+    each step's end, so that all stop after the same step and save one checkpoint together.
+    """
+    import torch
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return flag
+    vote = torch.tensor([1.0 if flag else 0.0], device=PartialState().device)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+    return bool(vote.item())
+
+
+def global_batch(train: Any, processes: Processes) -> int:
+    """Examples per optimizer step: batch size × gradient accumulation × processes."""
+    return train.batch_size * train.gradient_accumulation_steps * processes.count
+
+
+def global_batch_line(train: Any, processes: Processes) -> str:
+    """The line shown before training, e.g. ``global batch 16 = 4 per process × 2 accumulation × 2 processes``."""
+    plural = "es" if processes.count != 1 else ""
+    return (f"global batch {global_batch(train, processes)} = {train.batch_size} per process × "
+            f"{train.gradient_accumulation_steps} accumulation × {processes.count} process{plural}")
+
+
+def distributed_arguments(backend: str, *, device: str, processes: Processes) -> dict[str, Any]:
+    """Extra ``TrainingArguments`` for ``train.distributed`` (nothing with one process).
+
+    Raises:
+        MissingDependencyError: A DeepSpeed backend without DeepSpeed installed.
+        ConfigError: FSDP or DeepSpeed on CPU.
+    """
+    if processes.count == 1:
+        return {}
+    common: dict[str, Any] = {"ddp_backend": "gloo" if device == "cpu" else "nccl"}
+    if backend == "ddp":
+        return {**common, "ddp_find_unused_parameters": False}
+    if device != "cuda":
+        raise ConfigError(f"train.distributed: {backend} needs CUDA GPUs; this run is on {device} (accelerate shards "
+                          "models on GPUs only)", field="train.distributed", hint="use train.distributed: ddp on CPU")
+    if backend == "fsdp":
+        return {**common, "fsdp": "full_shard auto_wrap", "fsdp_config": fsdp_config()}
+    check_deepspeed(backend)
+    return {"deepspeed": deepspeed_config(backend)}
+
+
+def fsdp_config() -> dict[str, Any]:
+    """FSDP2 over each decoder layer (transformers finds the layer class from the model's ``_no_split_modules``);
+    checkpoints hold a full state dict, so that they resume on another process count."""
+    return {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "state_dict_type": "FULL_STATE_DICT",
+            "reshard_after_forward": True, "cpu_ram_efficient_loading": False}
+
+
+def deepspeed_config(backend: str) -> dict[str, Any]:
+    """The DeepSpeed config of ``deepspeed_zero2`` / ``deepspeed_zero3``: ``auto`` values are filled by transformers
+    from the TrainingArguments (batch, accumulation, clipping, bf16/fp16), so the two never disagree."""
+    stage = int(backend[-1])
+    zero: dict[str, Any] = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True,
+                            "reduce_bucket_size": "auto"}
+    if stage == 3:
+        zero |= {"stage3_prefetch_bucket_size": "auto", "stage3_param_persistence_threshold": "auto",
+                 "stage3_gather_16bit_weights_on_model_save": True}
+    return {
+        "zero_optimization": zero,
+        "bf16": {"enabled": "auto"},
+        "fp16": {"enabled": "auto"},
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "train_batch_size": "auto",
+    }
+
+
+def check_deepspeed(backend: str) -> None:
+    """DeepSpeed comes with the ``deepspeed`` extra.
+
+    Raises:
+        MissingDependencyError: DeepSpeed is not installed.
+    """
+    if importlib.util.find_spec("deepspeed") is None:
+        raise MissingDependencyError("deepspeed", extra="deepspeed", purpose=f"train.distributed: {backend}")

@@ -1,0 +1,175 @@
+"""The launcher command, the backends' TrainingArguments, DeepSpeed's config, and a worker handing out GPUs."""
+
+from __future__ import annotations
+
+import importlib.util
+from types import SimpleNamespace
+
+import pytest
+
+from tuneforge.config import TrainConfig, validate_config
+from tuneforge.errors import ConfigError, MissingDependencyError
+from tuneforge.services.launch import LaunchPlan, launch_command, train_arguments
+from tuneforge.training.distributed import (
+    Processes, deepspeed_config, distributed_arguments, global_batch, global_batch_line,
+)
+
+TWO = Processes(rank=0, count=2)
+
+
+def test_one_machine_runs_torchrun_standalone_with_the_same_train_arguments():
+    command = launch_command(LaunchPlan(nproc=4), python="py",
+                             cli_args=train_arguments("c.yaml", resume=True, overrides=["train.epochs=1"]))
+    assert command == ["py", "-m", "torch.distributed.run", "--nproc-per-node=4", "--nnodes=1", "--standalone",
+                       "-m", "tuneforge.cli.app", "train", "c.yaml", "--resume", "--set", "train.epochs=1"]
+
+
+def test_two_machines_meet_at_the_master():
+    command = launch_command(LaunchPlan(nproc=8, nnodes=2, node_rank=1, master="10.0.0.1:29500"),
+                             cli_args=["train", "c.yaml"])
+    assert command[3:8] == ["--nproc-per-node=8", "--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.1",
+                            "--master-port=29500"]
+    assert "--standalone" not in command
+
+
+@pytest.mark.parametrize(("plan", "option"), [
+    (LaunchPlan(nproc=2, nnodes=2), "--master"),
+    (LaunchPlan(nproc=2, nnodes=2, node_rank=2, master="h:1"), "--node-rank"),
+    (LaunchPlan(nproc=2, master="no-port"), "--master"),
+    (LaunchPlan(nproc=2, master="h:99999"), "--master"),
+    (LaunchPlan(nproc=0), "--nproc"),
+])
+def test_a_bad_launch_plan_names_its_option(plan, option):
+    with pytest.raises(ConfigError) as error:
+        launch_command(plan, cli_args=["train", "c.yaml"])
+    assert error.value.field == option and option in str(error.value)
+
+
+def test_the_global_batch_counts_every_process():
+    train = TrainConfig(model="m", data={"train": "d.jsonl"},
+                        train={"batch_size": 4, "gradient_accumulation_steps": 2}).train
+    assert global_batch(train, Processes(rank=1, count=3)) == 24
+    assert global_batch_line(train, TWO) == "global batch 16 = 4 per process × 2 accumulation × 2 processes"
+
+
+def test_backends_and_their_training_arguments():
+    assert distributed_arguments("fsdp", device="cpu", processes=Processes()) == {}  # one process: no backend
+    ddp = distributed_arguments("ddp", device="cpu", processes=TWO)
+    assert ddp == {"ddp_backend": "gloo", "ddp_find_unused_parameters": False}
+    fsdp = distributed_arguments("fsdp", device="cuda", processes=TWO)
+    assert fsdp["ddp_backend"] == "nccl" and fsdp["fsdp"] == "full_shard auto_wrap"
+    assert fsdp["fsdp_config"]["version"] == 2 and fsdp["fsdp_config"]["state_dict_type"] == "FULL_STATE_DICT"
+
+
+@pytest.mark.parametrize("backend", ["fsdp", "deepspeed_zero3"])
+def test_sharding_backends_on_cpu_are_refused_not_silently_ddp(backend):
+    with pytest.raises(ConfigError, match="needs CUDA") as error:
+        distributed_arguments(backend, device="cpu", processes=TWO)
+    assert error.value.field == "train.distributed" and "ddp" in error.value.hint
+
+
+def test_an_unknown_backend_is_a_config_error():
+    with pytest.raises(ConfigError, match="train.distributed"):
+        validate_config({"model": "m", "data": {"train": "d.jsonl"}, "train": {"distributed": "horovod"}}, TrainConfig)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="deepspeed is installed")
+def test_deepspeed_without_the_extra_names_it():
+    with pytest.raises(MissingDependencyError) as error:
+        distributed_arguments("deepspeed_zero2", device="cuda", processes=TWO)
+    assert error.value.extra == "deepspeed" and "tuneforge[deepspeed]" in error.value.hint
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_config_leaves_batch_and_precision_to_the_trainer(stage):
+    config = deepspeed_config(f"deepspeed_zero{stage}")
+    assert config["zero_optimization"]["stage"] == stage
+    # "auto": transformers fills them from TrainingArguments, so the two cannot disagree
+    for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping", "train_batch_size"):
+        assert config[key] == "auto"
+    assert ("stage3_gather_16bit_weights_on_model_save" in config["zero_optimization"]) == (stage == 3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_accepts_the_config_with_the_trainer_values(stage, tmp_path):
+    """DeepSpeed's own validation, through transformers (needs the deepspeed extra; run where a GPU is lent)."""
+    pytest.importorskip("deepspeed")
+    from transformers import TrainingArguments
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+
+    ds = HfTrainerDeepSpeedConfig(deepspeed_config(f"deepspeed_zero{stage}"))
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                             bf16=True, report_to=[])
+    ds.trainer_config_process(args)
+    assert ds.config["train_micro_batch_size_per_gpu"] == 4 and ds.config["bf16"]["enabled"] is True
+
+
+# --- a worker that hands out GPUs -----------------------------------------------------------------------------
+class NeedsKind:
+    name, title = "train", "Job"
+
+    def devices_needed(self, job):
+        return job.request["nproc"]
+
+
+class Kinds:
+    def get(self, name):
+        return NeedsKind()
+
+
+class Store:
+    def __init__(self):
+        self.updates = []
+
+    def update_job(self, job_id, update, **kwargs):
+        self.updates.append((job_id, update))
+        return True
+
+
+def worker(gpus, running=()):
+    import threading
+
+    from tuneforge.jobs.worker import RunningJob, Worker
+
+    w = Worker.__new__(Worker)
+    w.gpus, w.kinds, w.store, w.id, w._waiting_for = gpus, Kinds(), Store(), "w1", 0
+    w._lock = threading.Lock()
+    w.running = {f"j{i}": RunningJob(f"j{i}", None, 0.0, devices=tuple(d)) for i, d in enumerate(running)}
+    return w
+
+
+def job(nproc):
+    return SimpleNamespace(id="new", kind="train", request={"nproc": nproc})
+
+
+def test_a_worker_hands_each_job_free_gpus_and_puts_back_what_it_cannot_serve():
+    from tuneforge.storage.records import JobStatus
+
+    assert worker([])._devices_for(job(4)) == ()  # no --gpus: jobs see every device
+    assert worker(["0", "1", "2", "3"], running=[("1",)])._devices_for(job(2)) == ("0", "2")
+    busy = worker(["0", "1", "2", "3"], running=[("0", "1"), ("2",)])
+    assert busy._devices_for(job(2)) is None and busy._waiting_for == 2  # back to the queue; wait for 2 free
+    assert busy.store.updates[-1][1].status is JobStatus.QUEUED
+    small = worker(["0", "1"])
+    assert small._devices_for(job(4)) is None
+    assert small.store.updates[-1][1].status is JobStatus.FAILED
+    assert "asks for 4 GPUs" in small.store.updates[-1][1].error["message"]
+
+
+def test_a_train_job_needs_one_gpu_per_process():
+    from tuneforge.api.openai.protocol import OpenAIJobRequest
+    from tuneforge.services.job_kinds import TrainKind
+
+    request = OpenAIJobRequest(model="m", training_file="f", tuneforge={"nproc": 4})
+    assert request.tuneforge.nproc == 4
+    assert TrainKind().devices_needed(SimpleNamespace(request={"nproc": 4})) == 4
+    assert TrainKind().devices_needed(SimpleNamespace(request={})) == 1
+
+
+def test_a_launched_job_reports_itsestimated_total_steps_from_the_epochs():
+    from tuneforge.services.job_launch import estimated_total_steps
+
+    assert estimated_total_steps({"step": 3, "epoch": 1.0}, epochs=2.5) == 8  # the Trainer's ceil(2.5 epochs × 3 steps)
+    assert estimated_total_steps({"step": 1, "epoch": 0.25}, epochs=3) == 12
+    assert estimated_total_steps({"step": 0, "epoch": 0}, epochs=3) is None
