@@ -15,6 +15,7 @@ from tuneforge.config.data import (
     CHAT_TEMPLATE_NAMES, DataSource, EvalData, EvalSplit, OverlongPolicy, TrainData, as_sources,
 )
 from tuneforge.config.methods import METHODS, LoraMethod, MethodConfig
+from tuneforge.config.speed import SpeedSettings
 from tuneforge.config.tasks import TASKS, SftTask, TrainTaskConfig
 from tuneforge.errors import suggest
 
@@ -150,6 +151,7 @@ class TrainSettings(StrictModel):
         None, gt=0, description="NEFTune: noise on the input embeddings while training (5 is typical; null: off)."
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing factor of the loss (0: off).")
+    speed: SpeedSettings = Field(default_factory=SpeedSettings, description="Speed and memory switches.")
 
 
 class TrainConfig(StrictModel):
