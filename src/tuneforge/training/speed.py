@@ -124,6 +124,9 @@ def head_matches_logits(model: Any, inputs: dict[str, Any]) -> bool:
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(causal_lm.config, "output_router_logits", False):  # MoE auxiliary loss rides on the model's loss
         return False
+    peft_config = getattr(model, "active_peft_config", None)
+    if getattr(peft_config, "is_prompt_learning", False):  # virtual tokens are added by the PEFT wrapper's forward
+        return False
     was_training = model.training
     model.eval()
     try:

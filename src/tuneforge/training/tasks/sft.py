@@ -108,7 +108,9 @@ def build_lm_trainer(parts: TrainerParts) -> Trainer:
     """transformers' Trainer with a padding (labels -100) or flattening collator, and the label-only loss when
     ``train.speed`` asks for them."""
     speed = parts.config.train.speed
-    trainer_class = partial(LabelOnlyLossTrainer, loss_chunk_size=speed.loss_chunk_size) if speed.label_only_loss else None
+    trainer_class = None
+    if speed.label_only_loss:
+        trainer_class = partial(LabelOnlyLossTrainer, loss_chunk_size=speed.loss_chunk_size)
     return plain_trainer(parts, lm_collator(speed, parts.tokenizer), trainer_class=trainer_class)
 
 
