@@ -67,11 +67,16 @@ def test_label_only_loss_trains_a_full_fine_tune_with_a_tied_head_like_the_plain
     assert got == pytest.approx(plain, rel=2e-3)
 
 
+@pytest.fixture(scope="module")
+def plain_bf16(plain_fp32, tiny_model, tmp_path_factory, settings):
+    return curve(tiny_model, plain_fp32[0], tmp_path_factory.mktemp("plain-bf16") / "run", settings, precision="bf16")
+
+
+@pytest.mark.parametrize("frozen", ["compute", "compute_all"])
 def test_bf16_frozen_weights_and_label_only_loss_keep_the_bf16_curve(
-        plain_fp32, tiny_model, tmp_path, settings, label_only_calls):
-    data, _ = plain_fp32
-    plain = curve(tiny_model, data, tmp_path / "plain", settings, precision="bf16")
-    got = curve(tiny_model, data, tmp_path / "run", settings, precision="bf16", frozen_weights_dtype="compute",
+        frozen, plain_fp32, plain_bf16, tiny_model, tmp_path, settings, label_only_calls):
+    data, plain = plain_fp32[0], plain_bf16
+    got = curve(tiny_model, data, tmp_path / "run", settings, precision="bf16", frozen_weights_dtype=frozen,
                 label_only_loss=True)
     assert len(label_only_calls) == 8
     assert got == pytest.approx(plain, rel=3e-2)

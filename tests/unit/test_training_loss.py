@@ -71,3 +71,6 @@ def test_frozen_linear_weights_go_to_bf16_while_adapters_embeddings_and_a_tied_h
     assert all(d == torch.bfloat16 for n, d in dtypes.items() if n.endswith("base_layer.weight"))
     tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
     assert model.get_output_embeddings().weight.dtype == (torch.float32 if tied else torch.bfloat16)
+    cast_frozen_weights(model, torch.bfloat16, everything=True)  # 'compute_all': embeddings and norms too
+    assert {p.dtype for n, p in model.named_parameters() if "lora_" not in n} == {torch.bfloat16}
+    assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}

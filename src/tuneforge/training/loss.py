@@ -117,7 +117,7 @@ def _liger_loss(device: torch.device, smoothing: float) -> Any:
     if device.type != "cuda":
         return None
     try:
-        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+        from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
     except ImportError:
         return None
     return LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE, label_smoothing=smoothing, reduction="sum")

@@ -28,19 +28,21 @@ def frozen_weights_dtype(speed: SpeedSettings, precision: Precision) -> torch.dt
     return precision.compute_dtype
 
 
-def cast_frozen_weights(model: torch.nn.Module, dtype: torch.dtype) -> int:
-    """Store the frozen fp32 weights and biases of ``nn.Linear`` layers in ``dtype``; adapters stay fp32.
+def cast_frozen_weights(model: torch.nn.Module, dtype: torch.dtype, *, everything: bool = False) -> int:
+    """Store the frozen fp32 weights and biases of ``nn.Linear`` layers (``everything``: of every layer) in
+    ``dtype``; adapters stay fp32.
 
-    Weights shared with the input embeddings (a tied LM head) stay fp32 so that the residual stream keeps fp32.
+    Without ``everything``, weights shared with the input embeddings (a tied LM head) stay fp32 so that the
+    residual stream keeps fp32.
 
     Returns:
         How many parameters were cast.
     """
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    tied = {id(p) for p in embeddings.parameters()} if embeddings is not None else set()
+    tied = {id(p) for p in embeddings.parameters()} if embeddings is not None and not everything else set()
     cast = 0
     for module in model.modules():
-        if not isinstance(module, torch.nn.Linear):
+        if not (everything or isinstance(module, torch.nn.Linear)):
             continue
         for param in module.parameters(recurse=False):
             if not param.requires_grad and param.dtype == torch.float32 and id(param) not in tied:
@@ -53,7 +55,10 @@ def prepare_for_speed(model: Any, speed: SpeedSettings, *, precision: Precision,
     """Apply the model-side switches (frozen weights dtype, compile) to a prepared model; returns it."""
     dtype = frozen_weights_dtype(speed, precision)
     if dtype is not None and trains_adapter:
-        cast_frozen_weights(model, dtype)
+        # quantized bases keep PEFT's fp32 norms and embeddings (prepare_model_for_kbit_training) under 'auto'
+        everything = speed.frozen_weights_dtype == "compute_all" or (
+            speed.frozen_weights_dtype == "auto" and getattr(causal_lm_of(model), "hf_quantizer", None) is None)
+        cast_frozen_weights(model, dtype, everything=everything)
     if speed.compile:
         decoder_body(model).compile()  # in place: the plain and the label-only path both call it
     return model
@@ -75,9 +80,14 @@ def lm_collator(speed: SpeedSettings, tokenizer: Any) -> Any:
     return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
 
 
+def causal_lm_of(model: Any) -> Any:
+    """The transformers model inside a PEFT wrapper (or ``model`` itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def decoder_body(model: Any) -> torch.nn.Module:
     """The decoder without its LM head (``LlamaModel`` of a ``LlamaForCausalLM``), through a PEFT wrapper."""
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal_lm = causal_lm_of(model)
     return getattr(causal_lm, causal_lm.base_model_prefix)
 
 
@@ -99,7 +109,7 @@ class LabelOnlyLossTrainer(Trainer):
         """The label-only loss while training; the plain path for evaluation and unsupported models."""
         if return_outputs or not model.training or "labels" not in inputs or not self._use_label_only(model, inputs):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+        causal_lm = causal_lm_of(model)
         features = {k: v for k, v in inputs.items() if k not in ("labels", "shift_labels")}
         with self.accelerator.autocast():  # accelerate autocasts the wrapped model's forward only, not its body
             hidden = decoder_body(model)(**features)[0]  # [B, T, d]
@@ -121,7 +131,7 @@ class LabelOnlyLossTrainer(Trainer):
 def head_matches_logits(model: Any, inputs: dict[str, Any]) -> bool:
     """Whether ``lm_head(body(x))`` equals the model's logits on the first example of a batch (eval mode)."""
     features = {k: v[:1] for k, v in inputs.items() if k not in ("labels", "shift_labels")}
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal_lm = causal_lm_of(model)
     if getattr(causal_lm.config, "output_router_logits", False):  # MoE auxiliary loss rides on the model's loss
         return False
     peft_config = getattr(model, "active_peft_config", None)
