@@ -52,7 +52,8 @@ def run_one(method: str, steps: int, precision: str, workdir: Path, speed: dict)
     clock = CpuClock()
     summary = run_training(config, settings=Settings.from_env(), overwrite=True, extra_callbacks=[clock]).summary
     summary["tokens_per_cpu_second"] = round(summary["input_tokens"] / clock.seconds, 2)
-    keys = ("tokens_per_cpu_second", "method", "precision", "device", "global_step", "trained_tokens", "tokens_per_second", "peak_memory_mb",
+    keys = ("tokens_per_cpu_second", "method", "precision", "device", "global_step", "trained_tokens",
+            "tokens_per_second", "peak_memory_mb",
             "runtime_seconds", "trainable_parameters", "total_parameters", "final_loss")
     return {k: summary[k] for k in keys}
 
@@ -113,7 +114,8 @@ def summarize(rows: list[tuple[dict, dict]], *, peak: float, params: int) -> Non
                                       ("tuneforge", our_tps, our_cpu, our_mem, 1)):
         load = mean([pair[side]["load"] for pair in rows])
         print(f"{name:10} {tps:>9.1f} {cpu:>13.1f} {mem:>13.0f} {100 * 4 * params * cpu / peak:>11.1f}% {load:>9.2f}")
-    print(f"speed-up {our_tps / ref_tps:.2f}x per wall second, {our_cpu / ref_cpu:.2f}x per CPU second; peak RSS {our_mem / ref_mem:.2f}x; bf16 matmul peak measured "
+    print(f"speed-up {our_tps / ref_tps:.2f}x per wall second, {our_cpu / ref_cpu:.2f}x per CPU second; "
+          f"peak RSS {our_mem / ref_mem:.2f}x; bf16 matmul peak measured "
           f"{peak / 1e9:.0f} GFLOP/s; {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}")
 
 
