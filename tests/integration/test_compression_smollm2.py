@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from fixtures.llamacpp import require_llama_cpp
 
 from tuneforge.services.compression import compress_model
 
@@ -15,9 +16,8 @@ def answers(stage) -> list[str]:
     return [e.prediction for e in stage.tasks[0].per_example]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
-                    reason="llama-cpp-python is not installed (pip install 'tuneforge[llamacpp]')")
 def test_smollm2_gguf_q8_0_runs_in_llama_cpp_with_the_same_greedy_answers(tmp_path, settings):
+    require_llama_cpp()  # installed, and not a build that crashes on llama.cpp's own GGUF files
     recipe = {"steps": [{"name": "export", "format": "gguf", "quantization": "q8_0"}], "latency_samples": 1,
               "latency_tokens": 8,
               "eval": {"tasks": [{"builtin": "arithmetic", "limit": 12}, {"builtin": "profile-extraction", "limit": 4,
