@@ -12,6 +12,9 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Piped output is tested at its own width (cli.render): a terminal's COLUMNS / LINES must not reach the CLI's children.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each (and children)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 # One TUNEFORGE_HOME for the session (the builtin-model cache lives there); TUNEFORGE_TEST_HOME reuses one.
