@@ -4,6 +4,7 @@ learns from the teacher, and bad input is refused before any work with the sourc
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 from pathlib import Path
 
@@ -331,3 +332,20 @@ def test_llama_cpp_runs_a_head_pruned_gguf_export_like_torch(tiny_model, data, t
     assert exported.details["measured_with"].startswith("llama.cpp")
     assert answers_of(exported) == answers_of(pruned)  # same weights, same greedy answers in llama.cpp
     assert any(answers_of(exported))
+
+
+def test_a_llama_cpp_build_that_crashes_does_not_take_the_export_down(tiny_model, data, tmp_path, monkeypatch,
+                                                                      settings):
+    """A llama-cpp-python build that segfaults (0.3.36 built on some machines does) is probed in a child process:
+    the export is kept and measured through transformers' GGUF loader, with the reason in the report."""
+    broken = tmp_path / "broken-build"
+    (broken / "llama_cpp").mkdir(parents=True)
+    (broken / "llama_cpp" / "__init__.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    monkeypatch.syspath_prepend(str(broken))  # find_spec sees it; only the probe's child imports it
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(broken), os.environ.get("PYTHONPATH", "")]))
+    steps = [{"name": "export", "format": "gguf", "quantization": "f32"}]
+    report = compress_model(str(tiny_model), recipe(steps, data, latency_samples=0), output=tmp_path / "out",
+                            settings=settings)
+    measured = report.stages[-1].details["measured_with"]
+    assert measured.startswith("transformers' GGUF loader") and "crashed (SIGSEGV)" in measured, measured
+    assert (tmp_path / "out" / "model" / "model.f32.gguf").is_file()

@@ -7,10 +7,43 @@ prompts are the transformers tokenizer's token ids (the GGUF holds the same voca
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+
+_PROBE = """
+import sys
+from llama_cpp import Llama
+llm = Llama(model_path=sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=1, seed=0, verbose=False)
+tokens = llm.tokenize(b"Hello, world", add_bos=True)
+llm.eval(tokens)
+next(iter(llm.generate(tokens, top_k=1, temp=0.0, reset=True)))
+print("ok")
+"""
+
+
+def probe(path: Path, *, n_ctx: int = 256, timeout: float = 300) -> str | None:
+    """Load ``path`` in llama.cpp in a child process and decode one token: None when that works, else why not.
+
+    A llama-cpp-python build can crash the whole process (a segfault, not an exception) on a file it should
+    run; probing in a child keeps that crash from taking the caller down with it.
+    """
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(n_ctx)], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"llama.cpp did not answer within {timeout:.0f} s"
+    if done.returncode == 0 and "ok" in done.stdout:
+        return None
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        return f"llama.cpp crashed ({name}) running {path.name}"
+    last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+    return f"llama.cpp failed on {path.name}: {last}"
 
 
 class LlamaCppModel(torch.nn.Module):

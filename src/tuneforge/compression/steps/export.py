@@ -60,19 +60,36 @@ def _gguf(stage: Stage, step: ExportStep, context: StepContext) -> Stage:
     context.progress(ProgressEvent(ProgressKind.STAGE, f"writing {path.name}"))
     counts = write_gguf(stage.model, stage.tokenizer, stage.files, path, quantization=step.quantization)
     details: dict[str, Any] = {"file": path.name, "tensor_types": counts}
-    if importlib.util.find_spec("llama_cpp") is not None:
+    n_ctx = min(int(stage.model.config.max_position_embeddings), 4096)
+    broken = _llama_cpp_broken(path, n_ctx=n_ctx)
+    if broken is None:
         from tuneforge.compression.export.llamacpp import LlamaCppModel
         from tuneforge.evaluation.generation import stop_ids
 
         model = LlamaCppModel(path, config=stage.model.config, eos_token_ids=stop_ids(stage.model, stage.tokenizer),
-                              n_ctx=min(int(stage.model.config.max_position_embeddings), 4096))
+                              n_ctx=n_ctx)
         details["measured_with"] = "llama.cpp (llama-cpp-python)"
     else:
+        if broken != _NOT_INSTALLED:
+            context.progress(ProgressEvent(ProgressKind.MESSAGE, f"warning: {broken}; measuring the GGUF through "
+                                           "transformers' GGUF loader instead (rebuild or change llama-cpp-python)"))
         model = _dequantized(path)
-        details["measured_with"] = ("transformers' GGUF loader (dequantized weights; latency is fp32 PyTorch's); "
-                                    "install llama-cpp-python to measure llama.cpp")
+        details["measured_with"] = (f"transformers' GGUF loader (dequantized weights; latency is fp32 PyTorch's); "
+                                    f"{broken}")
     return Stage(model, stage.tokenizer, context.workdir, f"gguf {step.quantization}", stage.parameters,
                  stage.nonzero_parameters, ["cpu", "cuda"], details)
+
+
+_NOT_INSTALLED = "install llama-cpp-python to measure llama.cpp"
+
+
+def _llama_cpp_broken(path: Path, *, n_ctx: int) -> str | None:
+    """None when llama.cpp runs the file; else why it cannot (not installed, or a build that crashes on it)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return _NOT_INSTALLED
+    from tuneforge.compression.export.llamacpp import probe
+
+    return probe(path, n_ctx=min(n_ctx, 256))
 
 
 def _dequantized(path: Path) -> Any:
