@@ -17,7 +17,7 @@ own connection from the pool and commits before it returns); each process opens 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 from tuneforge.storage.records import (
     ApiKeyRecord,
@@ -37,7 +37,7 @@ from tuneforge.storage.records import (
     Page,
 )
 from tuneforge.storage.records import (
-    AliasMoveRecord, ModelAliasRecord, ModelVersionRecord, RegisteredModelRecord,
+    AliasMoveRecord, FeedbackRecord, ModelAliasRecord, ModelVersionRecord, RegisteredModelRecord, ServedRequestRecord,
 )
 
 
@@ -349,6 +349,40 @@ class Store(ABC):
     @abstractmethod
     def list_alias_moves(self, *, project: str, name: str, alias: str | None = None) -> list[AliasMoveRecord]:
         """Every recorded move of a model's aliases (or of one alias), oldest first."""
+
+    @abstractmethod
+    def split_model_alias(self, *, project: str, name: str, alias: str, weights: dict[int, float],
+                          actor: str) -> AliasMoveRecord:
+        """Point ``alias`` at several versions by weight (an A/B split; the heaviest is its ``version``, the
+        control) and record the move (action ``split``), under the model's lock. A later plain move ends it.
+
+        Raises:
+            NotFoundError: Unknown model or version.
+            ConflictError: A version was pruned.
+        """
+
+    # --- served traffic ---------------------------------------------------------------------------
+    @abstractmethod
+    def add_served_requests(self, records: Sequence[ServedRequestRecord]) -> None:
+        """Append requests to the request log, in one transaction."""
+
+    @abstractmethod
+    def get_served_request(self, request_id: str, *, project: str) -> ServedRequestRecord:
+        """A logged request of ``project``; raises NotFoundError (also for another project's)."""
+
+    @abstractmethod
+    def list_served_requests(self, *, project: str, name: str | None = None, alias: str | None = None,
+                             model: str | None = None, since: float | None = None) -> list[ServedRequestRecord]:
+        """Logged requests matching every filter given (``since``: created at or after), oldest first."""
+
+    @abstractmethod
+    def add_feedback(self, record: FeedbackRecord) -> FeedbackRecord:
+        """Record feedback on a logged request of ``record.project``; raises NotFoundError for an unknown one."""
+
+    @abstractmethod
+    def list_feedback(self, *, project: str, name: str | None = None, model: str | None = None,
+                      since: float | None = None) -> list[FeedbackRecord]:
+        """Feedback on the logged requests that match the filters, oldest first."""
 
     @abstractmethod
     def close(self) -> None:

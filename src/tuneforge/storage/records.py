@@ -384,6 +384,11 @@ class ModelAliasRecord:
     version: int
     updated_by: str = ""
     updated_at: float = field(default_factory=now)
+    weights: list[list[float]] | None = None  # an A/B split: [[version, weight], ...]; ``version`` is its control
+
+    def split(self) -> dict[int, float] | None:
+        """The split's weights by version, or ``None`` when the alias points at one version."""
+        return split_of(self.weights)
 
 
 @dataclass(frozen=True)
@@ -395,10 +400,20 @@ class AliasMoveRecord:
     alias: str
     from_version: int | None
     to_version: int | None
-    action: str = "set"  # set | rollback | delete
+    action: str = "set"  # set | rollback | delete | split
     actor: str = ""
     created_at: float = field(default_factory=now)
     seq: int | None = None
+    weights: list[list[float]] | None = None  # a split's [[version, weight], ...]
+
+    def split(self) -> dict[int, float] | None:
+        """The weights this move set, or ``None`` for a move to one version."""
+        return split_of(self.weights)
+
+
+def split_of(weights: list[list[float]] | None) -> dict[int, float] | None:
+    """``[[version, weight], ...]`` as stored (JSON keeps list items' types, not dict keys') -> ``{version: weight}``."""
+    return None if weights is None else {int(v): float(w) for v, w in weights}
 
 
 def rollback_target(moves: list[AliasMoveRecord]) -> int | None:
@@ -414,3 +429,46 @@ def rollback_target(moves: list[AliasMoveRecord]) -> int | None:
         else:
             return move.from_version
     return None
+
+
+@dataclass(frozen=True)
+class ServedRequestRecord:
+    """One request the inference server answered (the request log; the A/B report and ``data collect`` read it).
+
+    Attributes:
+        id: The response id (``chatcmpl-...``), which feedback names.
+        model: The model name the client asked for (``bot@production``).
+        name: The registered model behind it (``None`` for other names); ``alias`` the alias asked for.
+        version: The registry version that answered; ``variant`` its label (``bot:8``) or the model name.
+        user_id: OpenAI's ``user`` field (A/B assignment is sticky per user).
+        prompt: The messages or prompt (only when the server runs with ``--log-requests``); ``answer`` the text.
+    """
+
+    id: str
+    project: str
+    model: str
+    variant: str
+    status: str = "ok"
+    name: str | None = None
+    alias: str | None = None
+    version: int | None = None
+    user_id: str | None = None
+    latency_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt: Any = None
+    answer: str | None = None
+    created_at: float = field(default_factory=now)
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """A score a user gave a response: thumbs up (1.0) or down (0.0) or a number, with an optional correction."""
+
+    request_id: str
+    project: str
+    score: float
+    label: str | None = None  # up | down | None (a number)
+    correction: str | None = None
+    id: str = field(default_factory=lambda: new_id("fb"))
+    created_at: float = field(default_factory=now)

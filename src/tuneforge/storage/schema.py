@@ -178,6 +178,7 @@ model_aliases = Table(
     Column("version", Integer, nullable=False),
     Column("updated_by", String(128), nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("weights", JSON),  # 0006: an A/B split's [[version, weight], ...]
     UniqueConstraint("project", "name", "alias", name="uq_model_aliases_project_name_alias"),
 )
 
@@ -192,6 +193,7 @@ model_alias_moves = Table(
     Column("action", String(16), nullable=False),
     Column("actor", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("weights", JSON),  # 0006
     Index("ix_model_alias_moves_model", "project", "name", "alias"),
 )
 
@@ -227,4 +229,39 @@ data_versions = Table(
     Column("created_at", Float, nullable=False),
     uq_data_versions_number,
     UniqueConstraint("dataset_id", "sha256", name="uq_data_versions_content"),
+)
+
+# --- served traffic (0006): the request log and feedback on responses (A/B reports, ``data collect``) ----------
+served_requests = Table(
+    "served_requests", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("project", String(64), nullable=False),
+    Column("model", String(512), nullable=False),
+    Column("name", String(128)),
+    Column("alias", String(64)),
+    Column("version", Integer),
+    Column("variant", String(512), nullable=False),
+    Column("user_id", String(256)),
+    Column("status", String(16), nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("prompt", JSON),
+    Column("answer", Text),
+    Column("created_at", Float, nullable=False),
+    Index("ix_served_requests_model", "project", "name", "created_at"),
+)
+
+request_feedback = Table(
+    "request_feedback", metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("request_id", String(64), ForeignKey("served_requests.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("project", String(64), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("label", String(8)),
+    Column("correction", Text),
+    Column("created_at", Float, nullable=False),
 )

@@ -27,6 +27,7 @@ from tuneforge.storage.engine import create_db_engine, migrate
 from tuneforge.storage.sql_data import DataVersionsSql
 from tuneforge.storage.sql_hardening import KeyAndDiskQueries
 from tuneforge.storage.sql_registry import RegistrySql
+from tuneforge.storage.sql_traffic import TrafficSql
 from tuneforge.storage.sql_rows import record_of as _record
 from tuneforge.storage.sql_rows import values_of as _values
 from tuneforge.storage.records import (
@@ -57,7 +58,7 @@ def _first_line(exc: SQLAlchemyError) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class SqlStore(RegistrySql, DataVersionsSql, KeyAndDiskQueries, Store):
+class SqlStore(RegistrySql, TrafficSql, DataVersionsSql, KeyAndDiskQueries, Store):
     """The Store on a SQL database (the model registry's, the data sets' and the key and disk queries come from
     mixins).
 

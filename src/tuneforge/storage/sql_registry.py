@@ -112,6 +112,16 @@ class RegistrySql:
                                     hint=f"point it at a version with 'tuneforge registry alias {name} VERSION {alias}'")
             return _move(conn, project, name, alias, target, actor=actor, action="rollback")
 
+    def split_model_alias(self, *, project: str, name: str, alias: str, weights: dict[int, float],
+                          actor: str) -> AliasMoveRecord:
+        control = max(sorted(weights), key=lambda v: weights[v])  # the heaviest version (the lowest on a tie)
+        with self._session(f"split alias '{alias}' of model '{name}'") as conn:
+            self._lock_model(conn, project, name)
+            for version in weights:
+                _move_check(conn, project, name, version)
+            pairs = [[version, weights[version]] for version in sorted(weights)]
+            return _move(conn, project, name, alias, control, actor=actor, action="split", weights=pairs)
+
     def list_model_aliases(self, *, project: str, name: str | None = None) -> list[ModelAliasRecord]:
         conditions = [_MA.c.project == project] + ([_MA.c.name == name] if name is not None else [])
         query = select(_MA).where(*conditions).order_by(_MA.c.name, _MA.c.alias)
@@ -170,12 +180,19 @@ def _moves(conn: Connection, project: str, name: str, alias: str | None) -> list
     return [_from_row(AliasMoveRecord, r) for r in rows]
 
 
-def _move(conn: Connection, project: str, name: str, alias: str, version: int | None, *, actor: str,
-          action: str) -> AliasMoveRecord:
-    """Point the alias (the model's row is locked by the caller) and append the move."""
-    if version is not None and _version(conn, project, name, version).status is VersionStatus.PRUNED:
+def _move_check(conn: Connection, project: str, name: str, version: int) -> None:
+    """A version an alias may point at: it exists and is still stored."""
+    if _version(conn, project, name, version).status is VersionStatus.PRUNED:
         raise ConflictError(f"version {version} of model '{name}' was pruned: its artifact is deleted",
                             hint="point the alias at a version that is still stored")
+
+
+def _move(conn: Connection, project: str, name: str, alias: str, version: int | None, *, actor: str,
+          action: str, weights: list[list[float]] | None = None) -> AliasMoveRecord:
+    """Point the alias (the model's row is locked by the caller) and append the move; a move to one version
+    ends a split (``weights`` back to ``None``)."""
+    if version is not None:
+        _move_check(conn, project, name, version)
     key = (_MA.c.project == project, _MA.c.name == name, _MA.c.alias == alias)
     current = conn.execute(select(_MA.c.version).where(*key)).scalar()
     stamp = now()
@@ -185,10 +202,11 @@ def _move(conn: Connection, project: str, name: str, alias: str, version: int | 
         conn.execute(delete(_MA).where(*key))
     elif current is None:
         conn.execute(insert(_MA).values(project=project, name=name, alias=alias, version=version, updated_by=actor,
-                                        updated_at=stamp))
+                                        updated_at=stamp, weights=weights))
     else:
-        conn.execute(update(_MA).where(*key).values(version=version, updated_by=actor, updated_at=stamp))
+        conn.execute(update(_MA).where(*key).values(version=version, updated_by=actor, updated_at=stamp,
+                                                    weights=weights))
     move = AliasMoveRecord(project=project, name=name, alias=alias, from_version=current, to_version=version,
-                           action=action, actor=actor, created_at=stamp)
+                           action=action, actor=actor, created_at=stamp, weights=weights)
     seq = conn.execute(insert(_MOVES).values(**_row(move, _MOVES)).returning(_MOVES.c.seq)).scalar()
     return dataclasses.replace(move, seq=seq)
