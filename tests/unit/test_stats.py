@@ -178,3 +178,18 @@ def test_gate_refuses_other_data_missing_metrics_and_bad_limits():
             parse_max_drop([bad])
     with pytest.raises(ConfigError, match="unknown metric 'exact'"):
         parse_max_drop(["exact=0.1"])
+
+
+def test_unpaired_bootstrap_and_permutation_test_on_independent_groups():
+    from tuneforge.evaluation.stats import bootstrap_difference, permutation_test
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0.0, 1.0, 300), rng.normal(0.4, 1.0, 120)  # groups of different sizes
+    shifted = bootstrap_difference(a, b, seed=1)
+    assert shifted.difference == pytest.approx(b.mean() - a.mean()) and shifted.low > 0 and shifted.significant
+    assert permutation_test(a, b, seed=1) < 0.01
+    same = rng.normal(0.0, 1.0, 120)
+    assert not bootstrap_difference(a, same, seed=1).significant and permutation_test(a, same, seed=1) > 0.05
+    assert bootstrap_difference(a, b, seed=5) == bootstrap_difference(a, b, seed=5)  # seeded
+    with pytest.raises(ValueError):
+        permutation_test([], b)

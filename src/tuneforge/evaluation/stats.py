@@ -5,6 +5,11 @@
   works for any metric whose score is an aggregate of per-example statistics (means, BLEU, macro-F1,
   perplexity).
 * :func:`mcnemar_exact`: for 0/1 correctness, the exact (binomial) McNemar test on the discordant pairs.
+
+Two groups of different examples (an A/B test: each request is answered by one variant):
+
+* :func:`bootstrap_difference`: resample each group on its own and take the percentiles of the differences.
+* :func:`permutation_test`: the two-sided p-value of the difference of means under shuffled group labels.
 """
 
 from __future__ import annotations
@@ -78,12 +83,60 @@ def paired_bootstrap(
         differences = b[indices].mean(axis=1) - a[indices].mean(axis=1)  # vectorized fast path
     else:
         differences = np.array([aggregate(b[i]) - aggregate(a[i]) for i in indices])
+    return _interval(float(aggregate(b) - aggregate(a)), differences, confidence=confidence, seed=seed)
+
+
+def _interval(observed: float, differences: np.ndarray, *, confidence: float, seed: int) -> BootstrapResult:
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(differences, [tail, 100 - tail])
-    return BootstrapResult(
-        difference=float(aggregate(b) - aggregate(a)), low=float(low), high=float(high),
-        confidence=confidence, resamples=resamples, seed=seed,
-    )
+    return BootstrapResult(difference=observed, low=float(low), high=float(high), confidence=confidence,
+                           resamples=len(differences), seed=seed)
+
+
+def bootstrap_difference(
+    stats_a: Sequence[float],
+    stats_b: Sequence[float],
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapResult:
+    """Percentile confidence interval of ``mean(B) - mean(A)`` for two independent groups (each resampled on
+    its own, keeping its size).
+
+    Raises:
+        ValueError: A group is empty.
+    """
+    a, b = np.asarray(stats_a, dtype=float), np.asarray(stats_b, dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError(f"the bootstrap needs values in both groups, got {len(a)} and {len(b)}")
+    rng = np.random.default_rng(seed)
+    means_a = a[rng.integers(0, len(a), size=(resamples, len(a)))].mean(axis=1)  # [resamples]
+    means_b = b[rng.integers(0, len(b), size=(resamples, len(b)))].mean(axis=1)
+    return _interval(float(b.mean() - a.mean()), means_b - means_a, confidence=confidence, seed=seed)
+
+
+def permutation_test(stats_a: Sequence[float], stats_b: Sequence[float], *, resamples: int = 2000,
+                     seed: int = 0) -> float:
+    """Two-sided p-value of ``mean(B) - mean(A)`` for independent groups: the share of random relabelings of
+    the pooled values whose difference is at least as large, ``(k + 1) / (resamples + 1)``.
+
+    Raises:
+        ValueError: A group is empty.
+    """
+    a, b = np.asarray(stats_a, dtype=float), np.asarray(stats_b, dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError(f"the permutation test needs values in both groups, got {len(a)} and {len(b)}")
+    pooled, observed = np.concatenate([a, b]), abs(b.mean() - a.mean())
+    rng, hits, done = np.random.default_rng(seed), 0, 0
+    rows = max(1, min(resamples, 4_000_000 // len(pooled)))  # a few tens of MB per block, whatever the traffic
+    while done < resamples:
+        block = min(rows, resamples - done)
+        shuffled = rng.permuted(np.tile(pooled, (block, 1)), axis=1)  # [block, n_a + n_b]
+        differences = np.abs(shuffled[:, len(a):].mean(axis=1) - shuffled[:, :len(a)].mean(axis=1))
+        hits += int(np.sum(differences >= observed - 1e-12))
+        done += block
+    return (hits + 1) / (resamples + 1)
 
 
 @dataclass(frozen=True)

@@ -121,8 +121,8 @@ def get_version(platform: Platform, ref: str, *, project: str) -> ModelVersionRe
     return version
 
 
-def _require_model(platform: Platform, name: str, *, project: str) -> None:
-    names = [m.name for m in platform.store.list_registered_models(project=project)]
+def _require_model(platform: Platform | Store, name: str, *, project: str) -> None:
+    names = [m.name for m in _store(platform).list_registered_models(project=project)]
     if name not in names:
         raise _unknown(f"no registered model '{name}'", name, names, hint="list them with 'tuneforge registry list'")
 
@@ -268,6 +268,28 @@ def rollback_alias(platform: Platform, name: str, alias: str, *, project: str, a
     return platform.store.rollback_model_alias(project=project, name=name, alias=alias, actor=actor)
 
 
+def set_split(store: Platform | Store, *, project: str, name: str, alias: str, weights: dict[int, float],
+              actor: str) -> AliasMoveRecord:
+    """Split the traffic of ``name@alias`` over versions by weight (an A/B test); ``{8: 1.0}`` ends a split
+    (a plain move to 8). Recorded in the alias's history like any move; routing changes at the next request.
+
+    Raises:
+        ConfigError: Weights that do not sum to 1, or a malformed alias.
+        NotFoundError: Unknown model or version.
+        ConflictError: A version was pruned.
+    """
+    from tuneforge.registry.splits import check_weights
+
+    check_alias(alias)
+    weights = check_weights(weights)
+    _require_model(store, name, project=project)
+    store = _store(store)
+    if len(weights) == 1:
+        return store.move_model_alias(project=project, name=name, alias=alias, version=next(iter(weights)),
+                                      actor=actor)
+    return store.split_model_alias(project=project, name=name, alias=alias, weights=weights, actor=actor)
+
+
 # --- views --------------------------------------------------------------------------------------------
 def version_view(version: ModelVersionRecord, *, aliases: list[str] | None = None) -> dict[str, Any]:
     """A version as the CLI and the API show it: the record, its ``ref`` and the aliases that point at it."""
@@ -302,7 +324,8 @@ def show(platform: Platform, ref: str, *, project: str) -> dict[str, Any]:
     versions = platform.store.list_model_versions(project=project, name=parsed.name)
     moves = platform.store.list_alias_moves(project=project, name=parsed.name)
     return {"name": parsed.name, "versions": [version_view(v, aliases=pointing.get(v.version)) for v in versions],
-            "aliases": {a.alias: a.version for a in aliases}, "alias_moves": [asdict(m) for m in moves]}
+            "aliases": {a.alias: a.version for a in aliases}, "alias_moves": [asdict(m) for m in moves],
+            "splits": {a.alias: a.split() for a in aliases if a.weights}}
 
 
 def lineage(platform: Platform, ref: str, *, project: str) -> dict[str, Any]:
@@ -360,7 +383,8 @@ def prune(platform: Platform, name: str, *, project: str, keep: int) -> PruneRes
     """
     _require_model(platform, name, project=project)
     versions = platform.store.list_model_versions(project=project, name=name)
-    aliased = {a.version for a in platform.store.list_model_aliases(project=project, name=name)}
+    aliased = {v for a in platform.store.list_model_aliases(project=project, name=name)
+               for v in (a.split() or {a.version: 1.0})}  # every version of a split is served
     pruned, freed = [], 0
     for candidate in prune_candidates(versions, keep=keep, aliased=aliased):
         try:
