@@ -49,6 +49,9 @@ def create_app(settings: Settings | None = None, *, workers: int = 1, serving: S
         remove_stale_uploads(app.state.platform)  # what a crash left half-received
         app.state.serving = open_model_server(serving)
         preload(app.state.platform, app.state.serving)  # what 'tuneforge serve' names is ready before requests
+        from tuneforge.services.traffic import RequestLog
+
+        app.state.request_log = RequestLog(app.state.platform.store, keep_text=app.state.serving.config.log_requests)
         app.state.workers = start_workers(settings, count=workers if settings.concurrency else 0)
         monitor_stop = threading.Event()  # the platform checks (stalled jobs, free disk): services.alerts
         start_platform_monitor(app.state.platform.store, settings, stop=monitor_stop)
@@ -61,6 +64,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 1, serving: S
             for worker, thread in app.state.workers:
                 thread.join(timeout=30)
             app.state.serving.close()
+            app.state.request_log.close()  # writes what is queued
             app.state.platform.close()
 
     app = FastAPI(title="tuneforge", version=__version__, lifespan=lifespan,

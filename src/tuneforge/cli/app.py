@@ -17,6 +17,7 @@ from rich.table import Table
 
 from tuneforge.cli import compression, evaluation, platform, registry, runs, serving
 from tuneforge.cli import hpo as hpo_cli
+from tuneforge.cli import ab as ab_cli
 from tuneforge.cli.data import data_app
 from tuneforge.cli.interrupts import StopOnSignals
 from tuneforge.cli.render import ProgressRenderer, make_console, summary_table
@@ -264,6 +265,8 @@ app.add_typer(registry.registry_app, name="registry")
 app.add_typer(data_app, name="data")
 app.add_typer(hpo_cli.tune_app, name="tune")
 app.command("serve")(serving.serve)
+app.add_typer(ab_cli.ab_app, name="ab")
+app.command("feedback")(ab_cli.feedback_command)
 
 
 @config_app.command("validate")

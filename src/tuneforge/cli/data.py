@@ -1,5 +1,5 @@
 """``tuneforge data``: versioned datasets (import, versions, show, diff, export, split, report, clean, append,
-pairs)."""
+pairs, collect)."""
 
 from __future__ import annotations
 
@@ -225,3 +225,28 @@ def report_command(
         report = report_data(platform, ref, options, project=project, output=folder)
     console.print(Markdown(render_markdown(report, title=f"data quality report: {report['version']['ref']}")))
     console.print(f"[green]wrote[/] {folder}/report.json, report.md and PNG histograms")
+
+
+@data_app.command("collect")
+def collect_command(name: str = typer.Argument(..., help="Data set for the chat records (created if new)."),
+                    from_traffic: str = typer.Option(..., "--from-traffic", help="Served model whose logged requests "
+                                                     "are read: NAME (every version), NAME@ALIAS, NAME:V or a served "
+                                                     "name."),
+                    since: Optional[str] = typer.Option(None, "--since", help="Requests from this date (YYYY-MM-DD)."),
+                    include_liked: bool = typer.Option(False, "--include-liked", help="Thumbs-up answers become chat "
+                                                       "records too (corrections always do)."),
+                    pairs_name: Optional[str] = typer.Option(None, "--pairs-name", help="Data set for the preference "
+                                                             "pairs (default NAME-pairs)."),
+                    project: str = PROJECT) -> None:
+    """New versions of NAME (chat records: corrected answers) and NAME-pairs (preference pairs: correction vs
+    answer) from the requests a server logged with --log-requests and their feedback."""
+    from tuneforge.cli.ab import parse_since
+    from tuneforge.services.traffic import collect_from_traffic
+
+    with _platform() as platform:
+        result = collect_from_traffic(platform, name, project=project, model=from_traffic, since=parse_since(since),
+                                      include_liked=include_liked, pairs_name=pairs_name)
+    console.print(f"{result['requests']} logged requests ({result['with_text']} with their text)")
+    _done(result["chat"], "collected")
+    if result["pairs"] is not None:
+        _done(result["pairs"], "collected pairs")

@@ -76,6 +76,8 @@ def server(
     checkpoint_retention: int = typer.Option(3, help="Checkpoints an OpenAI-style job keeps (the newest N)."),
     max_batch: int = typer.Option(16, help="Inference: most sequences generated together."),
     adapter_cache: int = typer.Option(8, help="Inference: adapters kept loaded per base model (LRU)."),
+    log_requests: bool = typer.Option(False, "--log-requests", help="Inference: keep prompts and answers in the "
+                                      "request log (for 'tuneforge data collect --from-traffic')."),
 ) -> None:
     """Start the API (OpenAI-compatible /v1 and the native /api/v1) and the web console (/ui) with an embedded
     worker pool; the ft: models of finished jobs (and registered versions) answer /v1/chat/completions and
@@ -91,7 +93,8 @@ def server(
                          storage_quota_bytes=int(storage_quota_mb * 2**20), checkpoint_retention=checkpoint_retention)
     console.print(f"tuneforge server on http://{host}:{port} (web console: /ui, docs: /docs), "
                   f"database {_safe(settings.database_url)}")
-    serving = validate_config({"max_batch": max_batch, "adapter_cache": adapter_cache}, ServingConfig)
+    serving = validate_config({"max_batch": max_batch, "adapter_cache": adapter_cache, "log_requests": log_requests},
+                              ServingConfig)
     serve(settings, host=host, port=port, serving=serving)
 
 

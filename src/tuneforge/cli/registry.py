@@ -163,7 +163,8 @@ def show_command(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME
                       v["created_by"])
     console.print(table)
     for move in data["alias_moves"]:
-        console.print(f"  {move['alias']}: {move['from_version']} -> {move['to_version']} ({move['action']} by "
+        to = ", ".join(f"{v}={w:g}" for v, w in move["weights"]) if move.get("weights") else move["to_version"]
+        console.print(f"  {move['alias']}: {move['from_version']} -> {to} ({move['action']} by "
                       f"{move['actor']})", highlight=False)
 
 
@@ -187,6 +188,23 @@ def alias_command(name: str = typer.Argument(..., help="Registered model name.")
     with cli_platform() as platform:
         move = set_alias(platform, name, version, alias, project=cli_project(project), actor=cli_actor())
     console.print(f"{name}@{alias}: {move.from_version} -> {move.to_version}")
+
+
+@registry_app.command("split")
+def split_command(name: str = typer.Argument(..., help="Registered model name."),
+                  to: str = typer.Option(..., "--to", help="VERSION=WEIGHT,... summing to 1, e.g. 7=0.9,8=0.1; "
+                                         "8=1.0 ends the split."),
+                  alias: str = typer.Option("production", "--alias", help="The alias whose traffic is split."),
+                  project: Optional[str] = PROJECT) -> None:
+    """Split the requests for NAME@ALIAS over versions by weight (an A/B test, sticky per OpenAI 'user')."""
+    from tuneforge.registry.splits import parse_weights
+    from tuneforge.services.registry import set_split
+
+    with cli_platform() as platform:
+        move = set_split(platform, project=cli_project(project), name=name, alias=alias, weights=parse_weights(to),
+                         actor=cli_actor())
+    shares = ", ".join(f"{v}: {w:g}" for v, w in (move.split() or {move.to_version: 1.0}).items())
+    console.print(f"{name}@{alias}: {shares}", highlight=False)
 
 
 @registry_app.command("rollback")

@@ -35,6 +35,8 @@ def serve(
     batch_wait_ms: float = typer.Option(5.0, help="How long a batch waits for more requests (ms)."),
     adapter_cache: int = typer.Option(8, help="Adapters kept loaded per base model (LRU)."),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    log_requests: bool = typer.Option(False, "--log-requests", help="Keep prompts and answers in the request log "
+                                      "(for 'tuneforge data collect --from-traffic'); figures are always logged."),
     database_url: Optional[str] = DB,
     home: Optional[str] = HOME,
 ) -> None:
@@ -47,7 +49,8 @@ def serve(
     from tuneforge.settings import Settings
 
     config = validate_config({"engine": engine, "max_batch": max_batch, "batch_wait_ms": batch_wait_ms,
-                              "adapter_cache": adapter_cache, "threads": threads, "models": served_names(models)},
+                              "adapter_cache": adapter_cache, "threads": threads, "models": served_names(models),
+                              "log_requests": log_requests},
                              ServingConfig)
     open_model_server(config)  # fails here, before the port opens, when the engine is not installed
     settings = Settings.from_env(database_url=database_url or None, home=home or None, concurrency=0)

@@ -21,7 +21,8 @@ from tuneforge.storage.base import Store
 from tuneforge.storage.records import DataVersionRecord, new_id
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-OPERATIONS = ("import", "clean", "dedup", "redact", "filter", "split", "append", "annotate", "merge")
+OPERATIONS = ("import", "clean", "dedup", "redact", "filter", "split", "append", "annotate", "merge",
+              "collect")
 
 
 @dataclass(frozen=True)

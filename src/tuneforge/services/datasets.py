@@ -91,10 +91,25 @@ def append_data(platform: Platform, name: str, path: str | Path, *, project: str
     Raises:
         DataError: A malformed record, or records of another format than V's.
     """
-    base, old = records_of(platform, name, project=project)
     new, fmt = read_source(path, max_bytes=platform.settings.max_upload_bytes)
+    return extend_data(platform, name, new, fmt=fmt, project=project, operation="append",
+                       params={"source": Path(path).name}, source=str(path))
+
+
+def extend_data(platform: Platform, name: str, new: list[dict[str, Any]], *, fmt: str, project: str, operation: str,
+                params: dict[str, Any], source: str = "these records", create: bool = False) -> DataOutcome:
+    """Version V+1 = the newest version V of ``name`` + the records of ``new`` it lacks; with ``create``, the
+    first version when ``name`` has none yet.
+
+    Raises:
+        NotFoundError: No data set ``name`` (without ``create``).
+        DataError: Records of another format than V's.
+    """
+    if create and not any(d.name == name for d in platform.store.list_data_sets(project=project)):
+        return _store(platform, project=project, name=name, records=new, fmt=fmt, operation=operation, params=params)
+    base, old = records_of(platform, name, project=project)
     if fmt != base.format:
-        raise DataError(f"{path} holds {fmt} records; {base.ref} holds {base.format} records",
+        raise DataError(f"{source} holds {fmt} records; {base.ref} holds {base.format} records",
                         hint="append records of the same format, or import them as another data set")
     seen, added, skipped = {record_hash(r) for r in old}, [], 0
     for record in new:
@@ -107,8 +122,8 @@ def append_data(platform: Platform, name: str, path: str | Path, *, project: str
                "skipped_duplicates": skipped}
     if not added:
         return DataOutcome(base, False, {**details, "reason": "no new records"})
-    return _store(platform, project=project, name=base.name, records=old + added, fmt=fmt, operation="append",
-                  params={"source": Path(path).name}, details=details, parent=base)
+    return _store(platform, project=project, name=base.name, records=old + added, fmt=fmt, operation=operation,
+                  params=params, details=details, parent=base)
 
 
 def pairs_data(platform: Platform, path: str | Path, *, project: str, name: str) -> DataOutcome:

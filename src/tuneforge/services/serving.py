@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from tuneforge.serving.engine import Delta, Engine, GenerationRequest, Stream
 from tuneforge.serving.engines import ModelServer
 from tuneforge.services import catalog
 from tuneforge.services.platform import Platform
+from tuneforge.storage.records import ServedRequestRecord
 
 
 @dataclass(frozen=True)
@@ -31,26 +32,29 @@ class ServedTarget:
         base: The base model's folder (one engine per base).
         adapter: The adapter folder on top of it, if any (the adapter cache key).
         version: The registry version label (``name:3``), when the name came from the registry.
+        registered: The registered model, the alias asked for and the version number (for the request log).
     """
 
     name: str
     base: Path
     adapter: Path | None = None
     version: str | None = None
+    registered: tuple[str, str | None, int] | None = None
 
 
 def resolve_served_model(platform: Platform, name: str, *, project: str,
-                         served: Mapping[str, str] | None = None) -> ServedTarget:
+                         served: Mapping[str, str] | None = None, user: str | None = None) -> ServedTarget:
     """The base model and adapter that answer requests for ``name`` in ``project``.
 
     Tried in order: the model registry (``name@alias``, ``name:3``), the names ``tuneforge serve`` was
-    given (``served``), the project's fine-tuned models (``ft:...``), the server's base models.
+    given (``served``), the project's fine-tuned models (``ft:...``), the server's base models. An alias split
+    between versions (an A/B test) answers with the version ``user`` hashes to (:func:`tuneforge.services.ab.route`).
 
     Raises:
         NotFoundError: No such model for this project (404 ``model_not_found``).
         ConfigError: The model is not a text generator.
     """
-    target = _registry_target(platform, name, project=project)
+    target = _registry_target(platform, name, project=project, user=user)
     if target is not None:
         return target
     if served and name in served:
@@ -62,22 +66,24 @@ def resolve_served_model(platform: Platform, name: str, *, project: str,
     return _target(platform, name, record.path)
 
 
-def _registry_target(platform: Platform, name: str, *, project: str) -> ServedTarget | None:
-    """A registered version (``name``, ``name:3``, ``name@alias``), resolved at every request, so moving an alias
-    changes what answers with no restart; ``None`` when ``name`` is not a registry reference."""
-    from tuneforge.services.registry import resolve_model_version
+def _registry_target(platform: Platform, name: str, *, project: str, user: str | None = None) -> ServedTarget | None:
+    """A registered version (``name``, ``name:3``, ``name@alias``), resolved at every request, so moving or
+    splitting an alias changes what answers with no restart; ``None`` when ``name`` is not a registry reference."""
+    from tuneforge.services.ab import route
 
     try:
-        record = resolve_model_version(platform, name, project=project)
+        routed = route(platform, name, project=project, user=user)
     except NotFoundError as exc:  # a registry reference to an unknown name, version or alias
         exc.param, exc.code = "model", "model_not_found"  # type: ignore[attr-defined]
         raise
-    if record is None:
+    if routed is None:
         return None
+    record = routed.version
     if record.kind not in ("adapter", "full"):
         raise request_error(f"'{name}' is {record.ref}, a {record.kind} export: the torch engine serves adapter and "
                             "full-model versions", param="model")
-    return _target(platform, name, record.artifact_path, version=record.ref)
+    target = _target(platform, name, record.artifact_path, version=record.ref)
+    return replace(target, registered=(record.name, routed.alias, record.version))
 
 
 def _target(platform: Platform, name: str, reference: str, *, version: str | None = None) -> ServedTarget:
@@ -108,6 +114,8 @@ class Generation:
         created: Unix time.
         prompt_tokens: Prompt tokens over all prompts.
         streams: One per choice, in choice order.
+        target: What answers (responses name its registry version: :attr:`answered_by`).
+        log: Where the finished request goes (the server's :class:`~tuneforge.services.traffic.RequestLog`).
     """
 
     id: str
@@ -117,12 +125,23 @@ class Generation:
     streams: list[Stream]
     server: ModelServer
     started: float = field(default_factory=time.perf_counter)
+    target: ServedTarget | None = None
+    project: str = ""
+    user: str | None = None
+    prompt: dict[str, Any] | None = None
+    log: Callable[[ServedRequestRecord], None] | None = None
+
+    @property
+    def answered_by(self) -> str:
+        """The registry version that answers (``bot:8``), else the requested name."""
+        return (self.target.version if self.target is not None else None) or self.model
 
 
 def start_generation(platform: Platform, server: ModelServer, *, project: str, model: str,
                      messages: list[dict[str, Any]] | None = None, prompts: list[str] | None = None,
                      max_tokens: int | None = None, sampling: Mapping[str, Any] | None = None, n: int = 1,
-                     loop: asyncio.AbstractEventLoop | None = None) -> Generation:
+                     loop: asyncio.AbstractEventLoop | None = None, user: str | None = None,
+                     log: Callable[[ServedRequestRecord], None] | None = None) -> Generation:
     """Resolve ``model``, tokenize, and queue ``n`` sequences per prompt on its engine.
 
     Args:
@@ -136,13 +155,15 @@ def start_generation(platform: Platform, server: ModelServer, *, project: str, m
         sampling: ``temperature``, ``top_p``, ``stop``, ``seed`` (OpenAI's defaults where absent).
         n: Choices per prompt.
         loop: The asyncio loop that reads the streams (``None``: read them synchronously).
+        user: OpenAI's ``user`` field (an A/B split assigns a user to one version).
+        log: Where the finished request is logged (``None``: not logged).
 
     Raises:
         NotFoundError: Unknown model (``model_not_found``).
         ConfigError: The prompt and max_tokens do not fit the context (``context_length_exceeded``).
     """
     started = time.perf_counter()
-    target = resolve_served_model(platform, model, project=project, served=server.config.models)
+    target = resolve_served_model(platform, model, project=project, served=server.config.models, user=user)
     engine = server.engine(target.base)
     encoded = _encode(engine, messages=messages, prompts=prompts)
     options = dict(sampling or {})
@@ -158,7 +179,9 @@ def start_generation(platform: Platform, server: ModelServer, *, project: str, m
             streams.append(engine.submit(request))
     prefix = "chatcmpl" if messages is not None else "cmpl"
     return Generation(id=f"{prefix}-{uuid.uuid4().hex[:24]}", model=model, created=int(time.time()),
-                      prompt_tokens=sum(len(ids) for ids in encoded), streams=streams, server=server, started=started)
+                      prompt_tokens=sum(len(ids) for ids in encoded), streams=streams, server=server, started=started,
+                      target=target, project=project, user=user, log=log,
+                      prompt={"messages": messages} if messages is not None else {"prompts": prompts})
 
 
 def _encode(engine: Engine, *, messages: list[dict[str, Any]] | None, prompts: list[str] | None) -> list[list[int]]:
@@ -231,16 +254,28 @@ async def collect(generation: Generation) -> list[Choice]:
             choice.finish_reason = delta.finish_reason or choice.finish_reason
         status = "ok"
     finally:
-        record_request(generation, status=status, tokens=sum(c.tokens for c in choices))
+        record_request(generation, status=status, tokens=sum(c.tokens for c in choices),
+                       answer=choices[0].text if choices else None)
     return choices
 
 
-def record_request(generation: Generation, *, status: str, tokens: int) -> None:
-    """Count a finished request (latency, time to first token, tokens) for ``/metrics``."""
+def record_request(generation: Generation, *, status: str, tokens: int, answer: str | None = None) -> None:
+    """Count a finished request (latency, time to first token, tokens) for ``/metrics``, and log it (its first
+    choice's text as the answer)."""
+    seconds = time.perf_counter() - generation.started
     firsts = [s.first_token_at for s in generation.streams if s.first_token_at is not None]
     generation.server.stats.request_done(
-        generation.model, status=status, seconds=time.perf_counter() - generation.started,
+        generation.model, status=status, seconds=seconds,
         first_token_seconds=min(firsts) - generation.started if firsts else None, tokens=tokens)
+    if generation.log is None:
+        return
+    registered = generation.target.registered if generation.target is not None else None
+    name, alias, version = registered or (None, None, None)
+    generation.log(ServedRequestRecord(
+        id=generation.id, project=generation.project, model=generation.model, variant=generation.answered_by,
+        status=status, name=name, alias=alias, version=version, user_id=generation.user,
+        latency_ms=seconds * 1000, prompt_tokens=generation.prompt_tokens, completion_tokens=tokens,
+        prompt=generation.prompt, answer=answer))
 
 
 def open_model_server(config: ServingConfig | None = None) -> ModelServer:

@@ -26,6 +26,8 @@ class ServingConfig(BaseModel):
     models: dict[str, str] = Field(default_factory=dict, description="Names served to every project -> model "
                                    "reference (builtin alias, model directory, run or adapter directory).")
     threads: int = Field(0, ge=0, description="torch CPU threads of the engines (0: torch's default).")
+    log_requests: bool = Field(False, description="Keep each request's prompt and answer in the request log (every "
+                               "request's figures are logged anyway); 'tuneforge data collect --from-traffic' needs them.")
 
 
 class SamplingParams(BaseModel):

@@ -111,3 +111,43 @@ def prune(name: str, body: PruneRequest, platform: Platform = Plat, project: str
     """Delete the artifacts of old versions no alias points at; says what it freed."""
     result = registry.prune(platform, name, project=project, keep=body.keep)
     return {"pruned": [v.version for v in result.pruned], "bytes_freed": result.bytes_freed, "kept": result.kept}
+
+
+class SplitRequest(BaseModel):
+    """How an alias's traffic is split over versions (an A/B test)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[int, float] = Field(description="Version -> share of the traffic, summing to 1 ({\"8\": 1.0} ends "
+                                      "the split).")
+
+
+class AbReportRequest(BaseModel):
+    """Which A/B test to report on, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str = Field("production", description="The split alias.")
+    metric: str = Field("score", description="score (feedback, higher is better) or latency_ms (lower is better).")
+    since: float | None = Field(None, description="Requests from this Unix time (default: since the split started).")
+    min_samples: int = Field(30, ge=1, description="Fewest values per version for a verdict.")
+    promote: bool = Field(False, description="Move the alias to the winner when the verdict names one.")
+
+
+@router.put("/models/{name}/aliases/{alias}/split")
+def split_alias(name: str, alias: str, body: SplitRequest, platform: Platform = Plat, project: str = Proj,
+                who: str = Actor) -> dict:
+    """Split ALIAS's traffic over versions by weight (sticky per OpenAI 'user'); recorded like any move."""
+    return asdict(registry.set_split(platform, project=project, name=name, alias=alias, weights=body.weights,
+                                     actor=who))
+
+
+@router.post("/models/{name}/ab-report")
+def ab_report(name: str, body: AbReportRequest, platform: Platform = Plat, project: str = Proj,
+              who: str = Actor) -> dict:
+    """Per version of the alias's newest split: requests, latency, feedback; the difference with the control, its
+    95% bootstrap interval, a permutation test and a verdict (with promote: the alias moves to the winner)."""
+    from tuneforge.services.ab import ab_report as report
+
+    return report(platform, name, project=project, alias=body.alias, metric=body.metric, since=body.since,
+                  min_samples=body.min_samples, promote=body.promote, actor=who)
