@@ -262,7 +262,7 @@ def test_registry_alias_moves_change_the_answer_with_no_restart(server, client, 
         set_alias(platform, "bot", 1, "production", project="acme", actor="test")
         first, second = (answer(client, f"bot:{v}").choices[0].message.content for v in (1, 2))
         assert first != second and answer(client, "bot@production").choices[0].message.content == first
-        assert answer(client, "bot@production").model == "bot@production"
+        assert answer(client, "bot@production").model == "bot:1"  # the version that answered
         set_alias(platform, "bot", 2, "production", project="acme", actor="test")  # deploy version 2
         assert answer(client, "bot@production").choices[0].message.content == second
         rollback_alias(platform, "bot", "production", project="acme", actor="test")
