@@ -272,8 +272,9 @@ def record_request(generation: Generation, *, status: str, tokens: int, answer: 
     registered = generation.target.registered if generation.target is not None else None
     name, alias, version = registered or (None, None, None)
     generation.log(ServedRequestRecord(
-        id=generation.id, project=generation.project, model=generation.model, variant=generation.answered_by,
-        status=status, name=name, alias=alias, version=version, user_id=generation.user,
+        id=generation.id, project=generation.project, model=generation.model[:512],
+        variant=generation.answered_by[:512], status=status, name=name, alias=alias, version=version,
+        user_id=generation.user[:256] if generation.user is not None else None,  # the columns' widths
         latency_ms=seconds * 1000, prompt_tokens=generation.prompt_tokens, completion_tokens=tokens,
         prompt=generation.prompt, answer=answer))
 
