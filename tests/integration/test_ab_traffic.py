@@ -112,6 +112,8 @@ def test_ending_the_split_reroutes_with_no_restart_and_corrections_become_data(s
 
     assert "bot@production: 1: 0.5, 2: 0.5" in cli("registry", "split", "bot", "--to", "1=0.5,2=0.5")
     cli("registry", "split", "bot", "--alias", "production", "--to", "2=1.0")  # ends the split
+    history = cli("registry", "show", "bot")
+    assert "production: 1 -> 1=0.5, 2=0.5 (split" in history and "production: 1 -> 2 (set" in history
     answered = {ask(client, f"user-{i}")[0] for i in range(6)} | {ask(client)[0] for _ in range(3)}
     assert answered == {"bot:2"}
     _, reply = ask(client, "user-9")
