@@ -43,6 +43,9 @@ def test_a_split_is_an_alias_move_and_a_plain_move_ends_it(store):
     assert back.to_version == 2 and store.list_model_aliases(project="p1", name="bot")[0].weights is None
     with pytest.raises(NotFoundError):
         store.split_model_alias(project="p1", name="bot", alias="production", weights={1: 0.5, 9: 0.5}, actor="x")
+    store.split_model_alias(project="p1", name="bot", alias="canary", weights={2: 0.8, 3: 0.2}, actor="x")
+    with pytest.raises(ConflictError, match="canary"):  # a version a split serves is kept
+        store.update_model_version(project="p1", name="bot", version=3, pruned_at=now())
     store.update_model_version(project="p1", name="bot", version=1, pruned_at=now())
     with pytest.raises(ConflictError):
         store.split_model_alias(project="p1", name="bot", alias="production", weights={1: 0.5, 3: 0.5}, actor="x")

@@ -17,7 +17,7 @@ from tuneforge.errors import ConflictError, NotFoundError
 from tuneforge.storage import schema as t
 from tuneforge.storage.records import (
     AliasMoveRecord, ModelAliasRecord, ModelVersionRecord, RegisteredModelRecord, VersionStatus, now,
-    rollback_target,
+    rollback_target, split_of,
 )
 
 if TYPE_CHECKING:
@@ -77,8 +77,9 @@ class RegistrySql:
         with self._session(f"update version {version} of model '{name}'") as conn:
             if pruned_at is not None:  # under the model's lock: no alias moves onto it meanwhile
                 self._lock_model(conn, project, name)
-                key = (_MA.c.project == project, _MA.c.name == name, _MA.c.version == version)
-                aliases = conn.execute(select(_MA.c.alias).where(*key)).scalars().all()
+                key = (_MA.c.project == project, _MA.c.name == name)
+                rows = conn.execute(select(_MA.c.alias, _MA.c.version, _MA.c.weights).where(*key)).all()
+                aliases = [r.alias for r in rows if version in (split_of(r.weights) or {r.version: 1.0})]
                 if aliases:
                     raise ConflictError(f"version {version} of model '{name}' is aliased ({', '.join(aliases)}); "
                                         "it cannot be pruned", hint="move the alias first")
