@@ -145,10 +145,49 @@ def study_view(study: optuna.Study, *, trials: bool = True) -> dict[str, Any]:
     if counts.complete:
         view["best"] = [{"number": t.number, "values": t.values, "params": t.params} for t in best_trials(study)]
     if trials:
-        view["trials"] = [{"number": t.number, "state": t.state.name.lower(), "values": t.values, "params": t.params,
-                           "steps": t.user_attrs.get("steps"), "job_id": t.user_attrs.get("job_id"),
-                           "error": t.user_attrs.get("error")} for t in study.get_trials(deepcopy=False)]
+        view["trials"] = [_trial_view(t, sign=-1.0 if view["directions"][0] == "maximize" else 1.0)
+                          for t in study.get_trials(deepcopy=False)]
     return view
+
+
+def _trial_view(trial: optuna.trial.FrozenTrial, *, sign: float) -> dict[str, Any]:
+    """A trial: outcome, parameters, times, and the eval losses it reported (``[step, loss]``, for the curves)."""
+    start, end = trial.datetime_start, trial.datetime_complete
+    return {"number": trial.number, "state": trial.state.name.lower(), "values": trial.values, "params": trial.params,
+            "steps": trial.user_attrs.get("steps"), "job_id": trial.user_attrs.get("job_id"),
+            "error": trial.user_attrs.get("error"),
+            "started_at": start.timestamp() if start else None, "finished_at": end.timestamp() if end else None,
+            "duration": (end - start).total_seconds() if start and end else None,
+            # the callback reports the eval loss negated when the study maximizes (see hpo.callbacks)
+            "intermediate": [[step, sign * value] for step, value in sorted(trial.intermediate_values.items())]}
+
+
+def study_importances(study: optuna.Study) -> dict[str, Any]:
+    """fANOVA parameter importances of the complete trials, one mapping per objective (none below 2 trials).
+
+    Returns:
+        ``{"complete": N, "objectives": [{"metric": ..., "importances": {param: share}}], "error": None}``;
+        ``error`` says why there are none when Optuna cannot compute them (e.g. a single parameter value).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    metrics = [o.get("metric") for o in (study.user_attrs.get("search") or {}).get("objective") or []]
+    result: dict[str, Any] = {"complete": complete, "objectives": [], "error": None}
+    if complete < 2:
+        return result
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    single = len(study.directions) == 1
+    try:
+        for index in range(len(study.directions)):
+            target = None if single else (lambda t, i=index: t.values[i])
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator, target=target)
+            metric = metrics[index] if index < len(metrics) else f"objective {index}"
+            result["objectives"].append({"metric": metric, "importances": {k: float(v) for k, v in importances.items()}})
+    except (ValueError, RuntimeError) as exc:  # e.g. every trial sampled the same value
+        result["error"] = str(exc)
+    return result
 
 
 # --- platform ------------------------------------------------------------------------------------------
