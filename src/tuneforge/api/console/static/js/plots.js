@@ -6,7 +6,7 @@ const charts = new WeakMap();
 // Axis labels that stay readable for learning rates (2e-4) as for losses (6.5) and throughputs (4,000).
 const short = (v) => (v === 0 ? "0" : Math.abs(v) < 1e-2 || Math.abs(v) >= 1e5 ? v.toExponential(1) : String(Number(v.toPrecision(3))));
 
-// series: [{label, points: [[x, value], ...]}]; redraws only when the data changed. Options: the x axis's label,
+// series: [{label, points: [[x, value], ...], dots?}]; redraws only when the data changed. Options: the x axis's label,
 // whether x counts (steps, trial numbers: whole ticks), and dots (no lines: a scatter, e.g. a Pareto front).
 export function lineChart(container, series, { x = "step", counts = true, dots = false } = {}) {
   const steps = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
@@ -35,8 +35,8 @@ export function lineChart(container, series, { x = "step", counts = true, dots =
       { size: 70, values: (u, values) => values.map(short) }],
     series: [{ label: x }, ...series.map((s, i) => ({
       label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true,
-      points: dots ? { show: true, size: 8, fill: COLORS[i % COLORS.length] } : { show: s.points.length < 60 },
-      ...(dots ? { paths: () => null } : {}),
+      points: dots || s.dots ? { show: true, size: 8, fill: COLORS[i % COLORS.length] } : { show: s.points.length < 60 },
+      ...(dots || s.dots ? { paths: () => null } : {}),
     }))],
   };
   charts.set(container, { signature, plot: new uPlot(options, data, container) });

@@ -50,7 +50,7 @@ function draw(study) {
   let best = null;
   const bests = complete.map((t) => [t.number, (best = best === null ? t.values[0] : better(best, t.values[0]))]);
   $("history-of").textContent = study.search?.objective?.[0]?.metric ?? "";
-  lineChart($("chart-history"), [{ label: "value", points: complete.map((t) => [t.number, t.values[0]]) },
+  lineChart($("chart-history"), [{ label: "value", points: complete.map((t) => [t.number, t.values[0]]), dots: true },
     { label: "best so far", points: bests }], { x: "trial" });
   lineChart($("chart-intermediate"), study.trials.filter((t) => t.intermediate.length).map((t) => ({
     label: `trial ${t.number}${t.state === "pruned" ? " (pruned)" : ""}`, points: t.intermediate })));
@@ -58,6 +58,7 @@ function draw(study) {
   $("pareto").hidden = !pareto;
   if (pareto) {
     const metrics = (study.search?.objective || []).map((o) => o.metric);
+    $("pareto-of").textContent = `${metrics[1]} (y) against ${metrics[0]} (x)`;
     lineChart($("chart-pareto"), [{ label: "trials", points: complete.map((t) => t.values) },
       { label: "Pareto front", points: (study.best || []).map((t) => t.values) }],
     { x: metrics[0] ?? "objective 0", counts: false, dots: true });
