@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.data import MEMORIZE, write_jsonl
-from fixtures.platform import api_client, running_server, study_request, tiny_server_settings, upload_file, wait_for
+from fixtures.platform import api_client, running_server, study_files, study_request, tiny_server_settings, wait_for
 from tuneforge.hpo.study import load_study
 
 pytestmark = pytest.mark.browser
@@ -38,9 +37,7 @@ def api(server):
 
 @pytest.fixture(scope="module")
 def files(api, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("study-data")
-    return {split: upload_file(api, write_jsonl(folder / f"{split}.jsonl", rows))
-            for split, rows in (("train", MEMORIZE), ("eval", MEMORIZE[:4]))}
+    return study_files(api, tmp_path_factory.mktemp("study-data"))
 
 
 def shot(page, name: str) -> None:

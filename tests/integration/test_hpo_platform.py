@@ -6,7 +6,7 @@ import pytest
 
 from fixtures.data import MEMORIZE, write_jsonl
 from fixtures.platform import api_client, running_server, start_worker, study_request as body, tiny_server_settings
-from fixtures.platform import upload_file, wait_for
+from fixtures.platform import study_files, wait_for
 from tuneforge.settings import Settings
 
 pytest.importorskip("optuna")
@@ -27,9 +27,7 @@ def api(server):
 
 @pytest.fixture(scope="module")
 def files(api, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hpo-data")
-    return {split: upload_file(api, write_jsonl(folder / f"{split}.jsonl", rows))
-            for split, rows in (("train", MEMORIZE), ("eval", MEMORIZE[:4]))}
+    return study_files(api, tmp_path_factory.mktemp("hpo-data"))
 
 
 def test_a_study_runs_as_trial_jobs_and_can_pause_resume_and_cancel(api, files):
