@@ -1,7 +1,8 @@
 """The studies pages in a real browser: a 3-trial study of the tiny model, run as ``hpo_trial`` jobs by the
 server's worker, is listed with its counts and best value; its page shows the trials (with their jobs), the
 optimization history and the intermediate-value curves drawn, and the parameter importances; a second study is
-paused, resumed and cancelled with the page's buttons; a two-objective study shows its Pareto front. Screenshots as in test_console.py."""
+paused, resumed and cancelled with the page's buttons; a two-objective study shows its Pareto front.
+Screenshots as in test_console.py."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def shot(page, name: str) -> None:
 @contextmanager
 def slot_held(api, files):
     """A long fine-tuning job holds the server's one worker slot until the block ends (then it is cancelled)."""
-    config = {"model": "tiny-llama", "data": {"train": files["train"]}, "train": {"max_steps": 5000, "precision": "fp32"}}
+    config = {"model": "tiny-llama", "data": {"train": files["train"]},
+              "train": {"max_steps": 5000, "precision": "fp32"}}
     job = api.post("/api/v1/fine-tuning/jobs", json=config).json()["id"]
     wait_for(lambda: api.get(f"/ui/api/jobs/{job}").json()["job"]["status"] == "running", what="the blocking job")
     yield

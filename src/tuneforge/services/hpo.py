@@ -184,7 +184,8 @@ def study_importances(study: optuna.Study) -> dict[str, Any]:
             target = None if single else (lambda t, i=index: t.values[i])
             importances = optuna.importance.get_param_importances(study, evaluator=evaluator, target=target)
             metric = metrics[index] if index < len(metrics) else f"objective {index}"
-            result["objectives"].append({"metric": metric, "importances": {k: float(v) for k, v in importances.items()}})
+            shares = {param: float(share) for param, share in importances.items()}  # numpy floats -> JSON
+            result["objectives"].append({"metric": metric, "importances": shares})
     except (ValueError, RuntimeError) as exc:  # e.g. every trial sampled the same value
         result["error"] = str(exc)
     return result
@@ -304,18 +305,22 @@ def control_platform_study(platform: Platform, name: str, *, project: str, actio
                             hint=f"{action} applies to a {' or '.join(allowed)} study")
     jobs = _study_jobs(platform, name, project=project)
     set_state(study, {"pause": "paused", "resume": "running", "cancel": "cancelled"}[action])
+    operation = {"pause": job_ops.pause_job, "resume": job_ops.resume_job, "cancel": job_ops.cancel_job}[action]
+    applies = {"pause": (JobStatus.QUEUED,), "resume": (JobStatus.PAUSED,),
+               "cancel": (JobStatus.QUEUED, JobStatus.PAUSED, JobStatus.RUNNING)}[action]
     for job in jobs:
-        if action == "pause" and job.status is JobStatus.QUEUED:
-            job_ops.pause_job(platform, job.id, project=project)
-        elif action == "resume" and job.status is JobStatus.PAUSED:
-            job_ops.resume_job(platform, job.id, project=project)
-        elif action == "cancel" and job.status in (JobStatus.QUEUED, JobStatus.PAUSED, JobStatus.RUNNING):
-            job_ops.cancel_job(platform, job.id, project=project)
+        if job.status in applies:
+            try:
+                operation(platform, job.id, project=project)
+            except ConflictError:
+                pass  # a worker claimed it (or it ended) meanwhile: a running trial job finishes its trial
     if action == "resume":
         search = stored_search(study)
-        pending = sum(1 for j in jobs if j.status in (JobStatus.QUEUED, JobStatus.PAUSED))  # queued again above
         counts = study_counts(study)
-        missing = counts.needed(search.config.n_trials) + counts.waiting - pending
+        queued = sum(1 for j in jobs if j.status in (JobStatus.QUEUED, JobStatus.PAUSED))  # queued again above
+        asked = {t.user_attrs.get("job_id") for t in study.get_trials(deepcopy=False)}
+        starting = sum(1 for j in jobs if j.status is JobStatus.RUNNING and j.id not in asked)  # will ask for one
+        missing = counts.needed(search.config.n_trials) + counts.waiting - queued - starting
         _queue_trials(platform, study, project=project, count=max(missing, 0))
     return study_view(load_study(name, settings=platform.settings))
 
