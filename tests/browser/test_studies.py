@@ -100,6 +100,8 @@ def test_a_finished_study_shows_trials_history_curves_and_importances(page, serv
     job_id = study["trials"][0]["job_id"]
     page.locator(f"#trials a:text-is('{job_id}')").click()  # the trial's job page
     page.locator("#status[data-status=succeeded]").wait_for()
+    page.locator("#study").click()  # and back to its study
+    page.wait_for_url(re.compile("/ui/studies/sweep$"))
 
 
 def test_pause_resume_and_cancel_a_study_from_its_page(page, server, api, files):
