@@ -4,6 +4,7 @@ Every test module here is marked ``browser``; the tests are skipped where Chromi
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -22,3 +23,23 @@ def chromium():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(chromium, server):
+    """A logged-in tab of the module's ``server`` (the key typed into the login page, as a user does); the test
+    module fails if any page logged a script error."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    tab.goto(f"{server.url}/ui/jobs")
+    tab.wait_for_url(re.compile(r"/ui/login\?next="))
+    tab.fill("#api-key", server.keys["acme"])
+    tab.click("button[type=submit]")
+    tab.wait_for_url(re.compile(r"/ui/jobs$"))
+    yield tab
+    context.close()
+    assert not errors, errors  # no script error on any page

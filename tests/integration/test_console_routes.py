@@ -30,6 +30,7 @@ def auth(client, project="acme") -> dict:
 @pytest.mark.parametrize("path, script", [("/ui/jobs", "jobs"), ("/ui/jobs/ftjob-x", "job"), ("/ui/compare", "compare"),
                                           ("/ui/models/a%3Cb%3E", "model"), ("/ui/data/sums", "dataset"),
                                           ("/ui/annotate/sums:1", "annotate"), ("/ui/studies", "studies"),
+                                          ("/ui/studies/a%3Cb%3E", "study"),
                                           ("/ui/login", "login")])
 def test_pages_are_shells_with_a_strict_policy(client, path, script):
     response = client.get(path)

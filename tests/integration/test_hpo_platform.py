@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import httpx2 as httpx
 import pytest
 
 from fixtures.data import MEMORIZE, write_jsonl
-from fixtures.platform import running_server, wait_for
+from fixtures.platform import api_client, running_server, start_worker, study_request as body, tiny_server_settings
+from fixtures.platform import study_files, wait_for
 from tuneforge.settings import Settings
 
 pytest.importorskip("optuna")
@@ -14,36 +14,20 @@ pytest.importorskip("optuna")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model):
-    home = tmp_path_factory.mktemp("hpo-platform")
-    settings = Settings(home=str(home), concurrency=2, poll_seconds=0.2, heartbeat_seconds=1, threads_per_job=1,
-                        base_models={"tiny-llama": str(tiny_model)})
+    settings = tiny_server_settings(tmp_path_factory.mktemp("hpo-platform"), tiny_model, concurrency=2,
+                                    heartbeat_seconds=1)
     with running_server(settings) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def api(server):
-    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.keys['acme']}"}, timeout=60)
+    return api_client(server)
 
 
 @pytest.fixture(scope="module")
 def files(api, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hpo-data")
-    ids = {}
-    for split, rows in (("train", MEMORIZE), ("eval", MEMORIZE[:4])):
-        with write_jsonl(folder / f"{split}.jsonl", rows).open("rb") as handle:
-            ids[split] = api.post("/v1/files", files={"file": (f"{split}.jsonl", handle)},
-                                  data={"purpose": "fine-tune"}).json()["id"]
-    return ids
-
-
-def body(name: str, files: dict, **search) -> dict:
-    base = {"model": "tiny-llama", "method": {"name": "lora", "r": 4},
-            "data": {"train": files["train"], "eval": files["eval"]},
-            "train": {"max_steps": 4, "batch_size": 4, "eval_steps": 2, "save_steps": 100, "precision": "fp32"}}
-    return {"name": name, "search": {"base": base, "space": {
-        "train.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
-        "objective": [{"metric": "eval_loss"}], "sampler": "random", "pruner": "none", "n_trials": 3, **search}}
+    return study_files(api, tmp_path_factory.mktemp("hpo-data"))
 
 
 def test_a_study_runs_as_trial_jobs_and_can_pause_resume_and_cancel(api, files):
@@ -64,12 +48,18 @@ def test_a_study_runs_as_trial_jobs_and_can_pause_resume_and_cancel(api, files):
     trial_job = api.get(f"/api/v1/hpo/trials/{next(iter(job_ids))}").json()
     assert trial_job["status"] == "succeeded" and trial_job["result"]["state"] == "complete"
     assert [s["name"] for s in api.get("/api/v1/hpo/studies").json()["data"]] == ["plat"]
+    assert all(t["duration"] > 0 and t["intermediate"] == [] for t in done["trials"])  # pruner none: no reports
+    importances = api.get("/api/v1/hpo/studies/plat/importances").json()  # fANOVA over the complete trials
+    assert importances["complete"] == 3 and importances["objectives"][0]["metric"] == "eval_loss"
+    assert importances["objectives"][0]["importances"] == {"train.learning_rate": pytest.approx(1.0)}
 
     api.post("/api/v1/hpo/studies", json=body("stopped", files, n_trials=2)).raise_for_status()
     cancelled = api.post("/api/v1/hpo/studies/stopped/cancel").json()
     assert cancelled["state"] == "cancelled"
     def stopped_jobs() -> list[str]:
-        return [j["status"] for j in api.get("/api/v1/hpo/trials").json()["data"] if j["request"].get("study") == "stopped"]
+        # a job claimed just before the cancel may see the cancelled study first and end without a trial
+        return sorted("cancelled" if j["status"] == "succeeded" and j["result"]["state"] == "skipped" else j["status"]
+                      for j in api.get("/api/v1/hpo/trials").json()["data"] if j["request"].get("study") == "stopped")
 
     wait_for(lambda: stopped_jobs() == ["cancelled", "cancelled"], timeout=60, what="two cancelled trial jobs")
     assert api.post("/api/v1/hpo/studies/stopped/resume").status_code == 409  # a cancelled study stays cancelled
@@ -82,8 +72,9 @@ def test_bad_studies_are_refused_before_anything_is_queued(api, files, server):
     unknown = body("typo", files)
     unknown["search"]["base"]["data"]["train"] = "file-nope"
     assert api.post("/api/v1/hpo/studies", json=unknown).status_code == 404
-    other = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.keys['other']}"})
+    other = api_client(server, project="other")
     assert other.get("/api/v1/hpo/studies/plat").status_code == 404  # another project's study
+    assert other.get("/api/v1/hpo/studies/plat/importances").status_code == 404
 
 
 @pytest.mark.postgres
@@ -92,7 +83,6 @@ def test_a_trial_of_a_killed_worker_is_failed_by_the_heartbeat_and_retried(postg
     import signal
 
     from fixtures.postgres import reset_database
-    from test_platform_workers import start_worker
     from tuneforge.hpo.study import load_study
     from tuneforge.services import files
     from tuneforge.services.hpo import StudyRequest, create_platform_study
@@ -105,8 +95,7 @@ def test_a_trial_of_a_killed_worker_is_failed_by_the_heartbeat_and_retried(postg
     platform = open_platform(settings)
     ids = {split: files.upload_path(platform, project="acme", path=write_jsonl(tmp_path / f"{split}.jsonl", rows)).id
            for split, rows in (("train", MEMORIZE), ("eval", MEMORIZE[:4]))}
-    request = body("killed", ids, n_trials=1)
-    request["search"]["base"]["train"]["max_steps"] = 60
+    request = body("killed", ids, max_steps=60, n_trials=1)
     request["name"] = f"killed-{tmp_path.name[-8:]}"  # the optuna schema outlives reset_database
     create_platform_study(platform, project="acme", request=StudyRequest(**request))
     name = request["name"]
@@ -114,7 +103,7 @@ def test_a_trial_of_a_killed_worker_is_failed_by_the_heartbeat_and_retried(postg
     def trials():
         return load_study(name, settings=settings).trials
 
-    first = start_worker(platform, tmp_path / "worker1.log")
+    first = start_worker(settings, tmp_path / "worker1.log")
     try:
         wait_for(lambda: trials() and trials()[0].user_attrs.get("steps") is not None, timeout=120,
                  what="the trial to evaluate on the first worker")
@@ -123,7 +112,7 @@ def test_a_trial_of_a_killed_worker_is_failed_by_the_heartbeat_and_retried(postg
         first.wait()
     finally:
         first.kill()
-    second = start_worker(platform, tmp_path / "worker2.log")
+    second = start_worker(settings, tmp_path / "worker2.log")
     try:
         wait_for(lambda: any(t.state.name == "COMPLETE" for t in trials()), timeout=180, what="the retried trial")
         job_id = trials()[-1].user_attrs["job_id"]

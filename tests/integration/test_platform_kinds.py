@@ -5,26 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx2 as httpx
 import pytest
 from fixtures.data import MEMORIZE, write_jsonl
 
-from fixtures.platform import running_server, wait_for
+from fixtures.platform import api_client, finished, running_server, tiny_server_settings, upload_file
 from tuneforge.settings import Settings
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model):
-    home = tmp_path_factory.mktemp("kinds")
-    settings = Settings(home=str(home), concurrency=1, poll_seconds=0.2, heartbeat_seconds=0.3, threads_per_job=1,
-                        base_models={"tiny-llama": str(tiny_model)})
-    with running_server(settings) as running:
+    with running_server(tiny_server_settings(tmp_path_factory.mktemp("kinds"), tiny_model)) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def api(server):
-    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.keys['acme']}"}, timeout=60)
+    return api_client(server)
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +30,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def file_id(api, data):
-    with data.open("rb") as handle:
-        return api.post("/v1/files", files={"file": ("mem.jsonl", handle)}, data={"purpose": "evals"}).json()["id"]
-
-
-def finished(api, path: str) -> dict:
-    return wait_for(lambda: (j := api.get(path).json())["status"] in ("succeeded", "failed", "cancelled") and j,
-                    timeout=180, what=path)
+    return upload_file(api, data, purpose="evals")
 
 
 SUITE = {"tasks": [{"metrics": ["exact_match", "token_f1"], "max_new_tokens": 6}], "latency_samples": 0}
@@ -107,7 +97,7 @@ def test_bad_requests_are_refused_before_anything_is_queued(api, data):
 def test_cancel_a_queued_job_and_no_report_before_success(tmp_path, tiny_model):
     settings = Settings(home=str(tmp_path / "home"), concurrency=0, base_models={"tiny-llama": str(tiny_model)})
     with running_server(settings, workers=0) as quiet:  # API only: nothing runs the job
-        api = httpx.Client(base_url=quiet.url, headers={"Authorization": f"Bearer {quiet.keys['acme']}"}, timeout=30)
+        api = api_client(quiet, timeout=30)
         body = {"model": "tiny-llama", "suite": {"tasks": [{"builtin": "profile-extraction", "limit": 2}]}}
         job = api.post("/api/v1/evaluations", json=body).json()
         assert job["status"] == "queued" and job["queue_position"] == 1
@@ -115,6 +105,5 @@ def test_cancel_a_queued_job_and_no_report_before_success(tmp_path, tiny_model):
         cancelled = api.post(f"/api/v1/evaluations/{job['id']}/cancel").json()
         assert cancelled["status"] == "cancelled"
         assert api.post(f"/api/v1/evaluations/{job['id']}/cancel").status_code == 409
-        other = httpx.get(quiet.url + f"/api/v1/evaluations/{job['id']}",
-                          headers={"Authorization": f"Bearer {quiet.keys['other']}"})
+        other = api_client(quiet, project="other").get(f"/api/v1/evaluations/{job['id']}")
         assert other.status_code == 404

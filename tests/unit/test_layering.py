@@ -55,6 +55,8 @@ SIDEWAYS: dict[tuple[str, str], str] = {
     ("compression", "evaluation"): "each stage is measured with the evaluation runner, suites and result shapes "
     "(one way to score and time a model)",
     ("cli", "api"): "'tuneforge server' builds the API app (api.app) to serve it; both are shells",
+    ("hpo", "jobs"): "a local trial process ends with its study process through the job process's watchdog "
+    "(jobs.process.watch_parent: one copy); jobs/ never imports hpo/",
 }
 
 # Packages that must not import others although the levels would allow it: importer -> (forbidden, why).

@@ -108,23 +108,12 @@ def trial_process(name: str, settings_json: str, seed: int, threads: int, parent
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     from tuneforge.hpo.study import run_one_trial
+    from tuneforge.jobs.process import watch_parent
     from tuneforge.settings import Settings
 
-    _watch_parent(parent_pid)
+    watch_parent(parent_pid, every=0.5, name="study-watchdog")  # a killed study: its trials retried on resume
     torch.set_num_threads(threads)
     run_one_trial(name, settings=Settings.model_validate_json(settings_json), seed=seed)
-
-
-def _watch_parent(pid: int) -> None:
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(3)  # the study process died: stop; the heartbeat retries this trial on resume
-
-    threading.Thread(target=watch, daemon=True, name="study-watchdog").start()
 
 
 def _outcomes(study: optuna.Study) -> dict[int, str]:

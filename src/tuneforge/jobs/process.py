@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 
 from tuneforge.errors import LeaseLost, StorageError, TuneforgeError
 from tuneforge.jobs.kinds import JobContext, JobKind, JobOutcome, JobPaused
@@ -63,23 +64,37 @@ def main(job_id: str, settings_json: str, worker_id: str, worker_pid: int, kind:
         store.close()
 
 
-def _watch(pid: int, *, store: Store, lease: Lease, every: float) -> None:
-    """A thread that ends the process when its worker died or the job's lease was lost."""
+def watch_parent(pid: int, *, every: float, check: Callable[[], None] | None = None, name: str = "watchdog") -> None:
+    """Start a daemon thread that ends this process (exit code 3) once process ``pid``, its parent, is gone.
+
+    Shared by job processes (parent: the worker) and local trial processes (parent: ``tuneforge tune``), so
+    that a killed parent leaves no orphan training. ``check`` runs at every tick as well and may end the
+    process itself (a job's lost lease).
+    """
     def watch() -> None:
         while True:
             time.sleep(every)
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                os._exit(3)  # the worker died: stop now, the job will be requeued and resumed elsewhere
-            try:
-                store.hold_lease(lease)
-            except LeaseLost:
-                os._exit(LEASE_LOST_EXIT)  # requeued or taken over (this process was frozen): stop now
-            except StorageError:
-                pass  # the database is restarting: the fenced writes still guard
+                os._exit(3)  # the parent died: stop now; the job is requeued (the trial retried) elsewhere
+            if check is not None:
+                check()
 
-    threading.Thread(target=watch, daemon=True, name="job-watchdog").start()
+    threading.Thread(target=watch, daemon=True, name=name).start()
+
+
+def _watch(pid: int, *, store: Store, lease: Lease, every: float) -> None:
+    """End the process when its worker died or the job's lease was lost."""
+    def hold_lease() -> None:
+        try:
+            store.hold_lease(lease)
+        except LeaseLost:
+            os._exit(LEASE_LOST_EXIT)  # requeued or taken over (this process was frozen): stop now
+        except StorageError:
+            pass  # the database is restarting: the fenced writes still guard
+
+    watch_parent(pid, every=every, check=hold_lease, name="job-watchdog")
 
 
 def run_job(store: Store, job: JobRecord, *, kind: JobKind, settings: Settings, worker_id: str,

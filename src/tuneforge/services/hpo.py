@@ -145,10 +145,50 @@ def study_view(study: optuna.Study, *, trials: bool = True) -> dict[str, Any]:
     if counts.complete:
         view["best"] = [{"number": t.number, "values": t.values, "params": t.params} for t in best_trials(study)]
     if trials:
-        view["trials"] = [{"number": t.number, "state": t.state.name.lower(), "values": t.values, "params": t.params,
-                           "steps": t.user_attrs.get("steps"), "job_id": t.user_attrs.get("job_id"),
-                           "error": t.user_attrs.get("error")} for t in study.get_trials(deepcopy=False)]
+        view["trials"] = [_trial_view(t, sign=-1.0 if view["directions"][0] == "maximize" else 1.0)
+                          for t in study.get_trials(deepcopy=False)]
     return view
+
+
+def _trial_view(trial: optuna.trial.FrozenTrial, *, sign: float) -> dict[str, Any]:
+    """A trial: outcome, parameters, times, and the eval losses it reported (``[step, loss]``, for the curves)."""
+    start, end = trial.datetime_start, trial.datetime_complete
+    return {"number": trial.number, "state": trial.state.name.lower(), "values": trial.values, "params": trial.params,
+            "steps": trial.user_attrs.get("steps"), "job_id": trial.user_attrs.get("job_id"),
+            "error": trial.user_attrs.get("error"),
+            "started_at": start.timestamp() if start else None, "finished_at": end.timestamp() if end else None,
+            "duration": (end - start).total_seconds() if start and end else None,
+            # the callback reports the eval loss negated when the study maximizes (see hpo.callbacks)
+            "intermediate": [[step, sign * value] for step, value in sorted(trial.intermediate_values.items())]}
+
+
+def study_importances(study: optuna.Study) -> dict[str, Any]:
+    """fANOVA parameter importances of the complete trials, one mapping per objective (none below 2 trials).
+
+    Returns:
+        ``{"complete": N, "objectives": [{"metric": ..., "importances": {param: share}}], "error": None}``;
+        ``error`` says why there are none when Optuna cannot compute them (e.g. a single parameter value).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    metrics = [o.get("metric") for o in (study.user_attrs.get("search") or {}).get("objective") or []]
+    result: dict[str, Any] = {"complete": complete, "objectives": [], "error": None}
+    if complete < 2:
+        return result
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    single = len(study.directions) == 1
+    try:
+        for index in range(len(study.directions)):
+            target = None if single else (lambda t, i=index: t.values[i])
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator, target=target)
+            metric = metrics[index] if index < len(metrics) else f"objective {index}"
+            shares = {param: float(share) for param, share in importances.items()}  # numpy floats -> JSON
+            result["objectives"].append({"metric": metric, "importances": shares})
+    except (ValueError, RuntimeError) as exc:  # e.g. every trial sampled the same value
+        result["error"] = str(exc)
+    return result
 
 
 # --- platform ------------------------------------------------------------------------------------------
@@ -265,18 +305,22 @@ def control_platform_study(platform: Platform, name: str, *, project: str, actio
                             hint=f"{action} applies to a {' or '.join(allowed)} study")
     jobs = _study_jobs(platform, name, project=project)
     set_state(study, {"pause": "paused", "resume": "running", "cancel": "cancelled"}[action])
+    operation = {"pause": job_ops.pause_job, "resume": job_ops.resume_job, "cancel": job_ops.cancel_job}[action]
+    applies = {"pause": (JobStatus.QUEUED,), "resume": (JobStatus.PAUSED,),
+               "cancel": (JobStatus.QUEUED, JobStatus.PAUSED, JobStatus.RUNNING)}[action]
     for job in jobs:
-        if action == "pause" and job.status is JobStatus.QUEUED:
-            job_ops.pause_job(platform, job.id, project=project)
-        elif action == "resume" and job.status is JobStatus.PAUSED:
-            job_ops.resume_job(platform, job.id, project=project)
-        elif action == "cancel" and job.status in (JobStatus.QUEUED, JobStatus.PAUSED, JobStatus.RUNNING):
-            job_ops.cancel_job(platform, job.id, project=project)
+        if job.status in applies:
+            try:
+                operation(platform, job.id, project=project)
+            except ConflictError:
+                pass  # a worker claimed it (or it ended) meanwhile: a running trial job finishes its trial
     if action == "resume":
         search = stored_search(study)
-        pending = sum(1 for j in jobs if j.status in (JobStatus.QUEUED, JobStatus.PAUSED))  # queued again above
         counts = study_counts(study)
-        missing = counts.needed(search.config.n_trials) + counts.waiting - pending
+        queued = sum(1 for j in jobs if j.status in (JobStatus.QUEUED, JobStatus.PAUSED))  # queued again above
+        asked = {t.user_attrs.get("job_id") for t in study.get_trials(deepcopy=False)}
+        starting = sum(1 for j in jobs if j.status is JobStatus.RUNNING and j.id not in asked)  # will ask for one
+        missing = counts.needed(search.config.n_trials) + counts.waiting - queued - starting
         _queue_trials(platform, study, project=project, count=max(missing, 0))
     return study_view(load_study(name, settings=platform.settings))
 

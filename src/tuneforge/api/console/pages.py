@@ -37,7 +37,8 @@ PAGES = [
     ("/jobs", "jobs", "Jobs", "jobs"),                             # live status, progress, ETA, queue; controls
     ("/jobs/{job_id}", "job", "{job_id}", "jobs"),                 # curves, events, checkpoints, config, results
     ("/compare", "compare", "Compare runs", "compare"),            # ?job=A&job=B: curves overlaid, verdict
-    ("/studies", "studies", "Studies", "studies"),                 # arrive with `tuneforge tune`
+    ("/studies", "studies", "Studies", "studies"),                 # hyperparameter studies: counts, best
+    ("/studies/{name}", "study", "Study {name}", "studies"),       # trials, history, importances, curves
     ("/models", "models", "Models", "models"),                     # registered models
     ("/models/{name}", "model", "{name}", "models"),               # versions, aliases, history, lineage; deploy
     ("/data", "datasets", "Datasets", "data"),                     # versioned data sets

@@ -32,6 +32,12 @@ def get_study(name: str, platform: Platform = Plat, project: str = Proj) -> dict
     return hpo.study_view(hpo.get_platform_study(platform, name, project=project))
 
 
+@router.get("/{name}/importances")
+def get_importances(name: str, platform: Platform = Plat, project: str = Proj) -> dict:
+    """fANOVA parameter importances per objective (from 2 complete trials on)."""
+    return hpo.study_importances(hpo.get_platform_study(platform, name, project=project))
+
+
 @router.post("/{name}/pause")
 def pause_study(name: str, platform: Platform = Plat, project: str = Proj) -> dict:
     """No new trial starts; running trials finish; queued trial jobs are held."""

@@ -8,7 +8,9 @@ let finalPolls = 0;
 function summary(detail) {
   const { job, progress } = detail;
   const items = [["Status", el("span", { class: `status ${job.status}`, id: "status", "data-status": job.status }, job.status)],
-    ["Kind", job.kind], ["Model", job.model], ["Progress", progressBar(progress)],
+    ["Kind", job.kind], ["Study", job.kind === "hpo_trial" && job.config?.study
+      ? el("a", { href: `/ui/studies/${encodeURIComponent(job.config.study)}`, id: "study" }, job.config.study) : ""],
+    ["Model", job.model], ["Progress", progressBar(progress)],
     ["ETA", TERMINAL.has(job.status) ? "" : duration(progress.eta_seconds)], ["Queue position", progress.queue_position ?? ""],
     ["Train loss", number(progress.train_loss)], ["Created", when(job.created_at)], ["Started", when(job.started_at)],
     ["Finished", when(job.finished_at)], ["Fine-tuned model", job.fine_tuned_model ?? ""],

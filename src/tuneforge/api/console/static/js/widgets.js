@@ -1,4 +1,4 @@
-import { TERMINAL, api, button, el, pretty, showError } from "./common.js";
+import { TERMINAL, api, button, el, number, pretty, showError } from "./common.js";
 
 // A job's cancel / pause / resume buttons and its progress bar (jobs page and job page).
 export function controls(job, refresh) {
@@ -37,4 +37,15 @@ export function recordView(record) {
   }
   return el("dl", { class: "fields" }, Object.entries(record).map(([key, value]) =>
     [el("dt", {}, key), el("dd", {}, typeof value === "string" ? value : pretty(value))]));
+}
+
+// A study's state as a badge (the jobs' colours: running, paused, cancelled; finished as succeeded).
+export const stateBadge = (state) => el("span", { class: `status ${state === "finished" ? "succeeded" : state}`,
+  "data-state": state }, state ?? "");
+export const paramText = (params) => Object.entries(params || {}).map(([k, v]) => `${k}=${number(v)}`).join(", ");
+// The best value of a single-objective study, or the size of a multi-objective study's Pareto front.
+export function bestText(study) {
+  const best = study.best || [];
+  if (!best.length) return "";
+  return study.directions.length > 1 ? `${best.length} on the Pareto front` : `${number(best[0].values[0])} (trial ${best[0].number})`;
 }
