@@ -65,7 +65,7 @@ def resolve_served_model(platform: Platform, name: str, *, project: str,
 def _registry_target(platform: Platform, name: str, *, project: str) -> ServedTarget | None:
     """A registered version (``name``, ``name:3``, ``name@alias``), resolved at every request, so moving an alias
     changes what answers with no restart; ``None`` when ``name`` is not a registry reference."""
-    from tuneforge.services.registry import resolve_model_version
+    from tuneforge.services.registry import gate_failed, resolve_model_version
 
     try:
         record = resolve_model_version(platform, name, project=project)
@@ -74,6 +74,9 @@ def _registry_target(platform: Platform, name: str, *, project: str) -> ServedTa
         raise
     if record is None:
         return None
+    if gate_failed(record):  # an update that fell below its parent on the held-out suite is never served
+        raise request_error(f"'{name}' is {record.ref}, which failed the regression gate of its update: it is never "
+                            "served", param="model", code="model_not_servable")
     if record.kind not in ("adapter", "full"):
         raise request_error(f"'{name}' is {record.ref}, a {record.kind} export: the torch engine serves adapter and "
                             "full-model versions", param="model")
