@@ -17,6 +17,7 @@ from rich.table import Table
 
 from tuneforge.cli import compression, evaluation, platform, registry, runs, serving
 from tuneforge.cli import hpo as hpo_cli
+from tuneforge.cli import update as update_cli
 from tuneforge.cli.data import data_app
 from tuneforge.cli.interrupts import StopOnSignals
 from tuneforge.cli.render import ProgressRenderer, make_console, summary_table
@@ -264,6 +265,7 @@ app.add_typer(registry.registry_app, name="registry")
 app.add_typer(data_app, name="data")
 app.add_typer(hpo_cli.tune_app, name="tune")
 app.command("serve")(serving.serve)
+app.command("update")(update_cli.update_command)  # incremental updates (cli/update.py)
 
 
 @config_app.command("validate")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from tuneforge.services.registry import (
     attach_scores, loadable_path, register_update, resolve_model_version, set_alias,
 )
 from tuneforge.storage.records import ModelVersionRecord
+from tuneforge.storage.rundir import COMPLETED, RunDir
 
 PREFERENCE_KEYS = ({"prompt", "chosen", "rejected"}, {"input", "preferred_output", "non_preferred_output"})
 
@@ -135,8 +137,11 @@ def count_new_records(platform: Platform, dataset: str, *, since: int, project: 
 # --- the update -----------------------------------------------------------------------------------------
 def update_model(platform: Platform, request: UpdateRequest, *, project: str, actor: str, run_dir: str | Path,
                  progress: ProgressCallback = no_progress, resume: bool = False, job_id: str | None = None,
-                 extra_callbacks: list[Any] | None = None) -> UpdateResult:
+                 extra_callbacks: list[Any] | None = None, check: Callable[[], None] = lambda: None) -> UpdateResult:
     """Train, register, gate and (when it passes) deploy one incremental update (see the module's docstring).
+
+    ``run_dir`` is the training run's folder; with ``resume`` a run that completed there (a job's earlier attempt)
+    is registered without training again. ``check`` runs before each registry write (a job's lease check).
 
     Raises:
         NotFoundError: Unknown model, alias or data set version.
@@ -156,13 +161,16 @@ def update_model(platform: Platform, request: UpdateRequest, *, project: str, ac
     progress(ProgressEvent(ProgressKind.STAGE, f"updating {parent.ref} on {data.records} records of {data_ref} "
                            f"(since {request.since}, replay {request.replay}, {config.task.name})"))
     callbacks = [adapter_init_callback(parent.artifact_path), *(extra_callbacks or [])]
-    run_training(config, settings=platform.settings, resume=resume, overwrite=not resume, progress=progress,
-                 extra_callbacks=callbacks)
+    if not (resume and (RunDir(Path(run_dir)).read_marker() or {}).get("status") == COMPLETED):
+        run_training(config, settings=platform.settings, resume=resume, overwrite=not resume, progress=progress,
+                     extra_callbacks=callbacks)
     trained = time.perf_counter()
+    check()
     version = register_update(platform, run_dir, parent=parent, data=data.lineage(), created_by=actor, job_id=job_id)
     progress(ProgressEvent(ProgressKind.MESSAGE, f"registered {version.ref} (from {parent.ref}, {data_ref})"))
     gate = run_gate(platform, parent=parent, version=version, request=request, progress=progress)
     gated = time.perf_counter()
+    check()
     live = go_live(platform, parent=parent, version=version, request=request, project=project, actor=actor) \
         if gate["status"] == "passed" else None
     progress(ProgressEvent(ProgressKind.MESSAGE, f"gate {gate['status']} for {version.ref}"
