@@ -34,6 +34,8 @@ def chat(question: str, answer: str) -> dict:
 
 OLD = [chat(f"What is {a} plus {b}?", str(a + b)) for a, b in PAIRS]
 NEW = [chat(f"name={n}", n[:3]) for n in NAMES]
+PREFS = [{"prompt": [{"role": "user", "content": f"name={n}"}], "chosen": [{"role": "assistant", "content": n[:3]}],
+          "rejected": [{"role": "assistant", "content": n[-3:]}]} for n in NAMES]
 WRONG = [chat(f"What is {a} plus {b}?", str((a + b + 3) % 10)) for a, b in PAIRS]  # wrong labels of old inputs
 
 
@@ -54,6 +56,8 @@ def loop(tmp_path_factory, tiny_model):
     import_data(platform, files["old"], project="default", name="facts")
     append_data(platform, "facts", files["new"], project="default")
     append_data(platform, "facts", files["wrong"], project="default")
+    import_data(platform, write_jsonl(root / "prefs1.jsonl", PREFS[:4]), project="default", name="prefs")
+    append_data(platform, "prefs", write_jsonl(root / "prefs2.jsonl", PREFS[4:]), project="default")
     config = {"model": str(tiny_model), "method": {"name": "lora", "r": 8, "alpha": 16, "dropout": 0.0},
               "data": {"train": str(files["old"])}, "output_dir": str(root / "parent"),
               "train": {"max_steps": 60, "learning_rate": 0.01, "batch_size": 8, "warmup": 0, "save_steps": 1000,
@@ -182,3 +186,15 @@ def test_serve_update_job_through_the_native_api(loop):
         assert any("8 new records in facts:2 since version 1 (at least 1000 needed)" in line for line in logs)
         refused = http.post("/api/v1/updates", json={**body, "name": "nobody"})
         assert refused.status_code == 404
+
+        pairs = {**body, "dataset": "prefs", "min_new": 1, "replay": 0.0, "max_drop": ["exact_match=1"]}
+        queued = http.post("/api/v1/updates", json=pairs).json()
+        job = wait_for(lambda: (j := http.get(f"/api/v1/updates/{queued['id']}").json())["status"]
+                       in ("succeeded", "failed") and j, timeout=180, what="the update job")
+        assert job["status"] == "succeeded" and job["result"]["state"] == "updated", job
+        assert job["result"]["task"] == "dpo" and job["result"]["data"]["ref"] == "prefs:2"  # pairs train with DPO
+        version = loop["platform"].store.get_model_version(project="default", name="swap", version=3)
+        assert version.job_id == job["id"] and version.parent_version == 1 and version.scores["gate"]["status"] == \
+            "passed"
+        logs = http.get(f"/api/v1/updates/{job['id']}/logs").json()["lines"]
+        assert any("Update cycle done: swap:3 gate passed, live as swap@staging" in line for line in logs)
