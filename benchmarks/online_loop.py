@@ -3,7 +3,7 @@ that goes live through the regression gate, and the time from "200 new records" 
 
     PYTHONPATH=src python benchmarks/online_loop.py [--model tiny|PATH|smollm2-135m] [--new 200] [--threads 2]
 
-1. Data set ``lookup`` version 1: ``--old`` records "code of item K?" -> a word; a LoRA is trained on it and
+1. Data set ``lookup`` version 1: ``--old`` (100) records "code of item K?" -> a word; a LoRA is trained on it and
    registered as ``lookup-bot:1`` (``production``).
 2. Drift: version 2 appends ``--new`` records of new keys. The live version's accuracy on them is measured.
 3. ``update_model`` continues the live adapter on the new records plus a 20 % replay of the old ones, gates it
@@ -13,7 +13,7 @@ that goes live through the regression gate, and the time from "200 new records" 
    share of before (target: >= 98 %), seconds from the 200 records' append to serving.
 
 Exact-match accuracy over every key (greedy, 3 new tokens). The tiny model is a random Llama built here
-(4 layers, hidden 128): the figures measure the loop, not a language model's knowledge.
+(2 layers, hidden 64 by default): the figures measure the loop, not a language model's knowledge.
 """
 
 from __future__ import annotations
@@ -58,10 +58,13 @@ def accuracy(model: str, data: Path, *, settings) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny", help="tiny (a random Llama built here), a model folder or alias")
-    parser.add_argument("--old", type=int, default=200, help="records of version 1")
+    parser.add_argument("--old", type=int, default=100, help="records of version 1")
     parser.add_argument("--new", type=int, default=200, help="records the drift adds (version 2)")
-    parser.add_argument("--steps", type=int, default=300, help="optimizer steps of the first training")
-    parser.add_argument("--update-steps", type=int, default=200, help="optimizer steps of the update")
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps of the first training")
+    parser.add_argument("--update-steps", type=int, default=150, help="optimizer steps of the update")
+    parser.add_argument("--layers", type=int, default=2, help="layers of the tiny model")
+    parser.add_argument("--hidden", type=int, default=64, help="hidden size of the tiny model")
+    parser.add_argument("--lr", type=float, default=1e-2, help="learning rate of both trainings")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -80,7 +83,7 @@ def main() -> None:
     if model == "tiny":
         from fixtures.tiny import build_tiny_llama
 
-        model = str(build_tiny_llama(root / "tiny", layers=4, hidden=128))
+        model = str(build_tiny_llama(root / "tiny", layers=args.layers, hidden=args.hidden))
     settings = Settings(home=str(root / "home"), concurrency=0, threads_per_job=args.threads)
     platform = open_platform(settings)
     old = write(root / "old.jsonl", records(range(args.old), seed=1))
@@ -89,7 +92,7 @@ def main() -> None:
     started = time.perf_counter()
     config = {"model": model, "method": {"name": "lora", "r": 16, "alpha": 32, "dropout": 0.0},
               "data": {"train": [{"dataset": "lookup:1"}]}, "output_dir": str(root / "first"),
-              "train": {"max_steps": args.steps, "learning_rate": 5e-3, "batch_size": 16, "warmup": 0,
+              "train": {"max_steps": args.steps, "learning_rate": args.lr, "batch_size": 16, "warmup": 0,
                         "save_steps": 10**6, "logging_steps": 50}}
     from tuneforge.services.data_reports import dataset_resolver
 

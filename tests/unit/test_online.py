@@ -63,3 +63,14 @@ def test_new_records_are_counted_against_the_older_version(tmp_path):
         assert count_new_records(platform, "d:1", since=1, project="p") == 0
     finally:
         platform.close()
+
+
+def test_training_data_sha256_of_a_single_data_source(tmp_path):
+    from tuneforge.registry.models import file_sha256
+    from tuneforge.services.registry import training_data_sha256
+
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"prompt": "q", "completion": "a"}\n')
+    assert training_data_sha256({"data": {"train": str(data)}}) == file_sha256(data)
+    assert training_data_sha256({"data": {"train": [{"path": str(data), "dataset": "d:2"}]}}) == file_sha256(data)
+    assert training_data_sha256({"data": {"train": [{"path": str(data)}, {"path": str(data)}]}}) is None

@@ -182,9 +182,10 @@ def _from_run(run: RunDir, *, path: Path | None) -> Candidate:
 
 
 def training_data_sha256(config: dict[str, Any]) -> str | None:
-    """The sha256 of a training config's ``data.train`` file, when it is a file on this machine."""
+    """The sha256 of a training config's ``data.train`` file (or single source), when it is a file on this machine."""
     train = (config.get("data") or {}).get("train")
-    return file_sha256(train) if train and Path(train).is_file() else None
+    train = train[0].get("path") if isinstance(train, list) and len(train) == 1 else train
+    return file_sha256(train) if isinstance(train, str) and Path(train).is_file() else None
 
 
 def register(platform: Platform, path: str | Path, *, project: str, name: str, created_by: str,
