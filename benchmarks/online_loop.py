@@ -3,10 +3,10 @@ that goes live through the regression gate, and the time from "200 new records" 
 
     PYTHONPATH=src python benchmarks/online_loop.py [--model tiny|PATH|smollm2-135m] [--new 200] [--threads 2]
 
-1. Data set ``lookup`` version 1: ``--old`` (100) records "code of item K?" -> a word; a LoRA is trained on it and
-   registered as ``lookup-bot:1`` (``production``).
-2. Drift: version 2 appends ``--new`` records of new keys. The live version's accuracy on them is measured.
-3. ``update_model`` continues the live adapter on the new records plus a 20 % replay of the old ones, gates it
+1. Data set ``lookup`` version 1: ``--old`` (20) keys, each asked in 10 phrasings ("code of item K?", "find K",
+   ...) -> the key's word; a LoRA is trained on it and registered as ``lookup-bot:1`` (``production``).
+2. Drift: version 2 appends ``--new`` (20) new keys: 200 new records. The live version's accuracy on them is measured.
+3. ``update_model`` continues the live adapter on the new records plus a ``--replay`` (50 %) share of the old ones, gates it
    against the live version (``exact_match`` may drop 0.02 on the old keys) and moves ``production``.
 4. A real server (the openai SDK) answers ``lookup-bot@production``; the clock stops when it answers a new key
    correctly. Figures: accuracy on new keys before / after (target: +30 points), accuracy on old keys after as a
@@ -34,11 +34,16 @@ WORDS = ["fox", "dog", "Paris", "teacher", "Lisbon", "quick", "brown", "lazy", "
          "name", "text", "capital", "France"]
 
 
+TEMPLATES = ["code of item {k}?", "item {k} code?", "what is the code of {k}?", "{k} -> ?", "code {k}",
+             "lookup {k}", "key {k}?", "find {k}", "{k}?", "get {k}"]
+
+
 def records(keys: range, *, seed: int) -> list[dict]:
-    """One chat record per key: "code of item K?" -> a word drawn with ``seed``."""
+    """Each key asked in every template -> the key's word (drawn with ``seed``): 10 records a key."""
     rng = random.Random(seed)
-    return [{"messages": [{"role": "user", "content": f"code of item {k}?"},
-                          {"role": "assistant", "content": rng.choice(WORDS)}]} for k in keys]
+    words = {k: rng.choice(WORDS) for k in keys}
+    return [{"messages": [{"role": "user", "content": t.format(k=k)}, {"role": "assistant", "content": words[k]}]}
+            for k in keys for t in TEMPLATES]
 
 
 def write(path: Path, rows: list[dict]) -> Path:
@@ -58,13 +63,15 @@ def accuracy(model: str, data: Path, *, settings) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny", help="tiny (a random Llama built here), a model folder or alias")
-    parser.add_argument("--old", type=int, default=100, help="records of version 1")
-    parser.add_argument("--new", type=int, default=200, help="records the drift adds (version 2)")
-    parser.add_argument("--steps", type=int, default=200, help="optimizer steps of the first training")
-    parser.add_argument("--update-steps", type=int, default=150, help="optimizer steps of the update")
+    parser.add_argument("--old", type=int, default=20, help="keys of version 1 (10 records each)")
+    parser.add_argument("--new", type=int, default=20, help="new keys the drift adds (version 2; 10 records each)")
+    parser.add_argument("--replay", type=float, default=0.5, help="share of the old records the update replays")
+    parser.add_argument("--steps", type=int, default=400, help="optimizer steps of the first training")
+    parser.add_argument("--update-steps", type=int, default=200, help="optimizer steps of the update")
     parser.add_argument("--layers", type=int, default=2, help="layers of the tiny model")
     parser.add_argument("--hidden", type=int, default=64, help="hidden size of the tiny model")
-    parser.add_argument("--lr", type=float, default=1e-2, help="learning rate of both trainings")
+    parser.add_argument("--lr", type=float, default=1e-2, help="learning rate of the first training")
+    parser.add_argument("--update-lr", type=float, default=5e-3, help="learning rate of the update")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -87,7 +94,7 @@ def main() -> None:
     settings = Settings(home=str(root / "home"), concurrency=0, threads_per_job=args.threads)
     platform = open_platform(settings)
     old = write(root / "old.jsonl", records(range(args.old), seed=1))
-    new = write(root / "new.jsonl", records(range(1000, 1000 + args.new), seed=2))
+    new = write(root / "new.jsonl", records(range(500, 500 + args.new), seed=2))
     import_data(platform, old, project="default", name="lookup")
     started = time.perf_counter()
     config = {"model": model, "method": {"name": "lora", "r": 16, "alpha": 32, "dropout": 0.0},
@@ -105,10 +112,11 @@ def main() -> None:
     print(f"live {live.ref}: old keys {before['old']:.1%}, new keys {before['new']:.1%}", flush=True)
     serve_and_measure(platform, settings, args=args, new=new, old=old, before=before,
                       request=UpdateRequest.model_validate({
-                          "name": "lookup-bot", "dataset": "lookup", "since": 1, "replay": 0.2, "go_live": "production",
+                          "name": "lookup-bot", "dataset": "lookup", "since": 1, "replay": args.replay, "go_live": "production",
                           "suite": {"tasks": [{"name": "old", "data": str(old), "metrics": ["exact_match"],
                                                "max_new_tokens": 3}], "latency_samples": 0, "batch_size": 64},
-                          "overrides": [f"train.max_steps={args.update_steps}"]}),
+                          "overrides": [f"train.max_steps={args.update_steps}",
+                                        f"train.learning_rate={args.update_lr}"]}),
                       update_model=update_model, append=lambda: append_data(platform, "lookup", new, project="default"))
     platform.close()
 
@@ -127,7 +135,7 @@ def serve_and_measure(platform, settings, *, args, new: Path, old: Path, before:
             model="lookup-bot@production", messages=first_new[:1], temperature=0, max_tokens=3).choices[0].message.content
         ask()  # the live version is loaded: the clock measures the update, not the first load
         clock = time.perf_counter()
-        append()
+        append()  # the clock starts when the new records arrive
         result = update_model(platform, request, project="default", actor="benchmark",
                               run_dir=Path(settings.home) / "update")
         answer = ask()
@@ -140,7 +148,7 @@ def serve_and_measure(platform, settings, *, args, new: Path, old: Path, before:
           f"timings {result.view()['timings']}")
     print(f"new keys: {before['new']:.1%} -> {after['new']:.1%} ({gain:+.1f} points; target >= +30)")
     print(f"old keys: {before['old']:.1%} -> {after['old']:.1%} ({kept:.1%} of before; target >= 98%)")
-    print(f"from {args.new} new records to serving the update: {serving:.1f} s (server answered {answer!r}, "
+    print(f"from {args.new * len(TEMPLATES)} new records to serving the update: {serving:.1f} s (server answered {answer!r}, "
           f"expected {first_new[1]['content']!r})")
 
 
