@@ -12,7 +12,7 @@ that goes live through the regression gate, and the time from "200 new records" 
    correctly. Figures: accuracy on new keys before / after (target: +30 points), accuracy on old keys after as a
    share of before (target: >= 98 %), seconds from the 200 records' append to serving.
 
-Exact-match accuracy over every key (greedy, 3 new tokens). The tiny model is a random Llama built here
+Exact-match accuracy over every key (greedy, 6 new tokens). The tiny model is a random Llama built here
 (2 layers, hidden 64 by default): the figures measure the loop, not a language model's knowledge.
 """
 
@@ -52,10 +52,10 @@ def write(path: Path, rows: list[dict]) -> Path:
 
 
 def accuracy(model: str, data: Path, *, settings) -> float:
-    """Exact match of ``model`` on ``data`` (greedy, 3 new tokens)."""
+    """Exact match of ``model`` on ``data`` (greedy, 6 new tokens)."""
     from tuneforge.services.evaluation import evaluate
 
-    suite = {"tasks": [{"name": "lookup", "data": str(data), "metrics": ["exact_match"], "max_new_tokens": 3}],
+    suite = {"tasks": [{"name": "lookup", "data": str(data), "metrics": ["exact_match"], "max_new_tokens": 6}],
              "latency_samples": 0, "batch_size": 64}
     return evaluate(model, suite, settings=settings, store=False).tasks[0].metrics["exact_match"]
 
@@ -67,11 +67,11 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=20, help="new keys the drift adds (version 2; 10 records each)")
     parser.add_argument("--replay", type=float, default=0.5, help="share of the old records the update replays")
     parser.add_argument("--steps", type=int, default=400, help="optimizer steps of the first training")
-    parser.add_argument("--update-steps", type=int, default=200, help="optimizer steps of the update")
+    parser.add_argument("--update-steps", type=int, default=250, help="optimizer steps of the update")
     parser.add_argument("--layers", type=int, default=2, help="layers of the tiny model")
     parser.add_argument("--hidden", type=int, default=64, help="hidden size of the tiny model")
     parser.add_argument("--lr", type=float, default=1e-2, help="learning rate of the first training")
-    parser.add_argument("--update-lr", type=float, default=5e-3, help="learning rate of the update")
+    parser.add_argument("--update-lr", type=float, default=3e-3, help="learning rate of the update")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -114,7 +114,7 @@ def main() -> None:
                       request=UpdateRequest.model_validate({
                           "name": "lookup-bot", "dataset": "lookup", "since": 1, "replay": args.replay, "go_live": "production",
                           "suite": {"tasks": [{"name": "old", "data": str(old), "metrics": ["exact_match"],
-                                               "max_new_tokens": 3}], "latency_samples": 0, "batch_size": 64},
+                                               "max_new_tokens": 6}], "latency_samples": 0, "batch_size": 64},
                           "overrides": [f"train.max_steps={args.update_steps}",
                                         f"train.learning_rate={args.update_lr}"]}),
                       update_model=update_model, append=lambda: append_data(platform, "lookup", new, project="default"))
@@ -132,7 +132,7 @@ def serve_and_measure(platform, settings, *, args, new: Path, old: Path, before:
     with running_server(settings, projects=("default",), workers=0) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.keys["default"], max_retries=0)
         ask = lambda: client.chat.completions.create(  # noqa: E731
-            model="lookup-bot@production", messages=first_new[:1], temperature=0, max_tokens=3).choices[0].message.content
+            model="lookup-bot@production", messages=first_new[:1], temperature=0, max_tokens=6).choices[0].message.content
         ask()  # the live version is loaded: the clock measures the update, not the first load
         clock = time.perf_counter()
         append()  # the clock starts when the new records arrive
