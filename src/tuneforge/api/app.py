@@ -76,6 +76,9 @@ def create_app(settings: Settings | None = None, *, workers: int = 1, serving: S
         app.include_router(module.router)
     app.include_router(hpo_routes.router)
     app.include_router(hpo_routes.trials_router)
+    from tuneforge.api.native import updates
+
+    app.include_router(updates.router)  # incremental update cycles (serve_update jobs)
     from tuneforge.api import console
 
     console.install(app)  # the web console at /ui

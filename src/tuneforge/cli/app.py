@@ -18,6 +18,7 @@ from rich.table import Table
 from tuneforge.cli import compression, evaluation, platform, registry, runs, serving
 from tuneforge.cli import hpo as hpo_cli
 from tuneforge.cli import ab as ab_cli
+from tuneforge.cli import update as update_cli
 from tuneforge.cli.data import data_app
 from tuneforge.cli.interrupts import StopOnSignals
 from tuneforge.cli.render import ProgressRenderer, make_console, summary_table
@@ -267,6 +268,7 @@ app.add_typer(hpo_cli.tune_app, name="tune")
 app.command("serve")(serving.serve)
 app.add_typer(ab_cli.ab_app, name="ab")
 app.command("feedback")(ab_cli.feedback_command)
+app.command("update")(update_cli.update_command)  # incremental updates (cli/update.py)
 
 
 @config_app.command("validate")

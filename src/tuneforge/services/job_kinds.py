@@ -19,6 +19,7 @@ from tuneforge.errors import ConfigError, DataError, NotFoundError, TuneforgeErr
 from tuneforge.jobs.kinds import JobContext, JobKind, JobKinds, JobOutcome, JobPaused
 from tuneforge.services.hpo_kind import HpoTrialKind
 from tuneforge.services.job_launch import job_nproc, run_launched
+from tuneforge.services.update_kind import ServeUpdateKind
 from tuneforge.storage.artifacts import Artifacts
 from tuneforge.storage.records import FileRecord, ModelRecord, new_id
 from tuneforge.storage.rundir import COMPLETED, RunDir
@@ -213,3 +214,4 @@ class CompressKind(JobKind):
 
 KINDS = JobKinds(TrainKind(), EvaluateKind(), CompressKind())
 KINDS.register(HpoTrialKind())  # hyperparameter search: one trial of a stored study (services.hpo_kind)
+KINDS.register(ServeUpdateKind())  # incremental updates: one update cycle (services.update_kind)

@@ -71,7 +71,7 @@ def resolve_model_version(platform_or_store: Platform | Store, ref: str, *, proj
     elif parsed.version is not None:
         number = parsed.version
     else:
-        stored = [v for v in versions if v.status is VersionStatus.READY]
+        stored = [v for v in versions if v.status is VersionStatus.READY and not gate_failed(v)]
         if not stored:
             raise NotFoundError(f"every version of model '{parsed.name}' was pruned", hint="register a new one")
         return stored[-1]
@@ -182,9 +182,10 @@ def _from_run(run: RunDir, *, path: Path | None) -> Candidate:
 
 
 def training_data_sha256(config: dict[str, Any]) -> str | None:
-    """The sha256 of a training config's ``data.train`` file, when it is a file on this machine."""
+    """The sha256 of a training config's ``data.train`` file (or single source), when it is a file on this machine."""
     train = (config.get("data") or {}).get("train")
-    return file_sha256(train) if train and Path(train).is_file() else None
+    train = train[0].get("path") if isinstance(train, list) and len(train) == 1 else train
+    return file_sha256(train) if isinstance(train, str) and Path(train).is_file() else None
 
 
 def register(platform: Platform, path: str | Path, *, project: str, name: str, created_by: str,
@@ -218,6 +219,23 @@ def register_compressed(platform: Platform, *, parent: ModelVersionRecord, outpu
     return _add(platform, candidate, project=parent.project, name=parent.name, created_by=created_by, source=source,
                 job_id=job_id, fine_tuned_model=None, dataset_sha256=parent.dataset_sha256,
                 parent_version=parent.version)
+
+
+def register_update(platform: Platform, path: str | Path, *, parent: ModelVersionRecord, data: dict[str, Any],
+                    created_by: str, job_id: str | None = None) -> ModelVersionRecord:
+    """Register an incremental update (a run that continued ``parent``'s adapter) as the next version of the
+    parent's model, linked to it (``parent_version``) and to the dataset version it trained on (``data``, the
+    lineage ``services.data_reports.MaterializedData.lineage`` gives; its ``sha256`` is the version's data sha)."""
+    candidate = describe(path)
+    source = {**candidate.source, "updated_from": parent.ref, "data": data, **({"job_id": job_id} if job_id else {})}
+    return _add(platform, candidate, project=parent.project, name=parent.name, created_by=created_by, source=source,
+                job_id=job_id, fine_tuned_model=None, dataset_sha256=data.get("sha256"), parent_version=parent.version)
+
+
+def gate_failed(version: ModelVersionRecord) -> bool:
+    """Whether the version failed the regression gate of an update (it is registered but never served)."""
+    gate = version.scores.get("gate")
+    return isinstance(gate, dict) and gate.get("status") == "failed"
 
 
 def _add(platform: Platform, candidate: Candidate, *, project: str, name: str, created_by: str, source: dict,
@@ -284,6 +302,11 @@ def set_split(store: Platform | Store, *, project: str, name: str, alias: str, w
     weights = check_weights(weights)
     _require_model(store, name, project=project)
     store = _store(store)
+    for number in weights:
+        found = resolve_model_version(store, f"{name}:{number}", project=project)
+        if found is not None and gate_failed(found):
+            raise ConflictError(f"{found.ref} failed the regression gate of its update and is never served",
+                                hint="split between versions that passed their gate")
     if len(weights) == 1:
         return store.move_model_alias(project=project, name=name, alias=alias, version=next(iter(weights)),
                                       actor=actor)

@@ -70,6 +70,7 @@ def _registry_target(platform: Platform, name: str, *, project: str, user: str |
     """A registered version (``name``, ``name:3``, ``name@alias``), resolved at every request, so moving or
     splitting an alias changes what answers with no restart; ``None`` when ``name`` is not a registry reference."""
     from tuneforge.services.ab import route
+    from tuneforge.services.registry import gate_failed
 
     try:
         routed = route(platform, name, project=project, user=user)
@@ -79,6 +80,9 @@ def _registry_target(platform: Platform, name: str, *, project: str, user: str |
     if routed is None:
         return None
     record = routed.version
+    if gate_failed(record):  # an update that fell below its parent on the held-out suite is never served
+        raise request_error(f"'{name}' is {record.ref}, which failed the regression gate of its update: it is never "
+                            "served", param="model", code="model_not_servable")
     if record.kind not in ("adapter", "full"):
         raise request_error(f"'{name}' is {record.ref}, a {record.kind} export: the torch engine serves adapter and "
                             "full-model versions", param="model")
