@@ -1,0 +1,83 @@
+"""Each ``train.speed`` switch keeps the loss curve of the plain path on the same seed (tiny Llama, 8 steps)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tuneforge.config import TrainConfig
+from tuneforge.training import run_training
+
+LORA = {"name": "lora", "dropout": 0.0}  # adapter dropout masks would depend on the order of rows in a batch
+PLAIN = {"frozen_weights_dtype": "fp32", "label_only_loss": False, "group_by_length": False, "padding_free": False}
+
+
+def curve(model, data, out, settings, *, method=LORA, precision="fp32", **speed) -> list[float]:
+    """The logged loss of 8 steps; one batch holds the 8 examples, so batching switches keep each step's data."""
+    train = {"max_steps": 8, "batch_size": 8, "learning_rate": 1e-2, "logging_steps": 1, "precision": precision,
+             "save_steps": 1000, "speed": {**PLAIN, **speed}}
+    config = TrainConfig(model=str(model), method=method, data={"train": str(data)}, train=train, output_dir=str(out))
+    run_training(config, settings=settings)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+@pytest.fixture
+def label_only_calls(monkeypatch):
+    """Counts the training steps that took the label-only path (a failed head check would fall back silently)."""
+    from tuneforge.training import speed
+
+    calls = []
+    real = speed.linear_cross_entropy
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(speed, "linear_cross_entropy", counted)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def plain_fp32(tiny_model, tmp_path_factory, settings):
+    from fixtures.data import MEMORIZE, write_jsonl
+
+    data = write_jsonl(tmp_path_factory.mktemp("speed-data") / "train.jsonl", MEMORIZE)
+    return data, curve(tiny_model, data, tmp_path_factory.mktemp("plain") / "run", settings)
+
+
+@pytest.mark.parametrize("speed", [{"label_only_loss": True, "loss_chunk_size": 16}, {"padding_free": True},
+                                   {"group_by_length": True}, {"label_only_loss": True, "padding_free": True}])
+def test_switch_keeps_the_fp32_loss_curve(speed, plain_fp32, tiny_model, tmp_path, settings, label_only_calls):
+    data, expected = plain_fp32
+    got = curve(tiny_model, data, tmp_path / "run", settings, **speed)
+    assert len(label_only_calls) == (8 if speed.get("label_only_loss") else 0)
+    assert len(got) == len(expected) == 8
+    assert got == pytest.approx(expected, rel=2e-3)
+    assert got[-1] < 0.7 * got[0]  # and it learns
+
+
+def test_label_only_loss_trains_a_full_fine_tune_with_a_tied_head_like_the_plain_path(
+        plain_fp32, tiny_model, tmp_path, settings, label_only_calls):
+    data, _ = plain_fp32
+    plain = curve(tiny_model, data, tmp_path / "plain", settings, method="full")
+    got = curve(tiny_model, data, tmp_path / "run", settings, method="full", label_only_loss=True)
+    assert len(label_only_calls) == 8
+    assert got == pytest.approx(plain, rel=2e-3)
+
+
+@pytest.fixture(scope="module")
+def plain_bf16(plain_fp32, tiny_model, tmp_path_factory, settings):
+    return curve(tiny_model, plain_fp32[0], tmp_path_factory.mktemp("plain-bf16") / "run", settings, precision="bf16")
+
+
+@pytest.mark.parametrize("frozen", ["compute", "compute_all"])
+def test_bf16_frozen_weights_and_label_only_loss_keep_the_bf16_curve(
+        frozen, plain_fp32, plain_bf16, tiny_model, tmp_path, settings, label_only_calls):
+    data, plain = plain_fp32[0], plain_bf16
+    got = curve(tiny_model, data, tmp_path / "run", settings, precision="bf16", frozen_weights_dtype=frozen,
+                label_only_loss=True)
+    assert len(label_only_calls) == 8
+    assert got == pytest.approx(plain, rel=3e-2)
+    assert got[-1] < 0.7 * got[0]
