@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import has_length
 
 from tuneforge.training.loss import label_positions, linear_cross_entropy
 
@@ -91,7 +93,39 @@ def decoder_body(model: Any) -> torch.nn.Module:
     return getattr(causal_lm, causal_lm.base_model_prefix)
 
 
-class LabelOnlyLossTrainer(Trainer):
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped sampler with its shuffle drawn from ``seed + epoch`` (a ``torch.Generator``).
+
+    transformers' own draws from the global RNG, whose state at the start of an epoch differs between a run and
+    the same run resumed from a checkpoint; here an epoch's order depends on the seed and the epoch only.
+    """
+
+    def __init__(self, *args: Any, seed: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by accelerate's data loader at the start of each epoch."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Any:
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
+class LengthGroupedTrainer(Trainer):
+    """transformers' Trainer whose length-grouped training batches are seeded (resume-exact)."""
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or dataset is None or not has_length(dataset):
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return SeededLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                          dataset=dataset, model_input_name="input_ids", seed=seed)
+
+
+class LabelOnlyLossTrainer(LengthGroupedTrainer):
     """transformers' Trainer whose training loss is computed on label positions only (:mod:`.loss`).
 
     The first training batch checks that the head applied to the body's hidden states gives the model's logits

@@ -12,7 +12,7 @@ from tuneforge.data import DatasetStats, Example, load_examples, tokenize_exampl
 from tuneforge.data.mixing import Mixture, load_mixture
 from tuneforge.errors import ConfigError
 from tuneforge.models.loading import load_causal_lm
-from tuneforge.training.speed import LabelOnlyLossTrainer, lm_collator
+from tuneforge.training.speed import LabelOnlyLossTrainer, LengthGroupedTrainer, lm_collator
 from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def build_lm_trainer(parts: TrainerParts) -> Trainer:
     """transformers' Trainer with a padding (labels -100) or flattening collator, and the label-only loss when
     ``train.speed`` asks for them."""
     speed = parts.config.train.speed
-    trainer_class = None
+    trainer_class: Callable[..., Trainer] = LengthGroupedTrainer
     if speed.label_only_loss:
         trainer_class = partial(LabelOnlyLossTrainer, loss_chunk_size=speed.loss_chunk_size)
     return plain_trainer(parts, lm_collator(speed, parts.tokenizer), trainer_class=trainer_class)
