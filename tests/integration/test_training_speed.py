@@ -10,6 +10,11 @@ from tuneforge.config import TrainConfig
 from tuneforge.training import run_training
 
 LORA = {"name": "lora", "dropout": 0.0}  # adapter dropout masks would depend on the order of rows in a batch
+# Tolerances, relative to each logged loss after up to 8 steps: in fp32 the switches only reorder sums (over at
+# most a few hundred label positions and a 1k vocabulary: ~ sqrt(n) * 1.2e-7 per sum, grown by training to the
+# 1e-6 measured), so 1e-4; in bf16 (8-bit mantissa, 2^-8 = 0.4% per rounding) the plain bf16 path itself sits
+# 0.6% from fp32 and the switches measured within 1%, so 3e-2.
+FP32_REL, BF16_REL = 1e-4, 3e-2
 PLAIN = {"frozen_weights_dtype": "fp32", "label_only_loss": False, "group_by_length": False, "padding_free": False}
 
 
@@ -54,7 +59,7 @@ def test_switch_keeps_the_fp32_loss_curve(speed, plain_fp32, tiny_model, tmp_pat
     got = curve(tiny_model, data, tmp_path / "run", settings, **speed)
     assert len(label_only_calls) == (8 if speed.get("label_only_loss") else 0)
     assert len(got) == len(expected) == 8
-    assert got == pytest.approx(expected, rel=2e-3)
+    assert got == pytest.approx(expected, rel=FP32_REL)
     assert got[-1] < 0.7 * got[0]  # and it learns
 
 
@@ -64,7 +69,7 @@ def test_label_only_loss_trains_a_full_fine_tune_with_a_tied_head_like_the_plain
     plain = curve(tiny_model, data, tmp_path / "plain", settings, method="full")
     got = curve(tiny_model, data, tmp_path / "run", settings, method="full", label_only_loss=True)
     assert len(label_only_calls) == 8
-    assert got == pytest.approx(plain, rel=2e-3)
+    assert got == pytest.approx(plain, rel=FP32_REL)
 
 
 @pytest.fixture(scope="module")
@@ -79,5 +84,5 @@ def test_bf16_frozen_weights_and_label_only_loss_keep_the_bf16_curve(
     got = curve(tiny_model, data, tmp_path / "run", settings, precision="bf16", frozen_weights_dtype=frozen,
                 label_only_loss=True)
     assert len(label_only_calls) == 8
-    assert got == pytest.approx(plain, rel=3e-2)
+    assert got == pytest.approx(plain, rel=BF16_REL)
     assert got[-1] < 0.7 * got[0]

@@ -34,7 +34,12 @@ class SpeedSettings(StrictModel):
         512, ge=16, description="Label positions per chunk of the label-only loss (memory: a few chunk x vocab floats)."
     )
     group_by_length: bool = Field(
-        True, description="Batch examples of similar length together (less padding); the batch order stays seeded."
+        False,
+        description="Batch examples of similar length together (less padding; transformers' length-grouped sampler, "
+        "its order drawn from the run's seed + the epoch, so a resumed run matches the uninterrupted one). Off by "
+        "default, measured: on the quickstart data it cuts padding only from 3.7% to 0.9% of the tokens, and it "
+        "draws another batch order than the plain sampler (small SmolLM2 runs' held-out exact match swings with "
+        "the order: an adapter-merge test went from 7/8 to 4/8). Turn it on for data sets of mixed lengths.",
     )
     padding_free: bool = Field(
         False,
