@@ -1,4 +1,5 @@
-"""``train.speed`` applied: frozen weights in the compute dtype, the label-only loss, padding-free batches, compile.
+"""``train.speed`` applied: frozen weights in the compute dtype, the label-only loss, seeded length grouping,
+padding-free batches, compile.
 
 Each switch is documented in :class:`tuneforge.config.speed.SpeedSettings`; the figures behind its default are in
 README "Training speed".
