@@ -86,3 +86,44 @@ def test_bf16_frozen_weights_and_label_only_loss_keep_the_bf16_curve(
     assert len(label_only_calls) == 8
     assert got == pytest.approx(plain, rel=BF16_REL)
     assert got[-1] < 0.7 * got[0]
+
+
+def test_length_grouped_run_stopped_and_resumed_ends_with_the_uninterrupted_adapter(tiny_model, tmp_path, settings):
+    """group_by_length draws each epoch's order from seed + epoch: a resume mid-epoch replays the same batches."""
+    import threading
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from fixtures.data import write_jsonl
+    from tuneforge.errors import Interrupted
+
+    said = [" ".join(["word"] * n) for n in (1, 9, 3, 14, 6, 2, 11, 5)]
+    rows = [{"messages": [{"role": "user", "content": f"Repeat: {s}"}, {"role": "assistant", "content": s}]}
+            for s in said]
+    data = write_jsonl(tmp_path / "mixed.jsonl", rows)  # mixed lengths, so grouping changes the batches
+
+    def config(out: str) -> TrainConfig:
+        train = {"epochs": 3, "batch_size": 2, "learning_rate": 1e-2, "save_steps": 2, "save_total_limit": None,
+                 "speed": {"group_by_length": True}}
+        return TrainConfig(model=str(tiny_model), method="lora", data={"train": str(data)}, train=train,
+                           output_dir=str(tmp_path / out))
+
+    class StopAt(TrainerCallback):
+        def __init__(self, stop: threading.Event) -> None:
+            self.stop = stop
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201, D102
+            if state.global_step == 6:  # the middle of the second epoch (4 steps an epoch)
+                self.stop.set()
+
+    run_training(config("straight"), settings=settings)
+    stop = threading.Event()
+    with pytest.raises(Interrupted):
+        run_training(config("resumed"), settings=settings, stop=stop, extra_callbacks=[StopAt(stop)])
+    run_training(config("resumed"), settings=settings, resume=True)
+    straight, resumed = (load_file(tmp_path / run / "adapter" / "adapter_model.safetensors")
+                         for run in ("straight", "resumed"))
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
