@@ -16,6 +16,7 @@ from tuneforge.config.data import (
 )
 from tuneforge.config.methods import METHODS, LoraMethod, MethodConfig
 from tuneforge.config.monitoring import AlertThresholds, AnomalyAction, ReportTarget
+from tuneforge.config.speed import SpeedSettings
 from tuneforge.config.tasks import TASKS, SftTask, TrainTaskConfig
 from tuneforge.errors import suggest
 
@@ -168,6 +169,7 @@ class TrainSettings(StrictModel):
         "model, gradients averaged), fsdp (parameters, gradients and optimizer state sharded), deepspeed_zero2 / "
         "deepspeed_zero3 (DeepSpeed ZeRO; CUDA and the deepspeed extra). Ignored with one process.",
     )
+    speed: SpeedSettings = Field(default_factory=SpeedSettings, description="Speed and memory switches.")
 
 
 class TrainConfig(StrictModel):

@@ -31,6 +31,7 @@ from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
 from tuneforge.training.precision import resolve_precision
 from tuneforge.training.reporting import point_trackers, prepare_trackers
+from tuneforge.training.speed import prepare_for_speed, speed_arguments
 from tuneforge.training.tasks import TrainerParts, get_task, peft_task_type
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ def run_training(
         task_type=peft_task_type(model),
     )
     model = strategy.prepare(model, config.method, context)
+    model = prepare_for_speed(model, config.train.speed, precision=precision, trains_adapter=strategy.trains_adapter)
     trainable, total = _parameter_counts(model)
 
     if processes.is_main:
@@ -150,7 +152,7 @@ def run_training(
     trainer = task.build_trainer(TrainerParts(
         config=config, model=model, tokenizer=tokenizer, data=data, callbacks=callbacks,
         arguments={**training_arguments(config, precision, run, has_eval=data.eval is not None),
-                   **sharding},
+                   **sharding, **speed_arguments(config.train.speed, task=config.task.name)},
         optimizer=strategy.optimizer(model, config.method, config.train),
     ))
     quiet_trainer(trainer)

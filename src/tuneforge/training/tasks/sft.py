@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from tuneforge.data import DatasetStats, Example, load_examples, tokenize_exampl
 from tuneforge.data.mixing import Mixture, load_mixture
 from tuneforge.errors import ConfigError
 from tuneforge.models.loading import load_causal_lm
+from tuneforge.training.speed import LabelOnlyLossTrainer, LengthGroupedTrainer, lm_collator
 from tuneforge.training.tasks import TaskData, TaskStrategy, TrainerParts
 
 if TYPE_CHECKING:
@@ -84,11 +86,12 @@ def plain_trainer(
     parts: TrainerParts,
     collator: DataCollator,
     compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None,
+    trainer_class: Callable[..., Trainer] | None = None,
 ) -> Trainer:
-    """transformers' Trainer over a task's parts with the given collator."""
+    """transformers' Trainer (or ``trainer_class``) over a task's parts with the given collator."""
     from transformers import Trainer, TrainingArguments
 
-    return Trainer(
+    return (trainer_class or Trainer)(
         model=parts.model,
         args=TrainingArguments(**parts.arguments),
         train_dataset=parts.data.train,
@@ -102,10 +105,13 @@ def plain_trainer(
 
 
 def build_lm_trainer(parts: TrainerParts) -> Trainer:
-    """transformers' Trainer with a padding collator that pads labels with -100."""
-    from transformers import DataCollatorForSeq2Seq
-
-    return plain_trainer(parts, DataCollatorForSeq2Seq(parts.tokenizer, padding=True, label_pad_token_id=-100))
+    """transformers' Trainer with a padding (labels -100) or flattening collator, and the label-only loss when
+    ``train.speed`` asks for them."""
+    speed = parts.config.train.speed
+    trainer_class: Callable[..., Trainer] = LengthGroupedTrainer
+    if speed.label_only_loss:
+        trainer_class = partial(LabelOnlyLossTrainer, loss_chunk_size=speed.loss_chunk_size)
+    return plain_trainer(parts, lm_collator(speed, parts.tokenizer), trainer_class=trainer_class)
 
 
 LANGUAGE_MODELING = TaskStrategy(build_lm_data, load_lm, build_lm_trainer)  # sft and pretrain

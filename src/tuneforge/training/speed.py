@@ -1,0 +1,183 @@
+"""``train.speed`` applied: frozen weights in the compute dtype, the label-only loss, seeded length grouping,
+padding-free batches, compile.
+
+Each switch is documented in :class:`tuneforge.config.speed.SpeedSettings`; the figures behind its default are in
+README "Training speed".
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import has_length
+
+from tuneforge.training.loss import label_positions, linear_cross_entropy
+
+if TYPE_CHECKING:
+    from tuneforge.config.speed import SpeedSettings
+    from tuneforge.training.precision import Precision
+
+LM_TASKS = ("sft", "pretrain")  # tasks whose loss is next-token cross-entropy over `labels`
+
+
+def frozen_weights_dtype(speed: SpeedSettings, precision: Precision) -> torch.dtype | None:
+    """The dtype to store frozen base weights in, or None to leave them fp32."""
+    wanted = speed.frozen_weights_dtype
+    if wanted == "fp32" or precision.name == "fp32":
+        return None
+    return precision.compute_dtype
+
+
+def cast_frozen_weights(model: torch.nn.Module, dtype: torch.dtype, *, everything: bool = False) -> int:
+    """Store the frozen fp32 weights and biases of ``nn.Linear`` layers (``everything``: of every layer) in
+    ``dtype``; adapters stay fp32.
+
+    Without ``everything``, weights shared with the input embeddings (a tied LM head) stay fp32 so that the
+    residual stream keeps fp32.
+
+    Returns:
+        How many parameters were cast.
+    """
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    tied = {id(p) for p in embeddings.parameters()} if embeddings is not None and not everything else set()
+    cast = 0
+    for module in model.modules():
+        if not (everything or isinstance(module, torch.nn.Linear)):
+            continue
+        for param in module.parameters(recurse=False):
+            if not param.requires_grad and param.dtype == torch.float32 and id(param) not in tied:
+                param.data = param.data.to(dtype)
+                cast += param.numel()
+    return cast
+
+
+def prepare_for_speed(model: Any, speed: SpeedSettings, *, precision: Precision, trains_adapter: bool) -> Any:
+    """Apply the model-side switches (frozen weights dtype, compile) to a prepared model; returns it."""
+    dtype = frozen_weights_dtype(speed, precision)
+    if dtype is not None and trains_adapter:
+        # quantized bases keep PEFT's fp32 norms and embeddings (prepare_model_for_kbit_training) under 'auto'
+        everything = speed.frozen_weights_dtype == "compute_all" or (
+            speed.frozen_weights_dtype == "auto" and getattr(causal_lm_of(model), "hf_quantizer", None) is None)
+        cast_frozen_weights(model, dtype, everything=everything)
+    if speed.compile:
+        decoder_body(model).compile()  # in place: the plain and the label-only path both call it
+    return model
+
+
+def speed_arguments(speed: SpeedSettings, *, task: str) -> dict[str, Any]:
+    """``TrainingArguments`` keywords of the speed switches."""
+    lm = task in LM_TASKS  # other tasks' data (pairs, TRL columns) keep the Trainer's sampler
+    grouped = lm and speed.group_by_length and not speed.padding_free
+    return {"train_sampling_strategy": "group_by_length"} if grouped else {}
+
+
+def lm_collator(speed: SpeedSettings, tokenizer: Any) -> Any:
+    """The batch collator of causal-LM training: flattening (padding-free) or padding with labels -100."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    if speed.padding_free:
+        return DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
+    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+
+
+def causal_lm_of(model: Any) -> Any:
+    """The transformers model inside a PEFT wrapper (or ``model`` itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def decoder_body(model: Any) -> torch.nn.Module:
+    """The decoder without its LM head (``LlamaModel`` of a ``LlamaForCausalLM``), through a PEFT wrapper."""
+    causal_lm = causal_lm_of(model)
+    return getattr(causal_lm, causal_lm.base_model_prefix)
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped sampler with its shuffle drawn from ``seed + epoch`` (a ``torch.Generator``).
+
+    transformers' own draws from the global RNG, whose state at the start of an epoch differs between a run and
+    the same run resumed from a checkpoint; here an epoch's order depends on the seed and the epoch only.
+    """
+
+    def __init__(self, *args: Any, seed: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by accelerate's data loader at the start of each epoch."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Any:
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
+class LengthGroupedTrainer(Trainer):
+    """transformers' Trainer whose length-grouped training batches are seeded (resume-exact)."""
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or dataset is None or not has_length(dataset):
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return SeededLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                          dataset=dataset, model_input_name="input_ids", seed=seed)
+
+
+class LabelOnlyLossTrainer(LengthGroupedTrainer):
+    """transformers' Trainer whose training loss is computed on label positions only (:mod:`.loss`).
+
+    The first training batch checks that the head applied to the body's hidden states gives the model's logits
+    (no soft-capping or scaling between them); a model that fails the check, or runs wrapped (DDP/FSDP), trains
+    on the plain path.
+    """
+
+    def __init__(self, *args: Any, loss_chunk_size: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loss_chunk_size = loss_chunk_size
+        self.label_only: bool | None = None  # decided on the first training batch
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """The label-only loss while training; the plain path for evaluation and unsupported models."""
+        if return_outputs or not model.training or "labels" not in inputs or not self._use_label_only(model, inputs):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        causal_lm = causal_lm_of(model)
+        features = {k: v for k, v in inputs.items() if k not in ("labels", "shift_labels")}
+        with self.accelerator.autocast():  # accelerate autocasts the wrapped model's forward only, not its body
+            hidden = decoder_body(model)(**features)[0]  # [B, T, d]
+            states, targets = label_positions(hidden, inputs)
+            loss = linear_cross_entropy(states, causal_lm.get_output_embeddings(), targets,
+                                        chunk=self.loss_chunk_size, smoothing=self.args.label_smoothing_factor)
+        loss = loss / (num_items_in_batch if num_items_in_batch is not None else max(len(targets), 1))
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # as the plain path: the divisor counts every process
+        return loss
+
+    def _use_label_only(self, model: Any, inputs: dict[str, Any]) -> bool:
+        if self.label_only is None:
+            with self.accelerator.autocast():
+                self.label_only = self.accelerator.unwrap_model(model) is model and head_matches_logits(model, inputs)
+        return self.label_only
+
+
+def head_matches_logits(model: Any, inputs: dict[str, Any]) -> bool:
+    """Whether ``lm_head(body(x))`` equals the model's logits on the first example of a batch (eval mode)."""
+    features = {k: v[:1] for k, v in inputs.items() if k not in ("labels", "shift_labels")}
+    causal_lm = causal_lm_of(model)
+    if getattr(causal_lm.config, "output_router_logits", False):  # MoE auxiliary loss rides on the model's loss
+        return False
+    peft_config = getattr(model, "active_peft_config", None)
+    if getattr(peft_config, "is_prompt_learning", False):  # virtual tokens are added by the PEFT wrapper's forward
+        return False
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(**features).logits.float()
+            again = causal_lm.get_output_embeddings()(decoder_body(model)(**features)[0]).float()
+    finally:
+        model.train(was_training)
+    return logits.shape == again.shape and torch.allclose(logits, again, rtol=1e-2, atol=1e-2)
