@@ -85,8 +85,10 @@ def update(loop, name: str, *, since: int, dataset: str = "facts", **options):
 def test_cli_update_loop_registers_the_next_version_with_lineage_and_replay(loop):
     env = {**os.environ, "TUNEFORGE_HOME": loop["settings"].home, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     env.pop("TUNEFORGE_DATABASE_URL", None)
+    # 8 old inputs: exact match moves in steps of 0.125; this update may lose one or two of them (the batch order
+    # decides), which 0.3 allows. The gate's blocking side is the wrong-label update of the next test (drop >= 0.5).
     done = subprocess.run([*CLI, "update", "cli", "--data", "facts:2", "--since", "1", "--replay", "0.5",
-                           "--suite", loop["root"] / "suite.yaml", "--max-drop", "exact_match=0.15", "--every", "1s",
+                           "--suite", loop["root"] / "suite.yaml", "--max-drop", "exact_match=0.3", "--every", "1s",
                            "--cycles", "2", "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     first, second = [json.loads(line) for line in done.stdout.splitlines()]
