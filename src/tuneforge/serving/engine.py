@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
@@ -126,3 +127,24 @@ class Engine(ABC):
     @abstractmethod
     def close(self) -> None:
         """Stop generating (requests in flight end with an error) and free the model."""
+
+
+class TokenizedEngine(Engine):
+    """An engine that tokenizes with a transformers tokenizer of its own: subclasses set ``_tokenizer``,
+    ``encode_lock`` (a fast tokenizer is not safe to share between threads) and ``_context``."""
+
+    _tokenizer: Any
+    encode_lock: threading.Lock
+    _context: int
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        with self.encode_lock:
+            return self._tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+
+    @property
+    def context_length(self) -> int:
+        return self._context

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import queue
+import random
 import shutil
 import tempfile
 import threading
@@ -24,7 +25,7 @@ from typing import Any
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.serving.config import ServingConfig
-from tuneforge.serving.engine import Delta, Engine, GenerationRequest, Stream
+from tuneforge.serving.engine import Delta, GenerationRequest, Stream, TokenizedEngine
 from tuneforge.serving.sampling import TextTracker
 from tuneforge.serving.stats import ServingStats
 
@@ -32,7 +33,7 @@ log = logging.getLogger("tuneforge.serving")
 MAX_CONTEXT = 4096  # KV cache allocated per base (the model's own context when shorter)
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(TokenizedEngine):
     """A base model served by llama.cpp, with GGUF LoRA adapters switched per request.
 
     Args:
@@ -61,18 +62,6 @@ class LlamaCppEngine(Engine):
         self.running = 0
         self.thread = threading.Thread(target=self._run, name=f"tuneforge-llamacpp-{base.name}", daemon=True)
         self.thread.start()
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
-
-    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
-        with self.encode_lock:
-            return self._tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
-
-    @property
-    def context_length(self) -> int:
-        return self._context
 
     def submit(self, request: GenerationRequest) -> Stream:
         if self.closed.is_set():
@@ -121,8 +110,8 @@ class LlamaCppEngine(Engine):
     def _generate(self, request: GenerationRequest) -> None:
         params = request.params
         tracker = TextTracker(self._tokenizer, params, self.end_ids)
-        if params.seed is not None:
-            self.llm.set_seed(params.seed)
+        if not params.greedy:  # the sampler is rebuilt per generate() from this seed: a fresh one when none is given
+            self.llm.set_seed(params.seed if params.seed is not None else random.randrange(2**31))
         tokens = self.llm.generate(request.prompt_ids, **sampler_options(params))
         for token in tokens:
             text = tracker.add(int(token))

@@ -14,13 +14,13 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.serving.adapters import AdapterCache
 from tuneforge.serving.config import ServingConfig
 from tuneforge.serving.decode import RunningBatch
-from tuneforge.serving.engine import Delta, Engine, GenerationRequest, Stream
+from tuneforge.serving.engine import Delta, GenerationRequest, Stream, TokenizedEngine
 from tuneforge.serving.stats import ServingStats
 
 log = logging.getLogger("tuneforge.serving")
 
 
-class TorchEngine(Engine):
+class TorchEngine(TokenizedEngine):
     """A base model served with transformers + PEFT, on CPU or one GPU.
 
     Args:
@@ -53,18 +53,6 @@ class TorchEngine(Engine):
         self.running = 0  # sequences in the running batch
         self.thread = threading.Thread(target=self._run, name=f"tuneforge-engine-{base.name}", daemon=True)
         self.thread.start()
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
-
-    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
-        with self.encode_lock:
-            return self._tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
-
-    @property
-    def context_length(self) -> int:
-        return self._context
 
     def submit(self, request: GenerationRequest) -> Stream:
         if self.closed.is_set():

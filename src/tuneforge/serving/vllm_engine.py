@@ -20,7 +20,7 @@ from typing import Any
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.serving.config import SamplingParams, ServingConfig
-from tuneforge.serving.engine import Delta, Engine, GenerationRequest, Stream
+from tuneforge.serving.engine import Delta, GenerationRequest, Stream, TokenizedEngine
 from tuneforge.serving.stats import ServingStats
 
 log = logging.getLogger("tuneforge.serving")
@@ -75,7 +75,7 @@ def engine_options(base: Path, config: ServingConfig) -> dict[str, Any]:
             "max_lora_rank": MAX_LORA_RANK, "max_num_seqs": config.max_batch}
 
 
-class VllmEngine(Engine):
+class VllmEngine(TokenizedEngine):
     """A base model served by vLLM (one GPU; ``vllm serve`` itself for tensor parallelism).
 
     Args:
@@ -106,18 +106,6 @@ class VllmEngine(Engine):
         from vllm.v1.engine.async_llm import AsyncLLM
 
         return AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_options(self.base, self.config)))
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
-
-    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
-        with self.encode_lock:
-            return self._tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
-
-    @property
-    def context_length(self) -> int:
-        return self._context
 
     def submit(self, request: GenerationRequest) -> Stream:
         if self.closed:
