@@ -4,6 +4,8 @@ openai SDK. Skipped, with the reason, where the llama-cpp-python build cannot ru
 
 from __future__ import annotations
 
+import shutil
+
 import openai
 import pytest
 
@@ -77,6 +79,35 @@ def test_adapters_switch_per_request_with_transformers_greedy_answers(tiny_model
     finally:
         engine.close()
     assert not engine.workdir.exists()  # the converted files go with the engine
+
+
+def test_a_gguf_export_with_its_separate_adapter_is_served_as_is(tmp_path, tiny_model, adapters):
+    """``export: {format: gguf, adapter: separate}`` (what a registered GGUF version holds): the .gguf base and its
+    adapter.gguf answer as the adapter folder does (the version's target: _gguf_target)."""
+    from tuneforge.serving.llamacpp_engine import LlamaCppEngine
+    from tuneforge.services.compression import compress_model
+    from tuneforge.services.serving import _gguf_target
+    from tuneforge.settings import Settings
+
+    from transformers import AutoTokenizer
+
+    source = shutil.copytree(adapters[0], tmp_path / "adapter")
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(source)  # as a run's adapter/ has
+    steps = [{"name": "export", "format": "gguf", "quantization": "f32", "adapter": "separate"}]
+    compress_model(str(source), {"steps": steps, "latency_samples": 0}, output=tmp_path / "out",
+                   settings=Settings.from_env())
+    target = _gguf_target("bot", tmp_path / "out" / "model", version="bot:2")
+    assert target.base.name == "model.f32.gguf" and target.adapter.name == "adapter.gguf"
+    config = ServingConfig(engine="llamacpp", threads=1, gguf_quantization="f32")
+    texts = []
+    for base, adapter in ((target.base, target.adapter), (tiny_model, adapters[0])):
+        engine = LlamaCppEngine(base, config=config)
+        try:
+            engine.end_ids = set()
+            texts.append(run(engine, engine.encode(PROMPT, add_special_tokens=True), adapter)[0])
+        finally:
+            engine.close()
+    assert texts[0] == texts[1] and texts[0]
 
 
 def test_openai_sdk_over_the_llamacpp_engine(tmp_path, tiny_model, adapters):

@@ -135,13 +135,13 @@ def _prepare_base(base: Path, workdir: Path, config: ServingConfig) -> tuple[Pat
     from tuneforge.evaluation.generation import stop_ids
     from tuneforge.models.loading import load_causal_lm, load_tokenizer
 
-    if base.suffix == ".gguf":
+    if base.suffix == ".gguf":  # a GGUF export: the tokenizer saved beside it (adapter: separate), else the file's
         from transformers import AutoConfig, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(base.parent, gguf_file=base.name)
-        model_config = AutoConfig.from_pretrained(base.parent, gguf_file=base.name)
-        ends = {i for i in (tokenizer.eos_token_id,) if i is not None}
-        return base, tokenizer, ends, model_config
+        folder = base.parent
+        tokenizer = (load_tokenizer(folder) if (folder / "tokenizer_config.json").is_file()
+                     else AutoTokenizer.from_pretrained(folder, gguf_file=base.name))
+        return base, tokenizer, set(stop_ids(None, tokenizer)), AutoConfig.from_pretrained(folder, gguf_file=base.name)
     from tuneforge.compression.export.gguf_writer import write_gguf
 
     tokenizer = load_tokenizer(base)

@@ -81,7 +81,8 @@ def _gguf(stage: Stage, step: ExportStep, context: StepContext) -> Stage:
 
 
 def _write_gguf(stage: Stage, path: Path, *, quantization: str, separate: bool) -> tuple[Path | None, dict[str, Any]]:
-    """Write the merged model, or (``separate``) the unmerged base and ``adapter.gguf`` beside it."""
+    """Write the merged model, or (``separate``) the unmerged base, ``adapter.gguf`` and the adapter's tokenizer
+    files beside it."""
     from tuneforge.compression.export.gguf_writer import write_gguf
 
     if not separate:
@@ -97,6 +98,7 @@ def _write_gguf(stage: Stage, path: Path, *, quantization: str, separate: bool) 
     counts = write_gguf(base, stage.tokenizer, stage.files, path, quantization=quantization)
     lora = path.parent / "adapter.gguf"
     adapted = write_gguf_lora(stage.adapter, base.config, lora)
+    stage.tokenizer.save_pretrained(path.parent)  # the adapter's chat template, for a server of the two files
     del base
     return lora, {"file": path.name, "tensor_types": counts, "adapter_file": lora.name, "adapter_tensors": adapted}
 
