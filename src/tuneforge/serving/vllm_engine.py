@@ -95,11 +95,15 @@ class VllmEngine(TokenizedEngine):
         self._context = int(getattr(AutoConfig.from_pretrained(base), "max_position_embeddings", 0) or 2048)
         self.loras = LoraIds()
         self.running = 0
+        self.closed = False
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"tuneforge-vllm-{base.name}", daemon=True)
         self.thread.start()
-        self.engine = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result()
-        self.closed = False
+        try:
+            self.engine = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result()
+        except BaseException:  # no GPU memory, an unsupported model...: the loop's thread does not outlive it
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            raise
 
     async def _start(self) -> Any:
         from vllm import AsyncEngineArgs
