@@ -50,8 +50,9 @@ class LlamaCppEngine(TokenizedEngine):
         try:
             model_file, self._tokenizer, self.end_ids, model_config = _prepare_base(base, self.workdir, config)
             self._context = min(int(getattr(model_config, "max_position_embeddings", 0) or 2048), MAX_CONTEXT)
-            self.llm = Llama(model_path=str(model_file), n_ctx=self._context, n_threads=config.threads or None,
-                             seed=0, verbose=False)
+            threads = config.threads or None  # prompts too: llama-cpp-python's default takes every core for them
+            self.llm = Llama(model_path=str(model_file), n_ctx=self._context, n_threads=threads,
+                             n_threads_batch=threads, seed=0, verbose=False)
         except BaseException:
             shutil.rmtree(self.workdir, ignore_errors=True)
             raise
