@@ -148,3 +148,33 @@ class TokenizedEngine(Engine):
     @property
     def context_length(self) -> int:
         return self._context
+
+
+class QueuedEngine(TokenizedEngine):
+    """An engine whose one generation thread (``_run``) reads requests from ``queue`` until ``closed`` is set."""
+
+    def _start_thread(self, name: str) -> None:
+        """Create the queue and start ``_run`` in a thread called ``name``."""
+        self.queue: queue.SimpleQueue[GenerationRequest | None] = queue.SimpleQueue()
+        self.closed = threading.Event()
+        self.running = 0  # sequences generating now
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    @abstractmethod
+    def _run(self) -> None:
+        """The generation thread: serve the queue until a ``None`` arrives or ``closed`` is set."""
+
+    def submit(self, request: GenerationRequest) -> Stream:
+        from tuneforge.errors import TuneforgeError
+
+        if self.closed.is_set():
+            raise TuneforgeError("the engine is shut down", hint="restart the server")
+        self.queue.put(request)
+        return request.stream
+
+    def _stop_thread(self) -> None:
+        """Ask the generation thread to stop and wait for it (a minute at most)."""
+        self.closed.set()
+        self.queue.put(None)
+        self.thread.join(timeout=60)

@@ -25,7 +25,7 @@ from typing import Any
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.serving.config import ServingConfig
-from tuneforge.serving.engine import Delta, GenerationRequest, Stream, TokenizedEngine
+from tuneforge.serving.engine import Delta, GenerationRequest, QueuedEngine
 from tuneforge.serving.sampling import TextTracker
 from tuneforge.serving.stats import ServingStats
 
@@ -33,7 +33,7 @@ log = logging.getLogger("tuneforge.serving")
 MAX_CONTEXT = 4096  # KV cache allocated per base (the model's own context when shorter)
 
 
-class LlamaCppEngine(TokenizedEngine):
+class LlamaCppEngine(QueuedEngine):
     """A base model served by llama.cpp, with GGUF LoRA adapters switched per request.
 
     Args:
@@ -58,17 +58,7 @@ class LlamaCppEngine(TokenizedEngine):
             raise
         self.encode_lock = threading.Lock()
         self.adapters = GgufAdapters(self.llm, model_config, capacity=config.adapter_cache, workdir=self.workdir)
-        self.queue: queue.SimpleQueue[GenerationRequest | None] = queue.SimpleQueue()
-        self.closed = threading.Event()
-        self.running = 0
-        self.thread = threading.Thread(target=self._run, name=f"tuneforge-llamacpp-{base.name}", daemon=True)
-        self.thread.start()
-
-    def submit(self, request: GenerationRequest) -> Stream:
-        if self.closed.is_set():
-            raise TuneforgeError("the engine is shut down", hint="restart the server")
-        self.queue.put(request)
-        return request.stream
+        self._start_thread(f"tuneforge-llamacpp-{base.name}")
 
     def loaded_adapters(self) -> list[str]:
         return self.adapters.loaded()
@@ -77,9 +67,7 @@ class LlamaCppEngine(TokenizedEngine):
         return self.running, self.queue.qsize()
 
     def close(self) -> None:
-        self.closed.set()
-        self.queue.put(None)
-        self.thread.join(timeout=60)
+        self._stop_thread()
         if not self.thread.is_alive():
             self.adapters.clear()
             self.llm.close()
