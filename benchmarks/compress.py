@@ -29,8 +29,12 @@ RECIPES = {
     "int8_dynamic_all": [{"name": "quantize", "method": "int8_dynamic", "skip_modules": []}],
     "int8_weight_only": [{"name": "quantize", "method": "int8_weight_only"}],
     "gguf_q8_0": [{"name": "export", "format": "gguf", "quantization": "q8_0"}],
+    "gguf_q8_0_lora": [{"name": "export", "format": "gguf", "quantization": "q8_0", "adapter": "separate"}],
     "gguf_q4_0": [{"name": "export", "format": "gguf", "quantization": "q4_0"}],
+    # the Q4_0 base with the LoRA adapter kept apart (a GGUF LoRA adapter that llama.cpp applies at run time)
+    "gguf_q4_0_lora": [{"name": "export", "format": "gguf", "quantization": "q4_0", "adapter": "separate"}],
     "gguf_q4_1": [{"name": "export", "format": "gguf", "quantization": "q4_1"}],
+    "gguf_q4_1_lora": [{"name": "export", "format": "gguf", "quantization": "q4_1", "adapter": "separate"}],
     "gguf_q5_0": [{"name": "export", "format": "gguf", "quantization": "q5_0"}],
     "onnx_int8": [{"name": "export", "format": "onnx", "quantization": "int8_dynamic"}],
     "wanda30_int8": [{"name": "prune", "method": "wanda", "sparsity": 0.3}, {"name": "quantize", "method": "int8_dynamic"}],

@@ -1,8 +1,10 @@
-"""Inference server figures for SmolLM2-135M on this CPU (2 torch threads), through the openai SDK on a real
+"""Inference server figures for SmolLM2-135M on this CPU (2 threads), through the openai SDK on a real
 uvicorn server: time to first token and decode speed for one client; requests/s and latency for 16 concurrent
-clients over 1 and over 4 LoRA adapters (random weights, rank 8), against the same requests sent one by one.
+clients over 1 and over 4 LoRA adapters (random weights, rank 8), against the same requests sent one by one;
+for the torch engine (fp32 + PEFT) and the llama.cpp engine (Q8_0 GGUF base, adapters as GGUF LoRA).
 
     PYTHONPATH=src python benchmarks/serving.py [--threads 2] [--clients 16] [--max-tokens 32] [--rounds 2]
+                                                [--engines torch,llamacpp]
 
 The adapters are made with random weights (speed does not depend on what they learned); answers run to
 max_tokens unless the model ends its turn first, so throughput is also given in tokens/s.
@@ -100,30 +102,17 @@ def sequential(client, model: str, *, count: int, max_tokens: int) -> dict[str, 
             "p95": percentile(latencies, 95)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=10, help="Streamed requests of the one-client figures.")
-    args = parser.parse_args()
-
+def bench(engine: str, args: argparse.Namespace, *, base: Path, adapters: dict[str, str], home: Path) -> None:
+    """Start a server with ``engine`` over the base and its adapters, measure, print the engine's table."""
     import openai
-    import torch
 
     from fixtures.platform import running_server
-    from fixtures.serving import make_lora_adapter
-    from tuneforge.models.resolve import resolve_model
     from tuneforge.serving.config import ServingConfig
     from tuneforge.settings import Settings
 
-    torch.set_num_threads(args.threads)
-    home = Path(tempfile.mkdtemp(prefix="tuneforge-serving-bench-"))
-    settings = Settings(home=str(home), concurrency=0)
-    base = resolve_model("smollm2-135m", cache_dir=Settings.from_env().model_cache_dir).path
-    adapters = {f"lora-{i}": str(make_lora_adapter(base, home / f"lora-{i}", seed=i, rank=8)) for i in range(4)}
-    config = ServingConfig(models={"smollm2": str(base), **adapters}, max_batch=args.clients, threads=args.threads)
+    settings = Settings(home=str(home / engine), concurrency=0)
+    config = ServingConfig(engine=engine, models={"smollm2": str(base), **adapters}, max_batch=args.clients,
+                           threads=args.threads, adapter_cache=len(adapters), gguf_quantization="q8_0")
     with running_server(settings, workers=0, serving=config) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.keys["acme"], max_retries=0,
                                timeout=600)
@@ -136,7 +125,8 @@ def main() -> None:
         alone = sequential(client, "lora-0", count=count, max_tokens=args.max_tokens)
         one = load(client, ["lora-0"], clients=args.clients, rounds=args.rounds, max_tokens=args.max_tokens)
         four = load(client, list(adapters), clients=args.clients, rounds=args.rounds, max_tokens=args.max_tokens)
-    print(f"SmolLM2-135M + LoRA (torch engine, {args.threads} threads, fp32), prompt {prompt_tokens} tokens")
+    weights = {"torch": "transformers + PEFT, fp32", "llamacpp": "llama.cpp, Q8_0 GGUF base + F32 GGUF LoRA"}[engine]
+    print(f"\nSmolLM2-135M + LoRA ({engine} engine: {weights}; {args.threads} threads), prompt {prompt_tokens} tokens")
     print(f"one client, streamed (64 tokens): TTFT p50 {single['ttft_p50'] * 1000:.0f} ms, "
           f"p95 {single['ttft_p95'] * 1000:.0f} ms; decode {single['decode_tok_s']:.1f} tokens/s")
     print(f"{'':34} {'req/s':>7} {'tok/s':>7} {'p50 s':>7} {'p95 s':>7} {'x seq':>6}")
@@ -145,6 +135,35 @@ def main() -> None:
         print(f"{label:34} {row['req_s']:7.2f} {row['tok_s']:7.1f} {row['p50']:7.2f} {row['p95']:7.2f} "
               f"{row['req_s'] / alone['req_s']:6.2f}")
     print(f"4 adapters vs 1: p50 latency x{four['p50'] / one['p50']:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=10, help="Streamed requests of the one-client figures.")
+    parser.add_argument("--engines", default="torch,llamacpp", help="Comma-separated: torch, llamacpp.")
+    args = parser.parse_args()
+
+    import importlib.util
+
+    import torch
+
+    from fixtures.serving import make_lora_adapter
+    from tuneforge.models.resolve import resolve_model
+    from tuneforge.settings import Settings
+
+    torch.set_num_threads(args.threads)
+    home = Path(tempfile.mkdtemp(prefix="tuneforge-serving-bench-"))
+    base = resolve_model("smollm2-135m", cache_dir=Settings.from_env().model_cache_dir).path
+    adapters = {f"lora-{i}": str(make_lora_adapter(base, home / f"lora-{i}", seed=i, rank=8)) for i in range(4)}
+    for engine in args.engines.split(","):
+        if engine == "llamacpp" and importlib.util.find_spec("llama_cpp") is None:
+            print("\nllamacpp engine: skipped, llama-cpp-python is not installed (pip install 'tuneforge[llamacpp]')")
+            continue
+        bench(engine, args, base=base, adapters=adapters, home=home)
 
 
 if __name__ == "__main__":

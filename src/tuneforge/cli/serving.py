@@ -34,9 +34,11 @@ def serve(
     max_batch: int = typer.Option(16, help="Most sequences generated together."),
     batch_wait_ms: float = typer.Option(5.0, help="How long a batch waits for more requests (ms)."),
     adapter_cache: int = typer.Option(8, help="Adapters kept loaded per base model (LRU)."),
-    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    threads: int = typer.Option(0, help="CPU threads of torch or llama.cpp (0: the engine's default)."),
     log_requests: bool = typer.Option(False, "--log-requests", help="Keep prompts and answers in the request log "
                                       "(for 'tuneforge data collect --from-traffic'); figures are always logged."),
+    gguf_quantization: str = typer.Option("q8_0", help="--engine llamacpp: GGUF type of the converted base model "
+                                          "(q8_0, q4_0, f16, ...); adapters stay full precision."),
     database_url: Optional[str] = DB,
     home: Optional[str] = HOME,
 ) -> None:
@@ -50,7 +52,7 @@ def serve(
 
     config = validate_config({"engine": engine, "max_batch": max_batch, "batch_wait_ms": batch_wait_ms,
                               "adapter_cache": adapter_cache, "threads": threads, "models": served_names(models),
-                              "log_requests": log_requests},
+                              "log_requests": log_requests, "gguf_quantization": gguf_quantization},
                              ServingConfig)
     open_model_server(config)  # fails here, before the port opens, when the engine is not installed
     settings = Settings.from_env(database_url=database_url or None, home=home or None, concurrency=0)

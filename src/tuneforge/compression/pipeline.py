@@ -56,6 +56,7 @@ def run_pipeline(
     _check_order(recipe, file=file)
     source = locate(reference, cache_dir=settings.model_cache_dir)
     _check_steps(recipe, source.base, file=file)
+    _check_separate_adapter(recipe, source.adapter, file=file)
     suite, tasks = load_tasks(recipe.eval) if recipe.eval is not None else (None, [])
     calibration = calibration_examples(recipe.calibration, seed=recipe.seed) if recipe.calibration else []
     started = time.perf_counter()
@@ -123,6 +124,25 @@ def _check_steps(recipe: CompressionRecipe, base: Path, *, file: str | None) -> 
             config.num_hidden_layers = step.layers or max(config.num_hidden_layers // 2, 1)
 
 
+def _check_separate_adapter(recipe: CompressionRecipe, adapter: Path | None, *, file: str | None) -> None:
+    """``adapter: separate`` needs a LoRA adapter to keep apart, and a base that no earlier step changed."""
+    from tuneforge.compression.export.gguf_lora import check_lora_adapter
+
+    for index, step in enumerate(recipe.steps):
+        if not isinstance(step, ExportStep) or step.adapter != "separate":
+            continue
+        where = f"steps.{index}.adapter"
+        if adapter is None:
+            raise ConfigError("adapter: separate exports a LoRA adapter beside its base, and this model has none",
+                              file=file, field=where, hint="compress a run or adapter folder that trained LoRA, "
+                              "or drop 'adapter: separate'")
+        if len(recipe.steps) > 1:
+            raise ConfigError("adapter: separate must be the only step: the adapter was trained on the original "
+                              "base weights, which prune and distill steps change", file=file, field=where,
+                              hint="remove the other steps, or use adapter: merged")
+        check_lora_adapter(adapter, field=where, file=file)
+
+
 def _fresh(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
@@ -134,13 +154,14 @@ def _load_source(reference: str, folder: Path, *, cache_dir: Path, progress: Pro
     from tuneforge.models.inference import load_for_inference
 
     progress(ProgressEvent(ProgressKind.STAGE, f"loading {reference} (adapter merged)"))
-    model, tokenizer, _ = load_for_inference(reference, cache_dir=cache_dir, merge=True)
+    model, tokenizer, source = load_for_inference(reference, cache_dir=cache_dir, merge=True)
     if hasattr(model, "peft_config"):
         raise ConfigError(f"{reference} has a prompt-learning adapter, which cannot be folded into the weights",
                           field="model", hint="compress the base model, or a LoRA-family run")
     save_transformers(model, tokenizer, folder)
     total, nonzero = count_parameters(model)
-    return Stage(model, tokenizer, folder, "transformers fp32", total, nonzero)
+    return Stage(model, tokenizer, folder, "transformers fp32", total, nonzero, base=source.base,
+                 adapter=source.adapter)
 
 
 def _tokenize(examples: list[Any], tokenizer: Any, recipe: CompressionRecipe) -> list[Any]:

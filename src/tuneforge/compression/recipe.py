@@ -143,6 +143,12 @@ class ExportStep(StepConfig):
         description="gguf: f32, f16, q8_0 (default), q5_1, q5_0, q4_1 or q4_0; onnx: none (default), int8_dynamic or int8_static "
         "(onnxruntime; int8_static needs calibration data).",
     )
+    adapter: Literal["merged", "separate"] = Field(
+        "merged",
+        description="For a LoRA adapter (or a run that trained one): merged folds it into the base weights before "
+        "quantizing; separate (gguf only) quantizes the base alone and writes the adapter as a full-precision GGUF "
+        "LoRA adapter (adapter.gguf) that llama.cpp applies at run time, so 4-bit rounding does not erase it.",
+    )
 
     @model_validator(mode="after")
     def _fits_format(self) -> ExportStep:
@@ -150,6 +156,8 @@ class ExportStep(StepConfig):
         if self.quantization is not None and self.quantization not in allowed:
             raise ValueError(f"quantization '{self.quantization}' does not apply to {self.format} "
                              f"(choose from {', '.join(sorted(allowed))})")
+        if self.adapter == "separate" and self.format != "gguf":
+            raise ValueError("adapter: separate applies to format: gguf (llama.cpp's runtime LoRA adapters)")
         if self.format == "gguf" and self.quantization is None:
             self.quantization = "q8_0"
         return self

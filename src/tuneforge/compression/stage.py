@@ -34,6 +34,8 @@ class Stage:
         nonzero_parameters: Weights that are not zero (equals ``parameters`` unless pruned to zeros).
         runs_on: Devices the artifact runs on (``cpu``, ``cuda``).
         details: Step-specific facts for the report (measured sparsity, removed heads, training loss, ...).
+        base: The source's base model folder, while ``model`` is the source with its adapter merged.
+        adapter: The source's LoRA adapter folder (unmerged), likewise (``export`` with ``adapter: separate``).
     """
 
     model: Any  # a torch module, or an adapter over llama.cpp / onnxruntime with the same generate()
@@ -44,6 +46,8 @@ class Stage:
     nonzero_parameters: int
     runs_on: list[str] = field(default_factory=lambda: ["cpu", "cuda"])
     details: dict[str, Any] = field(default_factory=dict)
+    base: Path | None = None
+    adapter: Path | None = None
 
 
 @dataclass

@@ -43,7 +43,8 @@ class ServedTarget:
 
 
 def resolve_served_model(platform: Platform, name: str, *, project: str,
-                         served: Mapping[str, str] | None = None, user: str | None = None) -> ServedTarget:
+                         served: Mapping[str, str] | None = None, user: str | None = None,
+                         engine: str = "torch") -> ServedTarget:
     """The base model and adapter that answer requests for ``name`` in ``project``.
 
     Tried in order: the model registry (``name@alias``, ``name:3``), the names ``tuneforge serve`` was
@@ -54,7 +55,7 @@ def resolve_served_model(platform: Platform, name: str, *, project: str,
         NotFoundError: No such model for this project (404 ``model_not_found``).
         ConfigError: The model is not a text generator.
     """
-    target = _registry_target(platform, name, project=project, user=user)
+    target = _registry_target(platform, name, project=project, user=user, engine=engine)
     if target is not None:
         return target
     if served and name in served:
@@ -66,7 +67,8 @@ def resolve_served_model(platform: Platform, name: str, *, project: str,
     return _target(platform, name, record.path)
 
 
-def _registry_target(platform: Platform, name: str, *, project: str, user: str | None = None) -> ServedTarget | None:
+def _registry_target(platform: Platform, name: str, *, project: str, user: str | None = None,
+                     engine: str = "torch") -> ServedTarget | None:
     """A registered version (``name``, ``name:3``, ``name@alias``), resolved at every request, so moving or
     splitting an alias changes what answers with no restart; ``None`` when ``name`` is not a registry reference."""
     from tuneforge.services.ab import route
@@ -83,11 +85,26 @@ def _registry_target(platform: Platform, name: str, *, project: str, user: str |
     if gate_failed(record):  # an update that fell below its parent on the held-out suite is never served
         raise request_error(f"'{name}' is {record.ref}, which failed the regression gate of its update: it is never "
                             "served", param="model", code="model_not_servable")
-    if record.kind not in ("adapter", "full"):
-        raise request_error(f"'{name}' is {record.ref}, a {record.kind} export: the torch engine serves adapter and "
-                            "full-model versions", param="model")
-    target = _target(platform, name, record.artifact_path, version=record.ref)
+    if record.kind == "gguf" and engine == "llamacpp":
+        target = _gguf_target(name, Path(record.artifact_path), version=record.ref)
+    elif record.kind not in ("adapter", "full"):
+        raise request_error(f"'{name}' is {record.ref}, a {record.kind} export: the {engine} engine serves adapter and "
+                            "full-model versions" + (" (GGUF ones with --engine llamacpp)" if record.kind == "gguf" else ""),
+                            param="model")
+    else:
+        target = _target(platform, name, record.artifact_path, version=record.ref)
     return replace(target, registered=(record.name, routed.alias, record.version))
+
+
+def _gguf_target(name: str, artifact: Path, *, version: str) -> ServedTarget:
+    """A GGUF version for llama.cpp: its model file, and its ``adapter.gguf`` (``adapter: separate``) if any."""
+    files = [artifact] if artifact.is_file() else sorted(artifact.glob("*.gguf"))
+    models = [f for f in files if f.name != "adapter.gguf"]
+    if len(models) != 1:
+        raise request_error(f"'{name}' is {version}, a GGUF version with {len(models)} model files; the llamacpp "
+                            "engine serves one model file (and an adapter.gguf)", param="model")
+    adapter = artifact / "adapter.gguf" if artifact.is_dir() and (artifact / "adapter.gguf").is_file() else None
+    return ServedTarget(name=name, base=models[0].resolve(), adapter=adapter, version=version)
 
 
 def _target(platform: Platform, name: str, reference: str, *, version: str | None = None) -> ServedTarget:
@@ -167,7 +184,8 @@ def start_generation(platform: Platform, server: ModelServer, *, project: str, m
         ConfigError: The prompt and max_tokens do not fit the context (``context_length_exceeded``).
     """
     started = time.perf_counter()
-    target = resolve_served_model(platform, model, project=project, served=server.config.models, user=user)
+    target = resolve_served_model(platform, model, project=project, served=server.config.models, user=user,
+                                  engine=server.config.engine)
     engine = server.engine(target.base)
     encoded = _encode(engine, messages=messages, prompts=prompts)
     options = dict(sampling or {})
@@ -300,7 +318,8 @@ def preload(platform: Platform, server: ModelServer) -> list[ServedTarget]:
     """Load the models ``tuneforge serve`` was given (and their adapters' bases) before the first request."""
     targets = []
     for name in server.config.models:
-        target = resolve_served_model(platform, name, project="", served=server.config.models)
+        target = resolve_served_model(platform, name, project="", served=server.config.models,
+                                      engine=server.config.engine)
         server.engine(target.base)
         targets.append(target)
     return targets

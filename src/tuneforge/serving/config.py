@@ -25,7 +25,11 @@ class ServingConfig(BaseModel):
                                     "(never past the context).")
     models: dict[str, str] = Field(default_factory=dict, description="Names served to every project -> model "
                                    "reference (builtin alias, model directory, run or adapter directory).")
-    threads: int = Field(0, ge=0, description="torch CPU threads of the engines (0: torch's default).")
+    threads: int = Field(0, ge=0, description="CPU threads of the engines: torch's, or llama.cpp's (0: the "
+                         "engine's default).")
+    gguf_quantization: Literal["f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"] = Field(
+        "q8_0", description="llamacpp engine: the GGUF type a base model folder is converted to (adapters stay "
+        "full precision: llama.cpp applies them at run time).")
     log_requests: bool = Field(False, description="Keep each request's prompt and answer in the request log (every "
                                "request's figures are logged anyway); 'tuneforge data collect --from-traffic' needs them.")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
@@ -126,3 +127,54 @@ class Engine(ABC):
     @abstractmethod
     def close(self) -> None:
         """Stop generating (requests in flight end with an error) and free the model."""
+
+
+class TokenizedEngine(Engine):
+    """An engine that tokenizes with a transformers tokenizer of its own: subclasses set ``_tokenizer``,
+    ``encode_lock`` (a fast tokenizer is not safe to share between threads) and ``_context``."""
+
+    _tokenizer: Any
+    encode_lock: threading.Lock
+    _context: int
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        with self.encode_lock:
+            return self._tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+
+    @property
+    def context_length(self) -> int:
+        return self._context
+
+
+class QueuedEngine(TokenizedEngine):
+    """An engine whose one generation thread (``_run``) reads requests from ``queue`` until ``closed`` is set."""
+
+    def _start_thread(self, name: str) -> None:
+        """Create the queue and start ``_run`` in a thread called ``name``."""
+        self.queue: queue.SimpleQueue[GenerationRequest | None] = queue.SimpleQueue()
+        self.closed = threading.Event()
+        self.running = 0  # sequences generating now
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    @abstractmethod
+    def _run(self) -> None:
+        """The generation thread: serve the queue until a ``None`` arrives or ``closed`` is set."""
+
+    def submit(self, request: GenerationRequest) -> Stream:
+        from tuneforge.errors import TuneforgeError
+
+        if self.closed.is_set():
+            raise TuneforgeError("the engine is shut down", hint="restart the server")
+        self.queue.put(request)
+        return request.stream
+
+    def _stop_thread(self) -> None:
+        """Ask the generation thread to stop and wait for it (a minute at most)."""
+        self.closed.set()
+        self.queue.put(None)
+        self.thread.join(timeout=60)

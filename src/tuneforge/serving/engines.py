@@ -6,7 +6,7 @@ import importlib.util
 import threading
 from pathlib import Path
 
-from tuneforge.errors import ConfigError, MissingDependencyError, TuneforgeError
+from tuneforge.errors import ConfigError, MissingDependencyError
 from tuneforge.serving.config import ServingConfig
 from tuneforge.serving.engine import Engine
 from tuneforge.serving.stats import ServingStats
@@ -20,17 +20,12 @@ def check_engine(kind: str) -> None:
 
     Raises:
         MissingDependencyError: Its package is not installed (names the extra).
-        TuneforgeError: The engine is installed but tuneforge does not drive it yet (says what to run instead).
     """
     if kind == "torch":
         return
     module, package, extra = OPTIONAL[kind]
     if importlib.util.find_spec(module) is None:
         raise MissingDependencyError(package, extra=extra, purpose=f"the {kind} engine (--engine {kind})")
-    command = ("vllm serve BASE_DIR --enable-lora --lora-modules NAME=ADAPTER_DIR" if kind == "vllm"
-               else "python -m llama_cpp.server --model MODEL.gguf --lora_path ADAPTER.gguf")
-    raise TuneforgeError(f"the {kind} engine is not wired into 'tuneforge serve' yet; use --engine torch",
-                         hint=f"or run {kind} directly, which is OpenAI-compatible too: {command}")
 
 
 class ModelServer:
@@ -76,11 +71,23 @@ class ModelServer:
             self.engines.clear()
 
     def _start(self, base: Path) -> Engine:
+        check_engine(self.config.engine)
+        if self.config.engine == "llamacpp":
+            from tuneforge.serving.llamacpp_engine import LlamaCppEngine
+
+            _check_gguf_architecture(base)
+            return LlamaCppEngine(base, config=self.config, stats=self.stats)
+        if self.config.engine == "vllm":
+            from tuneforge.serving.vllm_engine import VllmEngine
+
+            return VllmEngine(base, config=self.config, stats=self.stats)
+        return self._start_torch(base)
+
+    def _start_torch(self, base: Path) -> Engine:
         from transformers import AutoConfig
 
         from tuneforge.models.architectures import architecture_for
 
-        check_engine(self.config.engine)
         config = AutoConfig.from_pretrained(base)
         architecture = architecture_for(config.model_type)
         kind = architecture.kind if architecture else ("encoder-decoder" if config.is_encoder_decoder else "decoder")
@@ -94,3 +101,18 @@ class ModelServer:
         from tuneforge.serving.torch_engine import TorchEngine
 
         return TorchEngine(base, config=self.config, stats=self.stats)
+
+
+def _check_gguf_architecture(base: Path) -> None:
+    """The llamacpp engine converts a model folder with tuneforge's GGUF writer (Llama-family models)."""
+    from transformers import AutoConfig
+
+    from tuneforge.compression.export.gguf_writer import ARCHITECTURES
+
+    if base.suffix == ".gguf":
+        return
+    model_type = AutoConfig.from_pretrained(base).model_type
+    if model_type not in ARCHITECTURES:
+        raise ConfigError(f"{base} is a '{model_type}' model; the llamacpp engine converts {', '.join(ARCHITECTURES)} "
+                          "models to GGUF", field="model", hint="serve it with --engine torch, or give a .gguf file "
+                          "made by llama.cpp's convert_hf_to_gguf.py")

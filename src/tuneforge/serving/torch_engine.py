@@ -8,19 +8,18 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.serving.adapters import AdapterCache
 from tuneforge.serving.config import ServingConfig
 from tuneforge.serving.decode import RunningBatch
-from tuneforge.serving.engine import Delta, Engine, GenerationRequest, Stream
+from tuneforge.serving.engine import Delta, GenerationRequest, QueuedEngine
 from tuneforge.serving.stats import ServingStats
 
 log = logging.getLogger("tuneforge.serving")
 
 
-class TorchEngine(Engine):
+class TorchEngine(QueuedEngine):
     """A base model served with transformers + PEFT, on CPU or one GPU.
 
     Args:
@@ -47,30 +46,8 @@ class TorchEngine(Engine):
         self.end_ids = set(stop_ids(model, self._tokenizer))
         self._context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self.cache = AdapterCache(model, capacity=config.adapter_cache)
-        self.queue: queue.SimpleQueue[GenerationRequest | None] = queue.SimpleQueue()
         self.deferred: list[GenerationRequest] = []  # taken from the queue, left for a later batch
-        self.closed = threading.Event()
-        self.running = 0  # sequences in the running batch
-        self.thread = threading.Thread(target=self._run, name=f"tuneforge-engine-{base.name}", daemon=True)
-        self.thread.start()
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
-
-    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
-        with self.encode_lock:
-            return self._tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
-
-    @property
-    def context_length(self) -> int:
-        return self._context
-
-    def submit(self, request: GenerationRequest) -> Stream:
-        if self.closed.is_set():
-            raise TuneforgeError("the engine is shut down", hint="restart the server")
-        self.queue.put(request)
-        return request.stream
+        self._start_thread(f"tuneforge-engine-{base.name}")
 
     def loaded_adapters(self) -> list[str]:
         return self.cache.loaded()
@@ -79,9 +56,7 @@ class TorchEngine(Engine):
         return self.running, self.queue.qsize() + len(self.deferred)
 
     def close(self) -> None:
-        self.closed.set()
-        self.queue.put(None)
-        self.thread.join(timeout=60)
+        self._stop_thread()
 
     # --- the generation thread -----------------------------------------------------------------
     def _run(self) -> None:

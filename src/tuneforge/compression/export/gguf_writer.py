@@ -65,9 +65,9 @@ def write_gguf(model: Any, tokenizer: Any, tokenizer_dir: Path, path: Path, *, q
             raise ValueError(f"no GGUF name for tensor {hf_name}")
         data = tensor.detach().float().cpu().numpy()
         if hf_name.endswith("q_proj.weight"):
-            data = _unrotate(data, heads)
+            data = unrotate(data, heads)
         elif hf_name.endswith("k_proj.weight"):
-            data = _unrotate(data, kv_heads)
+            data = unrotate(data, kv_heads)
         qtype = _tensor_type(name, data, quantization)
         encoded, raw_type = _encode(data, qtype)
         writer.add_tensor(name, encoded, raw_dtype=raw_type)
@@ -127,7 +127,7 @@ def _write_vocab(writer: Any, tokenizer: Any, tokenizer_dir: Path, *, vocab_size
         writer.add_chat_template(tokenizer.chat_template)
 
 
-def _unrotate(weight: Any, heads: int) -> Any:
+def unrotate(weight: Any, heads: int) -> Any:
     """Undo Hugging Face's rotary row order of a query or key matrix ([heads * head_dim, hidden])."""
     return (weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:])
             .swapaxes(1, 2).reshape(weight.shape))

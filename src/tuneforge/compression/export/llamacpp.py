@@ -18,7 +18,8 @@ import torch
 _PROBE = """
 import sys
 from llama_cpp import Llama
-llm = Llama(model_path=sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=1, seed=0, verbose=False)
+llm = Llama(model_path=sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=1, seed=0, verbose=False,
+            lora_path=sys.argv[3] if len(sys.argv) > 3 else None)
 tokens = llm.tokenize(b"Hello, world", add_bos=True)
 llm.eval(tokens)
 next(iter(llm.generate(tokens, top_k=1, temp=0.0, reset=True)))
@@ -26,14 +27,16 @@ print("ok")
 """
 
 
-def probe(path: Path, *, n_ctx: int = 256, timeout: float = 300) -> str | None:
-    """Load ``path`` in llama.cpp in a child process and decode one token: None when that works, else why not.
+def probe(path: Path, *, n_ctx: int = 256, timeout: float = 300, lora_path: Path | None = None) -> str | None:
+    """Load ``path`` (and the GGUF LoRA adapter ``lora_path``) in llama.cpp in a child process and decode one
+    token: None when that works, else why not.
 
     A llama-cpp-python build can crash the whole process (a segfault, not an exception) on a file it should
     run; probing in a child keeps that crash from taking the caller down with it.
     """
     try:
-        done = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(n_ctx)], capture_output=True,
+        extra = [str(lora_path)] if lora_path is not None else []
+        done = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(n_ctx), *extra], capture_output=True,
                               text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return f"llama.cpp did not answer within {timeout:.0f} s"
@@ -54,9 +57,11 @@ class LlamaCppModel(torch.nn.Module):
         config: The transformers config of the model (for ``generate``'s callers that read it).
         eos_token_ids: Tokens that end an answer.
         n_ctx: Context length to allocate.
+        lora_path: A GGUF LoRA adapter that llama.cpp applies over the model at run time.
     """
 
-    def __init__(self, path: Path, *, config: Any, eos_token_ids: list[int], n_ctx: int = 2048) -> None:
+    def __init__(self, path: Path, *, config: Any, eos_token_ids: list[int], n_ctx: int = 2048,
+                 lora_path: Path | None = None) -> None:
         super().__init__()
         from llama_cpp import Llama
         from transformers import GenerationConfig
@@ -65,7 +70,8 @@ class LlamaCppModel(torch.nn.Module):
         self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
         self.config = config
         self.generation_config = GenerationConfig(eos_token_id=eos_token_ids)
-        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=os.cpu_count(), seed=0, verbose=False)
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=os.cpu_count(), seed=0, verbose=False,
+                         lora_path=str(lora_path) if lora_path is not None else None)
 
     def generate(self, input_ids: Any, attention_mask: Any = None, *, max_new_tokens: int = 64,
                  min_new_tokens: int = 0, eos_token_id: Any = None, pad_token_id: int | None = None,

@@ -1,0 +1,159 @@
+"""The vLLM engine: one base model in vLLM's ``AsyncLLM`` (continuous batching, paged attention, multi-LoRA).
+
+tuneforge resolves names (registry aliases, ``ft:`` models) and tokenizes; vLLM schedules and generates.
+Every adapter folder is a ``LoRARequest`` with a stable integer id per folder (vLLM's key for its GPU and
+CPU LoRA caches), so requests for many adapters of one base run in one batch (``--enable-lora`` in
+``vllm serve``). vLLM runs its own asyncio loop in a thread of its own; the server's threads and loops reach
+it through :class:`~tuneforge.serving.engine.Stream`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import TuneforgeError
+from tuneforge.serving.config import SamplingParams, ServingConfig
+from tuneforge.serving.engine import Delta, GenerationRequest, Stream, TokenizedEngine
+from tuneforge.serving.stats import ServingStats
+
+log = logging.getLogger("tuneforge.serving")
+MAX_LORA_RANK = 64  # vLLM allocates LoRA slots for this rank; adapters of a larger rank are refused by vLLM
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """What a ``vllm.lora.request.LoRARequest`` is built from: ``(lora_name, lora_int_id, lora_path)``."""
+
+    name: str
+    int_id: int
+    path: str
+
+
+class LoraIds:
+    """A stable positive integer per adapter folder (thread-safe): vLLM caches adapters by this id, so a new
+    folder (a new registry version) is a new id and loads beside the old one (hot swap)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[Path, int] = {}
+        self.counter = itertools.count(1)
+        self.lock = threading.Lock()
+
+    def spec(self, folder: Path) -> LoraSpec:
+        """The LoRA request of ``folder`` (the same id every time)."""
+        with self.lock:
+            if folder not in self.ids:
+                self.ids[folder] = next(self.counter)
+            number = self.ids[folder]
+        return LoraSpec(name=f"adapter-{number}", int_id=number, path=str(folder))
+
+    def folders(self) -> list[str]:
+        """Every folder given an id so far, in order."""
+        with self.lock:
+            return [str(folder) for folder in self.ids]
+
+
+def sampling_options(params: SamplingParams) -> dict[str, Any]:
+    """``vllm.SamplingParams`` keyword arguments for one sequence (OpenAI's semantics: no top-k, stop strings
+    cut from the text, a per-sequence seed)."""
+    options: dict[str, Any] = {"n": 1, "max_tokens": params.max_tokens, "temperature": params.temperature,
+                               "top_p": params.top_p, "stop": list(params.stop), "include_stop_str_in_output": False}
+    if params.seed is not None:
+        options["seed"] = params.seed
+    return options
+
+
+def engine_options(base: Path, config: ServingConfig) -> dict[str, Any]:
+    """``vllm.AsyncEngineArgs`` keyword arguments for one base model with LoRA adapters."""
+    return {"model": str(base), "tokenizer": str(base), "enable_lora": True, "max_loras": config.adapter_cache,
+            "max_lora_rank": MAX_LORA_RANK, "max_num_seqs": config.max_batch}
+
+
+class VllmEngine(TokenizedEngine):
+    """A base model served by vLLM (one GPU; ``vllm serve`` itself for tensor parallelism).
+
+    Args:
+        base: The base model's folder.
+        config: Batch size (``max_num_seqs``) and adapters kept on the GPU (``max_loras``).
+        stats: The server's counters.
+    """
+
+    def __init__(self, base: Path, *, config: ServingConfig, stats: ServingStats | None = None) -> None:
+        from transformers import AutoConfig
+
+        from tuneforge.models.loading import load_tokenizer
+
+        self.base, self.config, self.stats = base, config, stats or ServingStats()
+        self._tokenizer = load_tokenizer(base)
+        self.encode_lock = threading.Lock()
+        self._context = int(getattr(AutoConfig.from_pretrained(base), "max_position_embeddings", 0) or 2048)
+        self.loras = LoraIds()
+        self.running = 0
+        self.closed = False
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=f"tuneforge-vllm-{base.name}", daemon=True)
+        self.thread.start()
+        try:
+            self.engine = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result()
+        except BaseException:  # no GPU memory, an unsupported model...: the loop's thread does not outlive it
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            raise
+
+    async def _start(self) -> Any:
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        return AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_options(self.base, self.config)))
+
+    def submit(self, request: GenerationRequest) -> Stream:
+        if self.closed:
+            raise TuneforgeError("the engine is shut down", hint="restart the server")
+        asyncio.run_coroutine_threadsafe(self._serve(request), self.loop)
+        return request.stream
+
+    def loaded_adapters(self) -> list[str]:
+        return self.loras.folders()
+
+    def activity(self) -> tuple[int, int]:
+        return self.running, 0  # vLLM's scheduler holds the waiting ones
+
+    def close(self) -> None:
+        self.closed = True
+        self.engine.shutdown()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=60)
+
+    async def _serve(self, request: GenerationRequest) -> None:
+        from vllm import SamplingParams as VllmSampling
+        from vllm.inputs import TokensPrompt
+        from vllm.lora.request import LoRARequest
+        from vllm.sampling_params import RequestOutputKind
+
+        request_id = uuid.uuid4().hex
+        spec = self.loras.spec(request.adapter) if request.adapter is not None else None
+        lora = LoRARequest(spec.name, spec.int_id, spec.path) if spec is not None else None
+        sampling = VllmSampling(**sampling_options(request.params), output_kind=RequestOutputKind.DELTA)
+        self.running += 1
+        tokens = 0
+        try:
+            async for output in self.engine.generate(TokensPrompt(prompt_token_ids=request.prompt_ids), sampling,
+                                                     request_id, lora_request=lora):
+                piece = output.outputs[0]
+                tokens += len(piece.token_ids)
+                reason = piece.finish_reason if output.finished else None
+                request.stream.put(Delta(piece.text, tokens, "stop" if reason == "abort" else reason))
+                if request.stream.cancelled and not output.finished:
+                    await self.engine.abort(request_id)
+                    request.stream.put(Delta("", tokens, "stop"))
+                    return
+        except Exception as exc:  # noqa: BLE001 - the request fails, the engine keeps serving
+            log.exception("vLLM generation failed")
+            request.stream.put(Delta("", tokens, "error", exc))
+        finally:
+            self.running -= 1
