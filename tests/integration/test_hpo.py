@@ -161,10 +161,11 @@ def runner(workdir: Path, name: str, *, resume: bool) -> subprocess.Popen:
 
 
 def test_resume_after_sigkill_keeps_finished_trials_and_retries_the_killed_one(workdir):
-    write_search(workdir, n_trials=2, max_concurrent=1, pruner="none")
+    # Trials long enough (a few seconds) that the kill lands inside the second one, not after it ended.
+    write_search(workdir, n_trials=2, max_concurrent=1, pruner="none", max_steps=300)
     first = runner(workdir, "killed", resume=False)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.5)
         try:
             states = [t.state.name for t in study("killed", workdir / "home").trials]
@@ -172,6 +173,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_retries_the_killed_one(w
             continue
         if "COMPLETE" in states and "RUNNING" in states:
             break
+    assert first.poll() is None, first.communicate()[0]  # still running: a crash or an early end shows here
     os.kill(first.pid, signal.SIGKILL)  # the study process only: its trial process ends through its watchdog
     first.wait()
     before = {t.number: t.values for t in study("killed", workdir / "home").trials if t.state.name == "COMPLETE"}
