@@ -106,6 +106,16 @@ def test_cli_update_loop_registers_the_next_version_with_lineage_and_replay(loop
     assert aliases == {"production": 1, "staging": 2}
 
 
+def test_cli_update_refuses_a_missing_suite_or_model_before_any_cycle(loop):
+    env = {**os.environ, "TUNEFORGE_HOME": loop["settings"].home, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    env.pop("TUNEFORGE_DATABASE_URL", None)
+    for name, suite, needle in (("cli", loop["root"] / "no-suite.yaml", "no-suite.yaml"),
+                                ("clli", loop["root"] / "suite.yaml", "no registered model 'clli'")):
+        done = subprocess.run([*CLI, "update", name, "--data", "facts", "--since", "3", "--suite", suite, "--every",
+                               "1s", "--cycles", "1"], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 1 and needle in done.stderr and "skipped" not in done.stdout, done.stderr
+
+
 def test_update_continues_the_live_adapter_and_the_gate_blocks_a_worse_one(loop):
     from tuneforge.errors import ConfigError, ConflictError
     from tuneforge.services.registry import resolve_model_version, set_split

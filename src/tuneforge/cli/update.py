@@ -60,12 +60,14 @@ def update_command(
     as_json: bool = typer.Option(False, "--json", help="Print each cycle's result as a JSON line."),
 ) -> None:
     """Continue NAME@FROM's adapter on the records DATA gained since version SINCE, gate it, and let it go live."""
-    from tuneforge.services.online import UpdateRequest
+    from tuneforge.services.online import UpdateRequest, check_update
 
     period = parse_every(every) if every else None
     request = UpdateRequest.model_validate({
         "name": name, "from": from_alias, "dataset": data, "since": since, "replay": replay, "suite": str(suite),
         "go_live": go_live, "overrides": overrides or [], **({"max_drop": max_drop} if max_drop else {})})
+    with cli_platform() as platform:
+        check_update(platform, request, project=cli_project(project))
     count = 0
     while True:
         count += 1

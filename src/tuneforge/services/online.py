@@ -134,6 +134,23 @@ def count_new_records(platform: Platform, dataset: str, *, since: int, project: 
     return new
 
 
+def check_update(platform: Platform, request: UpdateRequest, *, project: str) -> ModelVersionRecord:
+    """Refuse an update that cannot run before any cycle starts: the live version, the data set and a suite file
+    are checked (a loop of skipped cycles on a misspelled name tells the user nothing). Returns the live version.
+
+    Raises:
+        NotFoundError: Unknown model, alias or data set.
+        ConfigError: The live version is not an adapter, or the suite file is missing or invalid.
+    """
+    from tuneforge.evaluation.suites import load_suite
+
+    parent = live_version(platform, request.name, alias=request.from_alias, project=project)
+    newest_data_version(platform, request.dataset, project=project)  # the data set exists
+    if isinstance(request.suite, (str, Path)):
+        load_suite(request.suite)
+    return parent
+
+
 # --- the update -----------------------------------------------------------------------------------------
 def update_model(platform: Platform, request: UpdateRequest, *, project: str, actor: str, run_dir: str | Path,
                  progress: ProgressCallback = no_progress, resume: bool = False, job_id: str | None = None,

@@ -17,7 +17,7 @@ from tuneforge.errors import ConfigError, TuneforgeError
 from tuneforge.evaluation.suites import SuiteConfig
 from tuneforge.jobs.kinds import JobContext, JobKind, JobOutcome
 from tuneforge.services.files import input_file
-from tuneforge.services.online import UpdateRequest, count_new_records, live_version, update_model
+from tuneforge.services.online import UpdateRequest, check_update, count_new_records, update_model
 from tuneforge.services.platform import Platform
 from tuneforge.storage.records import JobRecord, JobStatus
 
@@ -41,8 +41,7 @@ def create_update_job(platform: Platform, *, project: str, request: UpdateJobReq
     from tuneforge.services.jobs import add_job, new_job_id  # services.jobs imports the kinds, this one included
 
     job_id = new_job_id("serve_update")
-    parent = live_version(platform, request.name, alias=request.from_alias, project=project)
-    count_new_records(platform, request.dataset, since=request.since, project=project)  # the data set exists
+    parent = check_update(platform, request, project=project)
     suite = request.suite.model_dump(mode="json")
     for index, task in enumerate(suite["tasks"]):
         if task.get("data"):
