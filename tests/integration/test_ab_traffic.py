@@ -81,6 +81,10 @@ def test_split_is_sticky_per_user_logged_and_reported(server, client):
     assert feedback(server, "chatcmpl-unknown", score="up").status_code == 404
     assert feedback(server, reply.id, project="other", score="up").status_code == 404  # another project's response
     assert feedback(server, reply.id, score="great").status_code == 400
+    assert feedback(server, reply.id, score="nan").status_code == 400
+    assert feedback(server, "chatcmpl-" + "x" * 5000, score="up").status_code == 400
+    with pytest.raises(openai.BadRequestError, match="user"):  # a 5,000-character user id: refused, not truncated
+        client.chat.completions.create(model="bot@production", messages=ASK, user="u" * 5000, **GREEDY)
 
     report = wait_for(lambda: _report(server, 17), what="17 logged requests")
     variants = {v["version"]: v for v in report["variants"]}

@@ -126,3 +126,6 @@ def test_corrections_become_chat_records_and_preference_pairs():
     assert parse_score("up") == (1.0, "up") and parse_score("thumbs_down") == (0.0, "down") and parse_score(4) == (4.0, None)
     with pytest.raises(ConfigError, match="score"):
         parse_score("great")
+    for poison in ("nan", "inf", float("inf"), "1e400"):  # would poison every mean of the A/B report
+        with pytest.raises(ConfigError, match="finite"):
+            parse_score(poison)

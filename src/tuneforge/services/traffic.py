@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import queue
 import threading
 from typing import Any
@@ -81,16 +82,17 @@ def parse_score(score: str | float | int | bool) -> tuple[float, str | None]:
     """
     if isinstance(score, bool):
         return (1.0, "up") if score else (0.0, "down")
-    if isinstance(score, (int, float)):
-        return float(score), None
     text = str(score).strip().lower()
     if text in LABELS:
         return LABELS[text], "up" if LABELS[text] else "down"
     try:
-        return float(text), None
+        value = float(score if isinstance(score, (int, float)) else text)
     except ValueError:
-        raise ConfigError(f"score {score!r} is neither up/down nor a number", field="score",
-                          hint="send 'up', 'down' or a number such as 4 or 0.8") from None
+        value = math.nan
+    if not math.isfinite(value):  # 'nan' and 'inf' parse as floats, and would poison every mean of the report
+        raise ConfigError(f"score {str(score)[:100]!r} is neither up/down nor a finite number", field="score",
+                          hint="send 'up', 'down' or a number such as 4 or 0.8")
+    return value, None
 
 
 def record_feedback(platform: Platform, response_id: str, *, project: str, score: str | float | int | bool,

@@ -151,10 +151,10 @@ class FeedbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    response_id: str = Field(description="The response's id (chatcmpl-... or cmpl-...).")
+    response_id: str = Field(max_length=256, description="The response's id (chatcmpl-... or cmpl-...).")
     score: float | str | bool = Field(description="'up' / 'down' (thumbs) or a number.")
-    correction: str | None = Field(None, description="A corrected answer (becomes training data: 'tuneforge data "
-                                   "collect --from-traffic').")
+    correction: str | None = Field(None, max_length=100_000, description="A corrected answer (becomes training "
+                                   "data: 'tuneforge data collect --from-traffic').")
 
 
 @router.post("/feedback")

@@ -61,8 +61,8 @@ class SamplingFields(BaseModel):
     n: int = Field(1, ge=1, le=16, description="Choices to generate.")
     stream: bool = Field(False, description="Send server-sent events as tokens come.")
     stream_options: StreamOptions | None = Field(None, description="include_usage: a last chunk with usage.")
-    user: str | None = Field(None, description="An id of the end user: an A/B split of the model assigns each "
-                             "user to one version (sticky).")
+    user: str | None = Field(None, max_length=256, description="An id of the end user: an A/B split of the model "
+                             "assigns each user to one version (sticky).")
     presence_penalty: float | None = Field(None, description="Only 0 is supported.")
     frequency_penalty: float | None = Field(None, description="Only 0 is supported.")
     logprobs: Any = Field(None, description="Not supported (false or absent).")
