@@ -18,7 +18,8 @@ def test_weights_parse_and_bad_ones_name_the_problem():
     assert parse_weights("7=0.9, 8=0.1") == {7: 0.9, 8: 0.1}
     assert check_weights({8: 1.0, 7: 0}) == {8: 1.0}
     for text, words in (("7=0.9,8=0.2", "sum to 1.1"), ("7=0.9,eight=0.1", "'eight=0.1'"), ("7", "'7'"),
-                        ("0=0.5,1=0.5", "version 0")):
+                        ("0=0.5,1=0.5", "version 0"), ("99999999999999999999=1", r"1 to 2\^31-1"),
+                        ("7=nan", "weight nan")):
         with pytest.raises(ConfigError, match=words):
             parse_weights(text)
 

@@ -39,8 +39,9 @@ def check_weights(weights: dict[int, float]) -> dict[int, float]:
     """
     kept = {int(v): float(w) for v, w in weights.items() if float(w) != 0.0}
     for version, weight in kept.items():
-        if version < 1 or not 0 < weight <= 1:
-            raise ConfigError(f"version {version} has weight {weight}: versions are 1 or more and weights in (0, 1]",
+        if not 1 <= version < 2**31 or not 0 < weight <= 1:
+            raise ConfigError(f"version {str(version)[:20]} has weight {weight}: versions are 1 to 2^31-1 and weights "
+                              "in (0, 1]",
                               field="weights", hint="e.g. 7=0.9,8=0.1")
     total = sum(kept.values())
     if not kept or abs(total - 1) > TOLERANCE:
