@@ -178,14 +178,25 @@ def update_model(platform: Platform, request: UpdateRequest, *, project: str, ac
     progress(ProgressEvent(ProgressKind.STAGE, f"updating {parent.ref} on {data.records} records of {data_ref} "
                            f"(since {request.since}, replay {request.replay}, {config.task.name})"))
     callbacks = [adapter_init_callback(parent.artifact_path), *(extra_callbacks or [])]
-    if not (resume and (RunDir(Path(run_dir)).read_marker() or {}).get("status") == COMPLETED):
-        run_training(config, settings=platform.settings, resume=resume, overwrite=not resume, progress=progress,
-                     extra_callbacks=callbacks)
+    version = registered_update(platform, run_dir=run_dir, name=request.name, data_ref=data_ref, project=project,
+                                job_id=job_id) if resume else None
+    if version is not None and version.parent_version is not None:  # the alias may have moved to it since
+        parent = platform.store.get_model_version(project=project, name=version.name, version=version.parent_version)
+    if version is None:
+        if not (resume and (RunDir(Path(run_dir)).read_marker() or {}).get("status") == COMPLETED):
+            run_training(config, settings=platform.settings, resume=resume, overwrite=not resume, progress=progress,
+                         extra_callbacks=callbacks)
+        check()
+        version = register_update(platform, run_dir, parent=parent, data=data.lineage(), created_by=actor,
+                                  job_id=job_id)
+        progress(ProgressEvent(ProgressKind.MESSAGE, f"registered {version.ref} (from {parent.ref}, {data_ref})"))
+    else:
+        progress(ProgressEvent(ProgressKind.MESSAGE, f"{version.ref} was registered by an earlier attempt of this "
+                               "cycle: continuing with its gate"))
     trained = time.perf_counter()
-    check()
-    version = register_update(platform, run_dir, parent=parent, data=data.lineage(), created_by=actor, job_id=job_id)
-    progress(ProgressEvent(ProgressKind.MESSAGE, f"registered {version.ref} (from {parent.ref}, {data_ref})"))
-    gate = run_gate(platform, parent=parent, version=version, request=request, progress=progress)
+    gate = version.scores.get("gate")
+    if not (isinstance(gate, dict) and gate.get("status") in ("passed", "failed")):
+        gate = run_gate(platform, parent=parent, version=version, request=request, progress=progress)
     gated = time.perf_counter()
     check()
     live = go_live(platform, parent=parent, version=version, request=request, project=project, actor=actor) \
@@ -196,6 +207,19 @@ def update_model(platform: Platform, request: UpdateRequest, *, project: str, ac
     return UpdateResult(parent, version, gate["status"] == "passed", gate, live, data.lineage(),
                         time.perf_counter() - started, config.task.name,
                         {"train": trained - started, "gate": gated - trained, "go_live": time.perf_counter() - gated})
+
+
+def registered_update(platform: Platform, *, run_dir: str | Path, name: str, data_ref: str, project: str,
+                      job_id: str | None) -> ModelVersionRecord | None:
+    """The version this cycle registered already (an attempt killed after its registration): the update of
+    ``name`` registered from the same run folder by the same job, on the same data set version."""
+    folder = str(Path(run_dir).expanduser().resolve())
+    for version in platform.store.list_model_versions(project=project, name=name, job_id=job_id):
+        source = version.source
+        if version.job_id == job_id and source.get("updated_from") and source.get("run_dir") == folder \
+                and (source.get("data") or {}).get("ref") == data_ref:
+            return version
+    return None
 
 
 def live_version(platform: Platform, name: str, *, alias: str, project: str) -> ModelVersionRecord:
@@ -319,11 +343,16 @@ def go_live(platform: Platform, *, parent: ModelVersionRecord, version: ModelVer
         ConfigError: ``split:SHARE`` on a platform without A/B splits.
     """
     alias, share = go_live_target(request.go_live)
+    current = {a.alias: a for a in platform.store.list_model_aliases(project=project, name=version.name)}
     if share is None:
+        if alias in current and current[alias].version == version.version and not current[alias].weights:
+            return f"{version.name}@{alias}"  # an earlier attempt of the cycle moved it already
         set_alias(platform, version.name, version.version, alias, project=project, actor=actor)
         return f"{version.name}@{alias}"
     from tuneforge.services.registry import set_split
     weights = {parent.version: round(1 - share, 6), version.version: share}
+    if request.from_alias in current and current[request.from_alias].split() == weights:
+        return f"{version.name}@{request.from_alias} split {weights}"
     set_split(platform.store, project=project, name=version.name, alias=request.from_alias, weights=weights,
               actor=actor)
     return f"{version.name}@{request.from_alias} split {weights}"
