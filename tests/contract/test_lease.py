@@ -69,3 +69,50 @@ def test_metrics_of_steps_rerun_after_a_resume_are_kept_once(store):
         store.add_metric(MetricRecord(job_id=job.id, step=step, data={"step": step}))
     assert [m.step for m in store.list_metrics(job.id)] == [1, 2, 3, 4, 5]
 
+
+
+class _Kind:
+    title = "Test job"
+
+    def __init__(self) -> None:
+        self.acted: list[dict] = []
+
+    def on_succeeded(self, context, outcome) -> None:
+        self.acted.append(outcome.result)
+
+
+def _finish(store, tmp_path, *, cancel: bool):
+    import threading
+
+    from tuneforge.jobs.kinds import JobContext, JobOutcome
+    from tuneforge.jobs.process import finish
+    from tuneforge.jobs.recorder import JobRecorder
+    from tuneforge.settings import Settings
+    from tuneforge.storage.records import JobControl
+
+    job = store.add_job(JobRecord(id=new_id("ftjob"), project="p", model="m", config={}, status=JobStatus.QUEUED))
+    claimed = store.claim_job(worker_id="w1")
+    if cancel:  # what cancel_job writes for a running job; a pause asked afterwards must not replace it
+        assert store.update_job(job.id, JobUpdate(control=JobControl.CANCEL), from_states=[JobStatus.RUNNING])
+        assert not store.update_job(job.id, JobUpdate(control=JobControl.PAUSE), from_states=[JobStatus.RUNNING],
+                                    cancel_pending=False)
+    leased = LeasedStore(store, Lease(job.id, claimed.attempts))
+    context = JobContext(job=claimed, store=leased, settings=Settings(home=str(tmp_path)), pause=threading.Event(),
+                         recorder=JobRecorder(leased, job.id, tmp_path / "run", title="Test job", attempt=1),
+                         worker_id="w1")
+    kind = _Kind()
+    finish(context, kind=kind, outcome=JobOutcome(result={"score": 0.75}, result_files=["file-1"], trained_tokens=9,
+                                                  fine_tuned_model="ft:m:p::z"))
+    return store.get_job(job.id), kind, [e.message for e in store.list_events(job.id).data]
+
+
+def test_a_job_cancelled_before_its_final_write_ends_cancelled_with_its_results_kept(store, tmp_path):
+    done, kind, messages = _finish(store, tmp_path, cancel=True)
+    assert done.status is JobStatus.CANCELLED and done.control is None and done.finished_at is not None
+    assert done.result == {"score": 0.75} and done.result_files == ["file-1"] and done.trained_tokens == 9
+    assert done.fine_tuned_model is None and kind.acted == []  # no model registered or served from it
+    assert any("cancelled as it finished; its results are kept" in m for m in messages)
+
+    finished, kind, messages = _finish(store, tmp_path, cancel=False)
+    assert finished.status is JobStatus.SUCCEEDED and finished.fine_tuned_model == "ft:m:p::z"
+    assert kind.acted == [{"score": 0.75}] and any("successfully completed" in m for m in messages)

@@ -128,11 +128,24 @@ def run_job(store: Store, job: JobRecord, *, kind: JobKind, settings: Settings, 
 
 
 def finish(context: JobContext, *, kind: JobKind, outcome: JobOutcome) -> None:
-    """Mark the job succeeded with what it produced, then let the kind act on it (register a model)."""
-    update = JobUpdate(status=JobStatus.SUCCEEDED, finished_at=now(), control=None, result=outcome.result,
-                       result_files=outcome.result_files, fine_tuned_model=outcome.fine_tuned_model,
-                       trained_tokens=outcome.trained_tokens,
-                       progress={**context.recorder.progress, **outcome.progress, "updated_at": time.time()})
-    if context.store.update_job(context.job.id, update, from_states=RUNNING, held_by=context.worker_id):
+    """Mark the job succeeded with what it produced, then let the kind act on it (register a model).
+
+    A job whose cancel was requested before this final write ends ``cancelled`` instead: what it produced
+    (result, files, progress) is kept, but the kind does not act on it (no model is registered or served).
+    Each write is one leased transaction conditioned on the pending cancel, and a pending cancel is only
+    cleared by a final status, so a cancel is never lost between the two.
+    """
+    fields = {"finished_at": now(), "control": None, "result": outcome.result, "result_files": outcome.result_files,
+              "trained_tokens": outcome.trained_tokens,
+              "progress": {**context.recorder.progress, **outcome.progress, "updated_at": time.time()}}
+    store, job_id, worker = context.store, context.job.id, context.worker_id
+    update = JobUpdate(status=JobStatus.SUCCEEDED, fine_tuned_model=outcome.fine_tuned_model, **fields)
+    if store.update_job(job_id, update, from_states=RUNNING, held_by=worker, cancel_pending=False):
         kind.on_succeeded(context, outcome)
         context.recorder.message("The job has successfully completed")  # OpenAI's words
+        return
+    # A cancel is pending (or the job is no longer ours: then the fenced writes below end this process).
+    # The event first: once cancelled, the job is no longer this attempt's to write to.
+    context.recorder.message(f"{kind.title} cancelled as it finished; its results are kept")
+    store.update_job(job_id, JobUpdate(status=JobStatus.CANCELLED, **fields), from_states=RUNNING, held_by=worker,
+                     cancel_pending=True)

@@ -304,7 +304,8 @@ def control_platform_study(platform: Platform, name: str, *, project: str, actio
         raise ConflictError(f"study '{name}' is {state}: it cannot {action}",
                             hint=f"{action} applies to a {' or '.join(allowed)} study")
     jobs = _study_jobs(platform, name, project=project)
-    set_state(study, {"pause": "paused", "resume": "running", "cancel": "cancelled"}[action])
+    if action != "cancel":  # a cancel marks the study after its jobs: a trial job that sees it ends cancelled
+        set_state(study, {"pause": "paused", "resume": "running"}[action])
     operation = {"pause": job_ops.pause_job, "resume": job_ops.resume_job, "cancel": job_ops.cancel_job}[action]
     applies = {"pause": (JobStatus.QUEUED,), "resume": (JobStatus.PAUSED,),
                "cancel": (JobStatus.QUEUED, JobStatus.PAUSED, JobStatus.RUNNING)}[action]
@@ -314,6 +315,8 @@ def control_platform_study(platform: Platform, name: str, *, project: str, actio
                 operation(platform, job.id, project=project)
             except ConflictError:
                 pass  # a worker claimed it (or it ended) meanwhile: a running trial job finishes its trial
+    if action == "cancel":
+        set_state(study, "cancelled")
     if action == "resume":
         search = stored_search(study)
         counts = study_counts(study)

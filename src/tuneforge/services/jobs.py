@@ -248,10 +248,12 @@ def pause_job(platform: Platform, job_id: str, *, project: str, kind: str | None
     job_kind = KINDS.get(job.kind)
     if job.status is S.RUNNING and job.control is JobControl.PAUSE:
         return job  # asked already: one request, one event
+    if job.status is S.RUNNING and job.control is JobControl.CANCEL:
+        raise ConflictError(f"job {job.id} is being cancelled: it cannot be paused", hint="wait for it to end")
     if platform.store.update_job(job.id, JobUpdate(status=S.PAUSED), from_states=(S.QUEUED,)):
         event(platform, job.id, f"{job_kind.title} paused")
     elif job_kind.pausable and platform.store.update_job(job.id, JobUpdate(control=JobControl.PAUSE),
-                                                         from_states=(S.RUNNING,)):
+                                                         from_states=(S.RUNNING,), cancel_pending=False):
         event(platform, job.id, "Pausing: the job checkpoints, then releases its worker")
     elif job.status is S.RUNNING:
         raise ConflictError(f"job {job.id} is a running {job.kind} job, which cannot pause",

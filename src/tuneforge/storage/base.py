@@ -177,10 +177,11 @@ class Store(ABC):
     @abstractmethod
     def update_job(
         self, job_id: str, update: JobUpdate, *, from_states: Iterable[JobStatus], held_by: str | None = None,
-        lease: Lease | None = None,
+        lease: Lease | None = None, cancel_pending: bool | None = None,
     ) -> bool:
         """Atomically set the fields of ``update`` if the job's status is one of ``from_states`` (and, when
-        ``held_by`` is given, the job is held by that worker). Returns whether the job was changed.
+        ``held_by`` is given, the job is held by that worker; when ``cancel_pending`` is given, a cancel is /
+        is not pending in its ``control``). Returns whether the job was changed.
 
         Raises:
             LeaseLost: ``lease`` is given and no longer holds the job (nothing is written).

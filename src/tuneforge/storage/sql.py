@@ -221,7 +221,7 @@ class SqlStore(RegistrySql, TrafficSql, DataVersionsSql, KeyAndDiskQueries, Stor
             conn.execute(delete(t.jobs).where(t.jobs.c.id == job_id))
 
     def update_job(self, job_id: str, update: JobUpdate, *, from_states: Iterable[JobStatus],
-                   held_by: str | None = None, lease: Lease | None = None) -> bool:
+                   held_by: str | None = None, lease: Lease | None = None, cancel_pending: bool | None = None) -> bool:
         values = update.values()
         if not values:
             raise ValueError(f"an empty JobUpdate for job '{job_id}': set at least one field")
@@ -229,6 +229,9 @@ class SqlStore(RegistrySql, TrafficSql, DataVersionsSql, KeyAndDiskQueries, Stor
         conditions = [t.jobs.c.id == job_id, t.jobs.c.status.in_(states)]
         if held_by is not None:
             conditions.append(t.jobs.c.worker_id == held_by)
+        if cancel_pending is not None:
+            cancel = t.jobs.c.control == JobControl.CANCEL.value
+            conditions.append(cancel if cancel_pending else or_(t.jobs.c.control.is_(None), ~cancel))
         with self._session(f"update job '{job_id}'") as conn:
             _hold(conn, lease)
             return conn.execute(_update_jobs(*conditions).values(**values)).rowcount == 1
