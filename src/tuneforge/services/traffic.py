@@ -2,8 +2,9 @@
 collected from logged requests (``tuneforge data collect --from-traffic``).
 
 The inference server hands each finished request to :class:`RequestLog`, a queue that one writer thread
-empties into the Store in batches: a request never waits on the database. The prompt and the answer are
-kept only when the server runs with ``--log-requests``.
+empties into the Store in batches: a request never waits on the database, a refused write is retried, and
+a shutdown writes what is queued. The prompt and the answer are kept only when the server runs with
+``--log-requests``.
 """
 
 from __future__ import annotations
@@ -30,15 +31,29 @@ _STOP = object()
 class RequestLog:
     """A queue of finished requests and the thread that writes them to the Store.
 
+    The thread writes whatever is queued (up to ``batch`` requests, one transaction) as soon as a request
+    arrives, so an answered request is in the database a few milliseconds later; the server's shutdown (SIGTERM,
+    Ctrl-C) calls :meth:`close`, which writes everything queued first. A kill -9 loses at most the requests of the
+    write in flight and those queued behind it (normally the last few milliseconds of traffic). A write the
+    database refuses (down, locked, restarting) is kept and retried, in order, after ``retry_seconds`` (doubling
+    up to 5 s) for ``give_up_seconds``; only then, or past ``max_pending`` waiting requests, are requests dropped,
+    each drop logged with its count.
+
     Args:
         store: Where the log goes.
         keep_text: Keep prompts and answers (``--log-requests``); otherwise only the figures are logged.
         batch: Most requests written in one transaction.
+        retry_seconds: First wait before a refused write is tried again.
+        give_up_seconds: How long a refused batch is retried before it is dropped.
+        max_pending: Most requests held while the database refuses writes (the oldest are dropped beyond it).
     """
 
-    def __init__(self, store: Store, *, keep_text: bool = False, batch: int = 256) -> None:
+    def __init__(self, store: Store, *, keep_text: bool = False, batch: int = 256, retry_seconds: float = 0.2,
+                 give_up_seconds: float = 300.0, max_pending: int = 100_000) -> None:
         self.store, self.keep_text, self.batch = store, keep_text, batch
+        self.retry_seconds, self.give_up_seconds, self.max_pending = retry_seconds, give_up_seconds, max_pending
         self._queue: queue.Queue[Any] = queue.Queue()
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tuneforge-request-log", daemon=True)
         self._thread.start()
 
@@ -53,7 +68,8 @@ class RequestLog:
         self._queue.join()
 
     def close(self) -> None:
-        """Write what is queued and stop the thread."""
+        """Write what is queued and stop the thread (a refused write is retried once more, not for minutes)."""
+        self._closing.set()
         self._queue.put(_STOP)
         self._thread.join(timeout=30)
 
@@ -64,14 +80,28 @@ class RequestLog:
                 items.append(self._queue.get_nowait())
             records = [r for r in items if r is not _STOP]
             try:
-                self.store.add_served_requests(records)
-            except Exception:  # noqa: BLE001 - the log must not stop serving; the server's log says why
-                log.exception("could not log %d served requests", len(records))
+                self._write(records)
             finally:
                 for _ in items:
                     self._queue.task_done()
             if len(records) < len(items):
                 return
+
+    def _write(self, records: list[ServedRequestRecord]) -> None:
+        """Write one batch; while the database refuses it, wait and try again (see the class's docstring)."""
+        wait, waited = self.retry_seconds, 0.0
+        while records:
+            try:
+                self.store.add_served_requests(records)
+                return
+            except Exception as exc:  # noqa: BLE001 - the log must not stop serving; the server's log says why
+                pending = self._queue.qsize() + len(records)
+                if self._closing.is_set() or waited >= self.give_up_seconds or pending > self.max_pending:
+                    log.error("dropped %d served requests from the request log: %s", len(records), exc)
+                    return
+                log.warning("could not log %d served requests (%s): retrying in %.1f s", len(records), exc, wait)
+            self._closing.wait(wait)
+            waited, wait = waited + wait, min(wait * 2, 5.0)
 
 
 def parse_score(score: str | float | int | bool) -> tuple[float, str | None]:
