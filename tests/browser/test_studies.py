@@ -1,7 +1,8 @@
 """The studies pages in a real browser: a 3-trial study of the tiny model, run as ``hpo_trial`` jobs by the
 server's worker, is listed with its counts and best value; its page shows the trials (with their jobs), the
 optimization history and the intermediate-value curves drawn, and the parameter importances; a second study is
-paused, resumed and cancelled with the page's buttons; a two-objective study shows its Pareto front.
+paused, resumed and cancelled with the page's buttons; the best config of the first is trained as a normal train job
+from its page; a two-objective study shows its Pareto front.
 Screenshots as in test_console.py."""
 
 from __future__ import annotations
@@ -102,6 +103,26 @@ def test_a_finished_study_shows_trials_history_curves_and_importances(page, serv
     page.locator("#status[data-status=succeeded]").wait_for()
     page.locator("#study").click()  # and back to its study
     page.wait_for_url(re.compile("/ui/studies/sweep$"))
+
+
+def test_train_best_queues_a_normal_train_job_of_the_best_config(page, server, api):
+    """After the study above finished: its page's button queues the best config as a fine-tuning job."""
+    study = api.get("/api/v1/hpo/studies/sweep").json()
+    best = study["best"][0]["params"]
+    page.goto(f"{server.url}/ui/studies/sweep")
+    page.locator("#train-best:enabled").click()
+    page.wait_for_url(re.compile(r"/ui/jobs/ftjob-[0-9a-f]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    job = api.get(f"/api/v1/fine-tuning/jobs/{job_id}").json()  # a train job like any other
+    assert job["kind"] == "train" and job["model"] == "tiny-llama" and job["training_file"].startswith("file-")
+    assert job["config"]["train"]["learning_rate"] == pytest.approx(best["train.learning_rate"])
+    assert job["config"]["method"]["r"] == best["method.r"]
+    page.locator("#status[data-status=succeeded]").wait_for(timeout=120_000)
+    logs = api.get(f"/api/v1/fine-tuning/jobs/{job_id}/logs").json()["lines"]
+    assert any("best config of study sweep: trial " in line for line in logs)
+    page.goto(f"{server.url}/ui/jobs")
+    page.locator(f"#jobs a:text-is('{job_id}')").wait_for()  # listed with the other jobs
+    assert api.post("/api/v1/hpo/studies/nope/train-best").status_code == 404
 
 
 def test_pause_resume_and_cancel_a_study_from_its_page(page, server, api, files):

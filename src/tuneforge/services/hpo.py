@@ -214,7 +214,8 @@ def create_platform_study(platform: Platform, *, project: str, request: StudyReq
     name = check_study_name(request.name)
     search = _platform_search(platform, request.search, project=project, name=name)
     study = create_study(search, name=name, settings=platform.settings, output=study_folder(platform.settings, name),
-                         extra={"project": project, "priority": request.priority})
+                         extra={"project": project, "priority": request.priority,
+                                "request_base": request.search.get("base")})  # ids and names, for train best
     _queue_trials(platform, study, project=project, count=search.config.n_trials)
     return study_view(study)
 
@@ -262,6 +263,34 @@ def get_platform_study(platform: Platform, name: str, *, project: str) -> optuna
     if study.user_attrs.get("project") != project:
         raise NotFoundError(f"no study '{name}'", hint="GET /api/v1/hpo/studies lists the project's studies")
     return study
+
+
+def train_best_job(platform: Platform, name: str, *, project: str, priority: int = 0) -> JobRecord:
+    """Queue a normal fine-tuning job of the best config of the project's study ``name`` (the study's base config as
+    it was sent, its file ids and model name included, with the best trial's values): ``tune best NAME --train``
+    on the platform.
+
+    Raises:
+        NotFoundError: No such study, no completed trial yet, or a file of the base config was deleted since.
+        ConflictError: A study created before the platform kept its base config as sent.
+    """
+    from tuneforge.config import TrainConfig
+    from tuneforge.config.loader import validate_config
+    from tuneforge.hpo.outputs import best_trials
+    from tuneforge.services.jobs import create_train_job, event
+
+    study = get_platform_study(platform, name, project=project)
+    base = study.user_attrs.get("request_base")
+    if not isinstance(base, dict):
+        raise ConflictError(f"study '{name}' does not keep the base config it was created with",
+                            hint=f"run 'tuneforge tune best {name}' and submit the config it writes")
+    config = best_config(study, LoadedSearch(config=stored_search(study).config, base=base))
+    config.pop("output_dir", None)  # the job's own run folder
+    job = create_train_job(platform, project=project, config=validate_config(config, TrainConfig), priority=priority)
+    trial = best_trials(study)[0]
+    event(platform, job.id, f"The best config of study {name}: trial {trial.number} (values {trial.values}, "
+          f"params {trial.params})")
+    return job
 
 
 def list_platform_studies(platform: Platform, *, project: str) -> list[dict[str, Any]]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import asdict
+
+from fastapi import APIRouter, Query
 
 from tuneforge.api.native.kind_routes import Plat, Proj, add_job_routes
 from tuneforge.services import hpo
@@ -54,3 +56,10 @@ def resume_study(name: str, platform: Platform = Plat, project: str = Proj) -> d
 def cancel_study(name: str, platform: Platform = Plat, project: str = Proj) -> dict:
     """Stop the study: its queued and running trial jobs are cancelled; finished trials are kept."""
     return hpo.control_platform_study(platform, name, project=project, action="cancel")
+
+
+@router.post("/{name}/train-best")
+def train_best(name: str, priority: int = Query(0, ge=-1000, le=1000), platform: Platform = Plat,
+               project: str = Proj) -> dict:
+    """Queue a fine-tuning job of the study's best config (a normal train job: /api/v1/fine-tuning/jobs/{id})."""
+    return asdict(hpo.train_best_job(platform, name, project=project, priority=priority))

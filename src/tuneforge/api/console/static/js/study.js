@@ -20,7 +20,8 @@ function summary(study) {
   return el("dl", {}, items.filter(([, v]) => v !== "").map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
 }
 
-// The buttons the API offers: pause (no new trial starts), resume, cancel (trial jobs cancelled, results kept).
+// The buttons the API offers: pause (no new trial starts), resume, cancel (trial jobs cancelled, results kept),
+// train best (from the first complete trial on).
 function actions(study, refresh) {
   const act = (action) => async () => {
     try {
@@ -33,7 +34,18 @@ function actions(study, refresh) {
   return el("span", { class: "actions" },
     button("Pause", act("pause"), { disabled: study.state !== "running" }),
     button("Resume", act("resume"), { disabled: study.state !== "paused" }),
-    button("Cancel", act("cancel"), { disabled: !["running", "paused"].includes(study.state) }));
+    button("Cancel", act("cancel"), { disabled: !["running", "paused"].includes(study.state) }),
+    button("Train best", trainBest, { disabled: !study.complete, id: "train-best" }));
+}
+
+// A normal fine-tuning job of the best config ('tune best NAME --train' on the platform); its page opens.
+async function trainBest() {
+  try {
+    const job = await api(`${base}/train-best`, { method: "POST" });
+    location.assign(`/ui/jobs/${encodeURIComponent(job.id)}`);
+  } catch (error) {
+    showError(error);
+  }
 }
 
 function trialRow(trial) {
