@@ -229,9 +229,9 @@ class SqlStore(RegistrySql, TrafficSql, DataVersionsSql, KeyAndDiskQueries, Stor
         conditions = [t.jobs.c.id == job_id, t.jobs.c.status.in_(states)]
         if held_by is not None:
             conditions.append(t.jobs.c.worker_id == held_by)
-        if cancel_pending is not None:
-            cancel = t.jobs.c.control == JobControl.CANCEL.value
-            conditions.append(cancel if cancel_pending else or_(t.jobs.c.control.is_(None), ~cancel))
+        if cancel_pending is not None:  # NULL is distinct from 'cancel' (a plain != would leave it out)
+            control, cancel = t.jobs.c.control, JobControl.CANCEL.value
+            conditions.append(control == cancel if cancel_pending else control.is_distinct_from(cancel))
         with self._session(f"update job '{job_id}'") as conn:
             _hold(conn, lease)
             return conn.execute(_update_jobs(*conditions).values(**values)).rowcount == 1
