@@ -1,5 +1,6 @@
 """A serve_update job killed (worker and job process, SIGKILL) right after it registered its version resumes on
-another worker with that version: it runs the gate and goes live, and registers no second version."""
+another worker with that version: it runs the gate and goes live, and registers no second version; an attempt run
+after the go-live moves no alias again."""
 
 from __future__ import annotations
 
@@ -84,5 +85,17 @@ def test_an_update_killed_after_its_registration_resumes_with_the_gate_not_a_sec
         messages = [e.message for e in store.list_events(job.id, limit=1000).data]
         assert any("kill:2 was registered by an earlier attempt of this cycle" in m for m in messages)
         assert sum(m.startswith("registered kill:2") for m in messages) == 1
+
+        # An attempt killed after the go-live, before the job's final write, runs once more: nothing happens twice.
+        from tuneforge.services.online import UpdateRequest, update_model
+
+        moves = len(store.list_alias_moves(project="default", name="kill"))
+        config = {k: v for k, v in job.config.items() if k not in ("min_new", "priority")}
+        again = update_model(platform, UpdateRequest.model_validate(config), project="default", actor="test",
+                             run_dir=settings.run_dir(job.id), resume=True, job_id=job.id)
+        assert (again.version.ref, again.parent.ref, again.passed, again.live) == ("kill:2", "kill:1", True,
+                                                                                  "kill@staging")
+        assert len(store.list_model_versions(project="default", name="kill")) == 2
+        assert len(store.list_alias_moves(project="default", name="kill")) == moves  # no second move
     finally:
         platform.close()
