@@ -11,7 +11,7 @@ Backends (``train.distributed``; one process ignores it):
 - ``ddp`` (default): every process holds the whole model, gradients are averaged. Checkpoints are plain
   (adapter or model + optimizer state): they resume on any process count.
 - ``fsdp``: parameters, gradients and optimizer state sharded across processes (FSDP2, wrapping each decoder
-  layer); CUDA only (accelerate runs FSDP on GPUs, a CPU run would silently be DDP, so it is refused);
+  layer), on GPUs (NCCL) and on CPU (gloo: accelerate leaves FSDP to GPUs, :func:`shard_on_cpu` turns it on);
   checkpoints save a full state dict and resume on any count.
 - ``deepspeed_zero2`` / ``deepspeed_zero3``: DeepSpeed ZeRO stage 2 (optimizer state and gradients sharded) or
   3 (parameters too); needs the ``deepspeed`` extra and CUDA. Its checkpoints resume on another count through
@@ -101,20 +101,48 @@ def distributed_arguments(backend: str, *, device: str, processes: Processes) ->
 
     Raises:
         MissingDependencyError: A DeepSpeed backend without DeepSpeed installed.
-        ConfigError: FSDP or DeepSpeed on CPU.
+        ConfigError: DeepSpeed on CPU.
     """
     if processes.count == 1:
         return {}
     common: dict[str, Any] = {"ddp_backend": "gloo" if device == "cpu" else "nccl"}
     if backend == "ddp":
         return {**common, "ddp_find_unused_parameters": False}
-    if device != "cuda":
-        raise ConfigError(f"train.distributed: {backend} needs CUDA GPUs; this run is on {device} (accelerate shards "
-                          "models on GPUs only)", field="train.distributed", hint="use train.distributed: ddp on CPU")
     if backend == "fsdp":
-        return {**common, "fsdp": "full_shard auto_wrap", "fsdp_config": fsdp_config()}
+        return {**common, "fsdp": True, "fsdp_config": fsdp_config()}
+    if device != "cuda":
+        raise ConfigError(f"train.distributed: {backend} needs CUDA GPUs; this run is on {device} (DeepSpeed's CPU "
+                          "accelerator needs Intel's oneCCL and IPEX)", field="train.distributed",
+                          hint="use train.distributed: fsdp or ddp on CPU")
     check_deepspeed(backend)
     return {"deepspeed": deepspeed_config(backend)}
+
+
+def shard_on_cpu(trainer: Any) -> None:
+    """Turn on the FSDP plugin the Trainer was given, on a CPU run of several processes (gloo).
+
+    accelerate takes an FSDP plugin only on GPU-like devices: ``AcceleratorState.__init__`` (accelerate 1.16,
+    ``accelerate/state.py``) sets ``DistributedType.FSDP`` for ``MULTI_GPU`` / ``MULTI_XPU`` / ... but not
+    ``MULTI_CPU``, where it drops the plugin and ``prepare`` wraps the model in DDP. torch's FSDP2
+    (``fully_shard``) itself runs on CPU with gloo, and accelerate's FSDP2 path has nothing GPU-specific, so this
+    does what accelerate does for a GPU run: the state's type becomes FSDP (``PartialState``'s too, which every
+    ``AcceleratorState()`` copies) and holds the plugin (with the run's mixed precision), and the Trainer knows.
+    Call it after the Trainer is built, before ``train()`` (which prepares the model). Nothing on GPUs or with
+    another backend (accelerate already has it right).
+    """
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = trainer.accelerator.state
+    if trainer.args.fsdp_plugin_args is None or state.distributed_type != DistributedType.MULTI_CPU:
+        return
+    plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
+    if state.mixed_precision != "no":
+        plugin.set_mixed_precision(state.mixed_precision)
+    state.fsdp_plugin = plugin
+    state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    trainer.is_fsdp_enabled = True
 
 
 def fsdp_config() -> dict[str, Any]:

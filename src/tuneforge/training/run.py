@@ -24,7 +24,7 @@ from tuneforge.storage.rundir import COMPLETED, RunDir, config_hash, prepare_run
 from tuneforge.training.arguments import training_arguments
 from tuneforge.training.callbacks import ProgressReporter, StopOnRequest
 from tuneforge.training.distributed import (
-    Processes, any_process, distributed_arguments, global_batch, global_batch_line, join_processes,
+    Processes, any_process, distributed_arguments, global_batch, global_batch_line, join_processes, shard_on_cpu,
     wait_for_everyone,
 )
 from tuneforge.training.methods import PrepareContext, get_method
@@ -156,6 +156,7 @@ def run_training(
         optimizer=strategy.optimizer(model, config.method, config.train),
     ))
     quiet_trainer(trainer)
+    shard_on_cpu(trainer)
     point_trackers(trainer, run)
     started = time.perf_counter()
     train_output = _fit(trainer, run=run, checkpoint=checkpoint, stopper=stopper, writes=processes.is_main)
