@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import ConfigError, MissingDependencyError
 
 BACKENDS = ("ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3")
+# fsdp: on any count of 2 or more (an FSDP checkpoint needs FSDP to load: see check_resume)
 RESUMES_ON_ANOTHER_COUNT = {"ddp": True, "fsdp": True, "deepspeed_zero2": False, "deepspeed_zero3": False}
+FSDP_CHECKPOINT_FILES = "pytorch_model_fsdp*"  # accelerate's save_fsdp_model: a .bin (full) or a folder (sharded)
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,31 @@ def shard_on_cpu(trainer: Any) -> None:
     state.distributed_type = DistributedType.FSDP
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP
     trainer.is_fsdp_enabled = True
+
+
+def check_resume(checkpoint: Path | None, *, backend: str, processes: Processes) -> None:
+    """A checkpoint written under FSDP loads under FSDP only, and a plain one without it.
+
+    transformers loads ``pytorch_model_fsdp.bin`` and ``optimizer.bin`` through accelerate's FSDP loaders, which
+    need the sharded model (one process: "Checkpoint found ... is only supported when using PyTorch FSDP"); under
+    FSDP it looks for ``optimizer.bin`` where a plain checkpoint has ``optimizer.pt``. The full state dict re-shards
+    on any count of 2 processes or more.
+
+    Raises:
+        ConfigError: The checkpoint and this run disagree on FSDP.
+    """
+    if checkpoint is None:
+        return
+    written_sharded = any(checkpoint.glob(FSDP_CHECKPOINT_FILES))
+    sharded = backend == "fsdp" and processes.count > 1
+    if written_sharded == sharded:
+        return
+    if written_sharded:
+        raise ConfigError(f"{checkpoint.name} was saved by FSDP on several processes; this run has "
+                          f"{processes.count} process{'es' if processes.count != 1 else ''}, without FSDP",
+                          field="--nproc", hint="resume it with --nproc 2 or more (any count re-shards it)")
+    raise ConfigError(f"{checkpoint.name} was saved by one process (no FSDP); this run shards it with FSDP on "
+                      f"{processes.count} processes", field="--nproc", hint="resume it without --nproc (one process)")
 
 
 def fsdp_config() -> dict[str, Any]:

@@ -24,8 +24,8 @@ from tuneforge.storage.rundir import COMPLETED, RunDir, config_hash, prepare_run
 from tuneforge.training.arguments import training_arguments
 from tuneforge.training.callbacks import ProgressReporter, StopOnRequest
 from tuneforge.training.distributed import (
-    Processes, any_process, distributed_arguments, global_batch, global_batch_line, join_processes, shard_on_cpu,
-    wait_for_everyone,
+    Processes, any_process, check_resume, distributed_arguments, global_batch, global_batch_line, join_processes,
+    shard_on_cpu, wait_for_everyone,
 )
 from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
@@ -103,6 +103,7 @@ def run_training(
         progress = _stages_only(progress)  # rank 0 alone reports, logs and writes the run folder
     checkpoint = _prepare(run, digest=digest, resume=resume, overwrite=overwrite, processes=processes,
                           progress=progress)
+    check_resume(checkpoint, backend=config.train.distributed, processes=processes)
 
     progress(ProgressEvent(ProgressKind.STAGE, f"resolving model {config.model}"))
     resolved = resolve_model(config.model, cache_dir=settings.model_cache_dir)
