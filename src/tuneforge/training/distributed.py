@@ -11,11 +11,15 @@ Backends (``train.distributed``; one process ignores it):
 - ``ddp`` (default): every process holds the whole model, gradients are averaged. Checkpoints are plain
   (adapter or model + optimizer state): they resume on any process count.
 - ``fsdp``: parameters, gradients and optimizer state sharded across processes (FSDP2, wrapping each decoder
-  layer), on GPUs (NCCL) and on CPU (gloo: accelerate leaves FSDP to GPUs, :func:`shard_on_cpu` turns it on);
-  checkpoints save a full state dict and resume on any count.
+  layer), on GPUs (NCCL) and on CPU (gloo). Checkpoints hold a full state dict: they resume under FSDP on any
+  count of 2 processes or more, not on one (:func:`check_resume`).
 - ``deepspeed_zero2`` / ``deepspeed_zero3``: DeepSpeed ZeRO stage 2 (optimizer state and gradients sharded) or
-  3 (parameters too); needs the ``deepspeed`` extra and CUDA. Its checkpoints resume on another count through
-  DeepSpeed's universal checkpoint only; tuneforge resumes them on the same count.
+  3 (parameters too); needs the ``deepspeed`` extra; on GPUs (NCCL) and on CPU (DeepSpeed's CPU accelerator,
+  chosen when there is no GPU, talks gloo when Intel's oneCCL bindings are absent). Its checkpoints resume on
+  another count through DeepSpeed's universal checkpoint only; tuneforge resumes them on the same count.
+
+On CPU accelerate drops the FSDP and DeepSpeed plugins and would silently run DDP; :func:`shard_on_cpu` turns
+them on as accelerate does on GPUs.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from tuneforge.training.precision import Precision
 
 BACKENDS = ("ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3")
 # fsdp: on any count of 2 or more (an FSDP checkpoint needs FSDP to load: see check_resume)
@@ -99,53 +106,67 @@ def global_batch_line(train: Any, processes: Processes) -> str:
             f"{train.gradient_accumulation_steps} accumulation × {processes.count} process{plural}")
 
 
-def distributed_arguments(backend: str, *, device: str, processes: Processes) -> dict[str, Any]:
+def distributed_arguments(train: Any, *, precision: Precision, processes: Processes) -> dict[str, Any]:
     """Extra ``TrainingArguments`` for ``train.distributed`` (nothing with one process).
+
+    Args:
+        train: The run's ``train`` section (backend, batch size, accumulation, clipping).
+        precision: The resolved precision (device, bf16 / fp16).
+        processes: This process's place in the run.
 
     Raises:
         MissingDependencyError: A DeepSpeed backend without DeepSpeed installed.
-        ConfigError: DeepSpeed on CPU.
     """
+    backend = train.distributed
     if processes.count == 1:
         return {}
-    common: dict[str, Any] = {"ddp_backend": "gloo" if device == "cpu" else "nccl"}
+    common: dict[str, Any] = {"ddp_backend": "gloo" if precision.device == "cpu" else "nccl"}
     if backend == "ddp":
         return {**common, "ddp_find_unused_parameters": False}
     if backend == "fsdp":
         return {**common, "fsdp": True, "fsdp_config": fsdp_config()}
-    if device != "cuda":
-        raise ConfigError(f"train.distributed: {backend} needs CUDA GPUs; this run is on {device} (DeepSpeed's CPU "
-                          "accelerator needs Intel's oneCCL and IPEX)", field="train.distributed",
-                          hint="use train.distributed: fsdp or ddp on CPU")
     check_deepspeed(backend)
-    return {"deepspeed": deepspeed_config(backend)}
+    return {**common, "deepspeed": deepspeed_config(backend, train=train, precision=precision, processes=processes)}
 
 
 def shard_on_cpu(trainer: Any) -> None:
-    """Turn on the FSDP plugin the Trainer was given, on a CPU run of several processes (gloo).
+    """Turn on the FSDP or DeepSpeed plugin the Trainer was given, on a CPU run of several processes (gloo).
 
-    accelerate takes an FSDP plugin only on GPU-like devices: ``AcceleratorState.__init__`` (accelerate 1.16,
-    ``accelerate/state.py``) sets ``DistributedType.FSDP`` for ``MULTI_GPU`` / ``MULTI_XPU`` / ... but not
-    ``MULTI_CPU``, where it drops the plugin and ``prepare`` wraps the model in DDP. torch's FSDP2
-    (``fully_shard``) itself runs on CPU with gloo, and accelerate's FSDP2 path has nothing GPU-specific, so this
-    does what accelerate does for a GPU run: the state's type becomes FSDP (``PartialState``'s too, which every
-    ``AcceleratorState()`` copies) and holds the plugin (with the run's mixed precision), and the Trainer knows.
-    Call it after the Trainer is built, before ``train()`` (which prepares the model). Nothing on GPUs or with
-    another backend (accelerate already has it right).
+    accelerate takes these plugins only on GPU-like devices: ``AcceleratorState.__init__`` (accelerate 1.16,
+    ``accelerate/state.py``) sets ``DistributedType.DEEPSPEED`` only ``if ... not cpu`` and
+    ``DistributedType.FSDP`` for ``MULTI_GPU`` / ``MULTI_XPU`` / ... but not ``MULTI_CPU``; it drops the plugin
+    and ``prepare`` wraps the model in DDP. torch's FSDP2 (``fully_shard``) and DeepSpeed's CPU accelerator run
+    on CPU with gloo, so this does what accelerate does on GPUs: the state's type becomes FSDP / DEEPSPEED
+    (``PartialState``'s too, which every ``AcceleratorState()`` copies), it holds the plugin with the run's
+    mixed precision, and the Trainer knows. Call it after the Trainer is built, before ``train()`` (which
+    prepares the model); it does nothing where accelerate already has it right (GPUs, DDP, one process).
     """
     from accelerate.state import PartialState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     state = trainer.accelerator.state
-    if trainer.args.fsdp_plugin_args is None or state.distributed_type != DistributedType.MULTI_CPU:
+    if state.distributed_type != DistributedType.MULTI_CPU:
         return
-    plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
-    if state.mixed_precision != "no":
+    if trainer.args.fsdp_plugin_args is not None:
+        plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
+        if state.mixed_precision != "no":
+            plugin.set_mixed_precision(state.mixed_precision)
+        state.fsdp_plugin, kind = plugin, DistributedType.FSDP
+        trainer.is_fsdp_enabled = True
+    elif getattr(trainer.args, "deepspeed_plugin", None) is not None:
+        from transformers.integrations.deepspeed import propagate_args_to_deepspeed
+
+        plugin = trainer.args.deepspeed_plugin
         plugin.set_mixed_precision(state.mixed_precision)
-    state.fsdp_plugin = plugin
-    state.distributed_type = DistributedType.FSDP
-    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
-    trainer.is_fsdp_enabled = True
+        plugin.select(_from_accelerator_state=True)
+        state.deepspeed_plugins, kind = plugin, DistributedType.DEEPSPEED
+        trainer.is_deepspeed_enabled = True
+    else:
+        return
+    state.distributed_type = kind
+    PartialState._shared_state["distributed_type"] = kind
+    if kind == DistributedType.DEEPSPEED:
+        propagate_args_to_deepspeed(trainer.accelerator, trainer.args)  # as the Trainer does on GPUs
 
 
 def check_resume(checkpoint: Path | None, *, backend: str, processes: Processes) -> None:
@@ -180,9 +201,14 @@ def fsdp_config() -> dict[str, Any]:
             "reshard_after_forward": True, "cpu_ram_efficient_loading": False}
 
 
-def deepspeed_config(backend: str) -> dict[str, Any]:
-    """The DeepSpeed config of ``deepspeed_zero2`` / ``deepspeed_zero3``: ``auto`` values are filled by transformers
-    from the TrainingArguments (batch, accumulation, clipping, bf16/fp16), so the two never disagree."""
+def deepspeed_config(backend: str, *, train: Any, precision: Precision, processes: Processes) -> dict[str, Any]:
+    """The DeepSpeed config of ``deepspeed_zero2`` / ``deepspeed_zero3``.
+
+    Batch, accumulation, clipping and precision are written out (not DeepSpeed's ``auto``), so that the config
+    says what the run does: ``train_batch_size`` = batch × accumulation × processes; transformers checks each
+    against the TrainingArguments when it starts (a mismatch is an error there). Bucket sizes are ``auto``: they
+    follow the model's hidden size.
+    """
     stage = int(backend[-1])
     zero: dict[str, Any] = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True,
                             "reduce_bucket_size": "auto"}
@@ -191,12 +217,12 @@ def deepspeed_config(backend: str) -> dict[str, Any]:
                  "stage3_gather_16bit_weights_on_model_save": True}
     return {
         "zero_optimization": zero,
-        "bf16": {"enabled": "auto"},
-        "fp16": {"enabled": "auto"},
-        "train_micro_batch_size_per_gpu": "auto",
-        "gradient_accumulation_steps": "auto",
-        "gradient_clipping": "auto",
-        "train_batch_size": "auto",
+        "bf16": {"enabled": precision.bf16},
+        "fp16": {"enabled": precision.fp16},
+        "train_micro_batch_size_per_gpu": train.batch_size,
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        "gradient_clipping": train.max_grad_norm,
+        "train_batch_size": global_batch(train, processes),
     }
 
 

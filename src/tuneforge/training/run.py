@@ -98,7 +98,7 @@ def run_training(
     digest = config_hash(config_dict)
     precision = resolve_precision(config.train.precision)
     processes = join_processes(device=precision.device)  # one process without a launcher
-    sharding = distributed_arguments(config.train.distributed, device=precision.device, processes=processes)
+    sharding = distributed_arguments(config.train, precision=precision, processes=processes)
     if not processes.is_main:
         progress = _stages_only(progress)  # rank 0 alone reports, logs and writes the run folder
     checkpoint = _prepare(run, digest=digest, resume=resume, overwrite=overwrite, processes=processes,
@@ -251,7 +251,7 @@ def _save(trainer: Any, tokenizer: Any, run: RunDir, *, config: TrainConfig, sum
     target = run.adapter if trains_adapter else run.model
     state_dict = None
     if processes.count > 1 and config.train.distributed != "ddp":
-        state_dict = trainer.accelerator.get_state_dict(trainer.model)
+        state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # ZeRO-3 gathers through its engine
     if processes.is_main:
         model = trainer.accelerator.unwrap_model(trainer.model)
         target = save_outputs(model, tokenizer, run, config=config, summary=summary, trains_adapter=trains_adapter,
