@@ -12,7 +12,7 @@ from tuneforge.config import TrainConfig, validate_config
 from tuneforge.errors import ConfigError, MissingDependencyError
 from tuneforge.services.launch import LaunchPlan, launch_command, train_arguments
 from tuneforge.training.distributed import (
-    Processes, deepspeed_config, distributed_arguments, global_batch, global_batch_line,
+    Processes, check_resume, deepspeed_config, distributed_arguments, global_batch, global_batch_line,
 )
 from tuneforge.training.precision import Precision
 
@@ -121,6 +121,22 @@ def test_transformers_accepts_the_deepspeed_config_and_refuses_a_batch_that_disa
     wrong.trainer_config_process(args)
     with pytest.raises(ValueError, match="train_batch_size"):
         wrong.trainer_config_finalize(args, model=model, num_training_steps=10)
+
+
+def test_a_checkpoint_resumes_under_fsdp_when_fsdp_wrote_it(tmp_path):
+    sharded, plain = tmp_path / "checkpoint-3", tmp_path / "checkpoint-4"
+    sharded.mkdir()
+    (sharded / "pytorch_model_fsdp.bin").write_bytes(b"")
+    plain.mkdir()
+    (plain / "adapter_model.safetensors").write_bytes(b"")
+    check_resume(sharded, backend="fsdp", processes=Processes(count=3))  # re-shards on another count of 2+
+    check_resume(plain, backend="fsdp", processes=Processes())  # one process: no FSDP either time
+    check_resume(plain, backend="ddp", processes=TWO)
+    with pytest.raises(ConfigError, match="checkpoint-3 was saved by FSDP") as error:
+        check_resume(sharded, backend="fsdp", processes=Processes())
+    assert error.value.field == "--nproc" and "--nproc 2" in error.value.hint
+    with pytest.raises(ConfigError, match="checkpoint-4 was saved by one process"):
+        check_resume(plain, backend="fsdp", processes=TWO)
 
 
 # --- a worker that hands out GPUs -----------------------------------------------------------------------------
