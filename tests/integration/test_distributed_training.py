@@ -135,7 +135,7 @@ def test_an_fsdp_checkpoint_resumes_exactly_on_two_processes_and_is_refused_on_o
     (out / "tuneforge_run.json").write_text(json.dumps({**marker, "status": "interrupted"}))
     resumed = config(tiny_model, data, out, batch_size=PER_PROCESS, distributed="fsdp")
 
-    with pytest.raises(ConfigError, match="checkpoint-3 was saved by FSDP on several processes"):
+    with pytest.raises(ConfigError, match="checkpoint-3 was saved by FSDP on 2 processes"):
         run_training(TrainConfig.model_validate(resumed), settings=settings, resume=True)
     result = launch(resumed, tmp_path / "c.yaml", "--resume")
     assert result.returncode == 0, result.stderr[-3000:]

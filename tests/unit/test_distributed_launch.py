@@ -123,20 +123,38 @@ def test_transformers_accepts_the_deepspeed_config_and_refuses_a_batch_that_disa
         wrong.trainer_config_finalize(args, model=model, num_training_steps=10)
 
 
+def checkpoint_dir(path, *files):
+    path.mkdir()
+    for name in files:
+        (path / name).write_bytes(b"")
+    return path
+
+
 def test_a_checkpoint_resumes_under_fsdp_when_fsdp_wrote_it(tmp_path):
-    sharded, plain = tmp_path / "checkpoint-3", tmp_path / "checkpoint-4"
-    sharded.mkdir()
-    (sharded / "pytorch_model_fsdp.bin").write_bytes(b"")
-    plain.mkdir()
-    (plain / "adapter_model.safetensors").write_bytes(b"")
+    sharded = checkpoint_dir(tmp_path / "checkpoint-3", "pytorch_model_fsdp.bin", "rng_state_0.pth", "rng_state_1.pth")
+    plain = checkpoint_dir(tmp_path / "checkpoint-4", "adapter_model.safetensors", "rng_state.pth")
     check_resume(sharded, backend="fsdp", processes=Processes(count=3))  # re-shards on another count of 2+
     check_resume(plain, backend="fsdp", processes=Processes())  # one process: no FSDP either time
     check_resume(plain, backend="ddp", processes=TWO)
-    with pytest.raises(ConfigError, match="checkpoint-3 was saved by FSDP") as error:
+    with pytest.raises(ConfigError, match="checkpoint-3 was saved by FSDP on 2 processes; this run is one process"
+                       ) as error:
         check_resume(sharded, backend="fsdp", processes=Processes())
     assert error.value.field == "--nproc" and "--nproc 2" in error.value.hint
-    with pytest.raises(ConfigError, match="checkpoint-4 was saved by one process"):
+    with pytest.raises(ConfigError, match="checkpoint-4 was saved by one process; this run is fsdp on 2 processes"):
         check_resume(plain, backend="fsdp", processes=TWO)
+
+
+def test_a_deepspeed_checkpoint_resumes_under_deepspeed_on_its_count(tmp_path):
+    """Without this check the Trainer finds no optimizer.pt in it and goes on with a fresh optimizer."""
+    zero = checkpoint_dir(tmp_path / "checkpoint-3", "latest", "rng_state_0.pth", "rng_state_1.pth")
+    check_resume(zero, backend="deepspeed_zero2", processes=TWO)
+    for backend, count in (("deepspeed_zero2", 3), ("deepspeed_zero2", 1), ("ddp", 2)):
+        with pytest.raises(ConfigError, match="saved by DeepSpeed on 2 processes") as error:
+            check_resume(zero, backend=backend, processes=Processes(count=count))
+        assert "--nproc 2" in error.value.hint
+    with pytest.raises(ConfigError, match="saved by DDP on 2 processes; this run is deepspeed_zero3 on 2"):
+        check_resume(checkpoint_dir(tmp_path / "checkpoint-4", "rng_state_0.pth", "rng_state_1.pth"),
+                     backend="deepspeed_zero3", processes=TWO)
 
 
 # --- a worker that hands out GPUs -----------------------------------------------------------------------------

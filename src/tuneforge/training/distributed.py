@@ -170,28 +170,36 @@ def shard_on_cpu(trainer: Any) -> None:
 
 
 def check_resume(checkpoint: Path | None, *, backend: str, processes: Processes) -> None:
-    """A checkpoint written under FSDP loads under FSDP only, and a plain one without it.
+    """A checkpoint written under FSDP loads under FSDP only (a plain one without it), and a DeepSpeed one under
+    DeepSpeed on the count that wrote it.
 
     transformers loads ``pytorch_model_fsdp.bin`` and ``optimizer.bin`` through accelerate's FSDP loaders, which
     need the sharded model (one process: "Checkpoint found ... is only supported when using PyTorch FSDP"); under
     FSDP it looks for ``optimizer.bin`` where a plain checkpoint has ``optimizer.pt``. The full state dict re-shards
-    on any count of 2 processes or more.
+    on any count of 2 processes or more. DeepSpeed's ``global_stepN/`` holds one optimizer shard per process;
+    without DeepSpeed the Trainer finds no ``optimizer.pt`` and would go on with a fresh optimizer, silently.
 
     Raises:
-        ConfigError: The checkpoint and this run disagree on FSDP.
+        ConfigError: The checkpoint and this run disagree on the backend or, for DeepSpeed, the count.
     """
     if checkpoint is None:
         return
-    written_sharded = any(checkpoint.glob(FSDP_CHECKPOINT_FILES))
-    sharded = backend == "fsdp" and processes.count > 1
-    if written_sharded == sharded:
-        return
-    if written_sharded:
-        raise ConfigError(f"{checkpoint.name} was saved by FSDP on several processes; this run has "
-                          f"{processes.count} process{'es' if processes.count != 1 else ''}, without FSDP",
-                          field="--nproc", hint="resume it with --nproc 2 or more (any count re-shards it)")
-    raise ConfigError(f"{checkpoint.name} was saved by one process (no FSDP); this run shards it with FSDP on "
-                      f"{processes.count} processes", field="--nproc", hint="resume it without --nproc (one process)")
+    wrote = len(list(checkpoint.glob("rng_state_*.pth"))) or 1  # the Trainer's RNG state: one file per process
+    by_deepspeed = (checkpoint / "latest").is_file()  # DeepSpeed's pointer to its global_stepN/
+    by_fsdp = any(checkpoint.glob(FSDP_CHECKPOINT_FILES))
+    many = processes.count > 1
+    if by_deepspeed or (backend.startswith("deepspeed") and many):
+        fits = by_deepspeed and backend.startswith("deepspeed") and wrote == processes.count
+        hint = f"resume it with --nproc {wrote} and train.distributed as saved (one optimizer shard per process)"
+    else:
+        fits = by_fsdp == (backend == "fsdp" and many)
+        hint = ("resume it with --nproc 2 or more (any count re-shards it)" if by_fsdp
+                else "resume it without FSDP: on one process, or with train.distributed: ddp")
+    if not fits:
+        saver = "DeepSpeed" if by_deepspeed else "FSDP" if by_fsdp else "DDP"
+        saved = f"{saver} on {wrote} processes" if wrote > 1 else "one process"
+        run = f"{backend} on {processes.count} processes" if many else "one process"
+        raise ConfigError(f"{checkpoint.name} was saved by {saved}; this run is {run}", field="--nproc", hint=hint)
 
 
 def fsdp_config() -> dict[str, Any]:
