@@ -14,7 +14,9 @@ Why the figures can be trusted on a machine others use:
   (under 90%) is marked ``contended``: its tokens/s says more about the neighbours than about scaling.
 
 efficiency = tokens/s on N / (N × tokens/s on 1), per round and over the medians of the rounds; tokens/s is the
-run's own figure (every process's input tokens, first step to last, timed on rank 0).
+run's own figure (every process's input tokens, first step to last, timed on rank 0). per-core efficiency =
+tokens per CPU-second on N / the same on 1: the efficiency N processes reach when each has a core of its own
+(what communication and duplicated work cost), a figure that a busy machine does not halve.
 
     .venv/bin/python benchmarks/scaling.py --rounds 3                 # 1 vs 2 processes, 12 steps, global batch 8
     .venv/bin/python benchmarks/scaling.py --nproc 8 --precision bf16  # 1 vs 8 GPUs
@@ -157,9 +159,10 @@ def report(runs: dict[int, list[Run]], *, nproc: int) -> None:
             print(f"{label}: none")
             continue
         tps1, tpsn = median([r.tokens_per_second for r in one]), median([r.tokens_per_second for r in many])
-        print(f"{label} (median of {len(one)} and {len(many)}): tokens/s {tps1:.1f} on 1, {tpsn:.1f} on {nproc}; "
-              f"tokens per CPU-second {median([r.tokens_per_cpu_second for r in one]):.1f} and "
-              f"{median([r.tokens_per_cpu_second for r in many]):.1f}; efficiency {tpsn / (nproc * tps1):.0%}")
+        cpu1, cpun = median([r.tokens_per_cpu_second for r in one]), median([r.tokens_per_cpu_second for r in many])
+        print(f"{label} (median of {len(one)} and {len(many)}): tokens/s {tps1:.1f} on 1, {tpsn:.1f} on {nproc}: "
+              f"efficiency {tpsn / (nproc * tps1):.0%}; tokens per CPU-second {cpu1:.1f} and {cpun:.1f}: "
+              f"per-core efficiency {cpun / cpu1:.0%} (what a core of each process does, against one alone)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
