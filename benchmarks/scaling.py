@@ -1,12 +1,25 @@
-"""Scaling of training over processes: tokens/s of LoRA on SmolLM2-135M (the quickstart task) with 1 and N
-processes at the same global batch, and the scaling efficiency (tokens/s on N / (N × tokens/s on 1)).
+"""Scaling of training over processes, measured so that a shared machine cannot fake it.
 
-Each run is the real CLI (``tuneforge train CONFIG --nproc N``: torchrun, DDP, gloo on CPU / NCCL on GPUs) with
-one thread per process (OMP_NUM_THREADS=1), so that on a CPU machine N processes use N cores. tokens/s is the
-run's own figure (every process's input tokens, from the first step to the last, timed on rank 0).
+LoRA on SmolLM2-135M (the quickstart task) on 1 and N processes (default 2) at the same global batch: N processes
+take ``global_batch / N`` examples each. Every run is the real CLI (``tuneforge train CONFIG --nproc N``: torchrun,
+gloo on CPU / NCCL on GPUs) with one thread per process (OMP_NUM_THREADS=1).
 
-    .venv/bin/python benchmarks/scaling.py                           # 1 and 2 processes, 12 steps, global batch 8
-    .venv/bin/python benchmarks/scaling.py --nprocs 1 2 4 8 --precision bf16    # on a machine with 8 GPUs
+Why the figures can be trusted on a machine others use:
+
+- rounds alternate the two counts (1, N, then N, 1, ...): a load that comes and goes hits both alike;
+- each run's CPU time is measured over its training steps only (every process of the run, from the first logged
+  step to the last; loading excluded), which gives **cores used** (CPU-seconds per second: 1.0 and N when each
+  process has a core of its own) and **tokens per CPU-second** (what a core does, whatever the contention);
+- the 1-minute load average before each run is printed, and a round whose cores used falls short of its count
+  (under 90%) is marked ``contended``: its tokens/s says more about the neighbours than about scaling.
+
+efficiency = tokens/s on N / (N × tokens/s on 1), per round and over the medians of the rounds; tokens/s is the
+run's own figure (every process's input tokens, first step to last, timed on rank 0). per-core efficiency =
+tokens per CPU-second on N / the same on 1: the efficiency N processes reach when each has a core of its own
+(what communication and duplicated work cost), a figure that a busy machine does not halve.
+
+    .venv/bin/python benchmarks/scaling.py --rounds 3                 # 1 vs 2 processes, 12 steps, global batch 8
+    .venv/bin/python benchmarks/scaling.py --nproc 8 --precision bf16  # 1 vs 8 GPUs
 """
 
 from __future__ import annotations
@@ -14,16 +27,57 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import yaml
 
+CONTENDED = 0.9  # cores used below 90% of the process count
 
-def run(nproc: int, *, steps: int, global_batch: int, precision: str, workdir: Path) -> dict:
-    """Train once on ``nproc`` processes; return the run's summary."""
+
+@dataclass
+class Run:
+    """One training run's figures."""
+
+    nproc: int
+    load: float  # 1-minute load average before the run
+    tokens_per_second: float
+    cpu_seconds: float  # every process of the run, first logged step to last
+    wall_seconds: float  # the same window
+    final_loss: float
+
+    @property
+    def cores_used(self) -> float:
+        return self.cpu_seconds / self.wall_seconds
+
+    @property
+    def tokens_per_cpu_second(self) -> float:
+        return self.tokens_per_second / self.cores_used
+
+    @property
+    def contended(self) -> bool:
+        return self.cores_used < CONTENDED * self.nproc
+
+
+def tree_cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU seconds of a process and its descendants (the launcher and its workers)."""
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def write_config(workdir: Path, nproc: int, *, steps: int, global_batch: int, precision: str) -> Path:
     from tuneforge.services.quickstart import write_task_data
 
     paths = write_task_data(workdir)
@@ -35,31 +89,80 @@ def run(nproc: int, *, steps: int, global_batch: int, precision: str, workdir: P
     }
     path = workdir / f"scaling-{nproc}.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    subprocess.run([sys.executable, "-m", "tuneforge.cli.app", "train", str(path), "--nproc", str(nproc),
-                    "--overwrite"], env=env, check=True, capture_output=True, text=True)
-    return json.loads((workdir / f"run-{nproc}" / "summary.json").read_text())
+    return path
+
+
+def run(nproc: int, *, steps: int, global_batch: int, precision: str, workdir: Path) -> Run:
+    """Train once on ``nproc`` processes, sampling the CPU time of its processes at its first and last step."""
+    path = write_config(workdir, nproc, steps=steps, global_batch=global_batch, precision=precision)
+    load = os.getloadavg()[0]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "tuneforge.cli.app", "train", str(path), "--nproc", str(nproc), "--overwrite"]
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process, first, last = psutil.Process(child.pid), None, None
+    for line in child.stdout:  # plain lines off a terminal: "step K/N ..." once per logged step (rank 0)
+        if line.startswith("step "):
+            sample = (time.perf_counter(), tree_cpu_seconds(process))
+            first = first or sample
+            last = sample
+    _, stderr = child.communicate()
+    if child.returncode != 0 or first is None or last is first:
+        raise SystemExit(f"the {nproc}-process run failed:\n{stderr[-3000:]}")
+    summary = json.loads((workdir / f"run-{nproc}" / "summary.json").read_text())
+    return Run(nproc=nproc, load=load, tokens_per_second=summary["tokens_per_second"],
+               cpu_seconds=last[1] - first[1], wall_seconds=last[0] - first[0], final_loss=summary["final_loss"])
+
+
+def row(r: Run, efficiency: float | None) -> str:
+    eff = f"{efficiency:>10.0%}" if efficiency is not None else f"{'':>10}"
+    return (f"{r.nproc:>9} {r.load:>6.2f} {r.tokens_per_second:>9.1f} {r.cores_used:>10.2f} "
+            f"{r.tokens_per_cpu_second:>11.1f} {eff} {r.final_loss:>10.4f}{'  contended' if r.contended else ''}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nprocs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--nproc", type=int, default=2, help="the count compared with one process")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs of runs (1 and N), alternating their order")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--global-batch", type=int, default=8)
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
-    print(f"{'processes':>9} {'batch/proc':>10} {'steps':>5} {'tokens/s':>9} {'efficiency':>10} {'final loss':>10} "
-          f"{'seconds':>8}")
-    base = None
+    if args.global_batch % args.nproc:
+        parser.error(f"--global-batch {args.global_batch} is not a multiple of --nproc {args.nproc}")
+    print(f"{os.cpu_count()} cores; load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          f"1 vs {args.nproc} processes, global batch {args.global_batch}, {args.steps} steps, {args.rounds} rounds")
+    print(f"{'processes':>9} {'load':>6} {'tokens/s':>9} {'cores used':>10} {'tok/CPU-s':>11} {'efficiency':>10} "
+          f"{'final loss':>10}")
+    runs: dict[int, list[Run]] = {1: [], args.nproc: []}
     with tempfile.TemporaryDirectory() as tmp:
-        for nproc in args.nprocs:
-            s = run(nproc, steps=args.steps, global_batch=args.global_batch, precision=args.precision,
-                    workdir=Path(tmp))
-            base = base or s["tokens_per_second"] / nproc
-            efficiency = s["tokens_per_second"] / (nproc * base)
-            print(f"{nproc:>9} {args.global_batch // nproc:>10} {s['global_step']:>5} {s['tokens_per_second']:>9.1f} "
-                  f"{efficiency:>10.0%} {s['final_loss']:>10.4f} {s['runtime_seconds']:>8.1f}", flush=True)
+        for round_ in range(args.rounds):
+            order = (1, args.nproc) if round_ % 2 == 0 else (args.nproc, 1)
+            for nproc in order:
+                runs[nproc].append(run(nproc, steps=args.steps, global_batch=args.global_batch,
+                                       precision=args.precision, workdir=Path(tmp)))
+            one, many = runs[1][-1], runs[args.nproc][-1]
+            efficiency = many.tokens_per_second / (args.nproc * one.tokens_per_second)
+            for r in (one, many):
+                print(row(r, efficiency if r is many else None), flush=True)
+    report(runs, nproc=args.nproc)
+
+
+def report(runs: dict[int, list[Run]], *, nproc: int) -> None:
+    """Medians over the rounds, and the same over the rounds that no neighbour slowed down."""
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    for label, keep in (("all rounds", lambda r: True), ("uncontended rounds", lambda r: not r.contended)):
+        one = [r for r in runs[1] if keep(r)]
+        many = [r for r in runs[nproc] if keep(r)]
+        if not one or not many:
+            print(f"{label}: none")
+            continue
+        tps1, tpsn = median([r.tokens_per_second for r in one]), median([r.tokens_per_second for r in many])
+        cpu1, cpun = median([r.tokens_per_cpu_second for r in one]), median([r.tokens_per_cpu_second for r in many])
+        print(f"{label} (median of {len(one)} and {len(many)}): tokens/s {tps1:.1f} on 1, {tpsn:.1f} on {nproc}: "
+              f"efficiency {tpsn / (nproc * tps1):.0%}; tokens per CPU-second {cpu1:.1f} and {cpun:.1f}: "
+              f"per-core efficiency {cpun / cpu1:.0%} (what a core of each process does, against one alone)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

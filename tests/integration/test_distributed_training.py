@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,17 +86,62 @@ def one_process(tiny_model, data, tmp_path_factory, settings) -> Path:
     return out
 
 
-def test_two_processes_give_the_loss_curve_and_adapter_of_one(tiny_model, data, one_process, tmp_path):
-    out = tmp_path / "run"
-    result = launch(config(tiny_model, data, out, batch_size=PER_PROCESS), tmp_path / "c.yaml")
+@pytest.fixture(scope="module")
+def two_processes(tiny_model, data, tmp_path_factory):
+    """``two_processes(backend)``: the run folder and launcher result of a two-process run (made once)."""
+    runs: dict[str, tuple[Path, subprocess.CompletedProcess]] = {}
+
+    def run(backend: str) -> tuple[Path, subprocess.CompletedProcess]:
+        if backend not in runs:
+            out = tmp_path_factory.mktemp(backend) / "run"
+            config_dict = config(tiny_model, data, out, batch_size=PER_PROCESS, distributed=backend)
+            runs[backend] = out, launch(config_dict, out.parent / "c.yaml")
+        return runs[backend]
+    return run
+
+
+@pytest.mark.parametrize("backend", ["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"])
+def test_two_processes_give_the_loss_curve_and_adapter_of_one(backend, two_processes, one_process):
+    """Every backend on CPU (gloo). FSDP2 and ZeRO-3: each process holds half of every decoder layer's weights
+    (LoRA's included), gathered for the forward; ZeRO-2: half of the optimizer state and gradients. The adapter
+    saved at the end is the full one. DeepSpeed needs the deepspeed extra (its CPU accelerator; no oneCCL)."""
+    if backend.startswith("deepspeed"):
+        pytest.importorskip("deepspeed")
+    out, result = two_processes(backend)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("global batch 4 = 2 per process × 1 accumulation × 2 processes") == 1  # rank 1 is quiet
     assert result.stdout.count("run summary") == 1
     assert losses(out) == pytest.approx(losses(one_process), rel=RTOL)
     assert_same_adapter(adapter(out), adapter(one_process))
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["processes"], summary["global_batch_size"], summary["distributed"]) == (2, 4, "ddp")
+    assert (summary["processes"], summary["global_batch_size"], summary["distributed"]) == (2, 4, backend)
     assert summary["global_step"] == STEPS
+
+
+def test_an_fsdp_checkpoint_resumes_exactly_on_two_processes_and_is_refused_on_one(two_processes, tiny_model, data,
+                                                                                   tmp_path, settings):
+    """The FSDP run's checkpoint-3 (a full state dict: adapter and optimizer) resumed on two processes gives the
+    steps 4-6 of the run that did not stop; one process cannot load it (transformers loads it through FSDP)."""
+    from tuneforge.config import TrainConfig
+    from tuneforge.errors import ConfigError
+
+    done, result = two_processes("fsdp")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "run"
+    shutil.copytree(done, out)  # as if it had stopped after checkpoint-3
+    for finished in (out / "checkpoints" / "checkpoint-6", out / "adapter"):
+        shutil.rmtree(finished)
+    marker = json.loads((out / "tuneforge_run.json").read_text())
+    (out / "tuneforge_run.json").write_text(json.dumps({**marker, "status": "interrupted"}))
+    resumed = config(tiny_model, data, out, batch_size=PER_PROCESS, distributed="fsdp")
+
+    with pytest.raises(ConfigError, match="checkpoint-3 was saved by FSDP on 2 processes"):
+        run_training(TrainConfig.model_validate(resumed), settings=settings, resume=True)
+    result = launch(resumed, tmp_path / "c.yaml", "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["resumed_from"] == "checkpoint-3"
+    assert losses(out) == pytest.approx(losses(done), rel=RTOL)
+    assert_same_adapter(adapter(out), adapter(done))
 
 
 def test_ctrl_c_stops_both_processes_after_one_step_and_one_process_resumes(tiny_model, data, tmp_path, settings):
@@ -169,8 +215,8 @@ def test_a_platform_job_with_nproc_2_runs_under_the_launcher_and_pauses(tiny_mod
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
 @pytest.mark.parametrize("backend", ["fsdp", "deepspeed_zero2", "deepspeed_zero3"])
 def test_sharded_backends_match_one_process_on_two_gpus(backend, tiny_model, data, one_process, tmp_path):
-    """FSDP and DeepSpeed shard on GPUs only (accelerate runs neither on CPU: see training.distributed), so this
-    runs where two GPUs are lent; DeepSpeed also needs the deepspeed extra."""
+    """NCCL: FSDP (also tested on CPU above) and DeepSpeed (GPUs only: its CPU accelerator needs oneCCL and IPEX),
+    where two GPUs are lent; DeepSpeed also needs the deepspeed extra."""
     if backend.startswith("deepspeed"):
         pytest.importorskip("deepspeed")
     out = tmp_path / "run"

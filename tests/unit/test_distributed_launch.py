@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -11,8 +12,9 @@ from tuneforge.config import TrainConfig, validate_config
 from tuneforge.errors import ConfigError, MissingDependencyError
 from tuneforge.services.launch import LaunchPlan, launch_command, train_arguments
 from tuneforge.training.distributed import (
-    Processes, deepspeed_config, distributed_arguments, global_batch, global_batch_line,
+    Processes, check_resume, deepspeed_config, distributed_arguments, global_batch, global_batch_line,
 )
+from tuneforge.training.precision import Precision
 
 TWO = Processes(rank=0, count=2)
 
@@ -52,20 +54,22 @@ def test_the_global_batch_counts_every_process():
     assert global_batch_line(train, TWO) == "global batch 16 = 4 per process × 2 accumulation × 2 processes"
 
 
+def train_section(**train):
+    return TrainConfig(model="m", data={"train": "d.jsonl"}, train=train).train
+
+
+CPU, BF16_GPU = Precision(name="fp32", device="cpu"), Precision(name="bf16", device="cuda")
+
+
 def test_backends_and_their_training_arguments():
-    assert distributed_arguments("fsdp", device="cpu", processes=Processes()) == {}  # one process: no backend
-    ddp = distributed_arguments("ddp", device="cpu", processes=TWO)
+    fsdp_train = train_section(distributed="fsdp")
+    assert distributed_arguments(fsdp_train, precision=CPU, processes=Processes()) == {}  # one process: no backend
+    ddp = distributed_arguments(train_section(), precision=CPU, processes=TWO)
     assert ddp == {"ddp_backend": "gloo", "ddp_find_unused_parameters": False}
-    fsdp = distributed_arguments("fsdp", device="cuda", processes=TWO)
-    assert fsdp["ddp_backend"] == "nccl" and fsdp["fsdp"] == "full_shard auto_wrap"
-    assert fsdp["fsdp_config"]["version"] == 2 and fsdp["fsdp_config"]["state_dict_type"] == "FULL_STATE_DICT"
-
-
-@pytest.mark.parametrize("backend", ["fsdp", "deepspeed_zero3"])
-def test_sharding_backends_on_cpu_are_refused_not_silently_ddp(backend):
-    with pytest.raises(ConfigError, match="needs CUDA") as error:
-        distributed_arguments(backend, device="cpu", processes=TWO)
-    assert error.value.field == "train.distributed" and "ddp" in error.value.hint
+    for precision, backend in ((CPU, "gloo"), (BF16_GPU, "nccl")):  # FSDP runs on CPU too (gloo)
+        fsdp = distributed_arguments(fsdp_train, precision=precision, processes=TWO)
+        assert fsdp["ddp_backend"] == backend and fsdp["fsdp"] is True
+        assert fsdp["fsdp_config"]["version"] == 2 and fsdp["fsdp_config"]["state_dict_type"] == "FULL_STATE_DICT"
 
 
 def test_an_unknown_backend_is_a_config_error():
@@ -76,33 +80,81 @@ def test_an_unknown_backend_is_a_config_error():
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="deepspeed is installed")
 def test_deepspeed_without_the_extra_names_it():
     with pytest.raises(MissingDependencyError) as error:
-        distributed_arguments("deepspeed_zero2", device="cuda", processes=TWO)
+        distributed_arguments(train_section(distributed="deepspeed_zero2"), precision=CPU, processes=TWO)
     assert error.value.extra == "deepspeed" and "tuneforge[deepspeed]" in error.value.hint
 
 
 @pytest.mark.parametrize("stage", [2, 3])
-def test_deepspeed_config_leaves_batch_and_precision_to_the_trainer(stage):
-    config = deepspeed_config(f"deepspeed_zero{stage}")
+def test_the_deepspeed_config_says_the_stage_the_global_batch_and_the_precision(stage):
+    train = train_section(distributed=f"deepspeed_zero{stage}", batch_size=3, gradient_accumulation_steps=4,
+                          max_grad_norm=0.5)
+    config = json.loads(json.dumps(deepspeed_config(train.distributed, train=train, precision=BF16_GPU,
+                                                    processes=Processes(rank=1, count=5))))  # the JSON DeepSpeed reads
     assert config["zero_optimization"]["stage"] == stage
-    # "auto": transformers fills them from TrainingArguments, so the two cannot disagree
-    for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping", "train_batch_size"):
-        assert config[key] == "auto"
+    assert (config["train_micro_batch_size_per_gpu"], config["gradient_accumulation_steps"]) == (3, 4)
+    assert config["train_batch_size"] == 3 * 4 * 5  # per process × accumulation × processes
+    assert config["bf16"] == {"enabled": True} and config["fp16"] == {"enabled": False}
+    assert config["gradient_clipping"] == 0.5
     assert ("stage3_gather_16bit_weights_on_model_save" in config["zero_optimization"]) == (stage == 3)
+    fp32 = deepspeed_config(train.distributed, train=train, precision=CPU, processes=TWO)
+    assert (fp32["bf16"]["enabled"], fp32["fp16"]["enabled"], fp32["train_batch_size"]) == (False, False, 24)
 
 
-@pytest.mark.gpu
 @pytest.mark.parametrize("stage", [2, 3])
-def test_deepspeed_accepts_the_config_with_the_trainer_values(stage, tmp_path):
-    """DeepSpeed's own validation, through transformers (needs the deepspeed extra; run where a GPU is lent)."""
+def test_transformers_accepts_the_deepspeed_config_and_refuses_a_batch_that_disagrees(stage, tmp_path):
+    """DeepSpeed's config checked by transformers against the TrainingArguments (needs the deepspeed extra)."""
     pytest.importorskip("deepspeed")
     from transformers import TrainingArguments
     from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
-    ds = HfTrainerDeepSpeedConfig(deepspeed_config(f"deepspeed_zero{stage}"))
+    train = train_section(distributed=f"deepspeed_zero{stage}", batch_size=4, gradient_accumulation_steps=2)
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, gradient_accumulation_steps=2,
-                             bf16=True, report_to=[])
+                             bf16=True, use_cpu=True, report_to=[])  # one process here: world size 1
+    ds = HfTrainerDeepSpeedConfig(deepspeed_config(train.distributed, train=train, precision=BF16_GPU,
+                                                   processes=Processes()))
     ds.trainer_config_process(args)
-    assert ds.config["train_micro_batch_size_per_gpu"] == 4 and ds.config["bf16"]["enabled"] is True
+    model = SimpleNamespace(config=SimpleNamespace(hidden_size=64))  # the bucket sizes follow it
+    ds.trainer_config_finalize(args, model=model, num_training_steps=10)
+    assert ds.config["train_batch_size"] == 8 and ds.config["bf16"]["enabled"] is True
+    wrong = HfTrainerDeepSpeedConfig(deepspeed_config(train.distributed, train=train, precision=BF16_GPU,
+                                                      processes=TWO))  # 16: a global batch of two processes
+    wrong.trainer_config_process(args)
+    with pytest.raises(ValueError, match="train_batch_size"):
+        wrong.trainer_config_finalize(args, model=model, num_training_steps=10)
+
+
+def checkpoint_dir(path, *files):
+    path.mkdir()
+    for name in files:
+        (path / name).write_bytes(b"")
+    return path
+
+
+def test_a_checkpoint_resumes_under_fsdp_when_fsdp_wrote_it(tmp_path):
+    sharded = checkpoint_dir(tmp_path / "checkpoint-3", "pytorch_model_fsdp.bin", "rng_state_0.pth", "rng_state_1.pth")
+    plain = checkpoint_dir(tmp_path / "checkpoint-4", "adapter_model.safetensors", "rng_state.pth")
+    check_resume(sharded, backend="fsdp", processes=Processes(count=3))  # re-shards on another count of 2+
+    check_resume(plain, backend="fsdp", processes=Processes())  # one process: no FSDP either time
+    check_resume(plain, backend="ddp", processes=TWO)
+    with pytest.raises(ConfigError, match="checkpoint-3 was saved by FSDP on 2 processes; this run is one process"
+                       ) as error:
+        check_resume(sharded, backend="fsdp", processes=Processes())
+    assert error.value.field == "--nproc" and "--nproc 2" in error.value.hint
+    with pytest.raises(ConfigError, match="checkpoint-4 was saved by one process; this run is fsdp on 2 processes"):
+        check_resume(plain, backend="fsdp", processes=TWO)
+
+
+def test_a_deepspeed_checkpoint_resumes_under_deepspeed_on_its_count(tmp_path):
+    """Without this check the Trainer finds no optimizer.pt in it and goes on with a fresh optimizer."""
+    zero = checkpoint_dir(tmp_path / "checkpoint-3", "latest", "rng_state_0.pth", "rng_state_1.pth")
+    check_resume(zero, backend="deepspeed_zero2", processes=TWO)
+    for backend, count in (("deepspeed_zero2", 3), ("deepspeed_zero2", 1), ("ddp", 2)):
+        with pytest.raises(ConfigError, match="saved by DeepSpeed on 2 processes") as error:
+            check_resume(zero, backend=backend, processes=Processes(count=count))
+        assert "--nproc 2" in error.value.hint
+    with pytest.raises(ConfigError, match="saved by DDP on 2 processes; this run is deepspeed_zero3 on 2"):
+        check_resume(checkpoint_dir(tmp_path / "checkpoint-4", "rng_state_0.pth", "rng_state_1.pth"),
+                     backend="deepspeed_zero3", processes=TWO)
 
 
 # --- a worker that hands out GPUs -----------------------------------------------------------------------------

@@ -167,7 +167,8 @@ class TrainSettings(StrictModel):
         "ddp",
         description="How several processes (tuneforge train --nproc N) share the work: ddp (default: each holds the "
         "model, gradients averaged), fsdp (parameters, gradients and optimizer state sharded), deepspeed_zero2 / "
-        "deepspeed_zero3 (DeepSpeed ZeRO; CUDA and the deepspeed extra). Ignored with one process.",
+        "deepspeed_zero3 (DeepSpeed ZeRO; the deepspeed extra). All run on GPUs and on CPU (gloo). Ignored with one "
+        "process.",
     )
     speed: SpeedSettings = Field(default_factory=SpeedSettings, description="Speed and memory switches.")
 

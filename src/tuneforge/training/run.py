@@ -24,8 +24,8 @@ from tuneforge.storage.rundir import COMPLETED, RunDir, config_hash, prepare_run
 from tuneforge.training.arguments import training_arguments
 from tuneforge.training.callbacks import ProgressReporter, StopOnRequest
 from tuneforge.training.distributed import (
-    Processes, any_process, distributed_arguments, global_batch, global_batch_line, join_processes,
-    wait_for_everyone,
+    Processes, any_process, check_resume, distributed_arguments, global_batch, global_batch_line, join_processes,
+    shard_on_cpu, wait_for_everyone,
 )
 from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
@@ -98,11 +98,12 @@ def run_training(
     digest = config_hash(config_dict)
     precision = resolve_precision(config.train.precision)
     processes = join_processes(device=precision.device)  # one process without a launcher
-    sharding = distributed_arguments(config.train.distributed, device=precision.device, processes=processes)
+    sharding = distributed_arguments(config.train, precision=precision, processes=processes)
     if not processes.is_main:
         progress = _stages_only(progress)  # rank 0 alone reports, logs and writes the run folder
     checkpoint = _prepare(run, digest=digest, resume=resume, overwrite=overwrite, processes=processes,
                           progress=progress)
+    check_resume(checkpoint, backend=config.train.distributed, processes=processes)
 
     progress(ProgressEvent(ProgressKind.STAGE, f"resolving model {config.model}"))
     resolved = resolve_model(config.model, cache_dir=settings.model_cache_dir)
@@ -156,6 +157,7 @@ def run_training(
         optimizer=strategy.optimizer(model, config.method, config.train),
     ))
     quiet_trainer(trainer)
+    shard_on_cpu(trainer)
     point_trackers(trainer, run)
     started = time.perf_counter()
     train_output = _fit(trainer, run=run, checkpoint=checkpoint, stopper=stopper, writes=processes.is_main)
@@ -249,7 +251,7 @@ def _save(trainer: Any, tokenizer: Any, run: RunDir, *, config: TrainConfig, sum
     target = run.adapter if trains_adapter else run.model
     state_dict = None
     if processes.count > 1 and config.train.distributed != "ddp":
-        state_dict = trainer.accelerator.get_state_dict(trainer.model)
+        state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # ZeRO-3 gathers through its engine
     if processes.is_main:
         model = trainer.accelerator.unwrap_model(trainer.model)
         target = save_outputs(model, tokenizer, run, config=config, summary=summary, trains_adapter=trains_adapter,

@@ -159,7 +159,9 @@ class LabelOnlyLossTrainer(LengthGroupedTrainer):
     def _use_label_only(self, model: Any, inputs: dict[str, Any]) -> bool:
         if self.label_only is None:
             with self.accelerator.autocast():
-                self.label_only = self.accelerator.unwrap_model(model) is model and head_matches_logits(model, inputs)
+                # FSDP2 shards in place (nothing to unwrap); calling its body skips the root's gathering hooks
+                self.label_only = (self.accelerator.unwrap_model(model) is model and not self.is_fsdp_enabled
+                                   and head_matches_logits(model, inputs))
         return self.label_only
 
 
