@@ -79,7 +79,8 @@ class PackedBitsDropout(torch.nn.Module):
             return x
         words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, None)
         draws = words.view(torch.int16)[:x.numel()].view(x.shape)  # uniform over -32768 .. 32767
-        keep = draws < self.threshold - 2**(MASK_BITS - 1)
+        keep = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # 0/1 in x's dtype: no bool pass, no cast
+        torch.lt(draws, self.threshold - 2**(MASK_BITS - 1), out=keep)
         return _MaskedScale.apply(x, keep, self.scale)
 
     def extra_repr(self) -> str:
@@ -87,12 +88,11 @@ class PackedBitsDropout(torch.nn.Module):
 
 
 class _MaskedScale(torch.autograd.Function):
-    """``x * keep * scale`` with the 0/1 mask saved in ``x``'s dtype (exact) and the scale applied in one rounding,
+    """``x * mask * scale`` with the 0/1 mask in ``x``'s dtype (exact) and the scale applied in one rounding,
     as the fp32 path rounds once when autocast casts its result back."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
-        mask = keep.to(x.dtype)
+    def forward(ctx: Any, x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
         ctx.save_for_backward(mask)
         ctx.scale = scale
         return x.mul(mask).mul_(scale)
