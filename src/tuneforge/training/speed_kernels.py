@@ -75,7 +75,7 @@ class PackedBitsDropout(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` with dropped elements zeroed and the kept ones scaled (training); ``x`` itself in eval mode."""
-        if not self.training or self.p == 0:
+        if not self.training or self.threshold == 2**MASK_BITS:  # p == 0, or p rounded to 0
             return x
         words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, None)
         draws = words.view(torch.int16)[:x.numel()].view(x.shape)  # uniform over -32768 .. 32767
