@@ -116,3 +116,39 @@ def _mapped_files() -> set[str]:
     """The files this process has memory-mapped now (/proc/self/maps)."""
     with open("/proc/self/maps") as maps:
         return {line.split(maxsplit=5)[5].strip() for line in maps if len(line.split(maxsplit=5)) == 6}
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_lora_scaled_at_rank_gives_peft_s_output_and_gradients(tiny_model, dropout):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tuneforge.training.speed_kernels import use_scale_at_rank
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
+    peft_model = get_peft_model(base, config)
+    for module in peft_model.modules():
+        if hasattr(module, "lora_B"):
+            torch.nn.init.normal_(module.lora_B["default"].weight, std=0.1)
+    ours = copy.deepcopy(peft_model)
+    use_packed_dropout(peft_model)
+    use_packed_dropout(ours)
+    assert use_scale_at_rank(ours) == sum(1 for m in ours.modules() if hasattr(m, "lora_B")) > 0
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3, 11]])
+    outputs = []
+    for model in (peft_model, ours):
+        torch.manual_seed(3)  # the same dropout masks
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.requires_grad]
+        outputs.append((loss, grads))
+    (loss_a, grads_a), (loss_b, grads_b) = outputs
+    assert loss_b.item() == pytest.approx(loss_a.item(), rel=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(grads_a, grads_b, strict=True))
+    ours.eval()
+    with torch.no_grad():
+        assert torch.allclose(ours(input_ids=ids).logits, peft_model.eval()(input_ids=ids).logits, atol=1e-5)
+    assert copy.deepcopy(ours) is not None  # the swapped class copies (checkpoints, best-model reloads)

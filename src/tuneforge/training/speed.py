@@ -16,7 +16,7 @@ from transformers.trainer_utils import has_length
 
 from tuneforge.training.loss import label_positions, linear_cross_entropy
 from tuneforge.training.speed_kernels import (
-    AdapterInputsInComputeDtype, attention_in_fp32, use_fp32_attention, use_packed_dropout,
+    AdapterInputsInComputeDtype, attention_in_fp32, use_fp32_attention, use_packed_dropout, use_scale_at_rank,
 )
 
 if TYPE_CHECKING:
@@ -70,6 +70,8 @@ def prepare_for_speed(model: Any, speed: SpeedSettings, *, precision: Precision,
         use_fp32_attention(causal_lm_of(model))
     if speed.packed_dropout and trains_adapter:
         use_packed_dropout(model)
+    if speed.lora_scale_at_rank and trains_adapter:
+        use_scale_at_rank(model)
     if speed.compile:
         decoder_body(model).compile()  # in place: the plain and the label-only path both call it
     return model

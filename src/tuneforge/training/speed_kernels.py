@@ -75,13 +75,27 @@ class PackedBitsDropout(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` with dropped elements zeroed and the kept ones scaled (training); ``x`` itself in eval mode."""
-        if not self.training or self.threshold == 2**MASK_BITS:  # p == 0, or p rounded to 0
+        if not self.drops:
             return x
         words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, None)
         draws = words.view(torch.int16)[:x.numel()].view(x.shape)  # uniform over -32768 .. 32767
+        return _MaskedScale.apply(x, self._keep_mask(x, draws), self.scale)
+
+    def masked(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with the dropped elements zeroed and the kept ones left unscaled (the caller applies
+        :attr:`scale`); training mode and ``p`` > 0 only."""
+        words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, None)
+        draws = words.view(torch.int16)[:x.numel()].view(x.shape)
+        return _MaskedScale.apply(x, self._keep_mask(x, draws), 1.0)
+
+    def _keep_mask(self, x: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
         keep = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # 0/1 in x's dtype: no bool pass, no cast
-        torch.lt(draws, self.threshold - 2**(MASK_BITS - 1), out=keep)
-        return _MaskedScale.apply(x, keep, self.scale)
+        return torch.lt(draws, self.threshold - 2**(MASK_BITS - 1), out=keep)
+
+    @property
+    def drops(self) -> bool:
+        """Whether a call drops anything (training mode, and ``p`` not rounded to 0)."""
+        return self.training and self.threshold < 2**MASK_BITS
 
     def extra_repr(self) -> str:
         return f"p={self.p}, bits={MASK_BITS}"
@@ -95,12 +109,12 @@ class _MaskedScale(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
         ctx.save_for_backward(mask)
         ctx.scale = scale
-        return x.mul(mask).mul_(scale)
+        return x.mul(mask).mul_(scale) if scale != 1.0 else x.mul(mask)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (mask,) = ctx.saved_tensors
-        return grad.mul(mask).mul_(ctx.scale), None, None
+        return (grad.mul(mask).mul_(ctx.scale) if ctx.scale != 1.0 else grad.mul(mask)), None, None
 
 
 def use_packed_dropout(model: torch.nn.Module) -> int:
@@ -139,3 +153,56 @@ class AdapterInputsInComputeDtype(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         for layer in self.layers:
             layer.cast_input_dtype_enabled = True
+
+
+def use_scale_at_rank(model: torch.nn.Module) -> int:
+    """Make every plain LoRA ``Linear`` layer a :class:`LoraLinearScaledAtRank` (in place: its class is swapped).
+
+    Returns:
+        How many layers were switched (DoRA and other variants, LoRA biases and other layer types keep PEFT's).
+    """
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    switched = 0
+    for module in model.modules():
+        if type(module) is LoraLinear and not module.lora_variant and not any(module.lora_bias.values()):
+            module.__class__ = _scaled_at_rank_class()
+            switched += 1
+    return switched
+
+
+def _scaled_at_rank_class() -> type:
+    """:class:`LoraLinearScaledAtRank`, defined on first use (PEFT is imported only by runs that train adapters)."""
+    global LoraLinearScaledAtRank
+    if LoraLinearScaledAtRank is None:
+        from peft.tuners.lora.layer import Linear as LoraLinear
+
+        class ScaledAtRank(LoraLinear):
+            forward = lora_forward_scaled_at_rank
+
+        ScaledAtRank.__name__ = ScaledAtRank.__qualname__ = "LoraLinearScaledAtRank"
+        ScaledAtRank.__module__ = __name__
+        LoraLinearScaledAtRank = ScaledAtRank
+    return LoraLinearScaledAtRank
+
+
+LoraLinearScaledAtRank: type | None = None  # PEFT's LoRA Linear with :func:`lora_forward_scaled_at_rank`
+
+
+def lora_forward_scaled_at_rank(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """PEFT's LoRA ``Linear`` forward, ``base(x) + B(A(dropout(x)) * s)``, with the scaling ``s`` (alpha / r, times
+    the dropout's 1 / (1 - p) for :class:`PackedBitsDropout`) applied to the rank-r state instead of the full-width
+    output (and input): the same product, rounded elsewhere. Merged, disabled, several active adapters or extra
+    arguments: PEFT's own forward."""
+    names = self.active_adapters
+    if args or kwargs or self.merged or self.disable_adapters or len(names) != 1 or names[0] not in self.lora_A:
+        return super(type(self), self).forward(x, *args, **kwargs)
+    name = names[0]
+    result = self.base_layer(x)
+    lora_a, dropout, scale = self.lora_A[name], self.lora_dropout[name], self.scaling[name]
+    x = self._cast_input_dtype(x, lora_a.weight.dtype)
+    if isinstance(dropout, PackedBitsDropout) and dropout.drops:
+        x, scale = dropout.masked(x), scale * dropout.scale
+    else:
+        x = dropout(x)
+    return (result + self.lora_B[name](lora_a(x) * scale)).to(result.dtype)
