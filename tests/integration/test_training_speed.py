@@ -32,20 +32,25 @@ def curve(model, data, out, settings, *, method=LORA, precision="fp32", **speed)
     return [r["loss"] for r in rows if "loss" in r]
 
 
-@pytest.fixture
-def label_only_calls(monkeypatch):
-    """Counts the training steps that took the label-only path (a failed head check would fall back silently)."""
-    from tuneforge.training import speed
-
+def count_calls(monkeypatch, module, name: str) -> list[int]:
+    """Replaces ``module.name`` with a wrapper that appends to the returned list at each call."""
     calls = []
-    real = speed.linear_cross_entropy
+    real = getattr(module, name)
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(speed, "linear_cross_entropy", counted)
+    monkeypatch.setattr(module, name, counted)
     return calls
+
+
+@pytest.fixture
+def label_only_calls(monkeypatch):
+    """Counts the training steps that took the label-only path (a failed head check would fall back silently)."""
+    from tuneforge.training import speed
+
+    return count_calls(monkeypatch, speed, "linear_cross_entropy")
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +102,7 @@ def test_fp32_attention_and_bf16_adapter_inputs_keep_the_bf16_curve(
         plain_fp32, plain_bf16, tiny_model, tmp_path, settings, monkeypatch):
     from tuneforge.training import speed_kernels
 
-    calls = []
-    real = speed_kernels.sdpa_fp32_forward
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(speed_kernels, "sdpa_fp32_forward", counted)
+    calls = count_calls(monkeypatch, speed_kernels, "sdpa_fp32_forward")
     got = curve(tiny_model, plain_fp32[0], tmp_path / "run", settings, precision="bf16",
                 frozen_weights_dtype="compute_all", attention_dtype="fp32", adapter_inputs_in_compute_dtype=True,
                 lora_scale_at_rank=True)
