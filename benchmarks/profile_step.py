@@ -19,11 +19,11 @@ from transformers import TrainerCallback
 class StepProfiler(TrainerCallback):
     """Profiles steps ``warmup+1 .. warmup+active`` and times each step inside and between ``training_step``."""
 
-    def __init__(self, *, warmup: int, active: int, rows: int) -> None:
+    def __init__(self, *, warmup: int, active: int, rows: int, shapes: bool = False) -> None:
         import torch
 
-        self.warmup, self.active, self.rows = warmup, active, rows
-        self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+        self.warmup, self.active, self.rows, self.shapes = warmup, active, rows, shapes
+        self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=shapes)
         self.inside: list[float] = []
         self.outside: list[float] = []
         self._begin = self._end = 0.0
@@ -44,7 +44,8 @@ class StepProfiler(TrainerCallback):
             self.profiler.stop()
 
     def report(self) -> str:
-        table = self.profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=self.rows)
+        averages = self.profiler.key_averages(group_by_input_shape=self.shapes)
+        table = averages.table(sort_by="self_cpu_time_total", row_limit=self.rows)
         inside, outside = sum(self.inside), sum(self.outside)
         return (f"{table}\nsteps timed: {len(self.inside)}; per step: {inside / len(self.inside):.3f} s in the step "
                 f"(forward, backward, optimizer), {outside / max(len(self.outside), 1):.3f} s between steps "
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=15)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--speed", default="{}", help="JSON of train.speed fields")
+    parser.add_argument("--shapes", action="store_true", help="one row per op and input shapes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_task_data(Path(tmp))
@@ -73,7 +75,7 @@ def main() -> None:
             train["speed"] = speed
         config = TrainConfig(model="smollm2-135m", method={"name": "lora", "r": 16, "target_modules": "all-linear"},
                              data={"train": str(paths["train"])}, train=train, output_dir=str(Path(tmp) / "run"))
-        profiler = StepProfiler(warmup=args.warmup, active=args.active, rows=args.rows)
+        profiler = StepProfiler(warmup=args.warmup, active=args.active, rows=args.rows, shapes=args.shapes)
         summary = run_training(config, settings=Settings.from_env(), extra_callbacks=[profiler]).summary
     print(profiler.report())
     print(json.dumps({k: summary[k] for k in ("precision", "tokens_per_second", "peak_memory_mb", "final_loss")}))

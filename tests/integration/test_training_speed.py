@@ -15,7 +15,11 @@ LORA = {"name": "lora", "dropout": 0.0}  # adapter dropout masks would depend on
 # 1e-6 measured), so 1e-4; in bf16 (8-bit mantissa, 2^-8 = 0.4% per rounding) the plain bf16 path itself sits
 # 0.6% from fp32 and the switches measured within 1%, so 3e-2.
 FP32_REL, BF16_REL = 1e-4, 3e-2
-PLAIN = {"frozen_weights_dtype": "fp32", "label_only_loss": False, "group_by_length": False, "padding_free": False}
+# Dropout 0.1 on the adapters' inputs: two mask draws move the 8 logged losses apart by up to 4% (measured), 10%.
+DROPOUT_REL = 0.1
+PLAIN = {"frozen_weights_dtype": "fp32", "label_only_loss": False, "group_by_length": False, "padding_free": False,
+         "attention_dtype": "compute", "adapter_inputs_in_compute_dtype": False, "packed_dropout": False,
+         "lora_scale_at_rank": False}
 
 
 def curve(model, data, out, settings, *, method=LORA, precision="fp32", **speed) -> list[float]:
@@ -28,20 +32,25 @@ def curve(model, data, out, settings, *, method=LORA, precision="fp32", **speed)
     return [r["loss"] for r in rows if "loss" in r]
 
 
-@pytest.fixture
-def label_only_calls(monkeypatch):
-    """Counts the training steps that took the label-only path (a failed head check would fall back silently)."""
-    from tuneforge.training import speed
-
+def count_calls(monkeypatch, module, name: str) -> list[int]:
+    """Replaces ``module.name`` with a wrapper that appends to the returned list at each call."""
     calls = []
-    real = speed.linear_cross_entropy
+    real = getattr(module, name)
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(speed, "linear_cross_entropy", counted)
+    monkeypatch.setattr(module, name, counted)
     return calls
+
+
+@pytest.fixture
+def label_only_calls(monkeypatch):
+    """Counts the training steps that took the label-only path (a failed head check would fall back silently)."""
+    from tuneforge.training import speed
+
+    return count_calls(monkeypatch, speed, "linear_cross_entropy")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +62,8 @@ def plain_fp32(tiny_model, tmp_path_factory, settings):
 
 
 @pytest.mark.parametrize("speed", [{"label_only_loss": True, "loss_chunk_size": 16}, {"padding_free": True},
-                                   {"group_by_length": True}, {"label_only_loss": True, "padding_free": True}])
+                                   {"group_by_length": True}, {"label_only_loss": True, "padding_free": True},
+                                   {"lora_scale_at_rank": True}])
 def test_switch_keeps_the_fp32_loss_curve(speed, plain_fp32, tiny_model, tmp_path, settings, label_only_calls):
     data, expected = plain_fp32
     got = curve(tiny_model, data, tmp_path / "run", settings, **speed)
@@ -86,6 +96,30 @@ def test_bf16_frozen_weights_and_label_only_loss_keep_the_bf16_curve(
     assert len(label_only_calls) == 8
     assert got == pytest.approx(plain, rel=BF16_REL)
     assert got[-1] < 0.7 * got[0]
+
+
+def test_fp32_attention_and_bf16_adapter_inputs_keep_the_bf16_curve(
+        plain_fp32, plain_bf16, tiny_model, tmp_path, settings, monkeypatch):
+    from tuneforge.training import speed_kernels
+
+    calls = count_calls(monkeypatch, speed_kernels, "sdpa_fp32_forward")
+    got = curve(tiny_model, plain_fp32[0], tmp_path / "run", settings, precision="bf16",
+                frozen_weights_dtype="compute_all", attention_dtype="fp32", adapter_inputs_in_compute_dtype=True,
+                lora_scale_at_rank=True)
+    assert len(calls) >= 8 * 2  # each step's forward, in each of the 2 layers
+    assert got == pytest.approx(plain_bf16, rel=BF16_REL)
+    assert got[-1] < 0.7 * got[0]
+
+
+def test_packed_dropout_keeps_the_curve_of_torch_dropout(plain_fp32, tiny_model, tmp_path, settings):
+    """Packed-bits masks are other draws than torch's: the curves differ by the draw, within DROPOUT_REL."""
+    method = {"name": "lora", "dropout": 0.1}
+    torch_dropout = curve(tiny_model, plain_fp32[0], tmp_path / "torch", settings, method=method)
+    packed = curve(tiny_model, plain_fp32[0], tmp_path / "packed", settings, method=method, packed_dropout=True,
+                   lora_scale_at_rank=True)
+    assert packed != torch_dropout  # the switch took effect
+    assert packed == pytest.approx(torch_dropout, rel=DROPOUT_REL)
+    assert packed[-1] < 0.7 * packed[0]
 
 
 def test_length_grouped_run_stopped_and_resumed_ends_with_the_uninterrupted_adapter(tiny_model, tmp_path, settings):

@@ -70,4 +70,43 @@ def load_causal_lm(path: str | Path, *, dtype: Any = None, quantization_config: 
         kwargs["quantization_config"] = quantization_config
     if device_map is not None:
         kwargs["device_map"] = device_map
-    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if quantization_config is not None:
+        release_checkpoint_map(model)
+    return model
+
+
+def release_checkpoint_map(model: Any) -> int:
+    """Copy the floating-point tensors that still view the checkpoint's memory map into the process's own memory.
+
+    Quantizing while loading reads every page of the safetensors file; the tensors it leaves unquantized
+    (embeddings, norms) are views of that memory map, which then stays resident for the whole run (measured on
+    SmolLM2-135M 4-bit: 520 MiB of file pages held for the sake of 113 MiB of embeddings). After the copy the map
+    is released (glibc's ``malloc_trim`` hands the loader's freed buffers back as well).
+
+    Returns:
+        How many tensors were copied.
+    """
+    import gc
+    import itertools
+
+    copied = 0
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if tensor.dtype.is_floating_point and tensor.device.type == "cpu":
+            tensor.data = tensor.data.clone()
+            copied += 1
+    gc.collect()
+    _malloc_trim()
+    return copied
+
+
+def _malloc_trim() -> None:
+    """Return freed heap memory to the system (glibc only; elsewhere nothing)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        getattr(ctypes.CDLL(name), "malloc_trim")(0)
+    except (OSError, AttributeError, TypeError):
+        pass

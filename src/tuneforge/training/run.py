@@ -31,7 +31,7 @@ from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
 from tuneforge.training.precision import resolve_precision
 from tuneforge.training.reporting import point_trackers, prepare_trackers
-from tuneforge.training.speed import prepare_for_speed, speed_arguments
+from tuneforge.training.speed import prepare_for_speed, speed_arguments, speed_callbacks
 from tuneforge.training.tasks import TrainerParts, get_task, peft_task_type
 
 if TYPE_CHECKING:
@@ -144,7 +144,8 @@ def run_training(
                          method=config.method.name, task=config.task.name, model_type=model_type)
     reporter = ProgressReporter(progress, run.metrics if processes.is_main else None)
     stopper = StopOnRequest(stop, agree=any_process if processes.count > 1 else None) if stop is not None else None
-    callbacks: list[Any] = [reporter, *strategy.callbacks(model, config.method), *extra_callbacks]
+    callbacks: list[Any] = [reporter, *strategy.callbacks(model, config.method), *extra_callbacks,
+                            *speed_callbacks(model, config.train.speed, precision=precision)]
     callbacks += [stopper] if stopper else []
     if config.train.early_stopping_patience:
         from transformers import EarlyStoppingCallback

@@ -15,6 +15,9 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import has_length
 
 from tuneforge.training.loss import label_positions, linear_cross_entropy
+from tuneforge.training.speed_kernels import (
+    AdapterInputsInComputeDtype, attention_in_fp32, use_fp32_attention, use_packed_dropout, use_scale_at_rank,
+)
 
 if TYPE_CHECKING:
     from tuneforge.config.speed import SpeedSettings
@@ -55,16 +58,30 @@ def cast_frozen_weights(model: torch.nn.Module, dtype: torch.dtype, *, everythin
 
 
 def prepare_for_speed(model: Any, speed: SpeedSettings, *, precision: Precision, trains_adapter: bool) -> Any:
-    """Apply the model-side switches (frozen weights dtype, compile) to a prepared model; returns it."""
+    """Apply the model-side switches (frozen weights dtype, fp32 attention, packed dropout, compile) to a prepared
+    model; returns it."""
     dtype = frozen_weights_dtype(speed, precision)
     if dtype is not None and trains_adapter:
         # quantized bases keep PEFT's fp32 norms and embeddings (prepare_model_for_kbit_training) under 'auto'
         everything = speed.frozen_weights_dtype == "compute_all" or (
             speed.frozen_weights_dtype == "auto" and getattr(causal_lm_of(model), "hf_quantizer", None) is None)
         cast_frozen_weights(model, dtype, everything=everything)
+    if attention_in_fp32(speed, precision):
+        use_fp32_attention(causal_lm_of(model))
+    if speed.packed_dropout and trains_adapter:
+        use_packed_dropout(model)
+    if speed.lora_scale_at_rank and trains_adapter:
+        use_scale_at_rank(model)
     if speed.compile:
         decoder_body(model).compile()  # in place: the plain and the label-only path both call it
     return model
+
+
+def speed_callbacks(model: Any, speed: SpeedSettings, *, precision: Precision) -> list[Any]:
+    """Trainer callbacks of the speed switches (adapter inputs kept in the compute dtype while training)."""
+    if speed.adapter_inputs_in_compute_dtype and precision.name != "fp32" and hasattr(model, "peft_config"):
+        return [AdapterInputsInComputeDtype(model)]
+    return []
 
 
 def speed_arguments(speed: SpeedSettings, *, task: str) -> dict[str, Any]:
