@@ -1,10 +1,19 @@
 """llama.cpp's own multi-sequence batches (its C API through llama-cpp-python's ``llama_cpp`` module).
 
-One context holds up to ``slots`` sequences (``n_seq_max``) in one unified KV cache. Every step is one
-``llama_decode`` of a ``llama_batch`` whose tokens carry their sequence id: the next token of each running
-sequence, and the prompt (or the prompt's uncached rest) of sequences that join, as llama.cpp's server does.
-A finished sequence's cells stay in its slot as a prompt-prefix cache until the slot is reused or its cells
-are needed (``llama_memory_seq_rm``).
+One context holds up to ``slots`` sequences (``n_seq_max``), each in its own KV stream of ``n_ctx`` cells.
+Every step is one ``llama_decode`` of a ``llama_batch`` whose tokens carry their sequence id: the next token
+of each running sequence, and the prompt (or the prompt's uncached rest) of sequences that join, as
+llama.cpp's server does. A finished sequence's cells stay in its slot as a prompt-prefix cache until the slot
+serves another prompt (``llama_memory_seq_rm`` drops what does not match).
+
+Batched greedy answers equal single-request ones only with per-sequence streams and flash attention.
+Measured on SmolLM2-135M (Q4_1, 8 prompts of 35-38 tokens prefilled in one batch vs each alone): one unified
+KV buffer (``kv_unified``) changed the first token's logits by up to 1.03 (on logits up to 25) even for a
+prompt decoded alone after another sequence's cells (the attention sums group the cells differently and the
+8-bit quantized activations amplify it); per-sequence streams without flash attention still differed by up to
+0.64 for half the rows; per-sequence streams with flash attention (masked cells skipped): 0.0 for every row,
+and answers equal token for token. The price: ``slots`` x ``n_ctx`` cells are allocated (SmolLM2-135M,
+16 x 4096 cells: about 1.5 GB).
 """
 
 from __future__ import annotations
@@ -22,9 +31,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.serving.engine import GenerationRequest
 from tuneforge.serving.sampling import TextTracker
 
-# Prompt tokens llama.cpp computes at once. Measured (SmolLM2-135M Q8_0, 2 threads, 115-token prompt, quiet
-# machine): the cold prefill takes the same time with n_ubatch 128, 256 or 512; 512 lets a whole prompt of
-# 16 joining requests run as few compute graphs.
+# Prompt tokens llama.cpp computes at once (n_ubatch).
 UBATCH = 512
 
 
@@ -41,8 +48,7 @@ class Slot:
         tracker: The request's answer so far.
         generator: The request's sampler (``None``: greedy).
         waiting_since: When the slot last got a step (the scheduler serves the oldest first).
-        used_at: When the slot last served a request (idle slots give up their cells least recently used first).
-        reserved: KV cells the request may use (prompt + max_tokens).
+        used_at: When the slot last served a request.
     """
 
     seq_id: int
@@ -54,7 +60,6 @@ class Slot:
     generator: Any = None
     waiting_since: float = 0.0
     used_at: float = 0.0
-    reserved: int = 0
 
     def reuse(self, request: GenerationRequest) -> int:
         """How many prompt tokens of ``request`` this slot already holds (one is always computed again: its
@@ -75,7 +80,7 @@ class BatchContext:
     Args:
         model: A ``llama_model_p`` (kept alive by the caller).
         slots: Most sequences at once (``n_seq_max``).
-        n_ctx: KV cells shared by all the sequences (unified cache).
+        n_ctx: KV cells of each sequence (its own stream).
         threads: Threads of single-token steps; ``threads_batch`` those of steps with a prompt.
         threads_batch: See ``threads``.
     """
@@ -84,25 +89,26 @@ class BatchContext:
         from llama_cpp import llama_cpp
 
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_ctx, min(UBATCH, n_ctx)
-        params.n_seq_max, params.kv_unified = slots, True  # one pool of cells: a long prompt may use most of it
+        params.n_ctx, params.n_batch, params.n_ubatch = n_ctx * slots, n_ctx, min(UBATCH, n_ctx)
+        params.n_seq_max, params.kv_unified = slots, False  # a stream per sequence: see the module docstring
         params.n_threads, params.n_threads_batch = threads, threads_batch
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.no_perf = True
         self.ctx = llama_cpp.llama_init_from_model(model, params)
         if not self.ctx:
             raise TuneforgeError("llama.cpp could not create a context", hint="lower --max-batch or free memory")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
-        self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
+        self.n_ctx, self.n_batch = llama_cpp.llama_n_ctx_seq(self.ctx), llama_cpp.llama_n_batch(self.ctx)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
-        self.batch = llama_cpp.llama_batch_init(self.n_ctx, 0, 1)
+        self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [Slot(seq) for seq in range(slots)]
 
-    def decode(self, entries: list[tuple[int, list[int], int]]) -> Any:
-        """Decode ``(seq_id, tokens, first position)`` entries in one batch.
+    def decode(self, entries: list[tuple[int, list[int], int, bool]]) -> Any:
+        """Decode ``(seq_id, tokens, first position, want logits)`` entries in one batch (``n_batch`` tokens at
+        most).
 
         Returns:
-            ``[len(entries), vocab]`` float logits of each entry's last token (a torch tensor).
+            ``[entries wanting logits, vocab]`` float logits of their last token (a torch tensor).
         """
         import numpy as np
         import torch
@@ -110,18 +116,19 @@ class BatchContext:
 
         batch, n = self.batch, 0
         outputs = []
-        for seq_id, tokens, start in entries:
+        for seq_id, tokens, start, wanted in entries:
             for offset, token in enumerate(tokens):
                 batch.token[n], batch.pos[n] = token, start + offset
                 batch.n_seq_id[n], batch.seq_id[n][0] = 1, seq_id
-                batch.logits[n] = int(offset == len(tokens) - 1)
+                batch.logits[n] = int(wanted and offset == len(tokens) - 1)
                 n += 1
-            outputs.append(n - 1)
+            if wanted:
+                outputs.append(n - 1)
         batch.n_tokens = n
         failed = llama_cpp.llama_decode(self.ctx, batch)
         if failed:
             raise TuneforgeError(f"llama.cpp could not decode a batch of {n} tokens (llama_decode returned {failed})",
-                                 hint="the KV cache may be full: lower --max-batch or max_tokens")
+                                 hint="the KV cache may be full: lower max_tokens")
         rows = np.empty((len(outputs), self.n_vocab), dtype=np.float32)
         for row, index in enumerate(outputs):
             pointer = llama_cpp.llama_get_logits_ith(self.ctx, index)

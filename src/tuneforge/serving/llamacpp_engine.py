@@ -35,7 +35,7 @@ from tuneforge.serving.sampling import TextTracker, make_generator, next_tokens
 from tuneforge.serving.stats import ServingStats
 
 log = logging.getLogger("tuneforge.serving")
-MAX_CONTEXT = 4096  # KV cells allocated per base, shared by its sequences (the model's own context when shorter)
+MAX_CONTEXT = 4096  # KV cells of each sequence (the model's own context when shorter); max_batch streams of them
 WORKDIR_PREFIX = "tuneforge-llamacpp-"
 LOCK_NAME = ".owner.lock"
 
@@ -133,8 +133,8 @@ class LlamaCppEngine(QueuedEngine):
         self.deferred += pending
 
     def _place(self, request: GenerationRequest) -> bool:
-        """Start ``request`` in a free slot (the one holding the longest prefix of its prompt); False when no slot,
-        adapter room or KV cells are free now (it waits, first in line)."""
+        """Start ``request`` in a free slot (the one holding the longest prefix of its prompt); False when no slot
+        or adapter room is free now (it waits, first in line)."""
         free = [slot for slot in self.batch.slots if slot.request is None]
         running = {s.request.adapter for s in self._active() if s.request.adapter is not None}  # type: ignore[union-attr]
         if not free or (request.adapter is not None and request.adapter not in running
@@ -142,9 +142,6 @@ class LlamaCppEngine(QueuedEngine):
             return False
         slot = max(free, key=lambda s: (s.reuse(request), -len(s.cached)))
         keep = slot.reuse(request)
-        need = len(request.prompt_ids) + request.params.max_tokens
-        if not self._make_room(need - keep, spare=slot):
-            return False
         try:
             if request.adapter is not None:
                 self.adapters.load(request.adapter)
@@ -153,22 +150,11 @@ class LlamaCppEngine(QueuedEngine):
             request.stream.put(Delta("", 0, "error", exc))
             return True
         self.batch.drop(slot, keep=keep)
-        slot.request, slot.adapter, slot.pending, slot.reserved = request, request.adapter, request.prompt_ids[keep:], need
+        slot.request, slot.adapter, slot.pending = request, request.adapter, request.prompt_ids[keep:]
         slot.tracker = TextTracker(self.decoder, request.params, self.end_ids)
         slot.generator = make_generator(request.params)
         slot.waiting_since = slot.used_at = time.monotonic()
         return True
-
-    def _make_room(self, need: int, *, spare: Slot) -> bool:
-        """Free idle slots' cached cells (least recently used first) until ``need`` more cells fit."""
-        idle = sorted((s for s in self.batch.slots if s.request is None and s is not spare), key=lambda s: s.used_at)
-        used = sum(s.reserved for s in self._active()) + sum(len(s.cached) for s in idle) + len(spare.cached)
-        for slot in idle:
-            if used + need <= self.batch.n_ctx:
-                break
-            used -= len(slot.cached)
-            self.batch.drop(slot)
-        return used + need <= self.batch.n_ctx
 
     def _next_group(self) -> list[Slot]:
         """The running sequences of the adapter whose sequence waited longest (cancelled ones leave first)."""
@@ -182,10 +168,17 @@ class LlamaCppEngine(QueuedEngine):
         return [slot for slot in active if slot.adapter == adapter]
 
     def _step(self, group: list[Slot]) -> None:
-        """One ``llama_decode`` of the group's pending tokens, then each sequence's next token."""
+        """One ``llama_decode`` of the group's pending tokens (next tokens first, then prompts up to ``n_batch``
+        tokens: a longer prompt goes on at the next step), then the next token of each sequence that is ready."""
+        chunks, room = {}, self.batch.n_batch
+        for slot in sorted(group, key=lambda s: len(s.pending)):
+            chunks[slot.seq_id] = slot.pending[:room]
+            room -= len(chunks[slot.seq_id])
+        group = [slot for slot in group if chunks[slot.seq_id]]
+        ready = [slot for slot in group if len(chunks[slot.seq_id]) == len(slot.pending)]
         try:
             self.adapters.use(group[0].adapter)
-            logits = self.batch.decode([(s.seq_id, s.pending, len(s.cached)) for s in group])
+            logits = self.batch.decode([(s.seq_id, chunks[s.seq_id], len(s.cached), s in ready) for s in group])
         except Exception as exc:  # a llama.cpp failure: these requests fail, the others go on
             log.exception("llama.cpp decode failed")
             for slot in group:
@@ -194,20 +187,22 @@ class LlamaCppEngine(QueuedEngine):
                 self._release(slot)
             return
         self.stats.batch(len(group))
-        tokens = next_tokens(logits, [s.request.params for s in group], [s.generator for s in group])  # type: ignore[union-attr]
         now = time.monotonic()
-        for slot, token in zip(group, tokens.tolist()):
-            slot.cached += slot.pending
+        for slot in group:
+            slot.cached += chunks[slot.seq_id]
+            slot.pending, slot.waiting_since = slot.pending[len(chunks[slot.seq_id]):], now
+        tokens = next_tokens(logits, [s.request.params for s in ready], [s.generator for s in ready])  # type: ignore[union-attr]
+        for slot, token in zip(ready, tokens.tolist()):
             text = slot.tracker.add(token)  # type: ignore[union-attr]
             slot.request.stream.put(Delta(text, len(slot.tracker.ids), slot.tracker.finish_reason))  # type: ignore[union-attr]
-            slot.pending, slot.waiting_since = [token], now
+            slot.pending = [token]
             if slot.tracker.finish_reason is not None:  # type: ignore[union-attr]
                 self._release(slot)
 
     def _release(self, slot: Slot) -> None:
         """The slot goes idle; its cells stay as a prefix cache."""
         slot.request = slot.tracker = slot.generator = None
-        slot.pending, slot.reserved, slot.used_at = [], 0, time.monotonic()
+        slot.pending, slot.used_at = [], time.monotonic()
 
     def _drain(self) -> list[GenerationRequest]:
         left, self.deferred = self.deferred, []
