@@ -223,13 +223,16 @@ class GgufAdapters:
         return handle
 
     def evict(self, *, keep: set[Path]) -> None:
-        """Free the least recently used adapters past ``capacity``, never the active one nor those in ``keep``."""
+        """Free the least recently used adapters past ``capacity``, never those in ``keep`` (the active one is
+        taken off the context first)."""
         from llama_cpp import llama_cpp
 
         for folder in list(self.handles):
             if len(self.handles) <= self.capacity:
                 return
-            if folder != self.active and folder not in keep:
+            if folder not in keep:
+                if folder == self.active:
+                    self.use(None)
                 with self.lock:
                     handle = self.handles.pop(folder)
                 llama_cpp.llama_adapter_lora_free(handle)
