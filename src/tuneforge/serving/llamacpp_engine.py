@@ -49,7 +49,7 @@ class LlamaCppEngine(QueuedEngine):
     Args:
         base: The base model's folder (converted to GGUF once), or a ``.gguf`` file.
         config: Most sequences at once (``max_batch``), adapter cache size, threads, the base's GGUF quantization.
-        stats: Where batch sizes (sequences per decode step) are counted.
+        stats: Where batch sizes are counted (sequences generating, each time some join).
     """
 
     def __init__(self, base: Path, *, config: ServingConfig, stats: ServingStats | None = None) -> None:
@@ -59,7 +59,7 @@ class LlamaCppEngine(QueuedEngine):
         try:
             model_file, self._tokenizer, self.end_ids, model_config = _prepare_base(base, self.workdir, config)
             self._context = min(int(getattr(model_config, "max_position_embeddings", 0) or 2048), MAX_CONTEXT)
-            threads = config.threads or max((os.cpu_count() or 2) // 2, 1)
+            threads = config.threads or max((os.cpu_count() or 2) // 2, 1)  # llama-cpp-python's defaults
             self.model = load_model(model_file)
             self.batch = BatchContext(self.model, slots=config.max_batch, n_ctx=self._context, threads=threads,
                                       threads_batch=config.threads or (os.cpu_count() or 1))
@@ -71,7 +71,7 @@ class LlamaCppEngine(QueuedEngine):
         self.decoder = copy.deepcopy(self._tokenizer)
         self.adapters = GgufAdapters(self.model, self.batch.ctx, model_config, capacity=config.adapter_cache,
                                      workdir=self.workdir)
-        self.deferred: list[GenerationRequest] = []  # taken from the queue, waiting for a slot or KV cells
+        self.deferred: list[GenerationRequest] = []  # taken from the queue, waiting for a slot or adapter room
         self._start_thread(f"tuneforge-llamacpp-{base.name}")
 
     def loaded_adapters(self) -> list[str]:
@@ -117,7 +117,7 @@ class LlamaCppEngine(QueuedEngine):
         """Give waiting requests a slot (up to ``max_batch`` sequences). ``block``: nothing runs, so wait for a
         first request (0.2 s at most) and up to the batch window for others to prefill with it."""
         pending, self.deferred = self.deferred, []
-        deadline = None
+        deadline, placed = None, 0
         while True:
             if pending:
                 request: GenerationRequest | None = pending.pop(0)
@@ -133,7 +133,11 @@ class LlamaCppEngine(QueuedEngine):
                     deadline = time.monotonic() + self.config.batch_wait_ms / 1000
             if not self._place(request):
                 self.deferred.append(request)
+            else:
+                placed += 1
         self.deferred += pending
+        if placed:
+            self.stats.batch(len(self._active()))  # the batch formed or grew
 
     def _place(self, request: GenerationRequest) -> bool:
         """Start ``request`` in a free slot (the one holding the longest prefix of its prompt); False when no slot
@@ -194,7 +198,6 @@ class LlamaCppEngine(QueuedEngine):
                 self.batch.drop(slot)
                 self._release(slot)
             return
-        self.stats.batch(len(group))
         now = time.monotonic()
         for slot in group:
             slot.cached += chunks[slot.seq_id]
