@@ -7,8 +7,9 @@ base, instead of the adapter being merged and re-quantized. A ``.gguf`` base or 
 
 Requests run as llama.cpp sequences of one context (:mod:`tuneforge.serving.llamacpp_batch`): they join
 between decode steps (their prompt shares the step with the others' next tokens) and leave as they finish.
-llama.cpp applies adapters per context, so a step decodes the sequences of one adapter; the group whose
-sequence waited longest goes next. Tokens are chosen here from each sequence's logits
+llama.cpp applies adapters per context, so a step decodes the sequences of one adapter; an adapter keeps
+the context while it has sequences, until another sequence has waited ``ADAPTER_SLICE_S`` (switching is
+costly). Tokens are chosen here from each sequence's logits
 (:mod:`tuneforge.serving.sampling`, as in the torch engine): greedy is the argmax.
 """
 
@@ -41,6 +42,11 @@ LOCK_NAME = ".owner.lock"
 # A prompt prefix held by another slot is copied (a whole KV stream) rather than computed when it is at least
 # this long: a cold prefill costs about 2 ms a token (SmolLM2-135M Q8_0, 2 threads), a stream copy a few ms.
 COPY_MIN_TOKENS = 16
+# Changing the context's adapter makes llama.cpp reserve its compute graphs again (tens of ms on a tiny model,
+# far more with 16 sequences of 4096 cells): a step per adapter in turn made 4 adapters x 4 clients 15.7x
+# slower than 16 clients of one (busy machine). The applied adapter's sequences keep the context until
+# another sequence has waited this long.
+ADAPTER_SLICE_S = 2.0
 
 
 class LlamaCppEngine(QueuedEngine):
@@ -168,15 +174,19 @@ class LlamaCppEngine(QueuedEngine):
         return True
 
     def _next_group(self) -> list[Slot]:
-        """The running sequences of the adapter whose sequence waited longest (cancelled ones leave first)."""
+        """The running sequences of one adapter (cancelled ones leave first): the applied adapter's while it has
+        any and no other sequence has waited ``ADAPTER_SLICE_S``, else the adapter of the longest waiting one."""
         for slot in self._active():
             if slot.request.stream.cancelled:  # type: ignore[union-attr]
                 self._release(slot)
         active = self._active()
         if not active:
             return []
-        adapter = min(active, key=lambda s: s.waiting_since).adapter
-        return [slot for slot in active if slot.adapter == adapter]
+        current = [slot for slot in active if slot.adapter == self.adapters.active]
+        oldest = min(active, key=lambda s: s.waiting_since)
+        if current and time.monotonic() - oldest.waiting_since < ADAPTER_SLICE_S:
+            return current
+        return [slot for slot in active if slot.adapter == oldest.adapter]
 
     def _step(self, group: list[Slot]) -> None:
         """One ``llama_decode`` of the group's pending tokens (next tokens first, then prompts up to ``n_batch``
