@@ -153,7 +153,7 @@ class LlamaCppEngine(QueuedEngine):
         if not free or (request.adapter is not None and request.adapter not in running
                         and len(running) >= self.config.adapter_cache):
             return False
-        slot = max(free, key=lambda s: (s.reuse(request), -len(s.cached)))
+        slot = max(free, key=lambda s: (self._nearness(s, request.adapter), s.reuse(request), -len(s.cached)))
         keep = slot.reuse(request)
         donor = max(self.batch.slots, key=lambda s: s.reuse(request) if s is not slot else -1)
         if donor.reuse(request) >= keep + COPY_MIN_TOKENS:  # a prefix another slot holds (a shared system prompt)
@@ -172,6 +172,19 @@ class LlamaCppEngine(QueuedEngine):
         slot.generator = make_generator(request.params)
         slot.waiting_since = slot.used_at = time.monotonic()
         return True
+
+    def _nearness(self, slot: Slot, adapter: Path | None) -> int:
+        """How well ``slot`` keeps the sequences of ``adapter`` in neighbouring slots (higher is better).
+
+        llama.cpp attends over the range of KV streams from the lowest to the highest sequence of a step, so a
+        step of 4 sequences in slots 0, 4, 8, 12 costs as much as one of 13 (56 ms instead of 24.5 ms with
+        SmolLM2-135M): a sequence goes next to its adapter's others, a new adapter as far as possible from
+        the running ones.
+        """
+        mine = [s.seq_id for s in self._active() if s.adapter == adapter]
+        if mine:
+            return -min(abs(slot.seq_id - seq) for seq in mine)
+        return min((abs(slot.seq_id - s.seq_id) for s in self._active()), default=0)
 
     def _next_group(self) -> list[Slot]:
         """The running sequences of one adapter (cancelled ones leave first): the applied adapter's while it has
