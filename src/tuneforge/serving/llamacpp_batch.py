@@ -108,33 +108,14 @@ class BatchContext:
         self.copies = 0  # prompt prefixes copied from another slot
 
     def decode(self, entries: list[tuple[int, list[int], int, bool]]) -> Any:
-        """Decode ``(seq_id, tokens, first position, want logits)`` entries (``n_batch`` tokens at most).
-
-        Entries of the same length share one ``llama_decode``; other lengths get their own: with a KV stream per
-        sequence llama.cpp cuts a batch into micro-batches of equally many tokens per sequence, so a prompt
-        decoded beside other sequences' next tokens would run a token at a time (4 adapters x 4 clients took
-        9.3 s instead of about 5).
+        """Decode ``(seq_id, tokens, first position, want logits)`` entries in one batch (``n_batch`` tokens at
+        most).
 
         Returns:
-            ``[entries wanting logits, vocab]`` float logits of their last token, in entry order (a torch tensor).
+            ``[entries wanting logits, vocab]`` float logits of their last token (a torch tensor).
         """
         import numpy as np
         import torch
-
-        lengths: dict[int, list[int]] = {}
-        for index, entry in enumerate(entries):
-            lengths.setdefault(len(entry[1]), []).append(index)
-        wanted = [index for index, entry in enumerate(entries) if entry[3]]
-        rows = np.empty((len(wanted), self.n_vocab), dtype=np.float32)
-        for indices in lengths.values():
-            logits = self._decode_once([entries[i] for i in indices])
-            for index, row in zip([i for i in indices if entries[i][3]], logits):
-                rows[wanted.index(index)] = row
-        return torch.from_numpy(rows)
-
-    def _decode_once(self, entries: list[tuple[int, list[int], int, bool]]) -> list[Any]:
-        """One ``llama_decode`` of ``entries``; the logits (numpy rows) of those wanting them."""
-        import numpy as np
         from llama_cpp import llama_cpp
 
         batch, n = self.batch, 0
@@ -152,9 +133,12 @@ class BatchContext:
         if failed:
             raise TuneforgeError(f"llama.cpp could not decode a batch of {n} tokens (llama_decode returned {failed})",
                                  hint="the KV cache may be full: lower max_tokens")
-        pointer = ctypes.POINTER(ctypes.c_float)
-        return [np.ctypeslib.as_array(ctypes.cast(llama_cpp.llama_get_logits_ith(self.ctx, index), pointer),
-                                      shape=(self.n_vocab,)).copy() for index in outputs]
+        rows = np.empty((len(outputs), self.n_vocab), dtype=np.float32)
+        for row, index in enumerate(outputs):
+            pointer = llama_cpp.llama_get_logits_ith(self.ctx, index)
+            rows[row] = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)),
+                                              shape=(self.n_vocab,))
+        return torch.from_numpy(rows)
 
     def drop(self, slot: Slot, *, keep: int = 0) -> None:
         """Free ``slot``'s cells from position ``keep`` on."""
