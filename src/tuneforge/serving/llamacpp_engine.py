@@ -42,10 +42,9 @@ LOCK_NAME = ".owner.lock"
 # A prompt prefix held by another slot is copied (a whole KV stream) rather than computed when it is at least
 # this long: a cold prefill costs about 2 ms a token (SmolLM2-135M Q8_0, 2 threads), a stream copy a few ms.
 COPY_MIN_TOKENS = 16
-# Changing the context's adapter makes llama.cpp reserve its compute graphs again (tens of ms on a tiny model,
-# far more with 16 sequences of 4096 cells): a step per adapter in turn made 4 adapters x 4 clients 15.7x
-# slower than 16 clients of one (busy machine). The applied adapter's sequences keep the context until
-# another sequence has waited this long.
+# Changing the context's adapter makes llama.cpp reserve its compute graphs again: 3.6 ms more per single-token
+# step with SmolLM2-135M (16.8 vs 13.2 ms, quiet machine), more on a busy one. The applied adapter's sequences
+# keep the context until another sequence has waited this long.
 ADAPTER_SLICE_S = 2.0
 
 
