@@ -4,8 +4,11 @@ openai SDK. Skipped, with the reason, where the llama-cpp-python build cannot ru
 
 from __future__ import annotations
 
+import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx2 as httpx
 import openai
 import pytest
 
@@ -125,3 +128,10 @@ def test_openai_sdk_over_the_llamacpp_engine(tmp_path, tiny_model, adapters):
         assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == answers["tuned-a"]
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="no-such-model", **asked)
+        models = ["tuned-a", "tuned-b", "tiny-llama", "tuned-a"] * 2
+        with ThreadPoolExecutor(len(models)) as pool:  # concurrent requests share llama.cpp batches
+            together = list(pool.map(lambda m: client.chat.completions.create(model=m, **asked), models))
+        assert [r.choices[0].message.content for r in together] == [answers[m] for m in models]
+        metrics = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.admin_key}"}).text
+        buckets = dict(re.findall(r'tuneforge_inference_batch_size_bucket\{le="([^"]+)"\} ([0-9.e+]+)', metrics))
+        assert float(buckets["+Inf"]) > float(buckets.get("1", buckets.get("1.0")))  # batches of more than one

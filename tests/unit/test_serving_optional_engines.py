@@ -11,7 +11,6 @@ import pytest
 from tuneforge.errors import MissingDependencyError
 from tuneforge.serving.config import SamplingParams, ServingConfig
 from tuneforge.serving.engines import check_engine
-from tuneforge.serving.llamacpp_engine import sampler_options
 from tuneforge.serving.vllm_engine import LoraIds, engine_options, sampling_options
 
 
@@ -31,13 +30,6 @@ def test_vllm_lora_ids_are_stable_per_folder_and_new_for_a_new_version():
     assert ids.folders() == ["/reg/bot/1", "/reg/bot/2"]
     options = engine_options(Path("/models/base"), ServingConfig(adapter_cache=3, max_batch=32))
     assert options["enable_lora"] is True and options["max_loras"] == 3 and options["max_num_seqs"] == 32
-
-
-def test_llamacpp_sampling_is_openai_sampling():
-    options = sampler_options(SamplingParams(temperature=0.5, top_p=0.8))
-    assert options["temp"] == 0.5 and options["top_p"] == 0.8
-    assert options["top_k"] == 0 and options["min_p"] == 0.0 and options["repeat_penalty"] == 1.0  # llama.cpp's
-    # defaults (top_k 40, min_p 0.05) would change what a request with temperature and top_p samples
 
 
 @pytest.mark.parametrize("engine,extra", [("vllm", "vllm"), ("llamacpp", "llamacpp")])

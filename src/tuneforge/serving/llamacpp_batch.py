@@ -1,0 +1,287 @@
+"""llama.cpp's own multi-sequence batches (its C API through llama-cpp-python's ``llama_cpp`` module).
+
+One context holds up to ``slots`` sequences (``n_seq_max``), each in its own KV stream of ``n_ctx`` cells.
+Every step is one ``llama_decode`` of a ``llama_batch`` whose tokens carry their sequence id: the next token
+of each running sequence, and the prompt (or the prompt's uncached rest) of sequences that join, as
+llama.cpp's server does. A finished sequence's cells stay in its slot as a prompt-prefix cache until the slot
+serves another prompt (``llama_memory_seq_rm`` drops what does not match).
+
+Batched greedy answers equal single-request ones only with per-sequence streams and flash attention.
+Measured on SmolLM2-135M (Q4_1, 8 prompts of 35-38 tokens prefilled in one batch vs each alone): one unified
+KV buffer (``kv_unified``) changed the first token's logits by up to 1.03 (on logits up to 25) even for a
+prompt decoded alone after another sequence's cells (the attention sums group the cells differently and the
+8-bit quantized activations amplify it); per-sequence streams without flash attention still differed by up to
+0.64 for half the rows; per-sequence streams with flash attention (masked cells skipped): 0.0 for every row,
+and answers equal token for token. The price: ``slots`` x ``n_ctx`` cells are allocated (SmolLM2-135M,
+16 x 4096 cells: about 1.5 GB).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import TuneforgeError
+from tuneforge.serving.engine import GenerationRequest
+from tuneforge.serving.sampling import TextTracker
+
+# Prompt tokens llama.cpp computes at once (n_ubatch). Cold prefill of a 100-token prompt, SmolLM2-135M Q8_0,
+# best of 6 on the shared 2-core machine while others trained: 197 ms with n_ubatch 512, 199 ms with 128 (no
+# gain), 231 ms without flash attention, 364 ms with one prompt thread instead of two (so prompts get as many
+# threads as decode steps).
+UBATCH = 512
+
+
+@dataclass
+class Slot:
+    """One llama.cpp sequence (``seq_id``) of the context and the request it serves.
+
+    Attributes:
+        seq_id: llama.cpp's sequence id.
+        request: The request generating now (``None``: idle).
+        cached: Tokens whose keys and values the slot holds (token ``i`` at position ``i``).
+        adapter: The adapter those cells were computed with.
+        pending: Tokens to feed at the slot's next step (the prompt's uncached rest, or the last token chosen).
+        tracker: The request's answer so far.
+        generator: The request's sampler (``None``: greedy).
+        waiting_since: When the slot last got a step (the scheduler serves the oldest first).
+        used_at: When the slot last served a request.
+    """
+
+    seq_id: int
+    request: GenerationRequest | None = None
+    cached: list[int] = field(default_factory=list)
+    adapter: Path | None = None
+    pending: list[int] = field(default_factory=list)
+    tracker: TextTracker | None = None
+    generator: Any = None
+    waiting_since: float = 0.0
+    used_at: float = 0.0
+
+    def reuse(self, request: GenerationRequest) -> int:
+        """How many prompt tokens of ``request`` this slot already holds (one is always computed again: its
+        logits choose the first token)."""
+        if self.adapter != request.adapter:
+            return 0
+        common = 0
+        for cached, token in zip(self.cached, request.prompt_ids[:-1]):
+            if cached != token:
+                break
+            common += 1
+        return common
+
+
+class BatchContext:
+    """A llama.cpp context decoding several sequences per step.
+
+    Args:
+        model: A ``llama_model_p`` (kept alive by the caller).
+        slots: Most sequences at once (``n_seq_max``).
+        n_ctx: KV cells of each sequence (its own stream).
+        threads: Threads of single-token steps; ``threads_batch`` those of steps with a prompt.
+        threads_batch: See ``threads``.
+    """
+
+    def __init__(self, model: Any, *, slots: int, n_ctx: int, threads: int, threads_batch: int) -> None:
+        from llama_cpp import llama_cpp
+
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx, params.n_batch, params.n_ubatch = n_ctx * slots, n_ctx, min(UBATCH, n_ctx)
+        params.n_seq_max, params.kv_unified = slots, False  # a stream per sequence: see the module docstring
+        params.n_threads, params.n_threads_batch = threads, threads_batch
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        params.no_perf = True
+        self.ctx = llama_cpp.llama_init_from_model(model, params)
+        if not self.ctx:
+            raise TuneforgeError("llama.cpp could not create a context", hint="lower --max-batch or free memory")
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.n_ctx, self.n_batch = llama_cpp.llama_n_ctx_seq(self.ctx), llama_cpp.llama_n_batch(self.ctx)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
+        self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self.slots = [Slot(seq) for seq in range(slots)]
+        self.copies = 0  # prompt prefixes copied from another slot
+
+    def decode(self, entries: list[tuple[int, list[int], int, bool]]) -> Any:
+        """Decode ``(seq_id, tokens, first position, want logits)`` entries in one batch (``n_batch`` tokens at
+        most).
+
+        Returns:
+            ``[entries wanting logits, vocab]`` float logits of their last token (a torch tensor).
+        """
+        import numpy as np
+        import torch
+        from llama_cpp import llama_cpp
+
+        batch, n = self.batch, 0
+        outputs = []
+        for seq_id, tokens, start, wanted in entries:
+            for offset, token in enumerate(tokens):
+                batch.token[n], batch.pos[n] = token, start + offset
+                batch.n_seq_id[n], batch.seq_id[n][0] = 1, seq_id
+                batch.logits[n] = int(wanted and offset == len(tokens) - 1)
+                n += 1
+            if wanted:
+                outputs.append(n - 1)
+        batch.n_tokens = n
+        failed = llama_cpp.llama_decode(self.ctx, batch)
+        if failed:
+            raise TuneforgeError(f"llama.cpp could not decode a batch of {n} tokens (llama_decode returned {failed})",
+                                 hint="the KV cache may be full: lower max_tokens")
+        rows = np.empty((len(outputs), self.n_vocab), dtype=np.float32)
+        for row, index in enumerate(outputs):
+            pointer = llama_cpp.llama_get_logits_ith(self.ctx, index)
+            rows[row] = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)),
+                                              shape=(self.n_vocab,))
+        return torch.from_numpy(rows)
+
+    def drop(self, slot: Slot, *, keep: int = 0) -> None:
+        """Free ``slot``'s cells from position ``keep`` on."""
+        from llama_cpp import llama_cpp
+
+        if len(slot.cached) > keep:
+            llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, keep, -1)
+        del slot.cached[keep:]
+
+    def copy(self, source: Slot, target: Slot) -> None:
+        """Give ``target`` a copy of ``source``'s cells (another stream: llama.cpp copies the whole stream's
+        buffer at the next decode, about 94 MB for SmolLM2-135M with 4096 cells, a few ms)."""
+        from llama_cpp import llama_cpp
+
+        llama_cpp.llama_memory_seq_cp(self.memory, source.seq_id, target.seq_id, -1, -1)
+        target.cached = list(source.cached)
+        self.copies += 1
+
+    def close(self) -> None:
+        """Free the batch and the context (the model is the caller's)."""
+        from llama_cpp import llama_cpp
+
+        if self.ctx:
+            llama_cpp.llama_batch_free(self.batch)
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+
+
+def load_model(path: Path) -> Any:
+    """A ``llama_model_p`` of the GGUF file ``path`` on the CPU (free it with ``llama_model_free``)."""
+    from llama_cpp import _logger, llama_cpp
+
+    _logger.set_verbose(False)  # llama.cpp's own loading log only on errors
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = 0
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise TuneforgeError(f"llama.cpp could not load {path}", hint="check that the file is a GGUF model")
+    return model
+
+
+class GgufAdapters:
+    """LRU of adapter folders -> llama.cpp LoRA adapters over one model; one is applied on the context at a time.
+
+    llama.cpp applies adapters per context, so a step decodes only sequences of one adapter (or none); switching
+    costs no recomputation (each sequence's cells were computed with its own adapter). Only the engine's
+    generation thread changes it; ``loaded`` may be read from any thread.
+
+    Args:
+        model: The base's ``llama_model_p``.
+        ctx: The context the adapter is applied on.
+        model_config: The base model's transformers config (tensor names of the converted adapters).
+        capacity: Adapters kept loaded.
+        workdir: Where adapter folders are converted to GGUF.
+    """
+
+    def __init__(self, model: Any, ctx: Any, model_config: Any, *, capacity: int, workdir: Path) -> None:
+        self.model, self.ctx, self.model_config = model, ctx, model_config
+        self.capacity, self.workdir = capacity, workdir
+        self.handles: OrderedDict[Path, Any] = OrderedDict()
+        self.active: Path | None = None
+        self.loads = 0
+        self.lock = threading.Lock()
+
+    def use(self, folder: Path | None) -> None:
+        """Apply ``folder``'s adapter on the context (``None``: the base model alone), loading it if needed."""
+        if folder == self.active:
+            return
+        set_adapter(self.ctx, self.load(folder) if folder is not None else None)
+        self.active = folder
+
+    def load(self, folder: Path) -> Any:
+        """The llama.cpp adapter of ``folder`` (converted and loaded on first use; most recently used now)."""
+        from llama_cpp import llama_cpp
+
+        with self.lock:
+            if folder in self.handles:
+                self.handles.move_to_end(folder)
+                return self.handles[folder]
+        path = folder if folder.suffix == ".gguf" else self._convert(folder)
+        handle = llama_cpp.llama_adapter_lora_init(self.model, str(path).encode())
+        if not handle:
+            raise TuneforgeError(f"llama.cpp could not load the LoRA adapter {folder}",
+                                 hint="check that it was trained on this base model")
+        with self.lock:
+            self.handles[folder] = handle
+        self.loads += 1
+        return handle
+
+    def evict(self, *, keep: set[Path]) -> None:
+        """Free the least recently used adapters past ``capacity``, never those in ``keep`` (the active one is
+        taken off the context first)."""
+        from llama_cpp import llama_cpp
+
+        for folder in list(self.handles):
+            if len(self.handles) <= self.capacity:
+                return
+            if folder not in keep:
+                if folder == self.active:
+                    self.use(None)
+                with self.lock:
+                    handle = self.handles.pop(folder)
+                llama_cpp.llama_adapter_lora_free(handle)
+
+    def loaded(self) -> list[str]:
+        """Loaded adapter folders, least recently used first."""
+        with self.lock:
+            return [str(folder) for folder in self.handles]
+
+    def clear(self) -> None:
+        """Free every adapter (before the model is freed)."""
+        from llama_cpp import llama_cpp
+
+        set_adapter(self.ctx, None)
+        self.active = None
+        with self.lock:
+            handles, self.handles = list(self.handles.values()), OrderedDict()
+        for handle in handles:
+            llama_cpp.llama_adapter_lora_free(handle)
+
+    def _convert(self, folder: Path) -> Path:
+        from tuneforge.compression.export.gguf_lora import write_gguf_lora
+
+        path = self.workdir / f"adapter-{hashlib.sha256(str(folder).encode()).hexdigest()[:16]}.gguf"
+        if not path.is_file():
+            partial = path.with_suffix(".partial")
+            write_gguf_lora(folder, self.model_config, partial)
+            os.replace(partial, path)
+        return path
+
+
+def set_adapter(ctx: Any, handle: Any) -> None:
+    """Apply one LoRA adapter (scale 1) on the context ``ctx``, or none; across llama-cpp-python's two APIs."""
+    from llama_cpp import llama_cpp
+
+    if hasattr(llama_cpp, "llama_set_adapters_lora"):  # 0.3.2x and later: the set of adapters at once
+        count = 0 if handle is None else 1
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(handle) if handle is not None else None
+        scales = (ctypes.c_float * 1)(1.0) if handle is not None else None
+        failed = llama_cpp.llama_set_adapters_lora(ctx, adapters, count, scales)
+    else:  # older: clear, then add one
+        llama_cpp.llama_clear_adapter_lora(ctx)
+        failed = llama_cpp.llama_set_adapter_lora(ctx, handle, 1.0) if handle is not None else 0
+    if failed:
+        raise TuneforgeError("llama.cpp refused to apply the LoRA adapter", hint="check that it matches the base")
