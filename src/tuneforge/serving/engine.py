@@ -173,6 +173,14 @@ class QueuedEngine(TokenizedEngine):
         self.queue.put(request)
         return request.stream
 
+    def _take(self, wait: float) -> GenerationRequest | None:
+        """The next queued request, waiting up to ``wait`` seconds (0: only one already queued); ``None`` when the
+        queue stays empty or the stop marker arrives."""
+        try:
+            return self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait()
+        except queue.Empty:
+            return None
+
     def _stop_thread(self) -> None:
         """Ask the generation thread to stop and wait for it (a minute at most)."""
         self.closed.set()

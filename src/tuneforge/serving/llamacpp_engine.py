@@ -128,10 +128,7 @@ class LlamaCppEngine(QueuedEngine):
                 request: GenerationRequest | None = pending.pop(0)
             else:
                 wait = 0.0 if not block else 0.2 if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    request = self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait()
-                except queue.Empty:
-                    break
+                request = self._take(wait)
                 if request is None:
                     break
                 if deadline is None:

@@ -115,22 +115,11 @@ class TorchEngine(QueuedEngine):
         while len(batch) + len(running.rows) < self.config.max_batch:
             if pending:
                 request: GenerationRequest | None = pending.pop(0)
-            elif not block:
-                try:
-                    request = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if request is None:
-                    break
             else:
-                wait = max(0.0, deadline - time.monotonic()) if batch else 0.2
-                try:
-                    request = self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait()
-                except queue.Empty:
-                    break
+                request = self._take(0.0 if not block else max(0.0, deadline - time.monotonic()) if batch else 0.2)
                 if request is None:
                     break
-                if not batch:  # the window starts when the first request arrives
+                if block and not batch:  # the window starts when the first request arrives
                     deadline = time.monotonic() + self.config.batch_wait_ms / 1000
             if request.adapter is not None and request.adapter not in adapters:
                 if len(adapters) >= self.config.adapter_cache:
