@@ -93,23 +93,22 @@ def test_fp32_attention_is_switched_on_sdpa_models_and_matches_it(tiny_model):
     assert not use_fp32_attention(eager) and eager.config._attn_implementation == "eager"
 
 
-def test_qlora_load_is_4bit_and_holds_no_view_of_the_checkpoint_file(tiny_model):
+def test_qlora_load_is_4bit_and_holds_no_view_of_the_checkpoint_file(tiny_model, tmp_path):
     pytest.importorskip("bitsandbytes")
+    import shutil
+
     from transformers import BitsAndBytesConfig
 
     from tuneforge.models.loading import load_causal_lm
 
     config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-    model = load_causal_lm(tiny_model, quantization_config=config)
+    private = shutil.copytree(tiny_model, tmp_path / "model")  # other tests' models may still map the shared copy
+    model = load_causal_lm(private, quantization_config=config)
     linears = [m for name, m in model.named_modules() if name.endswith(("q_proj", "down_proj"))]
     assert linears and all(m.weight.dtype == torch.uint8 and m.weight.__class__.__name__ == "Params4bit"
                            for m in linears)
-    import gc
-
-    gc.collect()  # models of earlier tests may still view the file
-    maps = _mapped_files()
-    file = str(next(tiny_model.glob("*.safetensors")))
-    assert file not in maps
+    file = str(next(private.glob("*.safetensors")))
+    assert file not in _mapped_files()  # while the model lives
 
 
 def _mapped_files() -> set[str]:
