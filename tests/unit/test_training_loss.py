@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuneforge.training.loss import label_positions, linear_cross_entropy
+from tuneforge.training.loss import label_mask, linear_cross_entropy
 
 
 def plain_loss(hidden, head, targets, smoothing=0.0):
@@ -49,12 +49,14 @@ def test_a_wrapped_head_goes_through_checkpointed_chunks():
     torch.testing.assert_close(got, expected)
 
 
-def test_label_positions_shift_and_skip_ignored_labels():
+def test_label_mask_shifts_and_skips_ignored_labels():
     hidden = torch.arange(2 * 4, dtype=torch.float32).reshape(2, 4, 1)  # [B=2, T=4, d=1]: value = b * 4 + t
     labels = torch.tensor([[-100, -100, 7, 8], [-100, 5, -100, -100]])
-    states, targets = label_positions(hidden, {"labels": labels})
+    keep, targets = label_mask({"labels": labels})
     assert targets.tolist() == [7, 8, 5]
-    assert states.squeeze(1).tolist() == [1.0, 2.0, 4.0]  # the position before each label predicts it
+    assert hidden[keep].squeeze(1).tolist() == [1.0, 2.0, 4.0]  # the position before each label predicts it
+    keep, targets = label_mask({"labels": labels, "shift_labels": torch.tensor([[3, -100, 4, -100]])})
+    assert (keep.tolist(), targets.tolist()) == ([[True, False, True, False]], [3, 4])  # already shifted
 
 
 def test_frozen_linear_weights_go_to_bf16_while_adapters_embeddings_and_a_tied_head_stay_fp32(tiny_model):

@@ -1,8 +1,8 @@
 """The LM head and cross-entropy on the label positions only, chunked so the ``[tokens, vocab]`` logits never exist.
 
 The plain path computes logits for every position of a padded batch (``B x T x V`` floats, three times that with
-their gradients) and then ignores most of them (prompt and padding carry label -100). Here the decoder body gives
-hidden states, the positions with a label are gathered, and each chunk of them goes through the head and the
+their gradients) and then ignores most of them (prompt and padding carry label -100). Here the model gives the
+hidden states at the positions with a label (``logits_to_keep``), and each chunk of them goes through the head and the
 cross-entropy with the gradient computed in the same pass (the idea behind Liger's fused linear cross-entropy;
 Liger itself is used on CUDA when it is installed).
 """
@@ -123,20 +123,15 @@ def _liger_loss(device: torch.device, smoothing: float) -> Any:
     return LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE, label_smoothing=smoothing, reduction="sum")
 
 
-def label_positions(hidden: torch.Tensor, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The hidden states that predict a label, and those labels (next-token shift, or the collator's
-    ``shift_labels``).
+def label_mask(inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positions whose logits predict a label (``[B, T]`` bool), and those labels in row-major order ``[N]``.
 
-    Args:
-        hidden: ``[B, T, d]`` last hidden states.
-        inputs: The batch (``labels`` ``[B, T]`` with -100 where there is no loss, or ``shift_labels``).
-
-    Returns:
-        ``[N, d]`` hidden states and ``[N]`` targets.
+    ``labels`` are shifted (position t predicts label t + 1); a flattening collator's ``shift_labels`` already are.
     """
     if "shift_labels" in inputs:
-        shifted, states = inputs["shift_labels"], hidden
+        shifted = inputs["shift_labels"]
     else:
-        shifted, states = inputs["labels"][:, 1:], hidden[:, :-1]
-    keep = shifted != IGNORE  # [B, T']
-    return states[keep], shifted[keep]
+        labels = inputs["labels"]
+        shifted = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)
+    keep = shifted != IGNORE
+    return keep, shifted[keep]

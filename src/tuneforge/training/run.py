@@ -191,6 +191,7 @@ def run_training(
         "processes": processes.count,
         "global_batch_size": global_batch(config.train, processes),
         "distributed": config.train.distributed if processes.count > 1 else None,
+        "label_only_loss": bool(getattr(trainer, "label_only", False)),  # the speed switch ran (not stepped aside)
     }
     progress(ProgressEvent(ProgressKind.STAGE, "saving outputs"))
     model_path = _save(trainer, tokenizer, run, config=config, summary=summary, processes=processes,

@@ -14,7 +14,8 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import has_length
 
-from tuneforge.training.loss import label_positions, linear_cross_entropy
+from tuneforge.training.distributed import any_process
+from tuneforge.training.loss import label_mask, linear_cross_entropy
 from tuneforge.training.speed_kernels import (
     AdapterInputsInComputeDtype, attention_in_fp32, use_fp32_attention, use_packed_dropout, use_scale_at_rank,
 )
@@ -146,9 +147,13 @@ class LengthGroupedTrainer(Trainer):
 class LabelOnlyLossTrainer(LengthGroupedTrainer):
     """transformers' Trainer whose training loss is computed on label positions only (:mod:`.loss`).
 
-    The first training batch checks that the head applied to the body's hidden states gives the model's logits
-    (no soft-capping or scaling between them); a model that fails the check, or runs wrapped (DDP/FSDP), trains
-    on the plain path.
+    The forward goes through the model the Trainer holds (under DDP its wrapper, whose forward sets up the gradient
+    all-reduce): :func:`label_states` asks the model for the logits at the label positions only
+    (``logits_to_keep``) and takes the hidden states on their way into the LM head, which then runs on none of
+    them; the chunked head + cross-entropy follow. The first training batch checks that this gives the model's
+    logits (no soft-capping or scaling after the head; a model that takes ``logits_to_keep``), on every process; a
+    model that fails the check, or runs sharded (FSDP, DeepSpeed: the head's weights are gathered only inside the
+    forward), trains on the plain path.
     """
 
     def __init__(self, *args: Any, loss_chunk_size: int, **kwargs: Any) -> None:
@@ -161,13 +166,14 @@ class LabelOnlyLossTrainer(LengthGroupedTrainer):
         """The label-only loss while training; the plain path for evaluation and unsupported models."""
         if return_outputs or not model.training or "labels" not in inputs or not self._use_label_only(model, inputs):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        causal_lm = causal_lm_of(model)
-        features = {k: v for k, v in inputs.items() if k not in ("labels", "shift_labels")}
-        with self.accelerator.autocast():  # accelerate autocasts the wrapped model's forward only, not its body
-            hidden = decoder_body(model)(**features)[0]  # [B, T, d]
-            states, targets = label_positions(hidden, inputs)
-            loss = linear_cross_entropy(states, causal_lm.get_output_embeddings(), targets,
-                                        chunk=self.loss_chunk_size, smoothing=self.args.label_smoothing_factor)
+        head = causal_lm_of(self.accelerator.unwrap_model(model)).get_output_embeddings()
+        with self.accelerator.autocast():
+            logits, states, targets = label_states(model, inputs, head=head)
+            loss = linear_cross_entropy(states, head, targets, chunk=self.loss_chunk_size,
+                                        smoothing=self.args.label_smoothing_factor)
+        # the model's output (logits of no position) stays in the graph: DDP's static graph and unused-parameter
+        # search start from the forward's outputs
+        loss = loss + logits.sum() * 0
         loss = loss / (num_items_in_batch if num_items_in_batch is not None else max(len(targets), 1))
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # as the plain path: the divisor counts every process
@@ -175,28 +181,64 @@ class LabelOnlyLossTrainer(LengthGroupedTrainer):
 
     def _use_label_only(self, model: Any, inputs: dict[str, Any]) -> bool:
         if self.label_only is None:
-            with self.accelerator.autocast():
-                # FSDP2 shards in place (nothing to unwrap); calling its body skips the root's gathering hooks
-                self.label_only = (self.accelerator.unwrap_model(model) is model and not self.is_fsdp_enabled
-                                   and head_matches_logits(model, inputs))
+            sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
+            with self.accelerator.autocast():  # checked on the bare model: no collective of the wrapper runs
+                works = not sharded and head_matches_logits(self.accelerator.unwrap_model(model), inputs)
+            self.label_only = not any_process(not works)  # every process takes the same path
         return self.label_only
 
 
+def label_states(model: Any, inputs: dict[str, Any], *, head: torch.nn.Module,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run ``model`` (wrapped or not) on a batch, keeping the input of its LM head ``head`` at the label positions.
+
+    The model is called with ``logits_to_keep`` = the label mask (transformers slices the hidden states to those
+    positions before the head); a forward pre-hook on the head takes them and gives the head none, so no logits
+    are computed.
+
+    Returns:
+        The model's logits (of no position), the ``[N, d]`` hidden states at the label positions, the ``[N]``
+        labels.
+    """
+    keep, targets = label_mask(inputs)
+    features = {k: v for k, v in inputs.items() if k not in ("labels", "shift_labels")}
+    taken: list[torch.Tensor] = []
+
+    def take(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        taken.append(args[0])
+        return (args[0][:0], *args[1:])
+
+    hook = head.register_forward_pre_hook(take)
+    try:
+        logits = model(**features, logits_to_keep=keep, use_cache=False).logits
+    finally:
+        hook.remove()
+    if len(taken) != 1 or taken[0].shape[:-1] != targets.shape:
+        raise ValueError("the model does not take a boolean logits_to_keep")  # caught by head_matches_logits
+    return logits, taken[0], targets
+
+
 def head_matches_logits(model: Any, inputs: dict[str, Any]) -> bool:
-    """Whether ``lm_head(body(x))`` equals the model's logits on the first example of a batch (eval mode)."""
-    features = {k: v[:1] for k, v in inputs.items() if k not in ("labels", "shift_labels")}
+    """Whether the head applied to :func:`label_states` equals the model's logits at the label positions, on the
+    first example of a batch (eval mode, no gradient)."""
+    one = {k: v[:1] for k, v in inputs.items()}
     causal_lm = causal_lm_of(model)
     if getattr(causal_lm.config, "output_router_logits", False):  # MoE auxiliary loss rides on the model's loss
         return False
     peft_config = getattr(model, "active_peft_config", None)
     if getattr(peft_config, "is_prompt_learning", False):  # virtual tokens are added by the PEFT wrapper's forward
         return False
+    features = {k: v for k, v in one.items() if k not in ("labels", "shift_labels")}
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            logits = model(**features).logits.float()
-            again = causal_lm.get_output_embeddings()(decoder_body(model)(**features)[0]).float()
+            logits = model(**features, use_cache=False).logits.float()
+            _, states, _ = label_states(model, one, head=causal_lm.get_output_embeddings())
+            again = causal_lm.get_output_embeddings()(states).float()
+    except (ValueError, TypeError, IndexError, RuntimeError):
+        return False
     finally:
         model.train(was_training)
-    return logits.shape == again.shape and torch.allclose(logits, again, rtol=1e-2, atol=1e-2)
+    expected = logits[label_mask(one)[0]]
+    return expected.shape == again.shape and torch.allclose(expected, again, rtol=1e-2, atol=1e-2)
