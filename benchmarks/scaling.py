@@ -13,8 +13,10 @@ Why the figures can be trusted on a machine others use:
 - the 1-minute load average before each run is printed, and a round whose cores used falls short of its count
   (under 90%) is marked ``contended``: its tokens/s says more about the neighbours than about scaling.
 
-efficiency = tokens/s on N / (N × tokens/s on 1), per round and over the medians of the rounds; tokens/s is the
-run's own figure (every process's input tokens, first step to last, timed on rank 0). per-core efficiency =
+efficiency = tokens/s on N / (N × tokens/s on 1), per round and over the medians of the rounds; tokens/s is every
+process's input tokens from the first logged step to the last (``input_tokens`` of ``metrics.jsonl``), over the window
+of the CPU time (the first step, which also checks the label-only loss and sets DDP up, is left out of both; the
+run's own figure in summary.json counts it in its time). per-core efficiency =
 tokens per CPU-second on N / the same on 1: the efficiency N processes reach when each has a core of its own
 (what communication and duplicated work cost), a figure that a busy machine does not halve.
 
@@ -47,10 +49,15 @@ class Run:
 
     nproc: int
     load: float  # 1-minute load average before the run
-    tokens_per_second: float
-    cpu_seconds: float  # every process of the run, first logged step to last
+    tokens: int  # every process's input tokens, first logged step to last
+    cpu_seconds: float  # every process of the run, the same window
     wall_seconds: float  # the same window
     final_loss: float
+    label_only: bool  # the label-only loss ran (train.speed; not stepped aside)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.wall_seconds
 
     @property
     def cores_used(self) -> float:
@@ -58,7 +65,7 @@ class Run:
 
     @property
     def tokens_per_cpu_second(self) -> float:
-        return self.tokens_per_second / self.cores_used
+        return self.tokens / self.cpu_seconds
 
     @property
     def contended(self) -> bool:
@@ -108,15 +115,20 @@ def run(nproc: int, *, steps: int, global_batch: int, precision: str, workdir: P
     _, stderr = child.communicate()
     if child.returncode != 0 or first is None or last is first:
         raise SystemExit(f"the {nproc}-process run failed:\n{stderr[-3000:]}")
-    summary = json.loads((workdir / f"run-{nproc}" / "summary.json").read_text())
-    return Run(nproc=nproc, load=load, tokens_per_second=summary["tokens_per_second"],
-               cpu_seconds=last[1] - first[1], wall_seconds=last[0] - first[0], final_loss=summary["final_loss"])
+    run_dir = workdir / f"run-{nproc}"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    tokens = [r["input_tokens"] for r in rows if "input_tokens" in r]  # one row per step line (logging_steps 1)
+    return Run(nproc=nproc, load=load, tokens=tokens[-1] - tokens[0], cpu_seconds=last[1] - first[1],
+               wall_seconds=last[0] - first[0], final_loss=summary["final_loss"],
+               label_only=summary["label_only_loss"])
 
 
 def row(r: Run, efficiency: float | None) -> str:
     eff = f"{efficiency:>10.0%}" if efficiency is not None else f"{'':>10}"
     return (f"{r.nproc:>9} {r.load:>6.2f} {r.tokens_per_second:>9.1f} {r.cores_used:>10.2f} "
-            f"{r.tokens_per_cpu_second:>11.1f} {eff} {r.final_loss:>10.4f}{'  contended' if r.contended else ''}")
+            f"{r.tokens_per_cpu_second:>11.1f} {eff} {r.final_loss:>10.4f}{'' if r.label_only else '  plain loss'}"
+            f"{'  contended' if r.contended else ''}")
 
 
 def main() -> None:

@@ -103,6 +103,7 @@ class ProgressReporter(TrainerCallback):
             seconds = now - self._last_time
             tokens = state.num_input_tokens_seen - self._last_tokens
             row["tokens_per_second"] = round(tokens / seconds, 2) if seconds > 0 else None
+            row["input_tokens"] = int(state.num_input_tokens_seen)  # every process's, since the run began
             self._last_time, self._last_tokens = now, state.num_input_tokens_seen
             self._last_lr = row["learning_rate"]
             self._flush(logged=True)

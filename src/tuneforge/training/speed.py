@@ -152,8 +152,8 @@ class LabelOnlyLossTrainer(LengthGroupedTrainer):
     (``logits_to_keep``) and takes the hidden states on their way into the LM head, which then runs on none of
     them; the chunked head + cross-entropy follow. The first training batch checks that this gives the model's
     logits (no soft-capping or scaling after the head; a model that takes ``logits_to_keep``), on every process; a
-    model that fails the check, or runs sharded (FSDP, DeepSpeed: the head's weights are gathered only inside the
-    forward), trains on the plain path.
+    model that fails the check, or a backend where the head's weights are not kept from the forward to the backward
+    (:meth:`_path_supported`), trains on the plain path.
     """
 
     def __init__(self, *args: Any, loss_chunk_size: int, **kwargs: Any) -> None:
@@ -181,11 +181,20 @@ class LabelOnlyLossTrainer(LengthGroupedTrainer):
 
     def _use_label_only(self, model: Any, inputs: dict[str, Any]) -> bool:
         if self.label_only is None:
-            sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
-            with self.accelerator.autocast():  # checked on the bare model: no collective of the wrapper runs
-                works = not sharded and head_matches_logits(self.accelerator.unwrap_model(model), inputs)
+            bare = self.accelerator.unwrap_model(model)
+            with self.accelerator.autocast():  # no collective of DDP's wrapper runs (FSDP's gather on every process)
+                works = self._path_supported(bare) and head_matches_logits(bare, inputs)
             self.label_only = not any_process(not works)  # every process takes the same path
         return self.label_only
+
+    def _path_supported(self, model: Any) -> bool:
+        """DDP: yes. FSDP2: with a frozen head (its root keeps the gathered weights from the forward to the backward;
+        a trained head's gradient, outside the forward, is not tested). DeepSpeed: no (ZeRO-3 frees the gathered
+        weights after the forward)."""
+        if self.is_deepspeed_enabled:
+            return False
+        head = causal_lm_of(model).get_output_embeddings()
+        return not (self.is_fsdp_enabled and any(p.requires_grad for p in head.parameters()))
 
 
 def label_states(model: Any, inputs: dict[str, Any], *, head: torch.nn.Module,
