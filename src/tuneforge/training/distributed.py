@@ -122,6 +122,11 @@ def distributed_arguments(train: Any, *, precision: Precision, processes: Proces
         return {}
     common: dict[str, Any] = {"ddp_backend": "gloo" if precision.device == "cpu" else "nccl"}
     if backend == "ddp":
+        # DDP's other knobs stay at torch's defaults: DDP reduces only the parameters that require a gradient
+        # (LoRA's), and its whole cost on CPU is small. Measured (gloo, 2 processes of one thread, SmolLM2-135M LoRA
+        # r16 = 420 tensors, 19.5 MB): all-reduce 11 ms CPU per step, DDP's bookkeeping + all-reduce 20-25 ms per step
+        # against ~1,500 ms of forward + backward; gradient_as_bucket_view, batched_grad_copy, bucket_cap_mb 100 and
+        # no buffer broadcast (a 4-byte collective, 0.1 ms CPU) moved it by less than the 4 ms noise.
         return {**common, "ddp_find_unused_parameters": False}
     if backend == "fsdp":
         return {**common, "fsdp": True, "fsdp_config": fsdp_config()}
