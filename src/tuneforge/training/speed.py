@@ -194,7 +194,7 @@ class LabelOnlyLossTrainer(LengthGroupedTrainer):
         if self.is_deepspeed_enabled:
             return False
         head = causal_lm_of(model).get_output_embeddings()
-        return not (self.is_fsdp_enabled and any(p.requires_grad for p in head.parameters()))
+        return not (self.is_fsdp_enabled and head is not None and any(p.requires_grad for p in head.parameters()))
 
 
 def label_states(model: Any, inputs: dict[str, Any], *, head: torch.nn.Module,
@@ -232,6 +232,8 @@ def head_matches_logits(model: Any, inputs: dict[str, Any]) -> bool:
     first example of a batch (eval mode, no gradient)."""
     one = {k: v[:1] for k, v in inputs.items()}
     causal_lm = causal_lm_of(model)
+    if causal_lm.get_output_embeddings() is None:  # no separate LM head to take the input of
+        return False
     if getattr(causal_lm.config, "output_router_logits", False):  # MoE auxiliary loss rides on the model's loss
         return False
     peft_config = getattr(model, "active_peft_config", None)
