@@ -2,7 +2,7 @@
 
 Measured on SmolLM2-135M (LoRA r16 all-linear, dropout 0.05, batch 8 x 104 tokens, bf16): the tensors a step saves
 for backward came to 1,248 MiB, of which 470 MiB were LoRA dropout's: a 16-bit keep-mask and a dropped copy of the
-input for each of the 7 adapted layers of a decoder layer.
+input for each of the 7 adapted layers of a decoder layer (the frozen layers save no input).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import torch
 class DroppedLinear(torch.autograd.Function):
     """``(x * keep) @ weight.T`` in ``x``'s dtype, saving ``x`` and the one-byte ``keep`` mask only.
 
-    ``x`` is the adapted layer's input, which the frozen base layer saves anyway (the same tensor), so the dropped
-    copy costs nothing to keep; it is recomputed in backward for the weight's gradient. The numbers are those of
+    ``x`` is the adapted layer's input, one tensor for the sibling adapters that read it (q/k/v, gate/up), so it is
+    kept once where each adapter kept its own dropped copy; the copy is recomputed in backward for the weight's
+    gradient. The numbers are those of
     ``torch.nn.functional.linear(x * keep, weight.to(x.dtype))`` under autocast: a product by a 0/1 mask is exact,
     and the weight's gradient is cast back to its dtype as autocast's cast does.
     """
