@@ -19,7 +19,7 @@ FP32_REL, BF16_REL = 1e-4, 3e-2
 DROPOUT_REL = 0.1
 PLAIN = {"frozen_weights_dtype": "fp32", "label_only_loss": False, "group_by_length": False, "padding_free": False,
          "attention_dtype": "compute", "adapter_inputs_in_compute_dtype": False, "packed_dropout": False,
-         "lora_scale_at_rank": False}
+         "lora_scale_at_rank": False, "compact_dropout": False, "lean_blocks": False, "compact_attention": False}
 
 
 def curve(model, data, out, settings, *, method=LORA, precision="fp32", **speed) -> list[float]:
@@ -111,6 +111,14 @@ def test_fp32_attention_and_bf16_adapter_inputs_keep_the_bf16_curve(
     assert got[-1] < 0.7 * got[0]
 
 
+def test_lean_blocks_and_compact_attention_keep_the_bf16_curve(plain_fp32, plain_bf16, tiny_model, tmp_path,
+                                                                settings):
+    got = curve(tiny_model, plain_fp32[0], tmp_path / "run", settings, precision="bf16",
+                frozen_weights_dtype="compute_all", attention_dtype="fp32", compact_attention=True, lean_blocks=True)
+    assert got == pytest.approx(plain_bf16, rel=BF16_REL)
+    assert got[-1] < 0.7 * got[0]
+
+
 def test_packed_dropout_keeps_the_curve_of_torch_dropout(plain_fp32, tiny_model, tmp_path, settings):
     """Packed-bits masks are other draws than torch's: the curves differ by the draw, within DROPOUT_REL."""
     method = {"name": "lora", "dropout": 0.1}
@@ -120,6 +128,10 @@ def test_packed_dropout_keeps_the_curve_of_torch_dropout(plain_fp32, tiny_model,
     assert packed != torch_dropout  # the switch took effect
     assert packed == pytest.approx(torch_dropout, rel=DROPOUT_REL)
     assert packed[-1] < 0.7 * packed[0]
+    # the compact masks are the same draws, kept in one byte: the same curve (fp32 reorders nothing here)
+    compact = curve(tiny_model, plain_fp32[0], tmp_path / "compact", settings, method=method, packed_dropout=True,
+                    lora_scale_at_rank=True, compact_dropout=True)
+    assert compact == pytest.approx(packed, rel=FP32_REL)
 
 
 def test_length_grouped_run_stopped_and_resumed_ends_with_the_uninterrupted_adapter(tiny_model, tmp_path, settings):

@@ -14,10 +14,12 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import has_length
 
+from tuneforge.training.activation_memory import use_lean_blocks
 from tuneforge.training.distributed import any_process
 from tuneforge.training.loss import label_mask, linear_cross_entropy
 from tuneforge.training.speed_kernels import (
-    AdapterInputsInComputeDtype, attention_in_fp32, use_fp32_attention, use_packed_dropout, use_scale_at_rank,
+    AdapterInputsInComputeDtype, attention_in_fp32, use_compact_dropout, use_fp32_attention, use_packed_dropout,
+    use_scale_at_rank,
 )
 
 if TYPE_CHECKING:
@@ -68,11 +70,15 @@ def prepare_for_speed(model: Any, speed: SpeedSettings, *, precision: Precision,
             speed.frozen_weights_dtype == "auto" and getattr(causal_lm_of(model), "hf_quantizer", None) is None)
         cast_frozen_weights(model, dtype, everything=everything)
     if attention_in_fp32(speed, precision):
-        use_fp32_attention(causal_lm_of(model))
+        use_fp32_attention(causal_lm_of(model), compact=speed.compact_attention)
     if speed.packed_dropout and trains_adapter:
         use_packed_dropout(model)
     if speed.lora_scale_at_rank and trains_adapter:
         use_scale_at_rank(model)
+    if speed.compact_dropout and trains_adapter:
+        use_compact_dropout(model)
+    if speed.lean_blocks:
+        use_lean_blocks(model)
     if speed.compile:
         decoder_body(model).compile()  # in place: the plain and the label-only path both call it
     return model

@@ -12,11 +12,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import TrainerCallback
 
+from tuneforge.training.activation_memory import DroppedLinear, compute_dtype_of
+
 if TYPE_CHECKING:
     from tuneforge.config.speed import SpeedSettings
     from tuneforge.training.precision import Precision
 
 FP32_SDPA = "tuneforge_sdpa_fp32"  # the name of the fp32 attention in transformers' AttentionInterface
+FP32_SDPA_COMPACT = "tuneforge_sdpa_fp32_compact"  # the same, its saved tensors kept in the compute dtype
 MASK_BITS = 16  # random bits per dropout decision: p is rounded to a multiple of 2**-16
 
 
@@ -42,18 +45,47 @@ def sdpa_fp32_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.T
     return output.to(dtype), weights
 
 
-def use_fp32_attention(model: Any) -> bool:
-    """Switch a model that runs transformers' 'sdpa' attention to :func:`sdpa_fp32_forward`; False when the model
-    uses another attention (eager, flash, flex) and is left as it is."""
+def sdpa_fp32_compact_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                              attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """:func:`sdpa_fp32_forward` whose kernel keeps query, key, value and output for backward in the query's dtype
+    (``train.speed.compact_attention``): query, key and value were in that dtype before the cast, so only the
+    output's copy is rounded."""
+    if query.dtype == torch.float32 or not torch.is_grad_enabled():
+        return sdpa_fp32_forward(module, query, key, value, attention_mask, **kwargs)
+    with torch.autograd.graph.saved_tensors_hooks(*saved_in(query)):
+        return sdpa_fp32_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def saved_in(query: torch.Tensor) -> tuple[Any, Any]:
+    """Pack and unpack hooks that keep fp32 tensors of the query's shape (the fp32 query, the repeated key and
+    value, the output) in the query's dtype while they wait for backward, and cast them back to fp32 for it."""
+    dtype, shape = query.dtype, query.shape
+
+    def pack(tensor: torch.Tensor) -> Any:
+        if tensor.dtype != torch.float32 or tensor.shape != shape:
+            return tensor
+        return (tensor.to(dtype),)
+
+    def unpack(packed: Any) -> torch.Tensor:
+        return packed[0].float() if isinstance(packed, tuple) else packed
+
+    return pack, unpack
+
+
+def use_fp32_attention(model: Any, *, compact: bool = False) -> bool:
+    """Switch a model that runs transformers' 'sdpa' attention to :func:`sdpa_fp32_forward` (``compact``:
+    :func:`sdpa_fp32_compact_forward`); False when the model uses another attention (eager, flash, flex) and is
+    left as it is."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) != "sdpa":
         return False
-    AttentionInterface.register(FP32_SDPA, sdpa_fp32_forward)
-    AttentionMaskInterface.register(FP32_SDPA, sdpa_mask)
-    model.set_attn_implementation(FP32_SDPA)
+    name = FP32_SDPA_COMPACT if compact else FP32_SDPA
+    AttentionInterface.register(name, sdpa_fp32_compact_forward if compact else sdpa_fp32_forward)
+    AttentionMaskInterface.register(name, sdpa_mask)
+    model.set_attn_implementation(name)
     return True
 
 
@@ -70,6 +102,7 @@ class PackedBitsDropout(torch.nn.Module):
     def __init__(self, p: float) -> None:
         super().__init__()
         self.p = p
+        self.compact = False  # with LoRA scaled at rank: DroppedLinear (1-byte mask, no dropped copy saved)
         self.threshold = round((1.0 - p) * 2**MASK_BITS)  # kept when the 16-bit draw (0 .. 65535) is below it
         self.scale = 2**MASK_BITS / self.threshold if self.threshold else 0.0
 
@@ -77,16 +110,23 @@ class PackedBitsDropout(torch.nn.Module):
         """``x`` with dropped elements zeroed and the kept ones scaled (training); ``x`` itself in eval mode."""
         if not self.drops:
             return x
-        words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, None)
-        draws = words.view(torch.int16)[:x.numel()].view(x.shape)  # uniform over -32768 .. 32767
-        return _MaskedScale.apply(x, self._keep_mask(x, draws), self.scale)
+        return _MaskedScale.apply(x, self._keep_mask(x, self._draws(x)), self.scale)
 
     def masked(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` with the dropped elements zeroed and the kept ones left unscaled (the caller applies
         :attr:`scale`); training mode and ``p`` > 0 only."""
+        return _MaskedScale.apply(x, self._keep_mask(x, self._draws(x)), 1.0)
+
+    def keep_bytes(self, x: torch.Tensor) -> torch.Tensor:
+        """The 0/1 keep-mask of ``x`` as one byte per element (``uint8``), from the same draws as :meth:`masked`
+        (training mode and ``p`` > 0 only)."""
+        draws = self._draws(x)
+        keep = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
+        return torch.lt(draws, self.threshold - 2**(MASK_BITS - 1), out=keep)
+
+    def _draws(self, x: torch.Tensor) -> torch.Tensor:
         words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, None)
-        draws = words.view(torch.int16)[:x.numel()].view(x.shape)
-        return _MaskedScale.apply(x, self._keep_mask(x, draws), 1.0)
+        return words.view(torch.int16)[:x.numel()].view(x.shape)  # uniform over -32768 .. 32767
 
     def _keep_mask(self, x: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
         keep = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # 0/1 in x's dtype: no bool pass, no cast
@@ -133,6 +173,19 @@ def use_packed_dropout(model: torch.nn.Module) -> int:
                 dropouts[name] = PackedBitsDropout(dropout.p)
                 replaced += 1
     return replaced
+
+
+def use_compact_dropout(model: torch.nn.Module) -> int:
+    """Make every :class:`PackedBitsDropout` of ``model`` save a one-byte mask and no dropped copy of its input
+    (:class:`~tuneforge.training.activation_memory.DroppedLinear`; LoRA layers scaled at rank only).
+
+    Returns:
+        How many dropout modules were switched.
+    """
+    dropouts = [m for m in model.modules() if isinstance(m, PackedBitsDropout)]
+    for dropout in dropouts:
+        dropout.compact = True
+    return len(dropouts)
 
 
 class AdapterInputsInComputeDtype(TrainerCallback):
@@ -202,7 +255,11 @@ def lora_forward_scaled_at_rank(self: Any, x: torch.Tensor, *args: Any, **kwargs
     lora_a, dropout, scale = self.lora_A[name], self.lora_dropout[name], self.scaling[name]
     x = self._cast_input_dtype(x, lora_a.weight.dtype)
     if isinstance(dropout, PackedBitsDropout) and dropout.drops:
-        x, scale = dropout.masked(x), scale * dropout.scale
+        scale = scale * dropout.scale
+        if dropout.compact and lora_a.bias is None and compute_dtype_of(x) == x.dtype:
+            state = DroppedLinear.apply(x, dropout.keep_bytes(x), lora_a.weight)
+            return (result + self.lora_B[name](state * scale)).to(result.dtype)
+        x = dropout.masked(x)
     else:
         x = dropout(x)
     return (result + self.lora_B[name](lora_a(x) * scale)).to(result.dtype)
