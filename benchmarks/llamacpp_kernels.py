@@ -7,7 +7,10 @@ serving engine's own ``BatchContext`` (flash attention, a KV stream per sequence
 - first: the first prefill after the model loads (weight repacking and allocation included);
 - prefill: a --prompt-tokens prompt on a cleared sequence, median of --repeats (the TTFT of a request with no
   prefix in the cache, less sampling and HTTP), and best: the fastest of them (on a shared machine);
-- decode: one token of one sequence; step16: one token of each of --slots sequences in one batch (median).
+- decode: one token of one sequence; step: one token of each of --slots sequences in one batch (median).
+
+Each is given in wall-clock milliseconds and in CPU milliseconds of the process (all threads): on a machine shared
+with other work, the CPU time of a 1-thread run is the kernels' cost, which the wall-clock time is not.
 
     PYTHONPATH=src python benchmarks/llamacpp_kernels.py [--threads 2] [--quantizations q8_0,q4_0]
                                                        [--gguf FILE ...] [--cache DIR]
@@ -68,15 +71,20 @@ def tokenize(model, count: int) -> list[int]:
     return list(ctypes.cast(buffer, ctypes.POINTER(llama_cpp.llama_token))[:count])
 
 
-def timed(function) -> float:
-    """Milliseconds ``function()`` took."""
-    started = time.perf_counter()
+def timed(function) -> tuple[float, float]:
+    """Milliseconds ``function()`` took: wall-clock and CPU time of this process (all its threads)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     function()
-    return (time.perf_counter() - started) * 1000
+    return (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
+
+
+def medians(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """Median wall-clock and median CPU milliseconds of ``runs``."""
+    return statistics.median(wall for wall, _ in runs), statistics.median(cpu for _, cpu in runs)
 
 
 def measure(path: Path, args: argparse.Namespace) -> dict[str, float]:
-    """first/prefill/decode/step16 milliseconds of the GGUF file ``path``."""
+    """Wall-clock and CPU milliseconds of a first prefill, a prefill, a decode step and a --slots step of ``path``."""
     from llama_cpp import llama_cpp
 
     from tuneforge.serving.llamacpp_batch import BatchContext, load_model
@@ -85,29 +93,40 @@ def measure(path: Path, args: argparse.Namespace) -> dict[str, float]:
     context = BatchContext(model, slots=args.slots, n_ctx=512, threads=args.threads, threads_batch=args.threads)
     try:
         prompt = tokenize(model, args.prompt_tokens)
-        slot = context.slots[0]
 
         def prefill(seq: int = 0, tokens: list[int] = prompt) -> None:
             llama_cpp.llama_memory_seq_rm(context.memory, seq, 0, -1)
             context.decode([(seq, tokens, 0, True)])
 
-        result = {"first": timed(prefill)}
+        r = {"first": timed(prefill)[0]}
         prefills = [timed(prefill) for _ in range(args.repeats)]
-        result["prefill"], result["best"] = statistics.median(prefills), min(prefills)
-        singles = [timed(lambda at=at: context.decode([(slot.seq_id, [prompt[at % 50]], len(prompt) + at, True)]))
-                   for at in range(args.decode_steps)]
-        result["decode"] = statistics.median(singles)
+        r["prefill"], r["prefill_cpu"] = medians(prefills)
+        r["best"] = min(wall for wall, _ in prefills)
+        r["decode"], r["decode_cpu"] = medians([timed(lambda at=at: context.decode([(0, [prompt[at % 50]],
+                                                                                      len(prompt) + at, True)]))
+                                                for at in range(args.decode_steps)])
         short = prompt[:16]
         for seq in range(args.slots):
             prefill(seq, short)
-        steps = [timed(lambda at=at: context.decode([(seq, [short[at % 16]], len(short) + at, True)
-                                                    for seq in range(args.slots)]))
-                 for at in range(args.decode_steps)]
-        result["step16"] = statistics.median(steps)
-        return result
+        r["step"], r["step_cpu"] = medians([timed(lambda at=at: context.decode(
+            [(seq, [short[at % 16]], len(short) + at, True) for seq in range(args.slots)]))
+            for at in range(args.decode_steps)])
+        return r
     finally:
         context.close()
         llama_cpp.llama_model_free(model)
+
+
+def table(rows: list[tuple[str, dict[str, float]]], args: argparse.Namespace) -> None:
+    """Print the figures of ``rows`` (file name, measure()'s result)."""
+    print(f"{args.threads} threads, prompt {args.prompt_tokens} tokens, step = one token of each of {args.slots} "
+          "sequences; milliseconds (median), wall-clock and CPU time (all threads; the cost on a shared machine)")
+    print(f"{'model':<26} {'first':>7} {'prefill':>8} {'best':>7} {'cpu':>7} {'cpu/tok':>7} {'decode':>7} "
+          f"{'cpu':>6} {'step':>7} {'cpu':>7} {'step/1':>6}")
+    for name, r in rows:
+        print(f"{name:<26} {r['first']:7.1f} {r['prefill']:8.1f} {r['best']:7.1f} {r['prefill_cpu']:7.1f} "
+              f"{r['prefill_cpu'] / args.prompt_tokens:7.2f} {r['decode']:7.2f} {r['decode_cpu']:6.2f} "
+              f"{r['step']:7.2f} {r['step_cpu']:7.2f} {r['step_cpu'] / r['decode_cpu']:6.2f}")
 
 
 def main() -> None:
@@ -126,16 +145,8 @@ def main() -> None:
 
     args.cache.mkdir(parents=True, exist_ok=True)
     files = args.gguf or [make_gguf(q, args.cache) for q in args.quantizations.split(",")]
-    features = llama_cpp.llama_print_system_info().decode().strip()
-    print(f"llama.cpp from {Path(llama_cpp.__file__).parent}: {features}")
-    print(f"{args.threads} threads, prompt {args.prompt_tokens} tokens, {args.slots} sequences in step16; "
-          "milliseconds (median)")
-    print(f"{'model':<28} {'first':>8} {'prefill':>8} {'best':>7} {'ms/tok':>7} {'decode':>7} {'tok/s':>6} "
-          f"{'step' + str(args.slots):>7} {'x1':>5}")
-    for path in files:
-        r = measure(path, args)
-        print(f"{path.name:<28} {r['first']:8.1f} {r['prefill']:8.1f} {r['best']:7.1f} {r['prefill'] / args.prompt_tokens:7.2f} "
-              f"{r['decode']:7.2f} {1000 / r['decode']:6.1f} {r['step16']:7.2f} {r['step16'] / r['decode']:5.2f}")
+    print(f"llama.cpp from {Path(llama_cpp.__file__).parent}: {llama_cpp.llama_print_system_info().decode().strip()}")
+    table([(path.name, measure(path, args)) for path in files], args)
 
 
 if __name__ == "__main__":
