@@ -17,7 +17,9 @@ import platform
 import sys
 from pathlib import Path
 
-AMX_REASON = "ggml's AMX backend (-DGGML_AMX_INT8=ON) crashes llama-cpp-python 0.3.36 here"
+AMX_REASON = ("ggml's AMX kernel (-DGGML_AMX_INT8=ON, implied by -march=native) stops on an illegal instruction "
+              "(tilezero in tinygemm_kernel_amx) in llama-cpp-python 0.3.36 on a Sapphire Rapids VM where AMX itself "
+              "works")
 # (cmake option, /proc/cpuinfo flags it needs, name in llama_print_system_info() or None)
 FEATURES = (
     ("GGML_SSE42", ("sse4_2",), None),
