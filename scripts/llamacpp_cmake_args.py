@@ -1,0 +1,104 @@
+"""The CMAKE_ARGS that build llama-cpp-python's llama.cpp for this machine's CPU, and a check of the installed build.
+
+    CMAKE_ARGS="$(python scripts/llamacpp_cmake_args.py)" pip install 'tuneforge[llamacpp]'
+    python scripts/llamacpp_cmake_args.py --check    # exit 1 when the installed build lacks one of them
+
+llama.cpp's default build (GGML_NATIVE, -march=native) crashed here on every GGUF; a GGML_NATIVE=OFF build
+enables only what is named. This names each x86 instruction set extension llama.cpp has kernels for that
+/proc/cpuinfo lists (AVX2/FMA/F16C, AVX512 F/CD/VL/DQ/BW, VBMI, VNNI, BF16, AVX-VNNI), so the same line is
+safe on any x86-64 and fast on a recent Xeon. AMX is never enabled: see AMX_REASON. Elsewhere (no
+/proc/cpuinfo, another architecture) it prints only -DGGML_NATIVE=OFF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+AMX_REASON = ("ggml's AMX kernel (-DGGML_AMX_INT8=ON, implied by -march=native) stops on an illegal instruction "
+              "(tilezero in tinygemm_kernel_amx) in llama-cpp-python 0.3.36 on a Sapphire Rapids VM where AMX itself "
+              "works")
+# (cmake option, /proc/cpuinfo flags it needs, name in llama_print_system_info() or None)
+FEATURES = (
+    ("GGML_SSE42", ("sse4_2",), None),
+    ("GGML_AVX", ("avx",), "AVX"),
+    ("GGML_AVX2", ("avx2",), "AVX2"),
+    ("GGML_FMA", ("fma",), "FMA"),
+    ("GGML_F16C", ("f16c",), "F16C"),
+    ("GGML_BMI2", ("bmi2",), "BMI2"),
+    ("GGML_AVX_VNNI", ("avx_vnni",), "AVX_VNNI"),
+    ("GGML_AVX512", ("avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"), "AVX512"),
+    ("GGML_AVX512_VBMI", ("avx512f", "avx512vbmi"), "AVX512_VBMI"),
+    ("GGML_AVX512_VNNI", ("avx512f", "avx512_vnni"), "AVX512_VNNI"),
+    ("GGML_AVX512_BF16", ("avx512f", "avx512_bf16"), "AVX512_BF16"),
+)
+
+
+def cpu_flags(cpuinfo: str) -> set[str]:
+    """The flags of the first processor in the text of /proc/cpuinfo."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+def chosen(flags: set[str]) -> dict[str, bool]:
+    """cmake option -> ON/OFF for a CPU with ``flags``."""
+    return {option: all(flag in flags for flag in needed) for option, needed, _ in FEATURES}
+
+
+def cmake_args(flags: set[str] | None) -> str:
+    """The CMAKE_ARGS line for ``flags`` (None: not an x86 Linux machine)."""
+    if flags is None:
+        return "-DGGML_NATIVE=OFF"
+    options = chosen(flags)
+    return " ".join(["-DGGML_NATIVE=OFF"] + [f"-D{option}={'ON' if on else 'OFF'}" for option, on in options.items()])
+
+
+def expected(flags: set[str]) -> list[str]:
+    """Names ``llama_print_system_info()`` must show as ``NAME = 1`` for a build made with ``cmake_args``."""
+    options = chosen(flags)
+    return [name for option, _, name in FEATURES if name and options[option]]
+
+
+def missing(flags: set[str], system_info: str) -> list[str]:
+    """The expected features that ``system_info`` (llama_print_system_info()) does not show."""
+    shown = {part.strip() for part in system_info.replace("CPU :", "|").split("|")}
+    return [name for name in expected(flags) if f"{name} = 1" not in shown]
+
+
+def local_flags() -> set[str] | None:
+    """This machine's CPU flags, or None off x86 Linux."""
+    path = Path("/proc/cpuinfo")
+    if platform.machine().lower() not in ("x86_64", "amd64") or not path.exists():
+        return None
+    return cpu_flags(path.read_text())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="check the installed llama-cpp-python instead (exit 1 when a feature is missing)")
+    args = parser.parse_args()
+    flags = local_flags()
+    if not args.check:
+        print(cmake_args(flags))
+        return 0
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+    lacking = missing(flags, info) if flags is not None else []
+    if lacking:
+        print(f"the installed llama.cpp lacks {', '.join(lacking)} ({info.strip()}): rebuild it with "
+              f'CMAKE_ARGS="{cmake_args(flags)}" pip install --no-cache-dir --force-reinstall --no-deps '
+              "llama-cpp-python", file=sys.stderr)
+        return 1
+    print(f"llama.cpp build has the CPU's features: {info.strip()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
