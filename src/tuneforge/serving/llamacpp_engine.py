@@ -32,6 +32,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.serving.config import ServingConfig
 from tuneforge.serving.engine import Delta, GenerationRequest, QueuedEngine
 from tuneforge.serving.llamacpp_batch import BatchContext, GgufAdapters, Slot, load_model
+from tuneforge.serving.llamacpp_memory import check_context_memory, shape_from_config, shape_from_gguf, shape_from_model
 from tuneforge.serving.sampling import TextTracker, make_generator, next_tokens
 from tuneforge.serving.stats import ServingStats
 
@@ -63,9 +64,11 @@ class LlamaCppEngine(QueuedEngine):
         self.model: Any = None
         try:
             model_file, self._tokenizer, self.end_ids, model_config = _prepare_base(base, self.workdir, config)
-            self._context = min(int(getattr(model_config, "max_position_embeddings", 0) or 2048), MAX_CONTEXT)
+            self._context = context_cells(getattr(model_config, "max_position_embeddings", 0))
             threads = config.threads or max((os.cpu_count() or 2) // 2, 1)  # llama-cpp-python's defaults
-            self.model = load_model(model_file)
+            self.model = load_model(model_file)  # weights mapped; the context (KV cache) only if it fits:
+            check_context_memory(shape_from_model(self.model, path=model_file), slots=config.max_batch,
+                                 n_ctx=self._context)
             self.batch = BatchContext(self.model, slots=config.max_batch, n_ctx=self._context, threads=threads,
                                       threads_batch=config.threads or (os.cpu_count() or 1))
         except BaseException:
@@ -243,6 +246,27 @@ class LlamaCppEngine(QueuedEngine):
                 return left
             if request is not None:
                 left.append(request)
+
+
+def context_cells(max_positions: int | None) -> int:
+    """KV cells of each sequence: the model's context (2048 when unknown), at most ``MAX_CONTEXT``."""
+    return min(int(max_positions or 2048), MAX_CONTEXT)
+
+
+def check_memory(base: Path, *, config: ServingConfig) -> None:
+    """Refuse ``base`` when ``config.max_batch`` KV streams of its context cannot fit in memory (read from the
+    ``.gguf`` file's metadata or the model folder's config, before anything is converted or allocated).
+
+    Raises:
+        TuneforgeError: The estimate (named with ``--max-batch``) is over the memory available.
+    """
+    if base.suffix == ".gguf":
+        shape = shape_from_gguf(base)
+    else:
+        from transformers import AutoConfig
+
+        shape = shape_from_config(AutoConfig.from_pretrained(base))
+    check_context_memory(shape, slots=config.max_batch, n_ctx=context_cells(shape.context))
 
 
 def _prepare_base(base: Path, workdir: Path, config: ServingConfig) -> tuple[Path, Any, set[int], Any]:
