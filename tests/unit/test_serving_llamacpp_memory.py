@@ -41,6 +41,7 @@ def test_a_max_batch_that_cannot_fit_is_refused_with_the_figures_and_the_remedy(
     with pytest.raises(TuneforgeError, match="--max-batch 1 ") as none_fit:
         check_context_memory(SMOLLM2, slots=1, n_ctx=4096, available=50_000_000)
     assert "not even one sequence" in none_fit.value.hint
+    assert check_context_memory(None, slots=512, n_ctx=4096, available=1) == 0  # a shape it cannot read: unchecked
 
 
 def test_the_shape_of_llama_cpps_smollm2_gguf_and_of_its_transformers_config():

@@ -283,7 +283,7 @@ def check_memory(base: Path, *, config: ServingConfig) -> None:
         from transformers import AutoConfig
 
         shape = shape_from_config(AutoConfig.from_pretrained(base))
-    check_context_memory(shape, slots=config.max_batch, n_ctx=context_cells(shape.context))
+    check_context_memory(shape, slots=config.max_batch, n_ctx=context_cells(shape.context if shape else 0))
 
 
 def _prepare_base(base: Path, workdir: Path, config: ServingConfig) -> tuple[Path, Any, set[int], Any]:

@@ -11,12 +11,14 @@ instead of being killed by the kernel's OOM killer.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import TuneforgeError
 
+log = logging.getLogger("tuneforge.serving")
 CACHE_BYTES = 2  # llama.cpp's default K and V cache type: F16
 UBATCH = 512  # prompt tokens llama.cpp computes at once (llamacpp_batch.UBATCH: the compute graph is sized for it)
 FLOAT = 4
@@ -48,7 +50,7 @@ class ModelShape:
     context: int = 0
 
 
-def shape_from_gguf(path: Path) -> ModelShape:
+def shape_from_gguf(path: Path) -> ModelShape | None:
     """The shape of a GGUF model file, from its metadata (llama.cpp reads the header and the vocabulary only).
 
     Raises:
@@ -69,8 +71,9 @@ def shape_from_gguf(path: Path) -> ModelShape:
         llama_cpp.llama_model_free(model)
 
 
-def shape_from_model(model: Any, *, path: Path | str = "the model") -> ModelShape:
-    """The shape of a loaded ``llama_model_p``, from its GGUF metadata (``{arch}.block_count``, ...).
+def shape_from_model(model: Any, *, path: Path | str = "the model") -> ModelShape | None:
+    """The shape of a loaded ``llama_model_p``, from its GGUF metadata (``{arch}.block_count``, ...); ``None``
+    when its figures are not single numbers (per-layer head counts): then the context is created unchecked.
 
     Raises:
         TuneforgeError: The metadata has no architecture or block count.
@@ -93,13 +96,17 @@ def shape_from_model(model: Any, *, path: Path | str = "the model") -> ModelShap
         raise TuneforgeError(f"{path} has no llama.cpp model metadata (general.architecture, block_count)",
                              hint="give a GGUF model file made by llama.cpp's convert_hf_to_gguf.py or tuneforge")
     heads, embedding = value(f"{arch}.attention.head_count"), value(f"{arch}.embedding_length")
-    head_dim = embedding // heads
-    return ModelShape(layers=layers, kv_heads=value(f"{arch}.attention.head_count_kv", heads),
-                      key_dim=value(f"{arch}.attention.key_length", head_dim),
-                      value_dim=value(f"{arch}.attention.value_length", head_dim), embedding=embedding,
-                      feed_forward=value(f"{arch}.feed_forward_length", 4 * embedding),
-                      vocab=llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model)),
-                      context=value(f"{arch}.context_length", 0))
+    head_dim = embedding // heads if isinstance(heads, int) and isinstance(embedding, int) and heads else None
+    figures = {"layers": layers, "kv_heads": value(f"{arch}.attention.head_count_kv", heads),
+               "key_dim": value(f"{arch}.attention.key_length", head_dim),
+               "value_dim": value(f"{arch}.attention.value_length", head_dim), "embedding": embedding,
+               "feed_forward": value(f"{arch}.feed_forward_length", 4 * (embedding or 0)),
+               "vocab": llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model)),
+               "context": value(f"{arch}.context_length", 0)}
+    if not all(isinstance(figure, int) for figure in figures.values()):
+        log.warning("%s: llama.cpp's KV cache is not estimated (figures %s)", path, figures)
+        return None
+    return ModelShape(**figures)
 
 
 def shape_from_config(config: Any) -> ModelShape:
@@ -143,11 +150,11 @@ def available_bytes() -> int:
     return available
 
 
-def check_context_memory(shape: ModelShape, *, slots: int, n_ctx: int, available: int | None = None) -> int:
+def check_context_memory(shape: ModelShape | None, *, slots: int, n_ctx: int, available: int | None = None) -> int:
     """Refuse a context that cannot fit in memory, before llama.cpp allocates it.
 
     Args:
-        shape: The model's shape.
+        shape: The model's shape (``None``: unknown, nothing is checked).
         slots: Sequences at once (``--max-batch``).
         n_ctx: KV cells of each sequence.
         available: Bytes free (default: :func:`available_bytes`).
@@ -158,6 +165,8 @@ def check_context_memory(shape: ModelShape, *, slots: int, n_ctx: int, available
     Raises:
         TuneforgeError: The estimate is over what is available; names ``--max-batch``, the figures and the remedy.
     """
+    if shape is None:
+        return 0
     kv, buffers = context_bytes(shape, slots=slots, n_ctx=n_ctx)
     available = available_bytes() if available is None else available
     if kv + buffers <= available:
