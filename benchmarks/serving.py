@@ -113,6 +113,7 @@ def bench(engine: str, args: argparse.Namespace, *, base: Path, adapters: dict[s
     settings = Settings(home=str(home / engine), concurrency=0)
     config = ServingConfig(engine=engine, models={"smollm2": str(base), **adapters}, max_batch=args.clients,
                            threads=args.threads, adapter_cache=len(adapters), gguf_quantization="q8_0")
+    loads = os.getloadavg()
     with running_server(settings, workers=0, serving=config) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.keys["acme"], max_retries=0,
                                timeout=600)
@@ -126,7 +127,9 @@ def bench(engine: str, args: argparse.Namespace, *, base: Path, adapters: dict[s
         one = load(client, ["lora-0"], clients=args.clients, rounds=args.rounds, max_tokens=args.max_tokens)
         four = load(client, list(adapters), clients=args.clients, rounds=args.rounds, max_tokens=args.max_tokens)
     weights = {"torch": "transformers + PEFT, fp32", "llamacpp": "llama.cpp, Q8_0 GGUF base + F32 GGUF LoRA"}[engine]
-    print(f"\nSmolLM2-135M + LoRA ({engine} engine: {weights}; {args.threads} threads), prompt {prompt_tokens} tokens")
+    print(f"\nSmolLM2-135M + LoRA ({engine} engine: {weights}; {args.threads} threads), prompt {prompt_tokens} tokens; "
+          f"load average before/after: {loads[0]:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          "(other work on the machine slows every figure)")
     print(f"one client, streamed (64 tokens): TTFT p50 {single['ttft_p50'] * 1000:.0f} ms, "
           f"p95 {single['ttft_p95'] * 1000:.0f} ms; decode {single['decode_tok_s']:.1f} tokens/s")
     print(f"{'':34} {'req/s':>7} {'tok/s':>7} {'p50 s':>7} {'p95 s':>7} {'x seq':>6}")

@@ -135,3 +135,26 @@ def test_openai_sdk_over_the_llamacpp_engine(tmp_path, tiny_model, adapters):
         metrics = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.admin_key}"}).text
         buckets = dict(re.findall(r'tuneforge_inference_batch_size_bucket\{le="([^"]+)"\} ([0-9.e+]+)', metrics))
         assert float(buckets["+Inf"]) > float(buckets.get("1", buckets.get("1.0")))  # batches of more than one
+
+
+def test_a_max_batch_whose_kv_cache_cannot_fit_is_refused_before_llama_cpp_allocates(tiny_model, monkeypatch):
+    """The estimate (from the converted GGUF's metadata) is checked against the memory available (here made 10 MB)
+    before the context exists: the error names --max-batch and the figures; nothing is left behind."""
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.serving import llamacpp_engine, llamacpp_memory
+
+    monkeypatch.setattr(llamacpp_memory, "available_bytes", lambda: 10_000_000)
+    monkeypatch.setattr(llamacpp_engine, "BatchContext", lambda *a, **k: pytest.fail("the context was created"))
+    before = set(llamacpp_engine.Path(llamacpp_engine.tempfile.gettempdir()).glob("tuneforge-llamacpp-*"))
+    with pytest.raises(TuneforgeError) as refused:
+        llamacpp_engine.LlamaCppEngine(tiny_model, config=ServingConfig(engine="llamacpp", max_batch=512, threads=1,
+                                                                        gguf_quantization="f32"))
+    assert "--max-batch 512 needs about" in refused.value.message and "only 10 MB" in refused.value.message
+    assert "lower --max-batch (about " in refused.value.hint
+    after = set(llamacpp_engine.Path(llamacpp_engine.tempfile.gettempdir()).glob("tuneforge-llamacpp-*"))
+    assert after <= before  # the engine's folder went with it
+    from tuneforge.serving.config import ServingConfig as Config
+    from tuneforge.serving.engines import ModelServer
+
+    with pytest.raises(TuneforgeError, match="--max-batch 512"):  # what 'tuneforge serve' checks before the port opens
+        ModelServer(Config(engine="llamacpp", max_batch=512)).check(tiny_model)

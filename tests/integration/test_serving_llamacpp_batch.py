@@ -98,6 +98,28 @@ def test_adapters_batch_per_step_and_a_new_version_joins_while_others_run(tmp_pa
     assert not engine.workdir.exists()
 
 
+def test_requests_arriving_together_with_one_prompt_compute_it_once(tmp_path, tiny_model):
+    """Four requests of one adapter and one prompt at once (a burst, nothing cached): one sequence prefills it,
+    the three others wait that step and copy its cells; every answer equals a cold single run's."""
+    from tuneforge.serving.llamacpp_engine import LlamaCppEngine
+
+    adapter = make_lora_adapter(tiny_model, tmp_path / "lora", seed=5)
+    config = ServingConfig(engine="llamacpp", threads=1, max_batch=4, gguf_quantization="f32", batch_wait_ms=300)
+    engine = LlamaCppEngine(tiny_model, config=config)
+    try:
+        engine.end_ids = set()
+        params = SamplingParams(max_tokens=6, temperature=0)
+        prompt = engine.encode("the same long prompt about the sea " * 8, add_special_tokens=True)
+        together = [answer(stream) for stream in [submit(engine, prompt, params, adapter) for _ in range(4)]]
+        assert engine.batch.copies == 3
+        for slot in engine.batch.slots:  # the engine waits for a request: forget the cached prompt
+            engine.batch.drop(slot)
+        assert together == [answer(submit(engine, prompt, params, adapter))] * 4
+        assert engine.batch.copies == 3  # that one was computed cold
+    finally:
+        engine.close()
+
+
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path

@@ -8,7 +8,7 @@ import typer
 
 from tuneforge.cli.platform import DB, HOME, _safe
 from tuneforge.cli.render import make_console
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, TuneforgeError
 
 console = make_console()
 
@@ -22,6 +22,29 @@ def served_names(models: list[str]) -> dict[str, str]:
             raise ConfigError(f"{item!r} is not NAME=MODEL", field="models", hint="e.g. support-bot=runs/support")
         served[name if sep else item] = reference if sep else item
     return served
+
+
+def check_models(settings, server, *, models: dict[str, str]) -> None:
+    """Resolve every model to serve and run its engine's checks (no weights loaded), so that a bad reference
+    fails before uvicorn starts, naming the argument.
+
+    Raises:
+        TuneforgeError: ``tuneforge serve ARG: what is wrong``, with the original hint.
+    """
+    from tuneforge.services.platform import open_platform
+    from tuneforge.services.serving import resolve_served_model
+
+    platform = open_platform(settings)
+    try:
+        for name, reference in models.items():
+            try:
+                target = resolve_served_model(platform, name, project="", served=models, engine=server.config.engine)
+                server.check(target.base)
+            except TuneforgeError as exc:
+                given = name if name == reference else f"{name}={reference}"
+                raise TuneforgeError(f"tuneforge serve {given}: {exc.message}", hint=exc.hint) from exc
+    finally:
+        platform.close()
 
 
 def serve(
@@ -54,8 +77,9 @@ def serve(
                               "adapter_cache": adapter_cache, "threads": threads, "models": served_names(models),
                               "log_requests": log_requests, "gguf_quantization": gguf_quantization},
                              ServingConfig)
-    open_model_server(config)  # fails here, before the port opens, when the engine is not installed
+    server = open_model_server(config)  # fails here, before the port opens, when the engine is not installed
     settings = Settings.from_env(database_url=database_url or None, home=home or None, concurrency=0)
+    check_models(settings, server, models=config.models)
     console.print(f"tuneforge serve on http://{host}:{port}/v1: {', '.join(config.models)} ({engine} engine), "
                   f"database {_safe(settings.database_url)}")
     serve_app(settings, host=host, port=port, workers=0, serving=config)

@@ -70,6 +70,24 @@ class ModelServer:
                 engine.close()
             self.engines.clear()
 
+    def check(self, base: Path) -> None:
+        """What starting the engine of ``base`` would refuse, found without loading weights (``tuneforge serve``
+        checks its models before the port opens).
+
+        Raises:
+            MissingDependencyError: The engine's package is not installed.
+            ConfigError: The model is not one this engine serves.
+            TuneforgeError: ``--max-batch`` sequences of llama.cpp's KV cache do not fit in memory.
+        """
+        check_engine(self.config.engine)
+        if self.config.engine == "llamacpp":
+            from tuneforge.serving.llamacpp_engine import check_memory
+
+            _check_gguf_architecture(base)
+            check_memory(base, config=self.config)
+        elif self.config.engine == "torch":
+            _check_decoder(base)
+
     def _start(self, base: Path) -> Engine:
         check_engine(self.config.engine)
         if self.config.engine == "llamacpp":
@@ -84,16 +102,7 @@ class ModelServer:
         return self._start_torch(base)
 
     def _start_torch(self, base: Path) -> Engine:
-        from transformers import AutoConfig
-
-        from tuneforge.models.architectures import architecture_for
-
-        config = AutoConfig.from_pretrained(base)
-        architecture = architecture_for(config.model_type)
-        kind = architecture.kind if architecture else ("encoder-decoder" if config.is_encoder_decoder else "decoder")
-        if kind != "decoder":
-            raise ConfigError(f"{base} is an {kind} model ({config.model_type}); the server generates text with "
-                              "decoder-only (causal) models", field="model", hint="serve a causal language model")
+        _check_decoder(base)
         if self.config.threads:
             import torch
 
@@ -101,6 +110,20 @@ class ModelServer:
         from tuneforge.serving.torch_engine import TorchEngine
 
         return TorchEngine(base, config=self.config, stats=self.stats)
+
+
+def _check_decoder(base: Path) -> None:
+    """The torch engine generates with decoder-only models."""
+    from transformers import AutoConfig
+
+    from tuneforge.models.architectures import architecture_for
+
+    config = AutoConfig.from_pretrained(base)
+    architecture = architecture_for(config.model_type)
+    kind = architecture.kind if architecture else ("encoder-decoder" if config.is_encoder_decoder else "decoder")
+    if kind != "decoder":
+        raise ConfigError(f"{base} is an {kind} model ({config.model_type}); the server generates text with "
+                          "decoder-only (causal) models", field="model", hint="serve a causal language model")
 
 
 def _check_gguf_architecture(base: Path) -> None:

@@ -50,7 +50,7 @@ class Slot:
         pending: Tokens to feed at the slot's next step (the prompt's uncached rest, or the last token chosen).
         tracker: The request's answer so far.
         generator: The request's sampler (``None``: greedy).
-        waiting_since: When the slot last got a step (the scheduler serves the oldest first).
+        waiting_step: The engine's step count when the slot last got a step (the scheduler serves the oldest first).
         used_at: When the slot last served a request.
     """
 
@@ -61,20 +61,23 @@ class Slot:
     pending: list[int] = field(default_factory=list)
     tracker: TextTracker | None = None
     generator: Any = None
-    waiting_since: float = 0.0
+    waiting_step: int = 0
     used_at: float = 0.0
 
     def reuse(self, request: GenerationRequest) -> int:
         """How many prompt tokens of ``request`` this slot already holds (one is always computed again: its
         logits choose the first token)."""
-        if self.adapter != request.adapter:
-            return 0
-        common = 0
-        for cached, token in zip(self.cached, request.prompt_ids[:-1]):
-            if cached != token:
-                break
-            common += 1
-        return common
+        return common_prefix(self.cached, request.prompt_ids[:-1]) if self.adapter == request.adapter else 0
+
+
+def common_prefix(first: list[int], second: list[int]) -> int:
+    """How many leading tokens ``first`` and ``second`` share."""
+    common = 0
+    for a, b in zip(first, second):
+        if a != b:
+            break
+        common += 1
+    return common
 
 
 class BatchContext:

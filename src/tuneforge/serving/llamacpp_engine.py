@@ -8,8 +8,8 @@ base, instead of the adapter being merged and re-quantized. A ``.gguf`` base or 
 Requests run as llama.cpp sequences of one context (:mod:`tuneforge.serving.llamacpp_batch`): they join
 between decode steps (their prompt shares the step with the others' next tokens) and leave as they finish.
 llama.cpp applies adapters per context, so a step decodes the sequences of one adapter; an adapter keeps
-the context while it has sequences, until another sequence has waited ``ADAPTER_SLICE_S`` (switching is
-costly). Tokens are chosen here from each sequence's logits
+the context while it has sequences, until another sequence has waited ``ADAPTER_SLICE_STEPS`` steps (one adapter's
+sequences run to their end before the next adapter's, which is what keeps the median latency low). Tokens are chosen here from each sequence's logits
 (:mod:`tuneforge.serving.sampling`, as in the torch engine): greedy is the argmax.
 """
 
@@ -31,7 +31,8 @@ from typing import IO, Any
 from tuneforge.errors import TuneforgeError
 from tuneforge.serving.config import ServingConfig
 from tuneforge.serving.engine import Delta, GenerationRequest, QueuedEngine
-from tuneforge.serving.llamacpp_batch import BatchContext, GgufAdapters, Slot, load_model
+from tuneforge.serving.llamacpp_batch import BatchContext, GgufAdapters, Slot, common_prefix, load_model
+from tuneforge.serving.llamacpp_memory import check_context_memory, shape_from_config, shape_from_gguf, shape_from_model
 from tuneforge.serving.sampling import TextTracker, make_generator, next_tokens
 from tuneforge.serving.stats import ServingStats
 
@@ -43,9 +44,11 @@ LOCK_NAME = ".owner.lock"
 # this long: a cold prefill costs about 2 ms a token (SmolLM2-135M Q8_0, 2 threads), a stream copy a few ms.
 COPY_MIN_TOKENS = 16
 # Changing the context's adapter makes llama.cpp reserve its compute graphs again: 3.6 ms more per single-token
-# step with SmolLM2-135M (16.8 vs 13.2 ms, quiet machine), more on a busy one. The applied adapter's sequences
-# keep the context until another sequence has waited this long.
-ADAPTER_SLICE_S = 2.0
+# step with SmolLM2-135M (16.8 vs 13.2 ms, quiet machine), more on a busy one. Each step decodes one adapter's
+# sequences; the applied adapter's keep the context until another sequence has waited this many steps. Counted
+# in steps, not seconds: a 2-s slice, on a busy machine (0.5-0.8 s a step), switched adapters every few steps,
+# so 16 requests over 4 adapters all ended together (p50 = max) instead of one adapter's after another's.
+ADAPTER_SLICE_STEPS = 64
 
 
 class LlamaCppEngine(QueuedEngine):
@@ -63,9 +66,11 @@ class LlamaCppEngine(QueuedEngine):
         self.model: Any = None
         try:
             model_file, self._tokenizer, self.end_ids, model_config = _prepare_base(base, self.workdir, config)
-            self._context = min(int(getattr(model_config, "max_position_embeddings", 0) or 2048), MAX_CONTEXT)
+            self._context = context_cells(getattr(model_config, "max_position_embeddings", 0))
             threads = config.threads or max((os.cpu_count() or 2) // 2, 1)  # llama-cpp-python's defaults
-            self.model = load_model(model_file)
+            self.model = load_model(model_file)  # weights mapped; the context (KV cache) only if it fits:
+            check_context_memory(shape_from_model(self.model, path=model_file), slots=config.max_batch,
+                                 n_ctx=self._context)
             self.batch = BatchContext(self.model, slots=config.max_batch, n_ctx=self._context, threads=threads,
                                       threads_batch=config.threads or (os.cpu_count() or 1))
         except BaseException:
@@ -77,6 +82,7 @@ class LlamaCppEngine(QueuedEngine):
         self.adapters = GgufAdapters(self.model, self.batch.ctx, model_config, capacity=config.adapter_cache,
                                      workdir=self.workdir)
         self.deferred: list[GenerationRequest] = []  # taken from the queue, waiting for a slot or adapter room
+        self.steps = 0  # llama_decode calls so far (the adapter slice is counted in them)
         self._start_thread(f"tuneforge-llamacpp-{base.name}")
 
     def loaded_adapters(self) -> list[str]:
@@ -152,6 +158,8 @@ class LlamaCppEngine(QueuedEngine):
         slot = max(free, key=lambda s: (self._nearness(s, request.adapter), s.reuse(request), -len(s.cached)))
         keep = slot.reuse(request)
         donor = max(self.batch.slots, key=lambda s: s.reuse(request) if s is not slot else -1)
+        if self._prefilling(request) >= max(keep, donor.reuse(request)) + COPY_MIN_TOKENS:
+            return False  # another sequence is computing this prompt's prefix now: copy it after that step
         if donor.reuse(request) >= keep + COPY_MIN_TOKENS:  # a prefix another slot holds (a shared system prompt)
             self.batch.copy(donor, slot)
             keep = donor.reuse(request)
@@ -166,8 +174,19 @@ class LlamaCppEngine(QueuedEngine):
         slot.request, slot.adapter, slot.pending = request, request.adapter, request.prompt_ids[keep:]
         slot.tracker = TextTracker(self.decoder, request.params, self.end_ids)
         slot.generator = make_generator(request.params)
-        slot.waiting_since = slot.used_at = time.monotonic()
+        slot.waiting_step, slot.used_at = self.steps, time.monotonic()
         return True
+
+    def _prefilling(self, request: GenerationRequest) -> int:
+        """The longest prefix of ``request``'s prompt that a running sequence of its adapter is computing now (its
+        prompt not yet decoded). Requests that arrive together with one prompt prefix (a burst over one adapter, a
+        shared system prompt) compute it once: the others wait that step and copy it, instead of each prefilling
+        it (16 clients over 4 adapters, 115-token prompt: 12 prefills of 115 tokens became 3)."""
+        best = 0
+        for slot in self._active():
+            if slot.adapter == request.adapter and slot.tracker is not None and not slot.tracker.ids:
+                best = max(best, common_prefix(slot.request.prompt_ids[:-1], request.prompt_ids[:-1]))  # type: ignore[union-attr]
+        return best
 
     def _nearness(self, slot: Slot, adapter: Path | None) -> int:
         """How well ``slot`` keeps the sequences of ``adapter`` in neighbouring slots (higher is better).
@@ -184,7 +203,8 @@ class LlamaCppEngine(QueuedEngine):
 
     def _next_group(self) -> list[Slot]:
         """The running sequences of one adapter (cancelled ones leave first): the applied adapter's while it has
-        any and no other sequence has waited ``ADAPTER_SLICE_S``, else the adapter of the longest waiting one."""
+        any and no other sequence has waited ``ADAPTER_SLICE_STEPS`` steps, else the adapter of the longest waiting
+        one."""
         for slot in self._active():
             if slot.request.stream.cancelled:  # type: ignore[union-attr]
                 self._release(slot)
@@ -192,8 +212,8 @@ class LlamaCppEngine(QueuedEngine):
         if not active:
             return []
         current = [slot for slot in active if slot.adapter == self.adapters.active]
-        oldest = min(active, key=lambda s: s.waiting_since)
-        if current and time.monotonic() - oldest.waiting_since < ADAPTER_SLICE_S:
+        oldest = min(active, key=lambda s: s.waiting_step)
+        if current and self.steps - oldest.waiting_step < ADAPTER_SLICE_STEPS:
             return current
         return [slot for slot in active if slot.adapter == oldest.adapter]
 
@@ -217,10 +237,10 @@ class LlamaCppEngine(QueuedEngine):
                 self.batch.drop(slot)
                 self._release(slot)
             return
-        now = time.monotonic()
+        self.steps += 1
         for slot in group:
             slot.cached += chunks[slot.seq_id]
-            slot.pending, slot.waiting_since = slot.pending[len(chunks[slot.seq_id]):], now
+            slot.pending, slot.waiting_step = slot.pending[len(chunks[slot.seq_id]):], self.steps
         tokens = next_tokens(logits, [s.request.params for s in ready], [s.generator for s in ready])  # type: ignore[union-attr]
         for slot, token in zip(ready, tokens.tolist()):
             text = slot.tracker.add(token)  # type: ignore[union-attr]
@@ -243,6 +263,27 @@ class LlamaCppEngine(QueuedEngine):
                 return left
             if request is not None:
                 left.append(request)
+
+
+def context_cells(max_positions: int | None) -> int:
+    """KV cells of each sequence: the model's context (2048 when unknown), at most ``MAX_CONTEXT``."""
+    return min(int(max_positions or 2048), MAX_CONTEXT)
+
+
+def check_memory(base: Path, *, config: ServingConfig) -> None:
+    """Refuse ``base`` when ``config.max_batch`` KV streams of its context cannot fit in memory (read from the
+    ``.gguf`` file's metadata or the model folder's config, before anything is converted or allocated).
+
+    Raises:
+        TuneforgeError: The estimate (named with ``--max-batch``) is over the memory available.
+    """
+    if base.suffix == ".gguf":
+        shape = shape_from_gguf(base)
+    else:
+        from transformers import AutoConfig
+
+        shape = shape_from_config(AutoConfig.from_pretrained(base))
+    check_context_memory(shape, slots=config.max_batch, n_ctx=context_cells(shape.context if shape else 0))
 
 
 def _prepare_base(base: Path, workdir: Path, config: ServingConfig) -> tuple[Path, Any, set[int], Any]:
