@@ -22,6 +22,12 @@ tokens per CPU-second on N / the same on 1: the efficiency N processes reach whe
 
     .venv/bin/python benchmarks/scaling.py --rounds 3                 # 1 vs 2 processes, 12 steps, global batch 8
     .venv/bin/python benchmarks/scaling.py --nproc 8 --precision bf16  # 1 vs 8 GPUs
+    .venv/bin/python benchmarks/scaling.py --rounds 2 --control        # + N independent runs side by side
+
+``--control`` adds, to each round, N independent one-process runs of ``global_batch / N`` each, started together
+with no communication between them: what N cores of this machine do side by side (shared caches and memory
+bandwidth; on a VM, whatever the host shares). Their summed tokens/s against N x one process is the machine's
+own ceiling for N processes, and the N-process run against that sum is what DDP itself costs.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +145,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--global-batch", type=int, default=8)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--control", action="store_true",
+                        help="also run N independent one-process trainings side by side (the machine's ceiling)")
     args = parser.parse_args()
     if args.global_batch % args.nproc:
         parser.error(f"--global-batch {args.global_batch} is not a multiple of --nproc {args.nproc}")
@@ -146,6 +155,7 @@ def main() -> None:
     print(f"{'processes':>9} {'load':>6} {'tokens/s':>9} {'cores used':>10} {'tok/CPU-s':>11} {'efficiency':>10} "
           f"{'final loss':>10}")
     runs: dict[int, list[Run]] = {1: [], args.nproc: []}
+    controls: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             order = (1, args.nproc) if round_ % 2 == 0 else (args.nproc, 1)
@@ -156,7 +166,30 @@ def main() -> None:
             efficiency = many.tokens_per_second / (args.nproc * one.tokens_per_second)
             for r in (one, many):
                 print(row(r, efficiency if r is many else None), flush=True)
+            if args.control:
+                controls.append(side_by_side(args, Path(tmp)))
+                print(f"{'control':>9} {controls[-1]:>16.1f}  tokens/s of {args.nproc} independent runs of batch "
+                      f"{args.global_batch // args.nproc} side by side: {controls[-1] / (args.nproc * one.tokens_per_second):.0%}"
+                      f" of {args.nproc} x one process; the {args.nproc}-process run reached "
+                      f"{many.tokens_per_second / controls[-1]:.0%} of them", flush=True)
     report(runs, nproc=args.nproc)
+    if controls:
+        ceiling = statistics.median(controls) / (args.nproc * statistics.median(r.tokens_per_second for r in runs[1]))
+        many = statistics.median(r.tokens_per_second for r in runs[args.nproc])
+        print(f"control (median of {len(controls)}): {args.nproc} independent runs side by side reach {ceiling:.0%} of "
+              f"{args.nproc} x one process (the machine's ceiling); the {args.nproc}-process run reaches "
+              f"{many / statistics.median(controls):.0%} of that ceiling")
+
+
+def side_by_side(args: argparse.Namespace, workdir: Path) -> float:
+    """Summed tokens/s of ``args.nproc`` independent one-process runs of ``global_batch / nproc``, run together."""
+    folders = [workdir / f"control-{i}" for i in range(args.nproc)]
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
+    with ThreadPoolExecutor(max_workers=args.nproc) as pool:
+        done = list(pool.map(lambda folder: run(1, steps=args.steps, global_batch=args.global_batch // args.nproc,
+                                                precision=args.precision, workdir=folder), folders))
+    return sum(r.tokens_per_second for r in done)
 
 
 def report(runs: dict[int, list[Run]], *, nproc: int) -> None:
