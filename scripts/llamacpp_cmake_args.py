@@ -87,8 +87,12 @@ def main() -> int:
     if not args.check:
         print(cmake_args(flags))
         return 0
-    import llama_cpp
-
+    try:
+        import llama_cpp
+    except ImportError:
+        print(f"llama-cpp-python is not installed in {sys.executable}: run this with the Python that serves "
+              "(.venv/bin/python), or install it with 'make llamacpp'", file=sys.stderr)
+        return 1
     info = llama_cpp.llama_print_system_info().decode()
     lacking = missing(flags, info) if flags is not None else []
     if lacking:
