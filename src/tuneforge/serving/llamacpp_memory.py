@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.serving.llamacpp_batch import UBATCH  # prompt tokens computed at once: the compute graph is sized for it
 
 log = logging.getLogger("tuneforge.serving")
 CACHE_BYTES = 2  # llama.cpp's default K and V cache type: F16
-UBATCH = 512  # prompt tokens llama.cpp computes at once (llamacpp_batch.UBATCH: the compute graph is sized for it)
 FLOAT = 4
 MB = 1_000_000
 
