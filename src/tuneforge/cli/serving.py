@@ -47,6 +47,9 @@ def check_models(settings, server, *, models: dict[str, str]) -> None:
         platform.close()
 
 
+OPTIONS = ("engine", "max_batch", "batch_wait_ms", "adapter_cache", "threads", "log_requests", "gguf_quantization")
+
+
 def serve(
     models: list[str] = typer.Argument(..., help="Models to serve: a builtin alias, model directory, run or adapter "
                                        "directory, or NAME=MODEL to serve it under NAME. The project's ft: models "
@@ -76,7 +79,8 @@ def serve(
     config = validate_config({"engine": engine, "max_batch": max_batch, "batch_wait_ms": batch_wait_ms,
                               "adapter_cache": adapter_cache, "threads": threads, "models": served_names(models),
                               "log_requests": log_requests, "gguf_quantization": gguf_quantization},
-                             ServingConfig)
+                             ServingConfig, options={**{key: "--" + key.replace("_", "-") for key in OPTIONS},
+                                                     "models": "MODELS"})
     server = open_model_server(config)  # fails here, before the port opens, when the engine is not installed
     settings = Settings.from_env(database_url=database_url or None, home=home or None, concurrency=0)
     check_models(settings, server, models=config.models)

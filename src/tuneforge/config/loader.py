@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,17 +63,25 @@ def validate_config(
     root: yaml.Node | None = None,
     overrides: Sequence[str] = (),
     strict: bool = False,
+    options: Mapping[str, str] | None = None,
 ) -> M:
     """Validate a mapping into ``model``, turning the first pydantic error into a :class:`ConfigError`.
 
     ``overrides`` are the ``--set`` arguments already applied to ``data``: an error about a field they set names
     the argument rather than ``file``. ``strict``: no coercion (``"3"`` and ``true`` are not numbers): the API's
-    JSON bodies. YAML files stay lax, since YAML 1.1 reads ``2e-4`` as a string.
+    JSON bodies. YAML files stay lax, since YAML 1.1 reads ``2e-4`` as a string. ``options`` maps top-level fields to
+    the command-line option that set them (``{"max_batch": "--max-batch"}``): an error names the option the user
+    typed rather than the field.
     """
     try:
         return model.model_validate(data, strict=strict)
     except ValidationError as exc:
-        raise _config_error(exc, model, file=file, root=root, overrides=overrides) from None
+        error = _config_error(exc, model, file=file, root=root, overrides=overrides)
+        option = (options or {}).get((error.field or "").split(".")[0])
+        if option is not None:
+            raise ConfigError(error.message.removeprefix(f"field '{error.field}': "), file=option,
+                              hint=error.hint) from None
+        raise error from None
 
 
 def _config_error(
