@@ -25,13 +25,14 @@ from tuneforge.storage import schema as t
 from tuneforge.storage.base import Store
 from tuneforge.storage.engine import create_db_engine, migrate
 from tuneforge.storage.sql_data import DataVersionsSql
+from tuneforge.storage.sql_files import FilesSql
 from tuneforge.storage.sql_hardening import KeyAndDiskQueries
 from tuneforge.storage.sql_registry import RegistrySql
 from tuneforge.storage.sql_traffic import TrafficSql
 from tuneforge.storage.sql_rows import record_of as _record
 from tuneforge.storage.sql_rows import values_of as _values
 from tuneforge.storage.records import (
-    FINAL_STATES, CheckpointRecord, DatasetRecord, EventRecord, FileRecord, JobControl, JobRecord, JobStatus,
+    FINAL_STATES, CheckpointRecord, EventRecord, JobControl, JobRecord, JobStatus,
     JobUpdate, Lease, MetricRecord, ModelRecord, Page, now,
 )
 
@@ -58,7 +59,7 @@ def _first_line(exc: SQLAlchemyError) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class SqlStore(RegistrySql, TrafficSql, DataVersionsSql, KeyAndDiskQueries, Store):
+class SqlStore(FilesSql, RegistrySql, TrafficSql, DataVersionsSql, KeyAndDiskQueries, Store):
     """The Store on a SQL database (the model registry's, the data sets' and the key and disk queries come from
     mixins).
 
@@ -152,46 +153,6 @@ class SqlStore(RegistrySql, TrafficSql, DataVersionsSql, KeyAndDiskQueries, Stor
     def project_of_key(self, key_hash: str) -> str | None:
         with self._session("look up an API key") as conn:
             return conn.execute(select(t.api_keys.c.project).where(t.api_keys.c.key_hash == key_hash)).scalar()
-
-    # --- files and datasets ---------------------------------------------------------------------------
-    def add_file(self, record: FileRecord, *, lease: Lease | None = None) -> FileRecord:
-        self._insert(t.files, record, f"file '{record.id}'", lease=lease)
-        return record
-
-    def get_file(self, file_id: str, *, project: str | None = None) -> FileRecord:
-        scope = [t.files.c.project == project] if project is not None else []
-        return self._one(t.files, FileRecord, f"file '{file_id}'", t.files.c.id == file_id, *scope)
-
-    def list_files(self, *, project: str, purpose: str | None = None, after: str | None = None, limit: int = 100,
-                   order: str = "desc") -> Page[FileRecord]:
-        conditions = [t.files.c.project == project]
-        if purpose:
-            conditions.append(t.files.c.purpose == purpose)
-        return self._page(t.files, FileRecord, conditions, what="files", after=after, limit=limit, order=order)
-
-    def delete_file(self, file_id: str, *, project: str) -> FileRecord:
-        what = f"file '{file_id}'"
-        with self._session(f"delete {what}") as conn:
-            record = self._find(conn, t.files, FileRecord, what, t.files.c.id == file_id, t.files.c.project == project)
-            conn.execute(delete(t.files).where(t.files.c.id == file_id))
-        return record
-
-    def add_dataset(self, record: DatasetRecord) -> DatasetRecord:
-        self._insert(t.datasets, record, f"dataset '{record.id}'")
-        return record
-
-    def get_dataset(self, dataset_id: str, *, project: str) -> DatasetRecord:
-        return self._one(t.datasets, DatasetRecord, f"dataset '{dataset_id}'", t.datasets.c.id == dataset_id,
-                         t.datasets.c.project == project)
-
-    def list_datasets(self, *, project: str, after: str | None = None, limit: int = 100) -> Page[DatasetRecord]:
-        return self._page(t.datasets, DatasetRecord, [t.datasets.c.project == project], what="datasets",
-                          after=after, limit=limit)
-
-    def update_dataset(self, dataset_id: str, *, format: str, examples: int) -> None:
-        with self._session(f"update dataset '{dataset_id}'") as conn:
-            query = update(t.datasets).where(t.datasets.c.id == dataset_id)
-            conn.execute(query.values(format=format, examples=examples))
 
     # --- jobs -------------------------------------------------------------------------------------------
     def add_job(self, record: JobRecord) -> JobRecord:
