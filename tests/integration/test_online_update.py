@@ -116,6 +116,40 @@ def test_cli_update_refuses_a_missing_suite_or_model_before_any_cycle(loop):
         assert done.returncode == 1 and needle in done.stderr and "skipped" not in done.stdout, done.stderr
 
 
+def test_cli_update_resume_continues_a_killed_cycle_from_its_checkpoint(loop):
+    from tuneforge.services.registry import register, set_alias
+
+    platform, root = loop["platform"], loop["root"]
+    set_alias(platform, "resumed", register(platform, root / "parent", project="default", name="resumed",
+                                            created_by="test").version, "production", project="default", actor="test")
+    env = {**os.environ, "TUNEFORGE_HOME": loop["settings"].home, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    env.pop("TUNEFORGE_DATABASE_URL", None)
+    args = [*CLI, "update", "resumed", "--data", "facts:2", "--since", "1", "--suite", root / "suite.yaml",
+            "--max-drop", "exact_match=1", "--set", "train.max_steps=200", "--set", "train.save_steps=5", "--json"]
+    killed = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    updates = loop["settings"].home_dir / "updates"
+    try:
+        first = "resumed-*/checkpoints/checkpoint-*/trainer_state.json"  # a complete checkpoint
+        wait_for(lambda: killed.poll() is not None or any(updates.glob(first)), timeout=120,
+                 what="the update's first checkpoint")
+    finally:
+        killed.kill()
+        _, err = killed.communicate()
+    assert killed.returncode < 0, err.decode()[-3000:]  # killed, not ended
+    [folder] = updates.glob("resumed-*")
+    done = subprocess.run([*args, "--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    [outcome] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert f"resuming the interrupted cycle in {folder}" in done.stderr
+    assert (outcome["state"], outcome["resumed"], outcome["version"]) == ("updated", True, "resumed:2")
+    assert [p.name for p in updates.glob("resumed-*")] == [folder.name]  # no second folder: the same cycle
+    assert json.loads((folder / "cycle.json").read_text())["version"] == "resumed:2"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["resumed_from"] and summary["resumed_from"].startswith("checkpoint-"), summary
+    again = subprocess.run([*args, "--resume", "--min-new", "100"], capture_output=True, text=True, env=env, timeout=300)
+    assert "no interrupted cycle of resumed to resume" in again.stderr, again.stderr
+
+
 def test_update_continues_the_live_adapter_and_the_gate_blocks_a_worse_one(loop):
     from tuneforge.errors import ConfigError, ConflictError
     from tuneforge.services.registry import resolve_model_version, set_split

@@ -2,7 +2,10 @@
 model (``services.online``), once, or in a loop with ``--every 1h --min-new 200``.
 
 Each cycle prints one line (new records, skipped or updated, the gate's verdict, what went live); ``--json``
-prints each cycle's result as one JSON line.
+prints each cycle's result as one JSON line. A cycle trains in ``$TUNEFORGE_HOME/updates/NAME-STAMP-N`` and
+writes ``cycle.json`` there when it ends; ``--resume`` continues the newest folder of NAME without it (a cycle
+that was killed) from its last checkpoint, or from its registration and gate, as a platform update job's next
+attempt does.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tuneforge.errors import ConfigError
 
 console = make_console()
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+CYCLE_FILE = "cycle.json"  # written in a cycle's folder when the cycle ends
 
 
 def parse_every(value: str) -> float:
@@ -58,6 +62,8 @@ def update_command(
     cycles: Optional[int] = typer.Option(None, "--cycles", help="With --every: stop after this many cycles."),
     project: Optional[str] = PROJECT,
     as_json: bool = typer.Option(False, "--json", help="Print each cycle's result as a JSON line."),
+    resume: bool = typer.Option(False, "--resume", help="First continue NAME's newest interrupted cycle (from its "
+                                "last checkpoint, or its registration and gate); a new cycle when there is none."),
 ) -> None:
     """Continue NAME@FROM's adapter on the records DATA gained since version SINCE, gate it, and let it go live."""
     from tuneforge.services.online import UpdateRequest, check_update
@@ -68,10 +74,15 @@ def update_command(
         "go_live": go_live, "overrides": overrides or [], **({"max_drop": max_drop} if max_drop else {})})
     with cli_platform() as platform:
         check_update(platform, request, project=cli_project(project))
+        interrupted = interrupted_cycle(platform.settings.home_dir / "updates", name) if resume else None
+    if resume:
+        (make_console(stderr=True) if as_json else console).print(f"resuming the interrupted cycle in {interrupted}" if interrupted else
+                      f"no interrupted cycle of {name} to resume: starting a new one", highlight=False)
     count = 0
     while True:
         count += 1
-        outcome = run_cycle(request, project=cli_project(project), min_new=min_new, cycle=count, as_json=as_json)
+        outcome = run_cycle(request, project=cli_project(project), min_new=min_new, cycle=count, as_json=as_json,
+                            resume_dir=interrupted if count == 1 else None)
         if outcome.get("data"):  # the next cycle trains on what arrives after the version used now
             request = request.model_copy(update={"since": outcome["data"]["version"]})
         if period is None or (cycles is not None and count >= cycles):
@@ -83,23 +94,35 @@ def update_command(
             return
 
 
-def run_cycle(request: Any, *, project: str, min_new: int, cycle: int, as_json: bool) -> dict[str, Any]:
-    """One cycle: count the new records, update when there are enough; prints one line (or JSON), returns it."""
+def interrupted_cycle(folder: Path, name: str) -> Path | None:
+    """The newest cycle folder of ``name`` under ``folder`` that has no ``cycle.json`` (the cycle did not end)."""
+    pattern = re.compile(re.escape(name) + r"-\d{8}-\d{6}-\d+")
+    found = [p for p in folder.glob(f"{name}-*") if pattern.fullmatch(p.name) and not (p / CYCLE_FILE).exists()]
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def run_cycle(request: Any, *, project: str, min_new: int, cycle: int, as_json: bool,
+              resume_dir: Path | None = None) -> dict[str, Any]:
+    """One cycle: count the new records, update when there are enough; prints one line (or JSON), returns it.
+
+    ``resume_dir``: continue the interrupted cycle trained there (no count: it had enough records).
+    """
     from tuneforge.services.online import count_new_records, update_model
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     with cli_platform() as platform:
         new = count_new_records(platform, request.dataset, since=request.since, project=project)
         outcome: dict[str, Any] = {"cycle": cycle, "at": stamp, "new_records": new, "since": request.since}
-        if new < max(min_new, 1):
+        if resume_dir is None and new < max(min_new, 1):
             _say({**outcome, "state": "skipped"}, as_json, f"cycle {cycle}: {new} new records in {request.dataset} "
                  f"since version {request.since} (< {max(min_new, 1)}): skipped")
             return outcome
-        run_dir = platform.settings.home_dir / "updates" / f"{request.name}-{stamp}-{cycle}"
+        run_dir = resume_dir or platform.settings.home_dir / "updates" / f"{request.name}-{stamp}-{cycle}"
         with ProgressRenderer(make_console(stderr=True) if as_json else console) as progress:
             result = update_model(platform, request, project=project, actor=cli_actor(), run_dir=run_dir,
-                                  progress=progress)
-    outcome.update(state="updated", **result.view())
+                                  progress=progress, resume=resume_dir is not None)
+    outcome.update(state="updated", resumed=resume_dir is not None, **result.view())
+    (run_dir / CYCLE_FILE).write_text(json.dumps(outcome, default=str))
     verdict = f"live as {result.live}" if result.live else "not served: " + "; ".join(result.gate["regressions"])
     _say(outcome, as_json, f"cycle {cycle}: {new} new records -> {result.version.ref} (from {result.parent.ref}, "
          f"{result.data['ref']}), gate {result.gate['status']}, {verdict} ({result.seconds:.1f} s)")
