@@ -94,6 +94,18 @@ def any_process(flag: bool) -> bool:
     return bool(vote.item())
 
 
+def gather_from_processes(value: Any) -> list[Any]:
+    """Every process's ``value`` (picklable), in rank order; ``[value]`` with one process. A collective: every process
+    calls it."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [value]
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def global_batch(train: Any, processes: Processes) -> int:
     """Examples per optimizer step: batch size × gradient accumulation × processes."""
     return train.batch_size * train.gradient_accumulation_steps * processes.count
