@@ -24,6 +24,15 @@ tokens per CPU-second on N / the same on 1: the efficiency N processes reach whe
     .venv/bin/python benchmarks/scaling.py --nproc 8 --precision bf16  # 1 vs 8 GPUs
     .venv/bin/python benchmarks/scaling.py --rounds 2 --control        # + N independent runs side by side
 
+``--per-rank`` runs each training under torchrun with a ``tuneforge.training.step_timing.StepTimer``: every process
+writes, per step, its examples, tokens (real, padded, label), forward + backward time, time waiting in the gradient
+all-reduce, optimizer time and time between steps; the report gives their means per process and how far the dearer
+process stands above the mean, step by step. ``--no-balance`` splits global batches by position
+(``train.speed.balance_processes: false``, the split before it existed); ``--env KEY=VALUE`` sets a variable in every
+run (an allocator: ``--env LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4``).
+
+    .venv/bin/python benchmarks/scaling.py --rounds 1 --per-rank            # where each process's step goes
+
 ``--control`` adds, to each round, N independent one-process runs of ``global_batch / N`` each, started together
 with no communication between them: what N cores of this machine do side by side (shared caches and memory
 bandwidth; on a VM, whatever the host shares). Their summed tokens/s against N x one process is the machine's
@@ -161,16 +170,23 @@ def rank_worker(config_path: str, folder: str) -> None:
 
 
 def per_rank_report(folder: Path, *, nproc: int) -> None:
-    """Per process, the means over the steps (the first left out) of the StepTimer's figures."""
+    """Per process, the means over the steps (the first left out) of the StepTimer's figures; then, step by step,
+    how far the dearer process's padded tokens and compute time stand above the processes' mean."""
     fields = ("examples", "tokens", "padded_tokens", "label_tokens", "compute_s", "allreduce_s", "optimizer_s",
               "between_s", "step_s")
     print(f"  per rank ({nproc} process{'es' if nproc > 1 else ''}; means over steps 2..):")
     print("  " + f"{'rank':>4} " + " ".join(f"{f:>13}" for f in fields))
-    for path in sorted(folder.glob("steps-rank*.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines()][1:]
+    ranks = [[json.loads(line) for line in path.read_text().splitlines()][1:]
+             for path in sorted(folder.glob("steps-rank*.jsonl"))]
+    for rows in ranks:
         means = [statistics.fmean(r.get(f, 0.0) for r in rows) for f in fields]
-        print("  " + f"{rows[0]['rank']:>4} " + " ".join(f"{m:>13.3f}" if isinstance(m, float) and m < 100
-                                                         else f"{m:>13.1f}" for m in means))
+        print("  " + f"{rows[0]['rank']:>4} " + " ".join(f"{m:>13.3f}" if m < 100 else f"{m:>13.1f}" for m in means))
+    if len(ranks) > 1:
+        def over_mean(field: str) -> float:
+            return statistics.fmean(max(r[field] for r in step) / statistics.fmean(r[field] for r in step) - 1
+                                    for step in zip(*ranks))
+        print(f"  per step, the dearer process above the mean: padded tokens +{over_mean('padded_tokens'):.1%}, "
+              f"compute +{over_mean('compute_s'):.1%}")
 
 
 def row(r: Run, efficiency: float | None) -> str:
