@@ -147,22 +147,24 @@ def test_uneven_label_counts_per_process_still_give_the_one_process_step(tiny_mo
     """The loss of each process is its label tokens' summed loss over the global count of label tokens (the
     Trainer's num_items_in_batch, gathered), so DDP's gradient average is the one-process gradient although the
     processes hold different numbers of label tokens, with the positional split and with ``balance_processes``
-    (default), which splits each global batch by padded tokens: the processes' padded tokens come out closer."""
+    (default), which splits each global batch by padded tokens: the processes' padded tokens come out closer. The
+    model's own loss (label_only_loss off) is normalised alike (fp32: the two losses agree to rounding)."""
     one = json.loads((uneven_one_process / "summary.json").read_text())
     imbalance = {}
-    for balance in (True, False):
-        out = tmp_path / f"run-{balance}"
-        speed = {"balance_processes": balance}
+    for balance, label_only in ((True, True), (False, True), (True, False)):
+        out = tmp_path / f"run-{balance}-{label_only}"
+        speed = {"balance_processes": balance, "label_only_loss": label_only}
         result = launch(config(tiny_model, uneven_data, out, batch_size=PER_PROCESS, speed=speed), tmp_path / "c.yaml")
         assert result.returncode == 0, result.stderr[-3000:]
         assert losses(out) == pytest.approx(losses(uneven_one_process), rel=RTOL)
         assert_same_adapter(adapter(out), adapter(uneven_one_process))
         summary = json.loads((out / "summary.json").read_text())
+        assert summary["label_only_loss"] is label_only
         labels, padded = summary["label_tokens_per_process"], summary["padded_tokens_per_process"]
         assert labels[0] != labels[1]  # uneven: a per-process mean would weigh the tokens differently
         assert sum(labels) == one["label_tokens_per_process"][0]
         assert sum(summary["tokens_per_process"]) == one["tokens_per_process"][0]
-        imbalance[balance] = max(padded) / min(padded)
+        imbalance[balance] = max(padded) / min(padded)  # (True, False) gives the same split as (True, True)
     assert imbalance[True] < imbalance[False] - 0.02, imbalance
 
 
