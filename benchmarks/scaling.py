@@ -24,6 +24,15 @@ tokens per CPU-second on N / the same on 1: the efficiency N processes reach whe
     .venv/bin/python benchmarks/scaling.py --nproc 8 --precision bf16  # 1 vs 8 GPUs
     .venv/bin/python benchmarks/scaling.py --rounds 2 --control        # + N independent runs side by side
 
+``--per-rank`` runs each training under torchrun with a ``tuneforge.training.step_timing.StepTimer``: every process
+writes, per step, its examples, tokens (real, padded, label), forward + backward time, time waiting in the gradient
+all-reduce, optimizer time and time between steps; the report gives their means per process and how far the dearer
+process stands above the mean, step by step. ``--no-balance`` splits global batches by position
+(``train.speed.balance_processes: false``, the split before it existed); ``--env KEY=VALUE`` sets a variable in every
+run (an allocator: ``--env LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4``).
+
+    .venv/bin/python benchmarks/scaling.py --rounds 1 --per-rank            # where each process's step goes
+
 ``--control`` adds, to each round, N independent one-process runs of ``global_batch / N`` each, started together
 with no communication between them: what N cores of this machine do side by side (shared caches and memory
 bandwidth; on a VM, whatever the host shares). Their summed tokens/s against N x one process is the machine's
@@ -91,14 +100,16 @@ def tree_cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-def write_config(workdir: Path, nproc: int, *, steps: int, global_batch: int, precision: str) -> Path:
+def write_config(workdir: Path, nproc: int, *, steps: int, global_batch: int, precision: str,
+                 balance: bool = True) -> Path:
     from tuneforge.services.quickstart import write_task_data
 
     paths = write_task_data(workdir)
     config = {
         "model": "smollm2-135m", "method": "lora", "data": {"train": str(paths["train"])},
         "train": {"max_steps": steps, "batch_size": global_batch // nproc, "learning_rate": 3e-4,
-                  "precision": precision, "max_seq_length": 256, "save_steps": 10_000, "logging_steps": 1},
+                  "precision": precision, "max_seq_length": 256, "save_steps": 10_000, "logging_steps": 1,
+                  "speed": {"balance_processes": balance}},
         "output_dir": str(workdir / f"run-{nproc}"),
     }
     path = workdir / f"scaling-{nproc}.yaml"
@@ -106,12 +117,20 @@ def write_config(workdir: Path, nproc: int, *, steps: int, global_batch: int, pr
     return path
 
 
-def run(nproc: int, *, steps: int, global_batch: int, precision: str, workdir: Path) -> Run:
-    """Train once on ``nproc`` processes, sampling the CPU time of its processes at its first and last step."""
-    path = write_config(workdir, nproc, steps=steps, global_batch=global_batch, precision=precision)
+def run(nproc: int, *, steps: int, global_batch: int, precision: str, workdir: Path, balance: bool = True,
+        per_rank: bool = False, env_extra: dict[str, str] | None = None) -> Run:
+    """Train once on ``nproc`` processes, sampling the CPU time of its processes at its first and last step.
+
+    ``per_rank``: run :func:`rank_worker` under torchrun instead of the CLI, each process timing its steps
+    (``workdir/steps-N/steps-rankR.jsonl``, see ``tuneforge.training.step_timing``).
+    """
+    path = write_config(workdir, nproc, steps=steps, global_batch=global_batch, precision=precision, balance=balance)
     load = os.getloadavg()[0]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     command = [sys.executable, "-m", "tuneforge.cli.app", "train", str(path), "--nproc", str(nproc), "--overwrite"]
+    if per_rank:  # one process without the launcher, as the CLI runs it
+        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
+        command = [sys.executable, *launcher, __file__, "--rank-worker", str(path), str(workdir / f"steps-{nproc}")]
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     process, first, last = psutil.Process(child.pid), None, None
     for line in child.stdout:  # plain lines off a terminal: "step K/N ..." once per logged step (rank 0)
@@ -131,6 +150,45 @@ def run(nproc: int, *, steps: int, global_batch: int, precision: str, workdir: P
                label_only=summary["label_only_loss"])
 
 
+def rank_worker(config_path: str, folder: str) -> None:
+    """One process of a ``--per-rank`` run (under torchrun): train with a StepTimer; rank 0 prints its steps."""
+    from tuneforge.config.loader import load_config
+    from tuneforge.config.models import TrainConfig
+    from tuneforge.progress import ProgressKind
+    from tuneforge.settings import Settings
+    from tuneforge.training import run_training
+    from tuneforge.training.step_timing import StepTimer
+
+    main_process = os.environ.get("RANK", "0") == "0"
+
+    def progress(event) -> None:
+        if main_process and event.kind is ProgressKind.STEP:
+            print(f"step {event.step}/{event.total}", flush=True)
+
+    run_training(load_config(config_path, TrainConfig), settings=Settings.from_env(), overwrite=True,
+                 progress=progress, extra_callbacks=[StepTimer(Path(folder))])
+
+
+def per_rank_report(folder: Path, *, nproc: int) -> None:
+    """Per process, the means over the steps (the first left out) of the StepTimer's figures; then, step by step,
+    how far the dearer process's padded tokens and compute time stand above the processes' mean."""
+    fields = ("examples", "tokens", "padded_tokens", "label_tokens", "compute_s", "allreduce_s", "optimizer_s",
+              "between_s", "step_s")
+    print(f"  per rank ({nproc} process{'es' if nproc > 1 else ''}; means over steps 2..):")
+    print("  " + f"{'rank':>4} " + " ".join(f"{f:>13}" for f in fields))
+    ranks = [[json.loads(line) for line in path.read_text().splitlines()][1:]
+             for path in sorted(folder.glob("steps-rank*.jsonl"))]
+    for rows in ranks:
+        means = [statistics.fmean(r.get(f, 0.0) for r in rows) for f in fields]
+        print("  " + f"{rows[0]['rank']:>4} " + " ".join(f"{m:>13.3f}" if m < 100 else f"{m:>13.1f}" for m in means))
+    if len(ranks) > 1:
+        def over_mean(field: str) -> float:
+            return statistics.fmean(max(r[field] for r in step) / statistics.fmean(r[field] for r in step) - 1
+                                    for step in zip(*ranks))
+        print(f"  per step, the dearer process above the mean: padded tokens +{over_mean('padded_tokens'):.1%}, "
+              f"compute +{over_mean('compute_s'):.1%}")
+
+
 def row(r: Run, efficiency: float | None) -> str:
     eff = f"{efficiency:>10.0%}" if efficiency is not None else f"{'':>10}"
     return (f"{r.nproc:>9} {r.load:>6.2f} {r.tokens_per_second:>9.1f} {r.cores_used:>10.2f} "
@@ -147,7 +205,18 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--control", action="store_true",
                         help="also run N independent one-process trainings side by side (the machine's ceiling)")
+    parser.add_argument("--per-rank", action="store_true",
+                        help="time every step of every process (compute, all-reduce wait, optimizer, tokens)")
+    parser.add_argument("--no-balance", action="store_true",
+                        help="split global batches by position (train.speed.balance_processes: false)")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="set in every run's environment (e.g. MALLOC_ARENA_MAX=1, LD_PRELOAD=...)")
+    parser.add_argument("--rank-worker", nargs=2, metavar=("CONFIG", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rank_worker:
+        rank_worker(*args.rank_worker)
+        return
+    args.env_extra = dict(item.split("=", 1) for item in args.env)
     if args.global_batch % args.nproc:
         parser.error(f"--global-batch {args.global_batch} is not a multiple of --nproc {args.nproc}")
     print(f"{os.cpu_count()} cores; load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
@@ -161,11 +230,14 @@ def main() -> None:
             order = (1, args.nproc) if round_ % 2 == 0 else (args.nproc, 1)
             for nproc in order:
                 runs[nproc].append(run(nproc, steps=args.steps, global_batch=args.global_batch,
-                                       precision=args.precision, workdir=Path(tmp)))
+                                       precision=args.precision, workdir=Path(tmp), balance=not args.no_balance,
+                                       per_rank=args.per_rank, env_extra=args.env_extra))
             one, many = runs[1][-1], runs[args.nproc][-1]
             efficiency = many.tokens_per_second / (args.nproc * one.tokens_per_second)
             for r in (one, many):
                 print(row(r, efficiency if r is many else None), flush=True)
+                if args.per_rank:
+                    per_rank_report(Path(tmp) / f"steps-{r.nproc}", nproc=r.nproc)
             if args.control:
                 controls.append(side_by_side(args, Path(tmp)))
                 print(f"{'control':>9} {controls[-1]:>16.1f}  tokens/s of {args.nproc} independent runs of batch "
@@ -188,7 +260,8 @@ def side_by_side(args: argparse.Namespace, workdir: Path) -> float:
         folder.mkdir(exist_ok=True)
     with ThreadPoolExecutor(max_workers=args.nproc) as pool:
         done = list(pool.map(lambda folder: run(1, steps=args.steps, global_batch=args.global_batch // args.nproc,
-                                                precision=args.precision, workdir=folder), folders))
+                                                precision=args.precision, workdir=folder, env_extra=args.env_extra),
+                             folders))
     return sum(r.tokens_per_second for r in done)
 
 

@@ -75,15 +75,17 @@ def data(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("dist-data") / "train.jsonl", rows)
 
 
-@pytest.fixture(scope="module")
-def one_process(tiny_model, data, tmp_path_factory, settings) -> Path:
+def one_process_run(model: Path, data: Path, out: Path, settings: Any) -> Path:
     """The reference: one process, batch 4 (the two-process runs use 2 per process)."""
     from tuneforge.config import TrainConfig
 
-    out = tmp_path_factory.mktemp("one") / "run"
-    run_training(TrainConfig.model_validate(config(tiny_model, data, out, batch_size=2 * PER_PROCESS)),
-                 settings=settings)
+    run_training(TrainConfig.model_validate(config(model, data, out, batch_size=2 * PER_PROCESS)), settings=settings)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_process(tiny_model, data, tmp_path_factory, settings) -> Path:
+    return one_process_run(tiny_model, data, tmp_path_factory.mktemp("one") / "run", settings)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +121,51 @@ def test_two_processes_give_the_loss_curve_and_adapter_of_one(backend, two_proce
     # the label-only loss (train.speed default) runs through the DDP / FSDP root's forward; DeepSpeed: the plain path
     assert summary["label_only_loss"] is (backend in ("ddp", "fsdp"))
     assert json.loads((one_process / "summary.json").read_text())["label_only_loss"] is True
+    one = json.loads((one_process / "summary.json").read_text())
+    if not backend.startswith("deepspeed"):  # the same examples in all: the processes' tokens add up to one's
+        assert sum(summary["tokens_per_process"]) == one["tokens_per_process"][0]
+
+
+@pytest.fixture(scope="module")
+def uneven_data(tmp_path_factory) -> Path:
+    """12 chats whose answers run from 1 to 12 words: the processes' examples differ in length and label tokens."""
+    from fixtures.data import write_jsonl
+
+    words = "one two three four five six seven eight nine ten eleven twelve".split()
+    rows = [{"messages": [{"role": "user", "content": f"Count to {n}."},
+                          {"role": "assistant", "content": " ".join(words[:n])}]} for n in range(1, 13)]
+    return write_jsonl(tmp_path_factory.mktemp("uneven") / "train.jsonl", rows)
+
+
+@pytest.fixture(scope="module")
+def uneven_one_process(tiny_model, uneven_data, tmp_path_factory, settings) -> Path:
+    return one_process_run(tiny_model, uneven_data, tmp_path_factory.mktemp("uneven-one") / "run", settings)
+
+
+def test_uneven_label_counts_per_process_still_give_the_one_process_step(tiny_model, uneven_data, uneven_one_process,
+                                                                          tmp_path):
+    """The loss of each process is its label tokens' summed loss over the global count of label tokens (the
+    Trainer's num_items_in_batch, gathered), so DDP's gradient average is the one-process gradient although the
+    processes hold different numbers of label tokens, with the positional split and with ``balance_processes``
+    (default), which splits each global batch by padded tokens: the processes' padded tokens come out closer. The
+    model's own loss (label_only_loss off) is normalised alike (fp32: the two losses agree to rounding)."""
+    one = json.loads((uneven_one_process / "summary.json").read_text())
+    imbalance = {}
+    for balance, label_only in ((True, True), (False, True), (True, False)):
+        out = tmp_path / f"run-{balance}-{label_only}"
+        speed = {"balance_processes": balance, "label_only_loss": label_only}
+        result = launch(config(tiny_model, uneven_data, out, batch_size=PER_PROCESS, speed=speed), tmp_path / "c.yaml")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert losses(out) == pytest.approx(losses(uneven_one_process), rel=RTOL)
+        assert_same_adapter(adapter(out), adapter(uneven_one_process))
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["label_only_loss"] is label_only
+        labels, padded = summary["label_tokens_per_process"], summary["padded_tokens_per_process"]
+        assert labels[0] != labels[1]  # uneven: a per-process mean would weigh the tokens differently
+        assert sum(labels) == one["label_tokens_per_process"][0]
+        assert sum(summary["tokens_per_process"]) == one["tokens_per_process"][0]
+        imbalance[balance] = max(padded) / min(padded)  # (True, False) gives the same split as (True, True)
+    assert imbalance[True] < imbalance[False] - 0.02, imbalance
 
 
 def test_an_fsdp_checkpoint_resumes_exactly_on_two_processes_and_is_refused_on_one(two_processes, tiny_model, data,

@@ -48,6 +48,14 @@ class SpeedSettings(StrictModel):
         "(no padding; attention stays within each example: transformers' packed-sequence masks). Takes the place "
         "of group_by_length.",
     )
+    balance_processes: bool = Field(
+        True,
+        description="Causal-LM tasks on several processes (DDP / FSDP / DeepSpeed): split each global batch across "
+        "the processes by cost (padded tokens; tokens with padding_free) instead of by position, so that no process "
+        "waits for another at the gradient all-reduce; the global batches are those of one process (the same seeded "
+        "shuffle), so the loss curve matches one process. Processes may then hold different numbers of examples. "
+        "Not with group_by_length (its own sampler).",
+    )
     attention_dtype: Literal["auto", "compute", "fp32"] = Field(
         "auto",
         description="Dtype of the attention (SDPA) of models that use transformers' 'sdpa' attention: 'fp32' casts "

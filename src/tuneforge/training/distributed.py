@@ -18,6 +18,10 @@ Backends (``train.distributed``; one process ignores it):
   chosen when there is no GPU, talks gloo when Intel's oneCCL bindings are absent). Its checkpoints resume on
   another count through DeepSpeed's universal checkpoint only; tuneforge resumes them on the same count.
 
+Each global batch is split across the processes by cost (``train.speed.balance_processes``, :mod:`.balance`); the
+loss is normalised by the global count of label tokens, so the step is the one-process step whatever the split.
+``summary.json`` gives each process's tokens; :mod:`.step_timing` times each process's steps (benchmarks only).
+
 On CPU accelerate drops the FSDP and DeepSpeed plugins and would silently run DDP; :func:`shard_on_cpu` turns
 them on as accelerate does on GPUs.
 """
@@ -92,6 +96,18 @@ def any_process(flag: bool) -> bool:
     vote = torch.tensor([1.0 if flag else 0.0], device=PartialState().device)
     dist.all_reduce(vote, op=dist.ReduceOp.MAX)
     return bool(vote.item())
+
+
+def gather_from_processes(value: Any) -> list[Any]:
+    """Every process's ``value`` (picklable), in rank order; ``[value]`` with one process. A collective: every process
+    calls it."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [value]
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
 
 
 def global_batch(train: Any, processes: Processes) -> int:

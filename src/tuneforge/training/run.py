@@ -24,8 +24,8 @@ from tuneforge.storage.rundir import COMPLETED, RunDir, config_hash, prepare_run
 from tuneforge.training.arguments import training_arguments
 from tuneforge.training.callbacks import ProgressReporter, StopOnRequest
 from tuneforge.training.distributed import (
-    Processes, any_process, check_resume, distributed_arguments, global_batch, global_batch_line, join_processes,
-    shard_on_cpu, wait_for_everyone,
+    Processes, any_process, check_resume, distributed_arguments, gather_from_processes, global_batch, global_batch_line,
+    join_processes, shard_on_cpu, wait_for_everyone,
 )
 from tuneforge.training.methods import PrepareContext, get_method
 from tuneforge.training.outputs import peak_memory_mb, save_outputs
@@ -163,6 +163,7 @@ def run_training(
     started = time.perf_counter()
     train_output = _fit(trainer, run=run, checkpoint=checkpoint, stopper=stopper, writes=processes.is_main)
     runtime = time.perf_counter() - started
+    process_tokens = gather_from_processes(getattr(trainer, "process_tokens", None))  # causal-LM tasks count them
 
     eval_loss = _final_eval_loss(trainer, reporter) if data.eval is not None else None
     summary = {
@@ -191,6 +192,10 @@ def run_training(
         "processes": processes.count,
         "global_batch_size": global_batch(config.train, processes),
         "distributed": config.train.distributed if processes.count > 1 else None,
+        # each process's training tokens (real, and padded: computed on); train.speed.balance_processes evens them
+        "tokens_per_process": [p["tokens"] for p in process_tokens] if process_tokens[0] else None,
+        "padded_tokens_per_process": [p["padded_tokens"] for p in process_tokens] if process_tokens[0] else None,
+        "label_tokens_per_process": [p["label_tokens"] for p in process_tokens] if process_tokens[0] else None,
         "label_only_loss": bool(getattr(trainer, "label_only", False)),  # the speed switch ran (not stepped aside)
     }
     progress(ProgressEvent(ProgressKind.STAGE, "saving outputs"))

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import Trainer
+from transformers import DataCollatorWithFlattening, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import has_length
 
 from tuneforge.training.activation_memory import use_lean_blocks
+from tuneforge.training.balance import BalancedBatchSampler, example_lengths
 from tuneforge.training.distributed import any_process
 from tuneforge.training.loss import label_mask, linear_cross_entropy
 from tuneforge.training.speed_kernels import (
@@ -139,15 +140,55 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
 
 class LengthGroupedTrainer(Trainer):
-    """transformers' Trainer whose length-grouped training batches are seeded (resume-exact)."""
+    """transformers' Trainer whose length-grouped training batches are seeded (resume-exact), whose global batches
+    are split across processes by cost (``balance_processes``: :mod:`.balance`), and which counts each process's
+    tokens (``process_tokens``: real, padded and label tokens, for the run summary)."""
+
+    def __init__(self, *args: Any, balance_processes: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.balance_processes = balance_processes
+        self._padded_tokens, self._tokens, self._labels = 0, torch.zeros((), dtype=torch.int64), torch.zeros(())
+        # a training.step_timing.StepTimer among the callbacks times each step (instrumentation, off by default)
+        self.step_timer = next((c for c in self.callback_handler.callbacks if hasattr(c, "time_training_step")), None)
+
+    @property
+    def process_tokens(self) -> dict[str, int]:
+        """This process's training tokens so far: ``tokens`` (not padding), ``padded_tokens`` (computed on) and
+        ``label_tokens`` (carrying the loss)."""
+        return {"tokens": int(self._tokens), "padded_tokens": self._padded_tokens, "label_tokens": int(self._labels)}
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.args.train_sampling_strategy != "group_by_length" or dataset is None or not has_length(dataset):
+        if dataset is None or not has_length(dataset):
             return super()._get_train_sampler(train_dataset)
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return SeededLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                          dataset=dataset, model_input_name="input_ids", seed=seed)
+        if self.args.train_sampling_strategy == "group_by_length":
+            return SeededLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                              dataset=dataset, model_input_name="input_ids", seed=seed)
+        if self.balance_processes and self.args.world_size > 1 and self.args.train_sampling_strategy == "random":
+            return BalancedBatchSampler(
+                lengths=example_lengths(dataset), batch_size=self.args.per_device_train_batch_size,
+                processes=self.args.world_size, rank=self.args.process_index,
+                grad_accum=self.args.gradient_accumulation_steps, seed=seed,
+                padded=not isinstance(self.data_collator, DataCollatorWithFlattening))
+        return super()._get_train_sampler(train_dataset)
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        """transformers' step; counts this process's tokens first (timed when a StepTimer is among the callbacks)."""
+        self._count_tokens(inputs)
+        step = super().training_step
+        if self.step_timer is None:
+            return step(model, inputs, num_items_in_batch)
+        return self.step_timer.time_training_step(model, inputs, lambda: step(model, inputs, num_items_in_batch))
+
+    def _count_tokens(self, inputs: dict[str, Any]) -> None:
+        if "input_ids" not in inputs:
+            return
+        ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+        self._padded_tokens += ids.numel()
+        self._tokens = (mask.sum() if mask is not None else ids.numel()) + self._tokens  # on the device: no sync
+        if "labels" in inputs or "shift_labels" in inputs:
+            self._labels = label_mask(inputs)[0].sum() + self._labels
 
 
 class LabelOnlyLossTrainer(LengthGroupedTrainer):

@@ -108,9 +108,10 @@ def build_lm_trainer(parts: TrainerParts) -> Trainer:
     """transformers' Trainer with a padding (labels -100) or flattening collator, and the label-only loss when
     ``train.speed`` asks for them."""
     speed = parts.config.train.speed
-    trainer_class: Callable[..., Trainer] = LengthGroupedTrainer
+    trainer_class: Callable[..., Trainer] = partial(LengthGroupedTrainer, balance_processes=speed.balance_processes)
     if speed.label_only_loss:
-        trainer_class = partial(LabelOnlyLossTrainer, loss_chunk_size=speed.loss_chunk_size)
+        trainer_class = partial(LabelOnlyLossTrainer, loss_chunk_size=speed.loss_chunk_size,
+                                balance_processes=speed.balance_processes)
     return plain_trainer(parts, lm_collator(speed, parts.tokenizer), trainer_class=trainer_class)
 
 
