@@ -12,7 +12,7 @@ import pytest
 from tuneforge.errors import ConfigError, MissingDependencyError
 from tuneforge.serving.config import SamplingParams, ServingConfig
 from tuneforge.serving.engines import check_engine
-from tuneforge.serving.vllm_engine import MAX_LORA_RANK, LoraIds, engine_options, lora_rank, sampling_options
+from tuneforge.serving.vllm_engine import LoraIds, engine_options, lora_rank, sampling_options, slot_rank
 
 
 def test_vllm_sampling_maps_openai_parameters():
@@ -37,10 +37,10 @@ def test_vllm_engine_options_on_cpu_and_gpu():
 
     model = LlamaConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                         max_position_embeddings=256)
-    config = ServingConfig(engine="vllm", adapter_cache=3, max_batch=32, dtype="float32")
+    config = ServingConfig(engine="vllm", adapter_cache=3, max_batch=32, dtype="float32", max_lora_rank=12)
     gpu = engine_options(Path("/models/base"), config, model_config=model, device="cuda")
     assert gpu["enable_lora"] is True and gpu["max_num_seqs"] == 32 and gpu["dtype"] == "float32"
-    assert (gpu["max_loras"], gpu["max_cpu_loras"], gpu["max_model_len"]) == (3, 3, 256)
+    assert (gpu["max_loras"], gpu["max_cpu_loras"], gpu["max_model_len"], gpu["max_lora_rank"]) == (3, 3, 256, 16)
     assert "kv_cache_memory_bytes" not in gpu and "enforce_eager" not in gpu  # vLLM's GPU defaults
     cpu = engine_options(Path("/models/base"), config.model_copy(update={"max_batch": 2}), model_config=model,
                          device="cpu")
@@ -49,9 +49,10 @@ def test_vllm_engine_options_on_cpu_and_gpu():
     assert cpu["kv_cache_memory_bytes"] == 2 * 256 * per_token  # 2 sequences of the whole context
 
 
-def test_vllm_refuses_an_adapter_rank_over_its_slots(tmp_path):
+def test_vllm_lora_slots_take_the_smallest_rank_vllm_accepts(tmp_path):
+    assert [slot_rank(r) for r in (1, 4, 8, 9, 16, 33, 300)] == [1, 8, 8, 16, 16, 64, 320]
     (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 8, "rank_pattern": {"q_proj": 128}}))
-    assert lora_rank(tmp_path) == 128 > MAX_LORA_RANK
+    assert lora_rank(tmp_path) == 128
     with pytest.raises(ConfigError, match="adapter_config.json"):
         lora_rank(tmp_path / "missing")
 

@@ -64,6 +64,7 @@ def serve(
     gguf_quantization: str = typer.Option("q8_0", help="--engine llamacpp: GGUF type of the converted base model "
                                           "(q8_0, q4_0, f16, ...); adapters stay full precision."),
     dtype: str = typer.Option("auto", help="--engine vllm: float32, bfloat16, float16 or auto (vLLM's choice)."),
+    max_lora_rank: int = typer.Option(16, help="--engine vllm: the largest adapter rank served (slots are this size)."),
     database_url: Optional[str] = DB,
     home: Optional[str] = HOME,
 ) -> None:
@@ -78,7 +79,7 @@ def serve(
     config = validate_config({"engine": engine, "max_batch": max_batch, "batch_wait_ms": batch_wait_ms,
                               "adapter_cache": adapter_cache, "threads": threads, "models": served_names(models),
                               "log_requests": log_requests, "gguf_quantization": gguf_quantization,
-                              "dtype": dtype},
+                              "dtype": dtype, "max_lora_rank": max_lora_rank},
                              ServingConfig)
     if engine == "vllm" and threads:  # vLLM's CPU worker binds its OpenMP threads to these cores
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{threads - 1}")

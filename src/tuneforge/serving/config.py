@@ -33,6 +33,9 @@ class ServingConfig(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="vllm engine: the weights' and activations' type (auto: vLLM's choice, bfloat16 for a "
         "float32 model on CPU; float32 gives the torch engine's numbers).")
+    max_lora_rank: int = Field(16, ge=1, le=512, description="vllm engine: the largest LoRA rank served (vLLM "
+                               "reserves every adapter slot at this rank; its CPU kernels copy the slot per token, "
+                               "so a rank well over the adapters' costs time).")
     log_requests: bool = Field(False, description="Keep each request's prompt and answer in the request log (every "
                                "request's figures are logged anyway); 'tuneforge data collect --from-traffic' needs them.")
 

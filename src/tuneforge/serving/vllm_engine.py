@@ -26,7 +26,7 @@ from tuneforge.serving.engine import Delta, GenerationRequest, Stream, Tokenized
 from tuneforge.serving.stats import ServingStats
 
 log = logging.getLogger("tuneforge.serving")
-MAX_LORA_RANK = 64  # vLLM allocates LoRA slots for this rank; adapters of a larger rank are refused by vLLM
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks: the max_lora_rank vLLM accepts
 CPU_KV_TOKENS_PER_SEQUENCE = 2048  # the CPU KV cache holds max_batch sequences of this many tokens (or one full context)
 
 
@@ -99,7 +99,8 @@ def engine_options(base: Path, config: ServingConfig, *, model_config: Any, devi
     Args:
         base: The base model's folder.
         config: ``max_batch`` -> ``max_num_seqs``; ``adapter_cache`` -> ``max_cpu_loras`` (vLLM's LRU) and, up to
-            ``max_batch``, ``max_loras`` (adapters in one batch); ``dtype``.
+            ``max_batch``, ``max_loras`` (adapters in one batch); ``dtype``; ``max_lora_rank`` (rounded up to a
+            rank vLLM accepts).
         model_config: The base model's transformers config (context length and KV cache size).
         device: ``cuda`` or ``cpu``: on CPU, eager mode (no torch.compile warm-up at start) and a KV cache sized
             for ``max_batch`` sequences (vLLM's CPU default takes a share of the machine's memory).
@@ -108,12 +109,17 @@ def engine_options(base: Path, config: ServingConfig, *, model_config: Any, devi
     options: dict[str, Any] = {
         "model": str(base), "tokenizer": str(base), "dtype": config.dtype, "max_model_len": context,
         "enable_lora": True, "max_loras": min(config.adapter_cache, config.max_batch),
-        "max_cpu_loras": config.adapter_cache, "max_lora_rank": MAX_LORA_RANK, "max_num_seqs": config.max_batch,
+        "max_cpu_loras": config.adapter_cache, "max_lora_rank": slot_rank(config.max_lora_rank), "max_num_seqs": config.max_batch,
         "seed": 0, "disable_log_stats": True}
     if device == "cpu":
         tokens = max(context, config.max_batch * min(context, CPU_KV_TOKENS_PER_SEQUENCE))
         options.update(enforce_eager=True, kv_cache_memory_bytes=tokens * kv_bytes_per_token(model_config, config.dtype))
     return options
+
+
+def slot_rank(rank: int) -> int:
+    """The smallest ``max_lora_rank`` vLLM accepts that holds adapters of rank ``rank``."""
+    return next(allowed for allowed in LORA_RANKS if allowed >= rank)
 
 
 def kv_bytes_per_token(model_config: Any, dtype: str) -> int:
@@ -170,9 +176,10 @@ class VllmEngine(TokenizedEngine):
             raise TuneforgeError("the engine is shut down", hint="restart the server")
         if request.adapter is not None and request.adapter not in self.loras.ids:
             rank = lora_rank(request.adapter)
-            if rank > MAX_LORA_RANK:
-                raise ConfigError(f"adapter {request.adapter} has LoRA rank {rank}; the vllm engine serves ranks up "
-                                  f"to {MAX_LORA_RANK}", field="model", hint="serve it with --engine torch")
+            if rank > slot_rank(self.config.max_lora_rank):
+                raise ConfigError(f"adapter {request.adapter} has LoRA rank {rank}; this vllm engine serves ranks up "
+                                  f"to {slot_rank(self.config.max_lora_rank)}", field="max_lora_rank",
+                                  hint=f"restart with --max-lora-rank {rank}, or serve it with --engine torch")
         asyncio.run_coroutine_threadsafe(self._serve(request), self.loop)
         return request.stream
 
