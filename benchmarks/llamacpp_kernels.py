@@ -4,9 +4,7 @@
 For each quantization (Q8_0, Q4_0 by default; made once with tuneforge's own GGUF writer into --cache), through the
 serving engine's own ``BatchContext`` (flash attention, a KV stream per sequence, n_ubatch 512):
 
-- warm-up: the engine's warm-up at load (one token: every weight read once), unless --no-warm-up;
-- first: the first prefill after that (with --no-warm-up: weight page faults and allocation included; --evict
-  drops the file from the page cache first, as for a GGUF file not read since boot);
+- first: the first prefill after the model loads (weight repacking and allocation included);
 - prefill: a --prompt-tokens prompt on a cleared sequence, median of --repeats (the TTFT of a request with no
   prefix in the cache, less sampling and HTTP), and best: the fastest of them (on a shared machine);
 - decode: one token of one sequence; step: one token of each of --slots sequences in one batch (median).
@@ -91,12 +89,8 @@ def measure(path: Path, args: argparse.Namespace) -> dict[str, float]:
 
     from tuneforge.serving.llamacpp_batch import BatchContext, load_model
 
-    if args.evict:  # the file leaves the page cache: "first" is then a cold file's first request
-        with open(path, "rb") as handle:
-            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     model = load_model(path)
     context = BatchContext(model, slots=args.slots, n_ctx=512, threads=args.threads, threads_batch=args.threads)
-    r = {"warm_up": timed(context.warm_up)[0] if not args.no_warm_up else 0.0}
     try:
         prompt = tokenize(model, args.prompt_tokens)
 
@@ -104,7 +98,7 @@ def measure(path: Path, args: argparse.Namespace) -> dict[str, float]:
             llama_cpp.llama_memory_seq_rm(context.memory, seq, 0, -1)
             context.decode([(seq, tokens, 0, True)])
 
-        r["first"] = timed(prefill)[0]
+        r = {"first": timed(prefill)[0]}
         prefills = [timed(prefill) for _ in range(args.repeats)]
         r["prefill"], r["prefill_cpu"] = medians(prefills)
         r["best"] = min(wall for wall, _ in prefills)
@@ -127,10 +121,10 @@ def table(rows: list[tuple[str, dict[str, float]]], args: argparse.Namespace) ->
     """Print the figures of ``rows`` (file name, measure()'s result)."""
     print(f"{args.threads} threads, prompt {args.prompt_tokens} tokens, step = one token of each of {args.slots} "
           "sequences; milliseconds (median), wall-clock and CPU time (all threads; the cost on a shared machine)")
-    print(f"{'model':<26} {'warm-up':>7} {'first':>7} {'prefill':>8} {'best':>7} {'cpu':>7} {'cpu/tok':>7} {'decode':>7} "
+    print(f"{'model':<26} {'first':>7} {'prefill':>8} {'best':>7} {'cpu':>7} {'cpu/tok':>7} {'decode':>7} "
           f"{'cpu':>6} {'step':>7} {'cpu':>7} {'step/1':>6}")
     for name, r in rows:
-        print(f"{name:<26} {r['warm_up']:7.1f} {r['first']:7.1f} {r['prefill']:8.1f} {r['best']:7.1f} {r['prefill_cpu']:7.1f} "
+        print(f"{name:<26} {r['first']:7.1f} {r['prefill']:8.1f} {r['best']:7.1f} {r['prefill_cpu']:7.1f} "
               f"{r['prefill_cpu'] / args.prompt_tokens:7.2f} {r['decode']:7.2f} {r['decode_cpu']:6.2f} "
               f"{r['step']:7.2f} {r['step_cpu']:7.2f} {r['step_cpu'] / r['decode_cpu']:6.2f}")
 
@@ -145,8 +139,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--decode-steps", type=int, default=16)
     parser.add_argument("--slots", type=int, default=16)
-    parser.add_argument("--no-warm-up", action="store_true", help="Measure the first prefill without the warm-up.")
-    parser.add_argument("--evict", action="store_true", help="Drop each GGUF file from the page cache first.")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import llama_cpp

@@ -142,16 +142,6 @@ class BatchContext:
                                               shape=(self.n_vocab,))
         return rows
 
-    def warm_up(self) -> None:
-        """Decode one token in sequence 0 and drop it: every weight is read once (a GGUF file that is not in the
-        page cache is read from disk now, not during the first request) and the compute graph is allocated.
-        The first cold 100-token prefill after load took 1207 ms instead of 172 ms (SmolLM2-135M Q8_0, the file
-        not in the page cache), as does the first request of an engine without this."""
-        from llama_cpp import llama_cpp
-
-        self.decode([(self.slots[0].seq_id, [0], 0, True)])
-        llama_cpp.llama_memory_seq_rm(self.memory, self.slots[0].seq_id, 0, -1)
-
     def drop(self, slot: Slot, *, keep: int = 0) -> None:
         """Free ``slot``'s cells from position ``keep`` on."""
         from llama_cpp import llama_cpp

@@ -73,7 +73,6 @@ class LlamaCppEngine(QueuedEngine):
                                  n_ctx=self._context)
             self.batch = BatchContext(self.model, slots=config.max_batch, n_ctx=self._context, threads=threads,
                                       threads_batch=config.threads or (os.cpu_count() or 1))
-            self.batch.warm_up()
         except BaseException:
             self._free_model()
             release_workdir(self.workdir, self._owner)
