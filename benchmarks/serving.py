@@ -179,6 +179,10 @@ def bench(engine: str, args: argparse.Namespace, *, base: Path, adapters: dict[s
         four = load(client, list(adapters), clients=args.clients, rounds=args.rounds, max_tokens=args.max_tokens)
     weights = {"torch": "transformers + PEFT, fp32", "llamacpp": "llama.cpp, Q8_0 GGUF base + F32 GGUF LoRA",
                "vllm": f"vLLM CPU backend, {args.vllm_dtype}, multi-LoRA"}[engine]
+    if engine == "llamacpp":  # the build's kernels: AMX (make llamacpp on an AMX CPU) or not
+        import llama_cpp
+
+        weights += ", AMX build" if "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode() else ", no AMX"
     print(f"\nSmolLM2-135M + LoRA ({engine} engine: {weights}; {args.threads} threads), prompt {prompt_tokens} tokens; "
           f"load average before/after: {loads[0]:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
           "(other work on the machine slows every figure)")

@@ -1,13 +1,16 @@
 """The CMAKE_ARGS that build llama-cpp-python's llama.cpp for this machine's CPU, and a check of the installed build.
 
     CMAKE_ARGS="$(python scripts/llamacpp_cmake_args.py)" pip install 'tuneforge[llamacpp]'
+    python scripts/llamacpp_cmake_args.py --amx      # the same plus llama.cpp's AMX kernels, on a CPU with AMX
     python scripts/llamacpp_cmake_args.py --check    # exit 1 when the installed build lacks one of them
 
 llama.cpp's default build (GGML_NATIVE, -march=native) crashed here on every GGUF; a GGML_NATIVE=OFF build
 enables only what is named. This names each x86 instruction set extension llama.cpp has kernels for that
 /proc/cpuinfo lists (AVX2/FMA/F16C, AVX512 F/CD/VL/DQ/BW, VBMI, VNNI, BF16, AVX-VNNI), so the same line is
-safe on any x86-64 and fast on a recent Xeon. AMX is never enabled: see AMX_REASON. Elsewhere (no
-/proc/cpuinfo, another architecture) it prints only -DGGML_NATIVE=OFF.
+safe on any x86-64 and fast on a recent Xeon. AMX only with --amx, for a source tree patched with
+scripts/llamacpp_amx.patch (see AMX_REASON; ``make llamacpp`` builds it and falls back to the line without AMX
+when llama.cpp's own GGUF does not run on it). Elsewhere (no /proc/cpuinfo, another architecture) it prints only
+-DGGML_NATIVE=OFF.
 """
 
 from __future__ import annotations
@@ -17,9 +20,15 @@ import platform
 import sys
 from pathlib import Path
 
-AMX_REASON = ("ggml's AMX kernel (-DGGML_AMX_INT8=ON, implied by -march=native) stops on an illegal instruction "
-              "(tilezero in tinygemm_kernel_amx) in llama-cpp-python 0.3.36 on a Sapphire Rapids VM where AMX itself "
-              "works")
+AMX_REASON = ("ggml's AMX kernel in llama-cpp-python 0.3.36 stops on an illegal instruction (tilezero in "
+              "tinygemm_kernel_amx): GCC drops the stores into the tile config on the stack, so palette 0 is loaded "
+              "(ggml-org/llama.cpp#26954); scripts/llamacpp_amx.patch keeps the config in static storage")
+# AMX options (cmake option, /proc/cpuinfo flags it needs, name in llama_print_system_info() or None); with --amx.
+AMX_FEATURES = (
+    ("GGML_AMX_TILE", ("amx_tile",), None),
+    ("GGML_AMX_INT8", ("amx_tile", "amx_int8"), "AMX_INT8"),
+    ("GGML_AMX_BF16", ("amx_tile", "amx_bf16"), None),
+)
 # (cmake option, /proc/cpuinfo flags it needs, name in llama_print_system_info() or None)
 FEATURES = (
     ("GGML_SSE42", ("sse4_2",), None),
@@ -45,29 +54,34 @@ def cpu_flags(cpuinfo: str) -> set[str]:
     return set()
 
 
-def chosen(flags: set[str]) -> dict[str, bool]:
-    """cmake option -> ON/OFF for a CPU with ``flags``."""
-    return {option: all(flag in flags for flag in needed) for option, needed, _ in FEATURES}
+def _features(amx: bool) -> tuple[tuple[str, tuple[str, ...], str | None], ...]:
+    return FEATURES + AMX_FEATURES if amx else FEATURES
 
 
-def cmake_args(flags: set[str] | None) -> str:
-    """The CMAKE_ARGS line for ``flags`` (None: not an x86 Linux machine)."""
+def chosen(flags: set[str], *, amx: bool = False) -> dict[str, bool]:
+    """cmake option -> ON/OFF for a CPU with ``flags`` (``amx``: the AMX options too)."""
+    return {option: all(flag in flags for flag in needed) for option, needed, _ in _features(amx)}
+
+
+def cmake_args(flags: set[str] | None, *, amx: bool = False) -> str:
+    """The CMAKE_ARGS line for ``flags`` (None: not an x86 Linux machine; ``amx``: AMX kernels where the CPU has
+    AMX, for a source tree patched with scripts/llamacpp_amx.patch)."""
     if flags is None:
         return "-DGGML_NATIVE=OFF"
-    options = chosen(flags)
+    options = chosen(flags, amx=amx)
     return " ".join(["-DGGML_NATIVE=OFF"] + [f"-D{option}={'ON' if on else 'OFF'}" for option, on in options.items()])
 
 
-def expected(flags: set[str]) -> list[str]:
+def expected(flags: set[str], *, amx: bool = False) -> list[str]:
     """Names ``llama_print_system_info()`` must show as ``NAME = 1`` for a build made with ``cmake_args``."""
-    options = chosen(flags)
-    return [name for option, _, name in FEATURES if name and options[option]]
+    options = chosen(flags, amx=amx)
+    return [name for option, _, name in _features(amx) if name and options[option]]
 
 
-def missing(flags: set[str], system_info: str) -> list[str]:
+def missing(flags: set[str], system_info: str, *, amx: bool = False) -> list[str]:
     """The expected features that ``system_info`` (llama_print_system_info()) does not show."""
     shown = {part.strip() for part in system_info.replace("CPU :", "|").split("|")}
-    return [name for name in expected(flags) if f"{name} = 1" not in shown]
+    return [name for name in expected(flags, amx=amx) if f"{name} = 1" not in shown]
 
 
 def local_flags() -> set[str] | None:
@@ -82,10 +96,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true",
                         help="check the installed llama-cpp-python instead (exit 1 when a feature is missing)")
+    parser.add_argument("--amx", action="store_true",
+                        help="AMX kernels too, where the CPU has AMX (a source tree patched with llamacpp_amx.patch)")
     args = parser.parse_args()
     flags = local_flags()
     if not args.check:
-        print(cmake_args(flags))
+        print(cmake_args(flags, amx=args.amx))
         return 0
     try:
         import llama_cpp
@@ -94,11 +110,13 @@ def main() -> int:
               "(.venv/bin/python), or install it with 'make llamacpp'", file=sys.stderr)
         return 1
     info = llama_cpp.llama_print_system_info().decode()
-    lacking = missing(flags, info) if flags is not None else []
+    lacking = missing(flags, info, amx=args.amx) if flags is not None else []
     if lacking:
-        print(f"the installed llama.cpp lacks {', '.join(lacking)} ({info.strip()}): rebuild it with "
-              f'CMAKE_ARGS="{cmake_args(flags)}" pip install --no-cache-dir --force-reinstall --no-deps '
-              "llama-cpp-python", file=sys.stderr)
+        remedy = ("'make llamacpp' (it builds the source patched with scripts/llamacpp_amx.patch)" if args.amx else
+                  f'CMAKE_ARGS="{cmake_args(flags)}" pip install --no-cache-dir --force-reinstall --no-deps '
+                  "llama-cpp-python")
+        print(f"the installed llama.cpp lacks {', '.join(lacking)} ({info.strip()}): rebuild it with {remedy}",
+              file=sys.stderr)
         return 1
     print(f"llama.cpp build has the CPU's features: {info.strip()}")
     return 0

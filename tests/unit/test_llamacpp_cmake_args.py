@@ -52,3 +52,17 @@ def test_missing_names_the_features_a_generic_build_lacks():
     assert script.missing(flags, generic) == ["AVX_VNNI", "AVX512", "AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16"]
     full = generic + "AVX_VNNI = 1 | AVX512 = 1 | AVX512_VBMI = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 |"
     assert script.missing(flags, full) == []
+
+
+def test_amx_options_only_with_amx_and_only_on_an_amx_cpu():
+    script = _script()
+    sapphire, haswell = script.cpu_flags(_cpuinfo(SAPPHIRE)), script.cpu_flags(_cpuinfo(HASWELL))
+    args = script.cmake_args(sapphire, amx=True).split()
+    assert {"-DGGML_AMX_TILE=ON", "-DGGML_AMX_INT8=ON", "-DGGML_AMX_BF16=ON", "-DGGML_AVX512_VNNI=ON"} <= set(args)
+    assert "-DGGML_AMX_INT8=OFF" in script.cmake_args(haswell, amx=True).split()
+    assert script.cmake_args(haswell, amx=True).replace(" -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF",
+                                                         "") == script.cmake_args(haswell)
+    info = ("CPU : AVX = 1 | AVX_VNNI = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | AVX512 = 1 | AVX512_VBMI = 1 | "
+            "AVX512_VNNI = 1 | AVX512_BF16 = 1 | LLAMAFILE = 1 |")
+    assert script.missing(sapphire, info) == [] and script.missing(sapphire, info, amx=True) == ["AMX_INT8"]
+    assert script.missing(sapphire, info.replace("LLAMAFILE", "AMX_INT8 = 1 | LLAMAFILE"), amx=True) == []

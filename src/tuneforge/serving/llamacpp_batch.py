@@ -19,7 +19,9 @@ and answers equal token for token. The price: ``slots`` x ``n_ctx`` cells are al
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -31,6 +33,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.serving.engine import GenerationRequest
 from tuneforge.serving.sampling import TextTracker
 
+log = logging.getLogger("tuneforge.serving")
 # Prompt tokens llama.cpp computes at once (n_ubatch). Cold prefill of a 100-token prompt, SmolLM2-135M Q8_0,
 # best of 6 on the shared 2-core machine while others trained: 197 ms with n_ubatch 512, 199 ms with 128 (no
 # gain), 231 ms without flash attention, 364 ms with one prompt thread instead of two (so prompts get as many
@@ -115,10 +118,9 @@ class BatchContext:
         most).
 
         Returns:
-            ``[entries wanting logits, vocab]`` float logits of their last token (a torch tensor).
+            ``[entries wanting logits, vocab]`` float32 logits of their last token (a numpy array).
         """
         import numpy as np
-        import torch
         from llama_cpp import llama_cpp
 
         batch, n = self.batch, 0
@@ -141,7 +143,7 @@ class BatchContext:
             pointer = llama_cpp.llama_get_logits_ith(self.ctx, index)
             rows[row] = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)),
                                               shape=(self.n_vocab,))
-        return torch.from_numpy(rows)
+        return rows
 
     def drop(self, slot: Slot, *, keep: int = 0) -> None:
         """Free ``slot``'s cells from position ``keep`` on."""
@@ -172,9 +174,9 @@ class BatchContext:
 
 def load_model(path: Path) -> Any:
     """A ``llama_model_p`` of the GGUF file ``path`` on the CPU (free it with ``llama_model_free``)."""
-    from llama_cpp import _logger, llama_cpp
+    from llama_cpp import llama_cpp
 
-    _logger.set_verbose(False)  # llama.cpp's own loading log only on errors
+    route_llama_log()
     llama_cpp.llama_backend_init()
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = 0
@@ -182,6 +184,35 @@ def load_model(path: Path) -> Any:
     if not model:
         raise TuneforgeError(f"llama.cpp could not load {path}", hint="check that the file is a GGUF model")
     return model
+
+
+# ggml's log levels (ggml.h): DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the previous message).
+LOG_ERROR, LOG_CONT = 4, 5
+
+
+@functools.cache
+def route_llama_log() -> Any:
+    """Send llama.cpp's errors to the ``tuneforge.serving`` logger and drop the rest (once per process).
+
+    llama-cpp-python 0.3.36's own callback reads the levels of an older ggml (its WARN is ggml's ERROR), so
+    ``set_verbose(False)`` printed every warning to stderr: with the AMX build, one line per LoRA tensor at each
+    adapter load ("cannot use buft 'AMX', fallback to CPU", 90 for a rank-8 adapter on q/v/o of SmolLM2-135M).
+
+    Returns:
+        The ctypes callback (kept alive by the cache: llama.cpp holds only its address).
+    """
+    from llama_cpp import llama_cpp
+
+    last = [0]
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: Any) -> None:
+        last[0] = last[0] if level == LOG_CONT else level
+        if last[0] == LOG_ERROR:
+            log.error("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    return callback
 
 
 class GgufAdapters:
