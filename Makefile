@@ -21,7 +21,9 @@ $(VENV)/.installed: pyproject.toml
 # build that cannot run llama.cpp's own GGUF or lacks a CPU feature is rebuilt.
 # On a CPU with AMX, llama.cpp's AMX kernels are built too, from the sdist patched with scripts/llamacpp_amx.patch
 # (scripts/llamacpp_amx_build.sh; unpatched, they crash on an illegal instruction). SmolLM2-135M Q8_0, one thread, CPU
-# ms without -> with AMX: 100-token prefill 297 -> 107, one-token step 21 -> 12, 16-sequence step 79 -> 27. Where the
+# ms without -> with AMX: 100-token prefill 297 -> 107, one-token step 21 -> 12, 16-sequence step 79 -> 27.
+# Always without OpenMP (ggml's own thread pool): torch's libgomp.so.1 would be shared with llama.cpp's, and once torch's
+# pool has threads a decode step took 31 ms instead of 6 (scripts/llamacpp_cmake_args.py OPENMP_REASON). Where the
 # AMX build fails or cannot run llama.cpp's own GGUF, the build without AMX replaces it and $(LLAMACPP_NO_AMX) stops
 # further tries.
 LLAMACPP_VERSION = 0.3.36

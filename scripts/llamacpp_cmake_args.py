@@ -10,7 +10,9 @@ enables only what is named. This names each x86 instruction set extension llama.
 safe on any x86-64 and fast on a recent Xeon. AMX only with --amx, for a source tree patched with
 scripts/llamacpp_amx.patch (see AMX_REASON; ``make llamacpp`` builds it and falls back to the line without AMX
 when llama.cpp's own GGUF does not run on it). Elsewhere (no /proc/cpuinfo, another architecture) it prints only
--DGGML_NATIVE=OFF.
+-DGGML_NATIVE=OFF and -DGGML_OPENMP=OFF.
+
+Always -DGGML_OPENMP=OFF (see OPENMP_REASON): ggml's own thread pool instead of OpenMP.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from pathlib import Path
 AMX_REASON = ("ggml's AMX kernel in llama-cpp-python 0.3.36 stops on an illegal instruction (tilezero in "
               "tinygemm_kernel_amx): GCC drops the stores into the tile config on the stack, so palette 0 is loaded "
               "(ggml-org/llama.cpp#26954); scripts/llamacpp_amx.patch keeps the config in static storage")
+OPENMP_REASON = ("torch's wheel brings its own libgomp.so.1, and an OpenMP llama.cpp links the same soname, so both "
+                 "share one OpenMP runtime; once torch's pool has threads, libgomp counts more threads than cores and "
+                 "stops spinning at barriers: one decode step of SmolLM2-135M took 31 ms instead of 6 (AMX build, "
+                 "2 threads, torch at its default 2 threads); with ggml's own thread pool 6 ms either way")
+BASE = ("-DGGML_NATIVE=OFF", "-DGGML_OPENMP=OFF")
 # AMX options (cmake option, /proc/cpuinfo flags it needs, name in llama_print_system_info() or None); with --amx.
 AMX_FEATURES = (
     ("GGML_AMX_TILE", ("amx_tile",), None),
@@ -67,9 +74,9 @@ def cmake_args(flags: set[str] | None, *, amx: bool = False) -> str:
     """The CMAKE_ARGS line for ``flags`` (None: not an x86 Linux machine; ``amx``: AMX kernels where the CPU has
     AMX, for a source tree patched with scripts/llamacpp_amx.patch)."""
     if flags is None:
-        return "-DGGML_NATIVE=OFF"
+        return " ".join(BASE)
     options = chosen(flags, amx=amx)
-    return " ".join(["-DGGML_NATIVE=OFF"] + [f"-D{option}={'ON' if on else 'OFF'}" for option, on in options.items()])
+    return " ".join([*BASE, *(f"-D{option}={'ON' if on else 'OFF'}" for option, on in options.items())])
 
 
 def expected(flags: set[str], *, amx: bool = False) -> list[str]:
@@ -82,6 +89,12 @@ def missing(flags: set[str], system_info: str, *, amx: bool = False) -> list[str
     """The expected features that ``system_info`` (llama_print_system_info()) does not show."""
     shown = {part.strip() for part in system_info.replace("CPU :", "|").split("|")}
     return [name for name in expected(flags, amx=amx) if f"{name} = 1" not in shown]
+
+
+def unwanted(system_info: str) -> list[str]:
+    """What ``system_info`` shows that ``cmake_args`` turns off: ``OPENMP`` (see OPENMP_REASON)."""
+    shown = {part.strip() for part in system_info.replace("CPU :", "|").split("|")}
+    return ["OPENMP"] if "OPENMP = 1" in shown else []
 
 
 def local_flags() -> set[str] | None:
@@ -110,12 +123,13 @@ def main() -> int:
               "(.venv/bin/python), or install it with 'make llamacpp'", file=sys.stderr)
         return 1
     info = llama_cpp.llama_print_system_info().decode()
-    lacking = missing(flags, info, amx=args.amx) if flags is not None else []
+    lacking = (missing(flags, info, amx=args.amx) if flags is not None else []) + \
+        [f"GGML_{name}=OFF ({OPENMP_REASON})" for name in unwanted(info)]
     if lacking:
         remedy = ("'make llamacpp' (it builds the source patched with scripts/llamacpp_amx.patch)" if args.amx else
                   f'CMAKE_ARGS="{cmake_args(flags)}" pip install --no-cache-dir --force-reinstall --no-deps '
                   "llama-cpp-python")
-        print(f"the installed llama.cpp lacks {', '.join(lacking)} ({info.strip()}): rebuild it with {remedy}",
+        print(f"the installed llama.cpp lacks {'; '.join(lacking)} ({info.strip()}): rebuild it with {remedy}",
               file=sys.stderr)
         return 1
     print(f"llama.cpp build has the CPU's features: {info.strip()}")

@@ -66,3 +66,12 @@ def test_amx_options_only_with_amx_and_only_on_an_amx_cpu():
             "AVX512_VNNI = 1 | AVX512_BF16 = 1 | LLAMAFILE = 1 |")
     assert script.missing(sapphire, info) == [] and script.missing(sapphire, info, amx=True) == ["AMX_INT8"]
     assert script.missing(sapphire, info.replace("LLAMAFILE", "AMX_INT8 = 1 | LLAMAFILE"), amx=True) == []
+
+
+def test_openmp_is_always_off_and_an_openmp_build_fails_the_check():
+    script = _script()
+    for flags in (script.cpu_flags(_cpuinfo(SAPPHIRE)), script.cpu_flags(_cpuinfo(HASWELL)), None):
+        for amx in (False, True):
+            assert "-DGGML_OPENMP=OFF" in script.cmake_args(flags, amx=amx).split()
+    assert script.unwanted("CPU : AVX2 = 1 | OPENMP = 1 | REPACK = 1 |") == ["OPENMP"]
+    assert script.unwanted("CPU : AVX2 = 1 | REPACK = 1 |") == []
