@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +63,22 @@ def open_storage(settings: Settings) -> optuna.storages.RDBStorage:
         engine.dispose()
         kwargs["connect_args"] = {"options": f"-csearch_path={SCHEMA}"}
     interval = max(1, int(settings.heartbeat_seconds))
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8; they are what we need
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, heartbeat_interval=interval,
-            grace_period=max(interval + 1, int(settings.stale_after_seconds)),
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
-        )
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8; what we need
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=kwargs, heartbeat_interval=interval,
+                    grace_period=max(interval + 1, int(settings.stale_after_seconds)),
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
+                )
+        except sqlalchemy.exc.IntegrityError:
+            # Two trial processes created Optuna's schema at once: the loser's alembic stamp hits the winner's row
+            # (UNIQUE constraint failed: alembic_version.version_num); the schema exists now, open it again.
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def search_digest(search: LoadedSearch) -> str:
