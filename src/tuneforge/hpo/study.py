@@ -63,7 +63,8 @@ def open_storage(settings: Settings) -> optuna.storages.RDBStorage:
         engine.dispose()
         kwargs["connect_args"] = {"options": f"-csearch_path={SCHEMA}"}
     interval = max(1, int(settings.heartbeat_seconds))
-    for attempt in range(5):
+    attempt = 0
+    while True:
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8; what we need
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -75,10 +76,10 @@ def open_storage(settings: Settings) -> optuna.storages.RDBStorage:
         except sqlalchemy.exc.IntegrityError:
             # Two trial processes created Optuna's schema at once: the loser's alembic stamp hits the winner's row
             # (UNIQUE constraint failed: alembic_version.version_num); the schema exists now, open it again.
-            if attempt == 4:
+            attempt += 1
+            if attempt == 5:
                 raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
+            time.sleep(0.2 * attempt)
 
 
 def search_digest(search: LoadedSearch) -> str:
