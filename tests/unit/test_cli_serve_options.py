@@ -15,7 +15,8 @@ app.command()(serving_cli.serve)
 
 @pytest.mark.parametrize("args,option,bound", [(["--max-batch", "0"], "--max-batch", "greater than or equal to 1"),
                                                (["--max-batch", "100000"], "--max-batch", "less than or equal to 512"),
-                                               (["--adapter-cache", "0"], "--adapter-cache", "greater than or equal")])
+                                               (["--adapter-cache", "0"], "--adapter-cache", "greater than or equal"),
+                                               (["--threads", "100000"], "--threads", "less than or equal to 1024")])
 def test_a_bad_serve_option_names_the_option(tmp_path, monkeypatch, args, option, bound):
     monkeypatch.setenv("TUNEFORGE_HOME", str(tmp_path))
     result = CliRunner().invoke(app, ["smollm2", *args])

@@ -25,7 +25,7 @@ class ServingConfig(BaseModel):
                                     "(never past the context).")
     models: dict[str, str] = Field(default_factory=dict, description="Names served to every project -> model "
                                    "reference (builtin alias, model directory, run or adapter directory).")
-    threads: int = Field(0, ge=0, description="CPU threads of the engines: torch's, or llama.cpp's (0: the "
+    threads: int = Field(0, ge=0, le=1024, description="CPU threads of the engines: torch's, or llama.cpp's (0: the "
                          "engine's default).")
     gguf_quantization: Literal["f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"] = Field(
         "q8_0", description="llamacpp engine: the GGUF type a base model folder is converted to (adapters stay "
