@@ -84,6 +84,8 @@ def test_a_trial_of_a_killed_worker_is_failed_by_the_heartbeat_and_retried(postg
     """Two workers share PostgreSQL; the first dies mid-trial: the trial is failed and rerun, same values."""
     import signal
 
+    import psutil
+
     from fixtures.postgres import reset_database
     from tuneforge.hpo.study import load_study
     from tuneforge.services import files
@@ -97,23 +99,31 @@ def test_a_trial_of_a_killed_worker_is_failed_by_the_heartbeat_and_retried(postg
     platform = open_platform(settings)
     ids = {split: files.upload_path(platform, project="acme", path=write_jsonl(tmp_path / f"{split}.jsonl", rows)).id
            for split, rows in (("train", MEMORIZE), ("eval", MEMORIZE[:4]))}
-    request = body("killed", ids, max_steps=60, n_trials=1)
-    request["name"] = f"killed-{tmp_path.name[-8:]}"  # the optuna schema outlives reset_database
-    create_platform_study(platform, project="acme", request=StudyRequest(**request))
-    name = request["name"]
 
     def trials():
         return load_study(name, settings=settings).trials
 
-    first = start_worker(settings, tmp_path / "worker1.log")
-    try:
-        wait_for(lambda: trials() and trials()[0].user_attrs.get("steps") is not None, timeout=120,
-                 what="the trial to evaluate on the first worker")
-        assert trials()[0].state.name == "RUNNING"
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    finally:
-        first.kill()
+    # The kill must land mid-trial. On a loaded machine the test may poll so late that the trial has ended first
+    # (then there is nothing to retry): that try is set aside and another study started.
+    for attempt in range(3):
+        request = body("killed", ids, max_steps=60, n_trials=1)
+        name = request["name"] = f"killed-{tmp_path.name[-8:]}-{attempt}"  # the optuna schema outlives reset_database
+        create_platform_study(platform, project="acme", request=StudyRequest(**request))
+        first = start_worker(settings, tmp_path / f"worker1-{attempt}.log")
+        try:
+            wait_for(lambda: trials() and trials()[0].user_attrs.get("steps") is not None, timeout=120,
+                     what="the trial to evaluate on the first worker")
+            children = psutil.Process(first.pid).children(recursive=True)  # its forkserver and the job process
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        finally:
+            first.kill()
+        _, alive = psutil.wait_procs(children, timeout=30)  # the job process's watchdog sees its worker gone
+        assert not alive, alive
+        if trials()[0].state.name == "RUNNING":
+            break
+    else:
+        raise AssertionError("the trial ended before the first worker was killed, three times")
     second = start_worker(settings, tmp_path / "worker2.log")
     try:
         wait_for(lambda: any(t.state.name == "COMPLETE" for t in trials()), timeout=180, what="the retried trial")

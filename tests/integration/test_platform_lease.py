@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
+import time
+from pathlib import Path
 
 import psutil
 
@@ -19,6 +22,30 @@ from tuneforge.settings import Settings
 def tree(pid: int) -> list[psutil.Process]:
     parent = psutil.Process(pid)
     return [parent, *parent.children(recursive=True)]
+
+
+def freeze_outside_a_write(processes: list[psutil.Process], database: Path) -> None:
+    """SIGSTOP ``processes`` at a moment none of them holds the SQLite file's write lock. SQLite has one writer at a
+    time: a process frozen inside a write transaction blocks every other writer until it resumes (PostgreSQL is the
+    database for workers that may freeze while writing). When the lock is held, they run on and are frozen again."""
+    for _ in range(200):
+        for process in processes:
+            process.send_signal(signal.SIGSTOP)
+        wait_for(lambda: all(p.status() == psutil.STATUS_STOPPED for p in processes), timeout=5, every=0.01,
+                 what="the processes to stop")
+        probe = sqlite3.connect(database, timeout=0)
+        try:
+            probe.execute("BEGIN IMMEDIATE")  # the write lock, not waited for
+            probe.rollback()
+            return
+        except sqlite3.OperationalError as exc:
+            assert "locked" in str(exc), exc
+        finally:
+            probe.close()
+        for process in processes:
+            process.send_signal(signal.SIGCONT)
+        time.sleep(0.02)
+    raise AssertionError(f"the frozen processes held the write lock of {database} at each of 200 tries")
 
 
 def long_job(platform, tmp_path, *, save_steps: int):
@@ -47,8 +74,7 @@ def test_a_frozen_worker_resumed_after_a_takeover_writes_nothing(tiny_model, tmp
         frozen = tree(first.pid)  # the whole machine pauses: worker, forkserver and the job process
         old_pid = starts(store, job.id)[0].data["pid"]
         assert old_pid in [p.pid for p in frozen]
-        for process in frozen:
-            process.send_signal(signal.SIGSTOP)
+        freeze_outside_a_write(frozen, Path(settings.database_url.removeprefix("sqlite:///")))
         frozen_at = max(m.step for m in store.list_metrics(job.id))
         second = start_worker(settings, tmp_path / "worker2.log")
         wait_for(lambda: len(starts(store, job.id)) == 2, timeout=60, what="the second worker to take the job over")

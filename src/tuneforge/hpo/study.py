@@ -57,15 +57,13 @@ def open_storage(settings: Settings) -> optuna.storages.RDBStorage:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 60}  # several trial processes write one file
     else:
-        engine = sqlalchemy.create_engine(url)
-        with engine.begin() as connection:
-            connection.execute(sqlalchemy.text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
-        engine.dispose()
         kwargs["connect_args"] = {"options": f"-csearch_path={SCHEMA}"}
     interval = max(1, int(settings.heartbeat_seconds))
     attempt = 0
     while True:
         try:
+            if not url.startswith("sqlite"):
+                _create_schema(url)
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8; what we need
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
@@ -73,13 +71,29 @@ def open_storage(settings: Settings) -> optuna.storages.RDBStorage:
                     grace_period=max(interval + 1, int(settings.stale_after_seconds)),
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
                 )
-        except sqlalchemy.exc.IntegrityError:
-            # Two trial processes created Optuna's schema at once: the loser's alembic stamp hits the winner's row
-            # (UNIQUE constraint failed: alembic_version.version_num); the schema exists now, open it again.
+        except sqlalchemy.exc.DBAPIError as exc:
+            # Trial processes that start together create Optuna's schema at once: the loser's CREATE TABLE finds the
+            # winner's table (SQLite: "table studies already exists"), its alembic stamp the winner's row (UNIQUE
+            # constraint failed: alembic_version.version_num), or PostgreSQL's CREATE SCHEMA IF NOT EXISTS the
+            # winner's pg_namespace row. The schema exists now: open it again (tests/integration/test_hpo_storage.py).
+            if not isinstance(exc, sqlalchemy.exc.IntegrityError) and "already exists" not in str(exc):
+                raise
             attempt += 1
             if attempt == 5:
                 raise
             time.sleep(0.2 * attempt)
+
+
+def _create_schema(url: str) -> None:
+    """PostgreSQL: the schema that keeps Optuna's tables apart from the Store's."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+    finally:
+        engine.dispose()
 
 
 def search_digest(search: LoadedSearch) -> str:
