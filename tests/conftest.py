@@ -25,9 +25,16 @@ from fixtures.data import MEMORIZE, write_jsonl  # noqa: E402
 from fixtures.tiny import build_tiny_llama  # noqa: E402
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Under `pytest -n N --dist loadgroup`: a file's tests stay on one worker (its module fixtures are built
-    once), and every test of the shared quickstart run goes to the same worker (it is built once)."""
+    once), and every test of the shared quickstart run goes to the same worker (it is built once).
+
+    First of the hooks: xdist's worker plugin, registered after this file and so called before it otherwise, turns
+    the marks into the ``@group`` suffix of each node id, which its scheduler groups by. It found no mark, and a
+    file's tests were spread over both workers (module fixtures built twice, the quickstart too, and a test that
+    reads what the one before it made failed). pyproject.toml keeps pytest below 9.2, where xdist's suffix is lost.
+    tests/unit/test_test_groups.py checks the split."""
     for item in items:
         group = "quickstart" if "quickstart_result" in item.fixturenames else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))

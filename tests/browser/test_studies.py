@@ -107,7 +107,9 @@ def test_a_finished_study_shows_trials_history_curves_and_importances(page, serv
 
 def test_train_best_queues_a_normal_train_job_of_the_best_config(page, server, api):
     """After the study above finished: its page's button queues the best config as a fine-tuning job."""
-    study = api.get("/api/v1/hpo/studies/sweep").json()
+    response = api.get("/api/v1/hpo/studies/sweep")
+    assert response.status_code == 200, response.text
+    study = response.json()
     best = study["best"][0]["params"]
     page.goto(f"{server.url}/ui/studies/sweep")
     page.locator("#train-best:enabled").click()
