@@ -8,7 +8,8 @@ for the torch engine (fp32 + PEFT) and the llama.cpp engine (Q8_0 GGUF base, ada
 
 The adapters are made with random weights (speed does not depend on what they learned); answers run to
 max_tokens unless the model ends its turn first, so throughput is also given in tokens/s.
-`--engines vllm` runs `tuneforge serve --engine vllm` from .venv-vllm (`make vllm-cpu`) in a subprocess.
+Every engine's server is `tuneforge serve --engine ENGINE` in a process of its own, as in production (the
+clients' threads stay in this process); `--engines vllm` runs it from .venv-vllm (`make vllm-cpu`).
 """
 
 from __future__ import annotations
@@ -106,13 +107,15 @@ def sequential(client, model: str, *, count: int, max_tokens: int) -> dict[str, 
             "p95": percentile(latencies, 95)}
 
 
-VLLM_TUNEFORGE = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "tuneforge"
+ROOT = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 
 
 @contextmanager
-def vllm_server(args: argparse.Namespace, *, models: dict[str, str], home: Path) -> Iterator[Any]:
-    """``tuneforge serve --engine vllm`` from .venv-vllm (vLLM's CPU build pins transformers<5.20, so it has a venv
-    of its own) in a subprocess, on ``args.threads`` cores; yields an object with ``url`` and ``keys['acme']``."""
+def server_process(engine: str, args: argparse.Namespace, *, models: dict[str, str], home: Path) -> Iterator[Any]:
+    """``tuneforge serve --engine ENGINE`` in a process of its own (as a real server runs: the clients' threads
+    here do not share its interpreter), with ``args.threads`` engine threads; yields an object with ``url`` and
+    ``keys['acme']``. vLLM runs from .venv-vllm (its CPU build pins transformers<5.20, so it has a venv of its own)."""
     import subprocess
     from types import SimpleNamespace
 
@@ -127,12 +130,15 @@ def vllm_server(args: argparse.Namespace, *, models: dict[str, str], home: Path)
     with temp_platform(home, database_url=database) as platform:
         key = create_api_key(platform, project="acme")
     port = free_port()
-    command = [str(VLLM_TUNEFORGE), "serve", *[f"{name}={path}" for name, path in models.items()], "--engine", "vllm",
-               "--dtype", args.vllm_dtype, "--threads", str(args.threads), "--max-batch", str(args.clients),
-               "--adapter-cache", str(len(models)), "--max-lora-rank", "8", "--port", str(port), "--database-url", database,
-               "--home", str(home)]
-    process = subprocess.Popen(command, stdout=(home / "serve.log").open("w"), stderr=subprocess.STDOUT)
-    server = SimpleNamespace(url=f"http://127.0.0.1:{port}", keys={"acme": key})
+    python = str(VLLM_PYTHON) if engine == "vllm" else sys.executable
+    extra = {"vllm": ["--dtype", args.vllm_dtype, "--max-lora-rank", "8"], "llamacpp": ["--gguf-quantization", "q8_0"]}
+    command = [python, "-m", "tuneforge.cli.app", "serve", *[f"{name}={path}" for name, path in models.items()],
+               "--engine", engine, *extra.get(engine, []), "--threads", str(args.threads), "--max-batch",
+               str(args.clients), "--adapter-cache", str(len(models) - 1), "--port", str(port), "--database-url",
+               database, "--home", str(home)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(command, stdout=(home / "serve.log").open("w"), stderr=subprocess.STDOUT, env=env)
+    server = SimpleNamespace(url=f"http://127.0.0.1:{port}", keys={"acme": key}, pid=process.pid)
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=600)
 
     def ready() -> bool:
@@ -142,7 +148,7 @@ def vllm_server(args: argparse.Namespace, *, models: dict[str, str], home: Path)
             return False
 
     try:
-        wait_for(ready, timeout=300, every=1, what="tuneforge serve --engine vllm")
+        wait_for(ready, timeout=600, every=1, what=f"tuneforge serve --engine {engine}")
         if process.poll() is not None:
             raise RuntimeError((home / "serve.log").read_text()[-3000:])
         yield server
@@ -155,17 +161,8 @@ def bench(engine: str, args: argparse.Namespace, *, base: Path, adapters: dict[s
     """Start a server with ``engine`` over the base and its adapters, measure, print the engine's table."""
     import openai
 
-    from fixtures.platform import running_server
-    from tuneforge.serving.config import ServingConfig
-    from tuneforge.settings import Settings
-
-    settings = Settings(home=str(home / engine), concurrency=0)
-    config = ServingConfig(engine=engine, models={"smollm2": str(base), **adapters}, max_batch=args.clients,
-                           threads=args.threads, adapter_cache=len(adapters), gguf_quantization="q8_0")
     loads = os.getloadavg()
-    started = vllm_server(args, models=config.models, home=home / engine) if engine == "vllm" else \
-        running_server(settings, workers=0, serving=config)
-    with started as server:
+    with server_process(engine, args, models={"smollm2": str(base), **adapters}, home=home / engine) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.keys["acme"], max_retries=0,
                                timeout=600)
         prompt_tokens = client.chat.completions.create(model="lora-0", messages=[{"role": "user", "content": PROMPT}],
@@ -185,7 +182,8 @@ def bench(engine: str, args: argparse.Namespace, *, base: Path, adapters: dict[s
         weights += ", AMX build" if "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode() else ", no AMX"
     print(f"\nSmolLM2-135M + LoRA ({engine} engine: {weights}; {args.threads} threads), prompt {prompt_tokens} tokens; "
           f"load average before/after: {loads[0]:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
-          "(other work on the machine slows every figure)")
+          "(other work on the machine slows every figure); the server runs in its own process ('tuneforge serve'), "
+          "the clients (openai SDK threads) in this one")
     print(f"one client, streamed (64 tokens): TTFT p50 {single['ttft_p50'] * 1000:.0f} ms, "
           f"p95 {single['ttft_p95'] * 1000:.0f} ms; decode {single['decode_tok_s']:.1f} tokens/s")
     print(f"{'':34} {'req/s':>7} {'tok/s':>7} {'p50 s':>7} {'p95 s':>7} {'x seq':>6}")
@@ -223,8 +221,8 @@ def main() -> None:
         if engine == "llamacpp" and importlib.util.find_spec("llama_cpp") is None:
             print("\nllamacpp engine: skipped, llama-cpp-python is not installed (pip install 'tuneforge[llamacpp]')")
             continue
-        if engine == "vllm" and not VLLM_TUNEFORGE.exists():
-            print(f"\nvllm engine: skipped, {VLLM_TUNEFORGE} is missing ('make vllm-cpu' builds it)")
+        if engine == "vllm" and not VLLM_PYTHON.exists():
+            print(f"\nvllm engine: skipped, {VLLM_PYTHON} is missing ('make vllm-cpu' builds it)")
             continue
         bench(engine, args, base=base, adapters=adapters, home=home)
 

@@ -7,7 +7,7 @@ import pytest
 
 from fixtures.serving import make_lora_adapter
 from tuneforge.serving.config import SamplingParams, ServingConfig
-from tuneforge.serving.engine import GenerationRequest
+from tuneforge.serving.engine import Delta, GenerationRequest, Stream
 from tuneforge.serving.sampling import TextTracker, next_tokens, top_p_filter
 
 
@@ -35,6 +35,35 @@ def test_stop_strings_are_held_back_and_cut():
     assert feed("ab$c", end="$") == (["a", "b", ""], "stop")  # an end-of-turn token
     assert feed("abcdef", max_tokens=3) == (["a", "b", "c"], "length")
     assert "".join(feed("x<|y|>z", stop=["|>", "<|"])[0]) == "x"  # the earliest stop wins
+
+
+def test_streams_of_one_loop_get_a_burst_of_deltas_in_one_callback_in_order():
+    import asyncio
+    import threading
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        streams = [Stream(loop) for _ in range(3)]
+        scheduled = []
+        original = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args: scheduled.append(args) or original(*args)  # type: ignore[method-assign]
+
+        def engine():  # one step of three sequences, then their last step
+            for step in range(2):
+                for index, stream in enumerate(streams):
+                    stream.put(Delta(f"{index}.{step} ", step + 1, "stop" if step else None))
+
+        thread = threading.Thread(target=engine)
+        thread.start()
+        thread.join()  # the loop is held here: all six deltas are put before it delivers any
+        texts = ["".join([d.text async for d in stream.deltas()]) for stream in streams]
+        engine()  # and again, read as they come
+        texts += ["".join([d.text async for d in stream.deltas()]) for stream in streams]
+        return texts, len(scheduled), streams[0].first_token_at is not None
+
+    texts, callbacks, timed = asyncio.run(main())
+    assert texts == ["0.0 0.1 ", "1.0 1.1 ", "2.0 2.1 "] * 2 and timed
+    assert callbacks == 2  # twelve deltas in two bursts: the loop woke once per burst, not once per delta
 
 
 def test_top_p_and_seeded_sampling():

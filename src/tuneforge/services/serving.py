@@ -235,6 +235,16 @@ def _max_tokens(engine: Engine, *, prompt: int, requested: int | None, default: 
 
 async def deltas(generation: Generation) -> AsyncIterator[tuple[int, Delta]]:
     """Every choice's deltas as they come, as ``(choice index, delta)``; a failed sequence raises its error."""
+    if len(generation.streams) == 1:  # one choice (most requests): read its stream, no task and queue between
+        stream = generation.streams[0]
+        try:
+            async for delta in stream.deltas():
+                if delta.error is not None:
+                    raise delta.error
+                yield 0, delta
+        finally:
+            stream.cancel()
+        return
     merged: asyncio.Queue[tuple[int, Delta]] = asyncio.Queue()
 
     async def forward(index: int, stream: Stream) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import queue
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,57 @@ class Delta:
     error: BaseException | None = None
 
 
+class LoopMailbox:
+    """Deltas on their way from an engine's thread to one asyncio loop, handed over in one loop callback per burst.
+
+    An engine puts a delta for each of its sequences after every step (16 at once with 16 clients); each
+    ``call_soon_threadsafe`` writes to the loop's wake-up socket and costs the loop an iteration. Here the first
+    delta of a burst schedules one :meth:`deliver`, and the deltas put before it runs ride along, in order.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.pending: list[tuple[asyncio.Queue[Delta], Delta]] = []
+
+    def post(self, target: asyncio.Queue[Delta], delta: Delta) -> None:
+        """Queue ``delta`` for ``target`` (any thread); the loop delivers it soon."""
+        with self.lock:
+            self.pending.append((target, delta))
+            if len(self.pending) > 1:
+                return  # a delivery is scheduled and has not taken the list yet
+        try:
+            self.loop.call_soon_threadsafe(self.deliver)
+        except RuntimeError:  # the loop is closed: nobody reads these deltas any more
+            with self.lock:
+                self.pending.clear()
+            raise
+
+    def deliver(self) -> None:
+        """Hand every pending delta to its queue (in the loop's thread)."""
+        with self.lock:
+            pending, self.pending = self.pending, []
+        for target, delta in pending:
+            target.put_nowait(delta)
+
+
+_mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopMailbox] = weakref.WeakKeyDictionary()
+_mailboxes_lock = threading.Lock()
+
+
+def mailbox(loop: asyncio.AbstractEventLoop) -> LoopMailbox:
+    """The :class:`LoopMailbox` of ``loop`` (one per loop, made on first use; a loop that cannot be weakly
+    referenced gets a new one each time, which delivers each delta on its own)."""
+    with _mailboxes_lock:
+        try:
+            found = _mailboxes.get(loop)
+            if found is None:
+                found = _mailboxes[loop] = LoopMailbox(loop)
+        except TypeError:
+            found = LoopMailbox(loop)
+        return found
+
+
 class Stream:
     """The deltas of one sequence, handed from the engine's thread to a thread or an asyncio loop.
 
@@ -43,6 +95,7 @@ class Stream:
         self.loop = loop
         self.sync_queue: queue.SimpleQueue[Delta] = queue.SimpleQueue()
         self.async_queue: asyncio.Queue[Delta] | None = asyncio.Queue() if loop is not None else None
+        self.mailbox = mailbox(loop) if loop is not None else None
         self.first_token_at: float | None = None
         self.cancelled = False  # the reader went away: the engine stops generating this sequence
 
@@ -54,8 +107,8 @@ class Stream:
         """Called by the engine (any thread)."""
         if self.first_token_at is None and delta.tokens:
             self.first_token_at = time.perf_counter()
-        if self.loop is not None and self.async_queue is not None:
-            self.loop.call_soon_threadsafe(self.async_queue.put_nowait, delta)
+        if self.mailbox is not None and self.async_queue is not None:
+            self.mailbox.post(self.async_queue, delta)
         else:
             self.sync_queue.put(delta)
 

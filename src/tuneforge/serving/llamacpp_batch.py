@@ -154,11 +154,22 @@ class BatchContext:
         del slot.cached[keep:]
 
     def copy(self, source: Slot, target: Slot) -> None:
-        """Give ``target`` a copy of ``source``'s cells (another stream: llama.cpp copies the whole stream's
-        buffer at the next decode, about 94 MB for SmolLM2-135M with 4096 cells, a few ms)."""
+        """Give ``target`` a copy of ``source``'s cells (they replace its own).
+
+        Only the sequence's cells are copied (``llama_state_seq_get_data`` / ``set_data``: 2.6 MB for a 115-token
+        prompt of SmolLM2-135M, 1.9 ms), not its whole KV stream as ``llama_memory_seq_cp`` does between streams
+        (94 MB at 4096 cells, 13 ms: the 15 copies of a burst of 16 requests took 195 ms of a 960-ms round).
+        ``llama_memory_seq_cp`` remains the fallback when the cells do not fit.
+        """
         from llama_cpp import llama_cpp
 
-        llama_cpp.llama_memory_seq_cp(self.memory, source.seq_id, target.seq_id, -1, -1)
+        size = llama_cpp.llama_state_seq_get_size(self.ctx, source.seq_id)
+        cells = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self.ctx, cells, size, source.seq_id)
+        llama_cpp.llama_memory_seq_rm(self.memory, target.seq_id, -1, -1)
+        if not written or llama_cpp.llama_state_seq_set_data(self.ctx, cells, written, target.seq_id) != written:
+            llama_cpp.llama_memory_seq_rm(self.memory, target.seq_id, -1, -1)
+            llama_cpp.llama_memory_seq_cp(self.memory, source.seq_id, target.seq_id, -1, -1)
         target.cached = list(source.cached)
         self.copies += 1
 
