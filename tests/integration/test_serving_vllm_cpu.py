@@ -7,11 +7,13 @@ while streams of the old one run. Skipped where ``.venv-vllm`` is not built."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
 from pathlib import Path
 
+import httpx2 as httpx
 import openai
 import pytest
 
@@ -57,6 +59,7 @@ def served(tmp_path_factory, models):
     database = f"sqlite:///{home / 'tuneforge.db'}"
     with temp_platform(home, database_url=database) as platform:
         key = create_api_key(platform, project="acme")
+        admin = create_api_key(platform, project="acme", admin=True)  # /metrics with the serving figures
         for adapter in (adapters[0], adapters[2]):
             register(platform, adapter, project="acme", name="bot", created_by="test")
         set_alias(platform, "bot", 1, "production", project="acme", actor="test")
@@ -72,7 +75,7 @@ def served(tmp_path_factory, models):
     try:
         wait_for(lambda: process.poll() is not None or _answers(client), timeout=240, every=1, what="vLLM to start")
         assert process.poll() is None, log.read_text()[-4000:]
-        yield url, key, home
+        yield url, key, home, admin
     finally:
         process.terminate()
         try:
@@ -90,7 +93,7 @@ def _answers(client) -> bool:
 
 @pytest.fixture(scope="module")
 def client(served):
-    url, key, _ = served
+    url, key, _, _ = served
     return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=120)
 
 
@@ -116,7 +119,7 @@ def torch_answers(models, names, tmp_path) -> dict[str, str]:
     return {name: generate(str(folders[name]), settings=settings, messages=ASK, max_new_tokens=8) for name in names}
 
 
-def test_adapters_in_one_batch_give_the_torch_engines_greedy_answers(client, models, tmp_path):
+def test_adapters_in_one_batch_give_the_torch_engines_greedy_answers(served, client, models, tmp_path):
     names = ["tiny", "tuned-a", "tuned-b"]
     expected = torch_answers(models, names, tmp_path)
     assert len(set(expected.values())) == 3  # each adapter changes the answer
@@ -131,6 +134,11 @@ def test_adapters_in_one_batch_give_the_torch_engines_greedy_answers(client, mod
     for thread in threads:
         thread.join(timeout=120)
     assert [settled(replies[i]) for i in range(len(threads))] == [settled(expected[name]) for name in names * 3]
+    url, _, _, admin = served  # vLLM's scheduler stats reach /metrics: batches of more than one sequence
+    metrics = httpx.get(url.removesuffix("/v1") + "/metrics", headers={"Authorization": f"Bearer {admin}"}).text
+    buckets = dict(re.findall(r'tuneforge_inference_batch_size_bucket\{le="([^"]+)"\} ([0-9.e+]+)', metrics))
+    assert float(buckets["+Inf"]) > float(buckets.get("1", buckets.get("1.0"))), metrics[-2000:]
+    assert re.search(r"^tuneforge_inference_waiting_requests 0\.0$", metrics, flags=re.M)  # all answered
 
 
 def test_streaming_usage_seed_stop_and_n(client):
@@ -161,7 +169,7 @@ def test_unknown_model_and_context_overflow_are_openai_errors(client):
 def test_alias_moved_while_streams_run_loads_the_new_version(served, client, models, tmp_path):
     from tuneforge.services.registry import set_alias
 
-    _, _, home = served
+    _, _, home, _ = served
     before = answer(client, "bot@production").choices[0].message.content
     texts, errors, started = [], [], []
 

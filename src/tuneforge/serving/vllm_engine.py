@@ -119,6 +119,27 @@ def engine_options(base: Path, config: ServingConfig, *, model_config: Any, devi
     return options
 
 
+def scheduler_logger(engine: VllmEngine) -> Any:
+    """A vLLM stat-logger class (``AsyncLLM(stat_loggers=...)``) that hands each step's scheduler stats, running and
+    waiting requests, to ``engine.scheduled``. Given a custom logger, vLLM collects stats although the engine's
+    options keep ``disable_log_stats`` (no periodic log lines). vLLM adds its Prometheus logger as well: its
+    ``vllm:`` figures go to prometheus_client's default registry, which the server's ``/metrics`` does not read."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class SchedulerLogger(StatLoggerBase):
+        def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+            self.engine_index = engine_index
+
+        def record(self, scheduler_stats: Any, iteration_stats: Any, *args: Any, **kwargs: Any) -> None:
+            if scheduler_stats is not None:
+                engine.scheduled(scheduler_stats.num_running_reqs, scheduler_stats.num_waiting_reqs)
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    return SchedulerLogger
+
+
 def slot_rank(rank: int) -> int:
     """The smallest ``max_lora_rank`` vLLM accepts that holds adapters of rank ``rank``."""
     return next(allowed for allowed in LORA_RANKS if allowed >= rank)
@@ -154,6 +175,7 @@ class VllmEngine(TokenizedEngine):
         self._context = int(getattr(self.model_config, "max_position_embeddings", 0) or 2048)
         self.loras = LoraIds(capacity=config.adapter_cache)
         self.running = 0
+        self.scheduled_running = self.waiting = 0  # vLLM's scheduler, from its stats (scheduler_logger)
         self.closed = False
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"tuneforge-vllm-{base.name}", daemon=True)
@@ -171,7 +193,14 @@ class VllmEngine(TokenizedEngine):
 
         options = engine_options(self.base, self.config, model_config=self.model_config,
                                  device=current_platform.device_type)
-        return AsyncLLM.from_engine_args(AsyncEngineArgs(**options))
+        return AsyncLLM.from_engine_args(AsyncEngineArgs(**options), stat_loggers=[scheduler_logger(self)])
+
+    def scheduled(self, running: int, waiting: int) -> None:
+        """vLLM's scheduler after a step: ``running`` sequences in its batch, ``waiting`` not yet in it. A batch
+        that formed or grew is counted in the batch-size histogram (as the other engines count theirs)."""
+        if running > self.scheduled_running:
+            self.stats.batch(running)
+        self.scheduled_running, self.waiting = running, waiting
 
     def submit(self, request: GenerationRequest) -> Stream:
         if self.closed:
@@ -189,7 +218,7 @@ class VllmEngine(TokenizedEngine):
         return self.loras.folders()
 
     def activity(self) -> tuple[int, int]:
-        return self.running, 0  # vLLM's scheduler holds the waiting ones
+        return self.running, self.waiting  # waiting: in vLLM's scheduler queue (its last step's stats)
 
     def close(self) -> None:
         self.closed = True
