@@ -69,6 +69,10 @@ def test_upload_train_and_inspect_a_job(server, client, training_file):
     rows = list(csv.DictReader(io.StringIO(client.files.content(job.result_files[0]).text)))
     assert rows and float(rows[-1]["train_loss"]) > 0 and int(rows[-1]["step"]) == 6  # 12 examples / 4 x 2 epochs
 
+    # The status is written first (conditioned on no pending cancel), then the model record and the last events:
+    # a poll can see "succeeded" a moment before "The job has successfully completed".
+    wait_for(lambda: client.fine_tuning.jobs.list_events(job.id, limit=1).data[0].message ==
+             "The job has successfully completed", timeout=30, what="the job's last event")
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=3))  # the SDK follows after/has_more
     assert len({e.id for e in events}) == len(events) > 6
     assert [e.created_at for e in events] == sorted((e.created_at for e in events), reverse=True)
