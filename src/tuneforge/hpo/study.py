@@ -75,7 +75,7 @@ def open_storage(settings: Settings) -> optuna.storages.RDBStorage:
             # Trial processes that start together create Optuna's schema at once: the loser's CREATE TABLE finds the
             # winner's table (SQLite: "table studies already exists"), its alembic stamp the winner's row (UNIQUE
             # constraint failed: alembic_version.version_num), or PostgreSQL's CREATE SCHEMA IF NOT EXISTS the
-            # winner's pg_namespace row. The schema exists now: open it again (tests/integration/test_hpo_storage.py).
+            # winner's pg_namespace row. The schema exists now: open it again (tests/integration/test_hpo_storage_race.py).
             if not isinstance(exc, sqlalchemy.exc.IntegrityError) and "already exists" not in str(exc):
                 raise
             attempt += 1

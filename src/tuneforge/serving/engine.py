@@ -72,15 +72,11 @@ _mailboxes_lock = threading.Lock()
 
 
 def mailbox(loop: asyncio.AbstractEventLoop) -> LoopMailbox:
-    """The :class:`LoopMailbox` of ``loop`` (one per loop, made on first use; a loop that cannot be weakly
-    referenced gets a new one each time, which delivers each delta on its own)."""
+    """The :class:`LoopMailbox` of ``loop`` (one per loop, made on first use, gone with the loop)."""
     with _mailboxes_lock:
-        try:
-            found = _mailboxes.get(loop)
-            if found is None:
-                found = _mailboxes[loop] = LoopMailbox(loop)
-        except TypeError:
-            found = LoopMailbox(loop)
+        found = _mailboxes.get(loop)
+        if found is None:
+            found = _mailboxes[loop] = LoopMailbox(loop)
         return found
 
 
