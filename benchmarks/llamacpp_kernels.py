@@ -12,6 +12,12 @@ serving engine's own ``BatchContext`` (flash attention, a KV stream per sequence
 Each is given in wall-clock milliseconds and in CPU milliseconds of the process (all threads): on a machine shared
 with other work, the CPU time of a 1-thread run is the kernels' cost, which the wall-clock time is not.
 
+``--adapters N`` measures the --slots step with LoRA adapters instead (random, rank 8 on q/v/o, as
+benchmarks/serving.py's): no adapter; one adapter on the context (llama.cpp's own way); a per-sequence stack
+of one adapter, and of N with the sequences spread over them (scripts/llamacpp_seq_lora.patch); and one adapter's
+share of the sequences (slots / N) with that adapter on the context, N of which are what a step of each adapter
+in turn costs without the patch.
+
     PYTHONPATH=src python benchmarks/llamacpp_kernels.py [--threads 2] [--quantizations q8_0,q4_0]
                                                        [--gguf FILE ...] [--cache DIR]
 
@@ -117,6 +123,62 @@ def measure(path: Path, args: argparse.Namespace) -> dict[str, float]:
         llama_cpp.llama_model_free(model)
 
 
+def measure_adapters(path: Path, args: argparse.Namespace) -> list[tuple[str, tuple[float, float]]]:
+    """Median wall-clock and CPU milliseconds of a --slots step of ``path`` with --adapters adapters, each way."""
+    from llama_cpp import llama_cpp
+    from transformers import AutoConfig
+
+    from fixtures.serving import make_lora_adapter
+    from tuneforge.models.resolve import resolve_model
+    from tuneforge.serving.llamacpp_adapters import GgufAdapters, SequenceAdapters
+    from tuneforge.serving.llamacpp_batch import BatchContext, load_model
+    from tuneforge.settings import Settings
+
+    folder = resolve_model("smollm2-135m", cache_dir=Settings.from_env().model_cache_dir).path
+    config = AutoConfig.from_pretrained(folder)
+    adapters = [args.cache / f"lora-{i}" for i in range(args.adapters)]
+    for i, adapter in enumerate(adapters):
+        if not adapter.exists():
+            make_lora_adapter(Path(folder), adapter, seed=i, rank=8)
+    model = load_model(path)
+    context = BatchContext(model, slots=args.slots, n_ctx=512, threads=args.threads, threads_batch=args.threads)
+    work = Path(tempfile.mkdtemp(dir=args.cache))
+    prompt = tokenize(model, 16)
+
+    def steps(seqs: list[int]) -> tuple[float, float]:
+        for seq in seqs:
+            llama_cpp.llama_memory_seq_rm(context.memory, seq, 0, -1)
+            context.decode([(seq, prompt, 0, True)])
+        return medians([timed(lambda at=at: context.decode([(seq, [prompt[at % 16]], 16 + at, True) for seq in seqs]))
+                        for at in range(args.decode_steps)])
+
+    everyone = list(range(args.slots))
+    rows = [("no adapter", steps(everyone))]
+    single = GgufAdapters(model, context.ctx, config, capacity=args.adapters, workdir=work)
+    stack = SequenceAdapters(model, context.ctx, config, capacity=args.adapters, workdir=work)
+    try:
+        single.use(adapters[0])
+        rows.append(("1 adapter on the context", steps(everyone)))
+        rows.append((f"1 adapter, {args.slots // args.adapters} sequences",
+                     steps(everyone[:args.slots // args.adapters])))
+        single.clear()
+        stack.load(adapters[0])
+        for seq in everyone:
+            stack.assign(seq, adapters[0])
+        rows.append(("stack of 1 (per-sequence)", steps(everyone)))
+        for adapter in adapters[1:]:
+            stack.load(adapter)
+        for seq in everyone:
+            stack.assign(seq, adapters[seq % args.adapters])
+        rows.append((f"stack of {args.adapters}, mixed", steps(everyone)))
+        return rows
+    finally:
+        stack.clear()
+        single.clear()
+        context.close()
+        llama_cpp.llama_model_free(model)
+
+
 def table(rows: list[tuple[str, dict[str, float]]], args: argparse.Namespace) -> None:
     """Print the figures of ``rows`` (file name, measure()'s result)."""
     print(f"{args.threads} threads, prompt {args.prompt_tokens} tokens, step = one token of each of {args.slots} "
@@ -139,13 +201,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--decode-steps", type=int, default=16)
     parser.add_argument("--slots", type=int, default=16)
+    parser.add_argument("--adapters", type=int, default=0, help="measure the --slots step with this many adapters")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    root = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(root / "src"), str(root / "tests")]
     import llama_cpp
 
     args.cache.mkdir(parents=True, exist_ok=True)
     files = args.gguf or [make_gguf(q, args.cache) for q in args.quantizations.split(",")]
     print(f"llama.cpp from {Path(llama_cpp.__file__).parent}: {llama_cpp.llama_print_system_info().decode().strip()}")
+    if args.adapters:
+        for path in files:
+            print(f"{path.name}: one token of each of {args.slots} sequences, {args.threads} threads, ms (median), "
+                  "wall-clock / CPU")
+            for label, (wall, cpu) in measure_adapters(path, args):
+                print(f"  {label:<32} {wall:7.2f} {cpu:7.2f}")
+        return
     table([(path.name, measure(path, args)) for path in files], args)
 
 

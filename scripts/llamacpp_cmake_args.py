@@ -29,6 +29,9 @@ OPENMP_REASON = ("torch's wheel brings its own libgomp.so.1, and an OpenMP llama
                  "share one OpenMP runtime; once torch's pool has threads, libgomp counts more threads than cores and "
                  "stops spinning at barriers: one decode step of SmolLM2-135M took 31 ms instead of 6 (AMX build, "
                  "2 threads, torch at its default 2 threads); with ggml's own thread pool 6 ms either way")
+SEQ_LORA_SYMBOL = "llama_set_seq_lora_mask"
+SEQ_LORA_REASON = (f"per-sequence LoRA ({SEQ_LORA_SYMBOL}, scripts/llamacpp_seq_lora.patch: without it a batch holds one "
+                   "adapter's sequences)")
 BASE = ("-DGGML_NATIVE=OFF", "-DGGML_OPENMP=OFF")
 # AMX options (cmake option, /proc/cpuinfo flags it needs, name in llama_print_system_info() or None); with --amx.
 AMX_FEATURES = (
@@ -124,11 +127,11 @@ def main() -> int:
         return 1
     info = llama_cpp.llama_print_system_info().decode()
     lacking = (missing(flags, info, amx=args.amx) if flags is not None else []) + \
-        [f"GGML_{name}=OFF ({OPENMP_REASON})" for name in unwanted(info)]
+        [f"GGML_{name}=OFF ({OPENMP_REASON})" for name in unwanted(info)] + \
+        ([] if hasattr(llama_cpp.llama_cpp._lib, SEQ_LORA_SYMBOL) else [SEQ_LORA_REASON])
     if lacking:
-        remedy = ("'make llamacpp' (it builds the source patched with scripts/llamacpp_amx.patch)" if args.amx else
-                  f'CMAKE_ARGS="{cmake_args(flags)}" pip install --no-cache-dir --force-reinstall --no-deps '
-                  "llama-cpp-python")
+        remedy = (f'CMAKE_ARGS="{cmake_args(flags, amx=args.amx)}" sh scripts/llamacpp_build.sh {sys.executable} '
+                  "0.3.36 (or 'make llamacpp'), which builds the sdist patched with scripts/llamacpp_*.patch")
         print(f"the installed llama.cpp lacks {'; '.join(lacking)} ({info.strip()}): rebuild it with {remedy}",
               file=sys.stderr)
         return 1

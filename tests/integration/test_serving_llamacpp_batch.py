@@ -1,5 +1,5 @@
 """``--engine llamacpp`` batches requests as llama.cpp sequences of one context: concurrent greedy answers equal
-each request's single run (llama.cpp's own SmolLM2 GGUF, and a tiny base with adapters switched per step),
+each request's single run (llama.cpp's own SmolLM2 GGUF, and a tiny base with several adapters in one step),
 seeded sampling is reproducible in a batch, a new adapter version joins while others run, and the temp folder
 of an engine killed with SIGKILL is removed by the next engine. Skipped, with the reason, where the
 llama-cpp-python build cannot run llama.cpp's own GGUF."""
@@ -96,6 +96,35 @@ def test_adapters_batch_per_step_and_a_new_version_joins_while_others_run(tmp_pa
     finally:
         engine.close()
     assert not engine.workdir.exists()
+
+
+def test_sequences_of_different_adapters_share_each_step(tmp_path, tiny_model):
+    """With tuneforge's llama.cpp build (scripts/llamacpp_seq_lora.patch, which `make llamacpp` applies), requests
+    for three adapters of two ranks and the base decode in the same steps: about max_tokens steps in all, where
+    one adapter at a time took four times as many; each answer equals its single run."""
+    from tuneforge.serving.llamacpp_engine import LlamaCppEngine
+
+    adapters = [make_lora_adapter(tiny_model, tmp_path / f"lora-{i}", seed=20 + i, rank=rank)
+                for i, rank in enumerate((4, 8, 4))]
+    config = ServingConfig(engine="llamacpp", adapter_cache=3, threads=1, max_batch=8, gguf_quantization="f32",
+                           batch_wait_ms=300)
+    engine = LlamaCppEngine(tiny_model, config=config)
+    try:
+        assert engine.adapters.per_sequence, "llama.cpp lacks per-sequence LoRA: rebuild it with `make llamacpp`"
+        engine.end_ids = set()
+        params = SamplingParams(max_tokens=12, temperature=0)
+        prompt = engine.encode("a question about the sea", add_special_tokens=True)
+        targets = [None, *adapters]
+        alone = {t: answer(submit(engine, prompt, params, t)) for t in targets}
+        assert len(set(alone.values())) == 4
+        steps = engine.steps
+        streams = {t: submit(engine, prompt, params, t) for t in targets}
+        assert {t: answer(stream) for t, stream in streams.items()} == alone
+        assert engine.steps - steps <= params.max_tokens + 2  # one adapter a step: 4 x 12
+        sizes = dict(engine.stats.batch_sizes.buckets())
+        assert sizes["4"] > sizes["2"]  # the four ran at once
+    finally:
+        engine.close()
 
 
 def test_requests_arriving_together_with_one_prompt_compute_it_once(tmp_path, tiny_model):

@@ -7,9 +7,12 @@ base, instead of the adapter being merged and re-quantized. A ``.gguf`` base or 
 
 Requests run as llama.cpp sequences of one context (:mod:`tuneforge.serving.llamacpp_batch`): they join
 between decode steps (their prompt shares the step with the others' next tokens) and leave as they finish.
-llama.cpp applies adapters per context, so a step decodes the sequences of one adapter; an adapter keeps
-the context while it has sequences, until another sequence has waited ``ADAPTER_SLICE_STEPS`` steps (one adapter's
-sequences run to their end before the next adapter's, which is what keeps the median latency low). Tokens are chosen here from each sequence's logits
+With tuneforge's llama.cpp build, the loaded adapters are stacked into one per-sequence adapter and a step
+decodes the sequences of every adapter (:mod:`tuneforge.serving.llamacpp_adapters`). Without it, llama.cpp
+applies adapters per context, so a step decodes the sequences of one adapter; an adapter keeps the context
+while it has sequences, until another sequence has waited ``ADAPTER_SLICE_STEPS`` steps (one adapter's
+sequences run to their end before the next adapter's, which is what keeps the median latency low). Tokens are
+chosen here from each sequence's logits
 (:mod:`tuneforge.serving.sampling`, as in the torch engine): greedy is the argmax.
 """
 
@@ -31,7 +34,8 @@ from typing import IO, Any
 from tuneforge.errors import TuneforgeError
 from tuneforge.serving.config import ServingConfig
 from tuneforge.serving.engine import Delta, GenerationRequest, QueuedEngine
-from tuneforge.serving.llamacpp_batch import BatchContext, GgufAdapters, Slot, common_prefix, load_model
+from tuneforge.serving.llamacpp_adapters import GgufAdapters, SequenceAdapters, sequence_lora_available
+from tuneforge.serving.llamacpp_batch import BatchContext, Slot, common_prefix, load_model
 from tuneforge.serving.llamacpp_memory import check_context_memory, shape_from_config, shape_from_gguf, shape_from_model
 from tuneforge.serving.sampling import TextTracker, make_generator, next_tokens
 from tuneforge.serving.stats import ServingStats
@@ -79,8 +83,9 @@ class LlamaCppEngine(QueuedEngine):
             raise
         self.encode_lock = threading.Lock()  # request threads encode with _tokenizer, the engine decodes with a copy
         self.decoder = copy.deepcopy(self._tokenizer)
-        self.adapters = GgufAdapters(self.model, self.batch.ctx, model_config, capacity=config.adapter_cache,
-                                     workdir=self.workdir)
+        adapters = SequenceAdapters if sequence_lora_available() else GgufAdapters
+        self.adapters: GgufAdapters | SequenceAdapters = adapters(
+            self.model, self.batch.ctx, model_config, capacity=config.adapter_cache, workdir=self.workdir)
         self.deferred: list[GenerationRequest] = []  # taken from the queue, waiting for a slot or adapter room
         self.steps = 0  # llama_decode calls so far (the adapter slice is counted in them)
         self._start_thread(f"tuneforge-llamacpp-{base.name}")
@@ -171,6 +176,7 @@ class LlamaCppEngine(QueuedEngine):
             request.stream.put(Delta("", 0, "error", exc))
             return True
         self.batch.drop(slot, keep=keep)
+        self.adapters.assign(slot.seq_id, request.adapter)
         slot.request, slot.adapter, slot.pending = request, request.adapter, request.prompt_ids[keep:]
         slot.tracker = TextTracker(self.decoder, request.params, self.end_ids)
         slot.generator = make_generator(request.params)
@@ -194,23 +200,26 @@ class LlamaCppEngine(QueuedEngine):
         With a KV stream per sequence, llama.cpp's work for a step grows with the span of the streams it
         touches: 4 sequences in slots 0, 4, 8, 12 took 56 ms a step, in neighbouring slots 24.5 ms
         (SmolLM2-135M; 16 sequences: 61 ms), which made 4 adapters x 4 clients take 9.3 s instead of 5.1 s. A
-        sequence goes next to its adapter's others, a new adapter as far as possible from the running ones.
+        sequence goes next to its adapter's others, a new adapter as far as possible from the running ones; with
+        per-sequence adapters every step decodes all of them, so a sequence goes next to any running one.
         """
+        if self.adapters.per_sequence:
+            return -min((abs(slot.seq_id - s.seq_id) for s in self._active()), default=0)
         mine = [s.seq_id for s in self._active() if s.adapter == adapter]
         if mine:
             return -min(abs(slot.seq_id - seq) for seq in mine)
         return min((abs(slot.seq_id - s.seq_id) for s in self._active()), default=0)
 
     def _next_group(self) -> list[Slot]:
-        """The running sequences of one adapter (cancelled ones leave first): the applied adapter's while it has
-        any and no other sequence has waited ``ADAPTER_SLICE_STEPS`` steps, else the adapter of the longest waiting
-        one."""
+        """The running sequences to decode next (cancelled ones leave first): all of them with per-sequence
+        adapters; else one adapter's: the applied adapter's while it has any and no other sequence has waited
+        ``ADAPTER_SLICE_STEPS`` steps, else the adapter of the longest waiting one."""
         for slot in self._active():
             if slot.request.stream.cancelled:  # type: ignore[union-attr]
                 self._release(slot)
         active = self._active()
-        if not active:
-            return []
+        if not active or self.adapters.per_sequence:
+            return active
         current = [slot for slot in active if slot.adapter == self.adapters.active]
         oldest = min(active, key=lambda s: s.waiting_step)
         if current and self.steps - oldest.waiting_step < ADAPTER_SLICE_STEPS:
