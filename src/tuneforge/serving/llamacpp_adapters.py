@@ -8,12 +8,16 @@ vLLM's multi-LoRA do. llama.cpp itself applies one set of adapters to a whole co
 batch requests with different adapters together). Without the patch (a llama-cpp-python built elsewhere),
 :class:`GgufAdapters` applies one adapter on the context at a time and a step decodes one adapter's sequences.
 
-Measured, SmolLM2-135M Q8_0 + rank-16 adapters, 16 sequences a step: see ``SEQUENCE_LORA_COST``.
+One token of each of 16 sequences, SmolLM2-135M Q8_0, rank-8 adapters on q/v/o, 1 thread, CPU ms
+(``benchmarks/llamacpp_kernels.py --adapters 4``, AVX512 build): no adapter 65.6, one adapter on the context 64.8,
+a stack of 4 with the sequences spread over them 69.2; one adapter's share of 4 sequences 34.6, so a step per
+adapter in turn costs 4 x 34.6 = 138.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import threading
@@ -274,14 +278,20 @@ class SequenceAdapters:
         _set_row(self.ctx, seq_id, row)
 
 
-def _set_row(ctx: Any, seq_id: int, row: list[float] | None) -> None:
+@functools.cache
+def _mask_function() -> Any:
+    """``llama_set_seq_lora_mask`` of the loaded llama.cpp (llama-cpp-python has no binding for the patch's API)."""
     from llama_cpp import llama_cpp
 
     function = getattr(llama_cpp._lib, SEQ_LORA_SYMBOL)
     function.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_float), ctypes.c_int32]
     function.restype = ctypes.c_int32
+    return function
+
+
+def _set_row(ctx: Any, seq_id: int, row: list[float] | None) -> None:
     values = (ctypes.c_float * len(row))(*row) if row else None
-    if function(ctx, seq_id, values, len(row) if row else 0) != 0:
+    if _mask_function()(ctx, seq_id, values, len(row) if row else 0) != 0:
         raise TuneforgeError(f"llama.cpp refused the LoRA mask of sequence {seq_id}")
 
 
