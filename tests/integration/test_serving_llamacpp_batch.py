@@ -67,16 +67,23 @@ def test_concurrent_greedy_answers_equal_single_runs_on_smollm2():
         engine.close()
 
 
-def test_adapters_batch_per_step_and_a_new_version_joins_while_others_run(tmp_path, tiny_model):
+@pytest.mark.parametrize("per_sequence", [True, False], ids=["per-sequence", "one-adapter-a-step"])
+def test_adapters_batch_per_step_and_a_new_version_joins_while_others_run(tmp_path, tiny_model, monkeypatch,
+                                                                         per_sequence):
     """Three adapters and the base, two requests each, at once (two adapters loaded at most, so requests wait
     for room; long prompts prefill in chunks of n_batch): each answer equals its single run. A new version of
-    an adapter submitted meanwhile loads between steps and fails no request."""
+    an adapter submitted meanwhile loads between steps and fails no request. Both ways: adapters stacked per
+    sequence, and one adapter a step (a llama.cpp built without scripts/llamacpp_seq_lora.patch)."""
+    from tuneforge.serving import llamacpp_engine
     from tuneforge.serving.llamacpp_engine import LlamaCppEngine
 
+    if not per_sequence:
+        monkeypatch.setattr(llamacpp_engine, "sequence_lora_available", lambda: False)
     adapters = [make_lora_adapter(tiny_model, tmp_path / f"lora-{i}", seed=i) for i in (1, 2, 3)]
     config = ServingConfig(engine="llamacpp", adapter_cache=2, threads=1, max_batch=8, gguf_quantization="f32")
     engine = LlamaCppEngine(tiny_model, config=config)
     try:
+        assert engine.adapters.per_sequence is per_sequence
         engine.end_ids = set()  # whole answers: no early end-of-turn on a random model
         params = SamplingParams(max_tokens=10, temperature=0)
         prompts = [engine.encode(f"request {i}: " + "tell me about the sea " * 12, add_special_tokens=True)
