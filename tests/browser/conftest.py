@@ -13,9 +13,11 @@ import pytest
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).is_file()), None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """A headless Chromium (the system one: nothing is downloaded)."""
+    """A headless Chromium (the system one: nothing is downloaded), one per test module: Playwright's sync API
+    keeps an asyncio loop running on the main thread while it is open, and a session-wide one made every later
+    test of that pytest worker that calls ``asyncio.run`` fail ("cannot be called from a running event loop")."""
     if CHROMIUM is None:
         pytest.skip("Chromium is missing: apt-get install chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is missing: pip install -e '.[dev]'")
