@@ -203,6 +203,8 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--adapters", type=int, default=0, help="measure the --slots step with this many adapters")
     args = parser.parse_args()
+    if not 0 <= args.adapters <= args.slots:
+        parser.error(f"--adapters {args.adapters}: give 0 (no adapters) to --slots ({args.slots})")
     root = Path(__file__).resolve().parents[1]
     sys.path[:0] = [str(root / "src"), str(root / "tests")]
     import llama_cpp
