@@ -158,6 +158,7 @@ def parse_base_models(text: str) -> dict[str, str]:
 # draws its own progress (the CLI's bar, a job's events), so the libraries' bars and advisories stay quiet.
 QUIET_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "1",
+    "USE_HUB_KERNELS": "NO",  # transformers' default layer kernels come from the Hub at load time
     "TOKENIZERS_PARALLELISM": "false",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",

@@ -40,6 +40,22 @@ def test_packed_dropout_is_seeded_and_the_identity_in_eval_mode():
     assert PackedBitsDropout(1e-7).threshold == 2**16 and torch.equal(PackedBitsDropout(1e-7).train()(x), x)
 
 
+def test_cpu_random_words_are_seeded_by_torch_and_every_bit_is_fair():
+    from tuneforge.training.speed_kernels import cpu_random_words
+
+    torch.manual_seed(11)
+    first = cpu_random_words(50_000)
+    after = torch.rand(1)  # one draw of torch's generator seeded them: the stream moved on by one
+    torch.manual_seed(11)
+    assert torch.equal(first, cpu_random_words(50_000)) and not torch.equal(first, cpu_random_words(50_000))
+    torch.manual_seed(11)
+    torch.randint(0, 2**62, (1,))
+    assert torch.equal(torch.rand(1), after)
+    bits = (first.unsqueeze(1) >> torch.arange(64)) & 1
+    # 50k draws a bit: its mean's standard deviation is 2.2e-3
+    assert torch.allclose(bits.double().mean(0), torch.full((64,), 0.5, dtype=torch.float64), atol=0.012)
+
+
 @pytest.fixture
 def tiny_peft(tiny_model):
     from peft import LoraConfig, get_peft_model

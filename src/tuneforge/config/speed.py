@@ -79,7 +79,8 @@ class SpeedSettings(StrictModel):
         True,
         description="LoRA dropout (method.dropout, unchanged) draws its keep-masks from 16-bit slices of 64-bit "
         "random words, four decisions per draw, instead of torch's Bernoulli draw per element (measured: 2.3 vs "
-        "6.7 ms per [8, 100, 1536] input; dropout masks were 16% of a SmolLM2 LoRA step). Changes the math slightly: "
+        "6.7 ms per [8, 100, 1536] input; dropout masks were 16% of a SmolLM2 LoRA step); on CPU the words come from "
+        "numpy's SFC64 generator seeded by torch's (314 vs 646 us per [8, 100, 576] input). Changes the math slightly: "
         "the keep probability is rounded to a multiple of 2^-16, and a seed draws other masks than torch.nn.Dropout.",
     )
     lora_scale_at_rank: bool = Field(
@@ -95,6 +96,12 @@ class SpeedSettings(StrictModel):
         "16-bit mask and a dropped copy of the input; the copy is recomputed in backward. The same numbers; measured "
         "on SmolLM2 (batch 8 x 104 tokens): 193 of the step's 1,248 MiB saved for backward fewer, for ~4% more "
         "CPU time per step (2.50 -> 2.61 s forward + backward, one thread).",
+    )
+    fused_lora: bool = Field(
+        True,
+        description="With lora_scale_at_rank and a plain frozen base stored in the compute dtype: each LoRA layer's "
+        "forward (base matmul, dropout, A, B) is one autograd node whose matmuls add the adapter's output and input "
+        "gradient into the base's (addmm) instead of full-width adds; the same saved tensors as compact_dropout.",
     )
     lean_blocks: bool = Field(
         True,

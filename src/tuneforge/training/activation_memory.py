@@ -42,6 +42,57 @@ class DroppedLinear(torch.autograd.Function):
         return grad_x, None, grad_w
 
 
+class FusedLoraLinear(torch.autograd.Function):
+    """A LoRA layer's whole forward, ``x @ W.T + bias + ((x * keep) @ A.T * s) @ B.T``, as one autograd node
+    (``train.speed.fused_lora``), in ``x``'s dtype (the compute dtype; ``W`` stored in it).
+
+    The adapter's product is added into the base output by the matmul itself (``addmm_``) rather than by a
+    full-width add, and backward adds the adapter's input gradient into the base's the same way
+    (``addmm_`` / ``addcmul_``), where autograd summed the two branches' gradients with another full-width pass.
+    Saved for backward: ``x`` (shared with sibling layers), the one-byte ``keep`` mask and the ``[tokens, r]``
+    rank state; the dropped input is recomputed for ``A``'s gradient, as :class:`DroppedLinear` does. The frozen
+    ``W`` and ``bias`` get no gradient; ``A`` and ``B`` get theirs in their own dtype, as autocast's casts do.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lora_a: torch.Tensor,
+                lora_b: torch.Tensor, keep: torch.Tensor | None, scale: float) -> torch.Tensor:  # noqa: D102
+        dtype, shape = x.dtype, x.shape
+        with torch.autocast(x.device.type, enabled=False):
+            flat = x.reshape(-1, shape[-1])
+            dropped = flat if keep is None else flat * keep.reshape(flat.shape)
+            state = (dropped @ lora_a.to(dtype).T).mul_(scale)
+            out = flat @ weight.T if bias is None else torch.addmm(bias, flat, weight.T)
+            out.addmm_(state, lora_b.to(dtype).T)
+        ctx.save_for_backward(x, keep, state, weight, lora_a, lora_b)
+        ctx.scale = scale
+        return out.view(*shape[:-1], out.shape[-1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # noqa: D102
+        x, keep, state, weight, lora_a, lora_b = ctx.saved_tensors
+        dtype = x.dtype
+        grad_x = grad_a = grad_b = None
+        with torch.autocast(x.device.type, enabled=False):
+            flat_grad = grad.reshape(-1, grad.shape[-1]).to(dtype)
+            flat = x.reshape(-1, x.shape[-1])
+            a = lora_a.to(dtype)
+            grad_state = (flat_grad @ lora_b.to(dtype)).mul_(ctx.scale)
+            if ctx.needs_input_grad[4]:
+                grad_b = (flat_grad.T @ state).to(lora_b.dtype)
+            if ctx.needs_input_grad[3]:
+                dropped = flat if keep is None else flat * keep.reshape(flat.shape)
+                grad_a = (grad_state.T @ dropped).to(lora_a.dtype)
+            if ctx.needs_input_grad[0]:
+                grad_x = flat_grad @ weight.to(dtype)
+                if keep is None:
+                    grad_x.addmm_(grad_state, a)
+                else:
+                    grad_x.addcmul_(grad_state @ a, keep.reshape(flat.shape))
+                grad_x = grad_x.view(x.shape)
+        return grad_x, None, None, grad_a, grad_b, None, None
+
+
 def compute_dtype_of(x: torch.Tensor) -> torch.dtype:
     """The dtype a matmul of ``x`` runs in: autocast's where it is on, else ``x``'s own."""
     kind = x.device.type
@@ -113,11 +164,15 @@ def use_lean_blocks(model: torch.nn.Module) -> int:
     """Give the Llama-family RMSNorms and SiLU MLPs of ``model`` the forwards of :class:`RMSNormFunction` and
     :class:`SiluMul` (per instance; other architectures are left as they are).
 
+    Hub kernels are released first (:func:`release_hub_kernels`): transformers would otherwise put the norms'
+    class forward back at the next ``train()`` / ``eval()``.
+
     Returns:
         How many modules were switched.
     """
     import types
 
+    release_hub_kernels(model)
     switched = 0
     for module in model.modules():
         name = type(module).__name__
@@ -129,3 +184,24 @@ def use_lean_blocks(model: torch.nn.Module) -> int:
             continue
         switched += 1
     return switched
+
+
+def release_hub_kernels(model: torch.nn.Module) -> int:
+    """Turn off transformers' hub-kernel layer replacement on the models inside ``model``.
+
+    transformers 5 loads every model with ``use_kernels`` on when the ``kernels`` package is installed (it is one of
+    its requirements): each ``train()`` / ``eval()`` then re-kernelizes, which, for a layer the hub has no kernel
+    for here (offline, or none for this device), pops the instance's ``forward`` and runs the class's again. That
+    silently undid the lean RMSNorm of every layer in training. tuneforge downloads nothing at run time, so these
+    kernels are never fetched; the shells also set ``USE_HUB_KERNELS=NO``
+    (:data:`tuneforge.settings.QUIET_ENVIRONMENT`).
+
+    Returns:
+        How many models had kernels on.
+    """
+    released = 0
+    for module in model.modules():
+        if hasattr(module, "reset_kernels") and getattr(module, "use_kernels", False) is True:
+            module.use_kernels = False  # transformers' setter: reset_kernels(), and no re-kernelizing on train()
+            released += 1
+    return released

@@ -132,7 +132,9 @@ def run_training(
         task_type=peft_task_type(model),
     )
     model = strategy.prepare(model, config.method, context)
-    model = prepare_for_speed(model, config.train.speed, precision=precision, trains_adapter=strategy.trains_adapter)
+    zero3 = processes.count > 1 and config.train.distributed == "deepspeed_zero3"
+    model = prepare_for_speed(model, config.train.speed, precision=precision, trains_adapter=strategy.trains_adapter,
+                              gathers_per_module=zero3)
     trainable, total = _parameter_counts(model)
 
     if processes.is_main:

@@ -19,8 +19,8 @@ from tuneforge.training.balance import BalancedBatchSampler, example_lengths
 from tuneforge.training.distributed import any_process
 from tuneforge.training.loss import label_mask, linear_cross_entropy
 from tuneforge.training.speed_kernels import (
-    AdapterInputsInComputeDtype, attention_in_fp32, use_compact_dropout, use_fp32_attention, use_packed_dropout,
-    use_scale_at_rank,
+    AdapterInputsInComputeDtype, attention_in_fp32, use_compact_dropout, use_fp32_attention, use_fused_lora,
+    use_packed_dropout, use_scale_at_rank,
 )
 
 if TYPE_CHECKING:
@@ -61,9 +61,15 @@ def cast_frozen_weights(model: torch.nn.Module, dtype: torch.dtype, *, everythin
     return cast
 
 
-def prepare_for_speed(model: Any, speed: SpeedSettings, *, precision: Precision, trains_adapter: bool) -> Any:
+def prepare_for_speed(model: Any, speed: SpeedSettings, *, precision: Precision, trains_adapter: bool,
+                      gathers_per_module: bool = False) -> Any:
     """Apply the model-side switches (frozen weights dtype, fp32 attention, packed dropout, compile) to a prepared
-    model; returns it."""
+    model; returns it.
+
+    ``gathers_per_module``: parameters are gathered when their own module is called (DeepSpeed ZeRO-3 on several
+    processes), so the switches whose LoRA layers read their sub-layers' weights directly (``compact_dropout``,
+    ``fused_lora``) step aside.
+    """
     dtype = frozen_weights_dtype(speed, precision)
     if dtype is not None and trains_adapter:
         # quantized bases keep PEFT's fp32 norms and embeddings (prepare_model_for_kbit_training) under 'auto'
@@ -76,8 +82,10 @@ def prepare_for_speed(model: Any, speed: SpeedSettings, *, precision: Precision,
         use_packed_dropout(model)
     if speed.lora_scale_at_rank and trains_adapter:
         use_scale_at_rank(model)
-    if speed.compact_dropout and trains_adapter:
+    if speed.compact_dropout and trains_adapter and not gathers_per_module:
         use_compact_dropout(model)
+    if speed.fused_lora and speed.lora_scale_at_rank and trains_adapter and not gathers_per_module:
+        use_fused_lora(model)
     if speed.lean_blocks:
         use_lean_blocks(model)
     if speed.compile:
