@@ -19,7 +19,8 @@ FP32_REL, BF16_REL = 1e-4, 3e-2
 DROPOUT_REL = 0.1
 PLAIN = {"frozen_weights_dtype": "fp32", "label_only_loss": False, "group_by_length": False, "padding_free": False,
          "attention_dtype": "compute", "adapter_inputs_in_compute_dtype": False, "packed_dropout": False,
-         "lora_scale_at_rank": False, "compact_dropout": False, "lean_blocks": False, "compact_attention": False}
+         "lora_scale_at_rank": False, "compact_dropout": False, "fused_lora": False, "lean_blocks": False,
+         "compact_attention": False}
 
 
 def curve(model, data, out, settings, *, method=LORA, precision="fp32", **speed) -> list[float]:
@@ -63,7 +64,7 @@ def plain_fp32(tiny_model, tmp_path_factory, settings):
 
 @pytest.mark.parametrize("speed", [{"label_only_loss": True, "loss_chunk_size": 16}, {"padding_free": True},
                                    {"group_by_length": True}, {"label_only_loss": True, "padding_free": True},
-                                   {"lora_scale_at_rank": True}])
+                                   {"lora_scale_at_rank": True}, {"lora_scale_at_rank": True, "fused_lora": True}])
 def test_switch_keeps_the_fp32_loss_curve(speed, plain_fp32, tiny_model, tmp_path, settings, label_only_calls):
     data, expected = plain_fp32
     got = curve(tiny_model, data, tmp_path / "run", settings, **speed)
@@ -132,6 +133,31 @@ def test_packed_dropout_keeps_the_curve_of_torch_dropout(plain_fp32, tiny_model,
     compact = curve(tiny_model, plain_fp32[0], tmp_path / "compact", settings, method=method, packed_dropout=True,
                     lora_scale_at_rank=True, compact_dropout=True)
     assert compact == pytest.approx(packed, rel=FP32_REL)
+
+
+def test_fused_lora_keeps_the_bf16_curve_of_the_unfused_layers(plain_fp32, tiny_model, tmp_path, settings,
+                                                               monkeypatch):
+    """The same dropout draws (packed, compact) with the fused layer and without: bf16 rounding apart."""
+    from tuneforge.training import speed_kernels
+    from tuneforge.training.activation_memory import FusedLoraLinear
+
+    calls = []
+
+    class Counted(FusedLoraLinear):
+        @staticmethod
+        def forward(ctx, *args):  # noqa: ANN001, ANN002, ANN205
+            calls.append(args[5] is not None)  # with a dropout mask
+            return FusedLoraLinear.forward(ctx, *args)
+
+    monkeypatch.setattr(speed_kernels, "FusedLoraLinear", Counted)
+    common = {"method": {"name": "lora", "dropout": 0.1}, "precision": "bf16", "frozen_weights_dtype": "compute_all",
+              "packed_dropout": True, "lora_scale_at_rank": True, "compact_dropout": True}
+    unfused = curve(tiny_model, plain_fp32[0], tmp_path / "unfused", settings, **common)
+    assert not calls
+    fused = curve(tiny_model, plain_fp32[0], tmp_path / "fused", settings, fused_lora=True, **common)
+    assert len(calls) >= 8 * 2 * 7 and all(calls)  # each step, each adapted layer of the 2 layers, masked
+    assert fused == pytest.approx(unfused, rel=BF16_REL)
+    assert fused[-1] < 0.7 * fused[0]
 
 
 def test_length_grouped_run_stopped_and_resumed_ends_with_the_uninterrupted_adapter(tiny_model, tmp_path, settings):
