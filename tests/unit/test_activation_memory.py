@@ -136,7 +136,7 @@ def test_lean_blocks_keep_the_loss_and_gradients_and_save_less(bf16_lora, tiny_m
     assert saved_b < 0.95 * saved_a
 
 
-def test_lean_blocks_survive_train_and_eval_of_a_model_loaded_with_hub_kernels(tiny_model):
+def test_lean_blocks_survive_train_and_eval_of_a_model_loaded_with_hub_kernels(tiny_model, monkeypatch):
     """transformers re-kernelizes a model loaded with ``use_kernels`` (its default where ``kernels`` is installed) at
     every ``train()`` / ``eval()``, which put the norms' class forward back: the Trainer's ``model.train()`` undid
     the lean norms of every training run."""
@@ -144,6 +144,8 @@ def test_lean_blocks_survive_train_and_eval_of_a_model_loaded_with_hub_kernels(t
 
     from tuneforge.training.activation_memory import use_lean_blocks
 
+    # transformers' default where the variable is unset; a CLI test run in this process sets it to NO (the shells do)
+    monkeypatch.setenv("USE_HUB_KERNELS", "YES")
     model = AutoModelForCausalLM.from_pretrained(tiny_model, use_kernels=True)
     assert model.use_kernels
     use_lean_blocks(model)
