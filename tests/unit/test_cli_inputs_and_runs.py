@@ -137,6 +137,19 @@ def test_runs_are_listed_shown_and_diffed(tmp_path):
         show_run(tmp_path / "runs" / "notes")
 
 
+def test_a_checkpoint_whose_trainer_state_was_cut_short_is_not_resumed_from(tmp_path):
+    """transformers writes trainer_state.json in place, last: a kill while it is written leaves a file that exists
+    but does not parse (CI: a resume after SIGKILL failed with JSONDecodeError). The one before is resumed from."""
+    run = RunDir(tmp_path)
+    for step, state in ((10, '{"global_step": 10}'), (20, '{"global_step": 20}'), (30, '{"global_st'), (40, "")):
+        folder = run.checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text(state)
+    (run.checkpoints / "checkpoint-50").mkdir()  # killed before its state was begun
+    assert [p.name for p in run.complete_checkpoints()] == ["checkpoint-10", "checkpoint-20"]
+    assert run.latest_checkpoint().name == "checkpoint-20"
+
+
 def test_provenance_names_versions_data_commit_and_machine(tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text('{"text": "a"}\n')

@@ -121,10 +121,11 @@ class RunDir:
         atomic_write_text(self.marker, json.dumps(data, indent=2))
 
     def complete_checkpoints(self) -> list[Path]:
-        """The complete checkpoints (their trainer state is written last, after the weights), oldest first."""
+        """The complete checkpoints, oldest first: their trainer state is written last, after the weights, and
+        reads back whole (transformers writes it in place, so a kill while it is written leaves it cut short)."""
         if not self.checkpoints.is_dir():
             return []
-        complete = [p for p in self.checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+        complete = [p for p in self.checkpoints.glob("checkpoint-*") if _whole_json(p / "trainer_state.json")]
         return sorted(complete, key=self.checkpoint_step)
 
     @staticmethod
@@ -136,6 +137,15 @@ class RunDir:
         """The newest complete checkpoint, if any."""
         complete = self.complete_checkpoints()
         return complete[-1] if complete else None
+
+
+def _whole_json(path: Path) -> bool:
+    """Whether ``path`` is a file holding one whole JSON document."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def config_hash(config_dict: dict[str, Any]) -> str:
