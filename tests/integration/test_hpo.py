@@ -173,10 +173,13 @@ def test_resume_after_sigkill_keeps_finished_trials_and_retries_the_killed_one(w
         while time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.5)
             try:
-                states = [t.state.name for t in study(name, workdir / "home").trials]
+                trials = study(name, workdir / "home").trials
             except Exception:  # noqa: BLE001 - the study is not created yet
                 continue
-            if "COMPLETE" in states and "RUNNING" in states:
+            # The second trial is training: its run_dir is set after all its values were suggested (each suggest is
+            # its own storage write, so a kill between two of them leaves a trial with only some of its values).
+            training = [t for t in trials if t.state.name == "RUNNING" and "run_dir" in t.user_attrs]
+            if training and any(t.state.name == "COMPLETE" for t in trials):
                 break
         assert first.poll() is None, first.communicate()[0]  # still running: a crash or an early end shows here
         children = psutil.Process(first.pid).children(recursive=True)  # its trial process
