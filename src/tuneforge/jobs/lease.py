@@ -11,8 +11,10 @@ process exits at once (:data:`LEASE_LOST_EXIT`), before the Trainer's except-blo
 
 The run directory is shared by the attempts (a resumed attempt continues from the newest checkpoint in it).
 Its outputs are fenced by a lease check at the end of every training step, before the Trainer logs or saves
-that step, and by a watchdog thread that checks the lease every heartbeat; a frozen process therefore
-writes at most the remainder of the one step it was frozen in (the store, which the API reads, never).
+that step, another right before each ``metrics.jsonl`` row is appended (after the step's fenced store writes),
+and a watchdog thread that checks the lease every heartbeat. A file write cannot be conditional the way a row
+update is, so a process frozen between a check and its write still writes that one file once it resumes: at
+most the remainder of the one step it was frozen in (the store, which the API reads, never).
 """
 
 from __future__ import annotations

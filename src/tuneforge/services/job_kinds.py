@@ -77,7 +77,7 @@ class TrainKind(JobKind):
             summary = run_training(config, settings=context.settings, resume=True, progress=context.recorder,
                                    extra_callbacks=[pause_callback(context.pause, check=context.check_lease),
                                                     job_monitor(context, config)],
-                                   provenance=collect_provenance(config)).summary
+                                   provenance=collect_provenance(config), fence=context.check_lease).summary
         table = metrics_csv(run.metrics).encode()
         result = store_result_file(context, filename="step_metrics.csv", data=table, purpose="fine-tune-results")
         step = summary.get("global_step")

@@ -20,11 +20,15 @@ if TYPE_CHECKING:
 
 class ProgressReporter(TrainerCallback):
     """Reports each step (loss, tokens/s, ETA) and appends logged metrics to ``metrics.jsonl`` (None: write no file,
-    as on the processes other than rank 0)."""
+    as on the processes other than rank 0). ``fence`` runs right before each append (a platform job's lease check:
+    the store writes of ``progress`` are fenced in their transactions, and a process frozen after one of them must
+    not append a row that the attempt which took the job over has written already)."""
 
-    def __init__(self, progress: ProgressCallback, metrics_file: Path | None) -> None:
+    def __init__(self, progress: ProgressCallback, metrics_file: Path | None, *,
+                 fence: Callable[[], None] | None = None) -> None:
         self.progress = progress
         self.metrics_file = metrics_file
+        self.fence = fence
         self.last_loss: float | None = None
         self.last_eval: tuple[int, float] | None = None  # (step, eval loss) of the newest evaluation
         self._last_lr: float | None = None
@@ -112,6 +116,8 @@ class ProgressReporter(TrainerCallback):
             self.last_eval = (state.global_step, row["eval_loss"])
             self.progress(ProgressEvent(ProgressKind.METRICS, step=state.global_step, data={"eval_loss": row["eval_loss"]}))
         if len(row) > 2 and self.metrics_file is not None:
+            if self.fence is not None:
+                self.fence()
             with self.metrics_file.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,7 @@ def run_training(
     extra_callbacks: Sequence[Any] = (),
     stop: threading.Event | None = None,
     provenance: dict[str, Any] | None = None,
+    fence: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Fine-tune a model as ``config`` says and write the run directory.
 
@@ -81,6 +82,8 @@ def run_training(
             with a checkpoint of that step, and :class:`Interrupted` is raised.
         provenance: Written to the run folder's ``provenance.json`` beside ``config.yaml`` (see
             ``services.runs.collect_provenance``).
+        fence: Called right before each append to ``metrics.jsonl`` (a platform job's lease check: it raises, or
+            ends the process, once another attempt holds the job).
 
     Returns:
         The run's outputs.
@@ -144,7 +147,7 @@ def run_training(
             run.write_provenance(provenance)
         run.write_marker(config_hash=digest, status="running", base_model=str(resolved.path), model=config.model,
                          method=config.method.name, task=config.task.name, model_type=model_type)
-    reporter = ProgressReporter(progress, run.metrics if processes.is_main else None)
+    reporter = ProgressReporter(progress, run.metrics if processes.is_main else None, fence=fence)
     stopper = StopOnRequest(stop, agree=any_process if processes.count > 1 else None) if stop is not None else None
     callbacks: list[Any] = [reporter, *strategy.callbacks(model, config.method), *extra_callbacks,
                             *speed_callbacks(model, config.train.speed, precision=precision)]
