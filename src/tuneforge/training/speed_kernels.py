@@ -286,38 +286,36 @@ def lora_forward_scaled_at_rank(self: Any, x: torch.Tensor, *args: Any, **kwargs
     if args or kwargs or self.merged or self.disable_adapters or len(names) != 1 or names[0] not in self.lora_A:
         return super(type(self), self).forward(x, *args, **kwargs)
     name = names[0]
-    lora_a, dropout, scale = self.lora_A[name], self.lora_dropout[name], self.scaling[name]
-    if self.fused and _fusable(self, x, lora_a, dropout):
+    lora_a, lora_b, dropout, scale = self.lora_A[name], self.lora_B[name], self.lora_dropout[name], self.scaling[name]
+    base = self.base_layer
+    if self.fused and _fusable(base, x, lora_a, lora_b):
         keep = None
         if isinstance(dropout, PackedBitsDropout) and dropout.drops:
             scale, keep = scale * dropout.scale, dropout.keep_bytes(x)
         elif dropout.training and getattr(dropout, "p", 0) > 0:  # a dropout of another kind
-            return _plain_scaled_at_rank(self, x, name)
-        base = self.base_layer
-        return FusedLoraLinear.apply(x, base.weight, base.bias, lora_a.weight, self.lora_B[name].weight, keep, scale)
-    return _plain_scaled_at_rank(self, x, name)
+            return _plain_scaled_at_rank(self, x, lora_a, lora_b, dropout, scale)
+        return FusedLoraLinear.apply(x, base.weight, base.bias, lora_a.weight, lora_b.weight, keep, scale)
+    return _plain_scaled_at_rank(self, x, lora_a, lora_b, dropout, scale)
 
 
-def _fusable(layer: Any, x: torch.Tensor, lora_a: torch.nn.Module, dropout: torch.nn.Module) -> bool:
+def _fusable(base: torch.nn.Module, x: torch.Tensor, lora_a: torch.nn.Module, lora_b: torch.nn.Module) -> bool:
     """Whether :class:`FusedLoraLinear` computes this call: a plain frozen ``nn.Linear`` base stored in the dtype its
     matmul runs in (not a quantized one), no adapter biases."""
-    base = layer.base_layer
     return (type(base) is torch.nn.Linear and not base.weight.requires_grad and lora_a.bias is None
-            and layer.lora_B[layer.active_adapters[0]].bias is None
-            and base.weight.dtype == x.dtype == compute_dtype_of(x)
+            and lora_b.bias is None and base.weight.dtype == x.dtype == compute_dtype_of(x)
             and (base.bias is None or (base.bias.dtype == x.dtype and not base.bias.requires_grad)))
 
 
-def _plain_scaled_at_rank(self: Any, x: torch.Tensor, name: str) -> torch.Tensor:
+def _plain_scaled_at_rank(self: Any, x: torch.Tensor, lora_a: torch.nn.Module, lora_b: torch.nn.Module,
+                          dropout: torch.nn.Module, scale: float) -> torch.Tensor:
     result = self.base_layer(x)
-    lora_a, dropout, scale = self.lora_A[name], self.lora_dropout[name], self.scaling[name]
     x = self._cast_input_dtype(x, lora_a.weight.dtype)
     if isinstance(dropout, PackedBitsDropout) and dropout.drops:
         scale = scale * dropout.scale
         if dropout.compact and lora_a.bias is None and compute_dtype_of(x) == x.dtype:
             state = DroppedLinear.apply(x, dropout.keep_bytes(x), lora_a.weight)
-            return (result + self.lora_B[name](state * scale)).to(result.dtype)
+            return (result + lora_b(state * scale)).to(result.dtype)
         x = dropout.masked(x)
     else:
         x = dropout(x)
-    return (result + self.lora_B[name](lora_a(x) * scale)).to(result.dtype)
+    return (result + lora_b(lora_a(x) * scale)).to(result.dtype)
