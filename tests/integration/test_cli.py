@@ -15,6 +15,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from tuneforge.storage.rundir import RunDir
+
 CLI = [sys.executable, "-m", "tuneforge.cli.app"]
 
 
@@ -156,7 +158,9 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny_model, memorize_dat
     killed = write_config(tmp_path / "b.yaml", tiny_model, memorize_data, tmp_path / "b", **overrides)
     process = subprocess.Popen([*CLI, "train", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not list((tmp_path / "b" / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+    # A complete checkpoint: its trainer_state.json reads back whole (the file exists from the moment transformers opens
+    # it, and a kill mid-write leaves a checkpoint that --resume rightly skips).
+    while not RunDir(tmp_path / "b").complete_checkpoints():
         assert process.poll() is None and time.monotonic() < deadline, "run ended before its first checkpoint"
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)

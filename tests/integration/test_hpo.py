@@ -157,13 +157,26 @@ def runner(workdir: Path, name: str, *, resume: bool) -> subprocess.Popen:
     script.write_text(RUNNER)
     args = [sys.executable, str(script), str(workdir / "home"), str(workdir / "search.yaml"), name,
             str(workdir / "out"), "1" if resume else "0"]
-    return subprocess.Popen(args, env=env(workdir / "home"), cwd=workdir, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    # Its output goes to a file, not a pipe nobody reads while it runs (a full pipe would block the study).
+    with (workdir / f"{name}-{'resume' if resume else 'start'}.log").open("w") as log:
+        process = subprocess.Popen(args, env=env(workdir / "home"), cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                                   text=True, start_new_session=True)
+    process.log = Path(log.name)
+    return process
+
+
+def finish(process: subprocess.Popen, timeout: float) -> str:
+    """Wait for a :func:`runner` process; its output."""
+    process.wait(timeout=timeout)
+    return process.log.read_text()
 
 
 def test_resume_after_sigkill_keeps_finished_trials_and_retries_the_killed_one(workdir):
     # Trials long enough (a few seconds) that the kill lands inside the second one, not after it ended.
-    write_search(workdir, n_trials=2, max_concurrent=1, pruner="none", max_steps=300)
+    base = yaml.safe_load((workdir / "config.yaml").read_text())
+    base["train"].update(max_steps=200, eval_steps=50, logging_steps=50)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(base))
+    write_search(workdir, n_trials=2, max_concurrent=1, pruner="none")
     # On a loaded machine the poll below may see the second trial so late that it ends before the kill lands (then
     # there is nothing to retry): that try is set aside and another study started.
     for attempt in range(3):
@@ -181,7 +194,10 @@ def test_resume_after_sigkill_keeps_finished_trials_and_retries_the_killed_one(w
             training = [t for t in trials if t.state.name == "RUNNING" and "run_dir" in t.user_attrs]
             if training and any(t.state.name == "COMPLETE" for t in trials):
                 break
-        assert first.poll() is None, first.communicate()[0]  # still running: a crash or an early end shows here
+        if first.poll() is not None:  # the study ended before the poll saw its second trial training
+            output = finish(first, 10)
+            assert first.returncode == 0, output  # a crash shows here
+            continue
         children = psutil.Process(first.pid).children(recursive=True)  # its trial process
         os.kill(first.pid, signal.SIGKILL)  # the study process only: its trial process ends through its watchdog
         first.wait()
@@ -194,7 +210,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_retries_the_killed_one(w
     before = {t.number: t.values for t in study(name, workdir / "home").trials if t.state.name == "COMPLETE"}
     assert before
     second = runner(workdir, name, resume=True)
-    output, _ = second.communicate(timeout=240)
+    output = finish(second, 240)
     assert second.returncode == 0, output
     trials = study(name, workdir / "home").trials
     assert {n: trials[n].values for n in before} == before  # finished trials are kept as they were
@@ -217,7 +233,7 @@ def test_two_processes_share_one_study_and_never_run_a_trial_twice(workdir):
     other = runner(workdir, "shared", resume=True)  # a second process on the same SQLite study, with this one
     run_local_study(load_search(workdir / "search.yaml"), name="shared", resume=True, output=workdir / "out",
                     settings=Settings(home=str(workdir / "home"), heartbeat_seconds=1, stale_after_seconds=3))
-    output, _ = other.communicate(timeout=240)
+    output = finish(other, 240)
     assert other.returncode == 0, output
     trials = study("shared", workdir / "home").trials
     assert [t.state.name for t in trials].count("COMPLETE") >= 4

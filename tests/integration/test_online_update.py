@@ -20,6 +20,7 @@ import yaml
 from fixtures.data import write_jsonl
 from fixtures.platform import running_server, wait_for
 from tuneforge.settings import Settings
+from tuneforge.storage.rundir import RunDir
 
 CLI = [sys.executable, "-m", "tuneforge.cli.app"]
 SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
@@ -129,9 +130,10 @@ def test_cli_update_resume_continues_a_killed_cycle_from_its_checkpoint(loop):
     killed = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     updates = loop["settings"].home_dir / "updates"
     try:
-        first = "resumed-*/checkpoints/checkpoint-*/trainer_state.json"  # a complete checkpoint
-        wait_for(lambda: killed.poll() is not None or any(updates.glob(first)), timeout=120,
-                 what="the update's first checkpoint")
+        def checkpointed() -> bool:  # a complete checkpoint (its trainer state reads back whole), not only begun
+            return any(RunDir(folder).complete_checkpoints() for folder in updates.glob("resumed-*"))
+
+        wait_for(lambda: killed.poll() is not None or checkpointed(), timeout=120, what="the update's first checkpoint")
     finally:
         killed.kill()
         _, err = killed.communicate()
