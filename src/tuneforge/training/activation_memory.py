@@ -60,8 +60,7 @@ class FusedLoraLinear(torch.autograd.Function):
         dtype, shape = x.dtype, x.shape
         with torch.autocast(x.device.type, enabled=False):
             flat = x.reshape(-1, shape[-1])
-            dropped = flat if keep is None else flat * keep.reshape(flat.shape)
-            state = (dropped @ lora_a.to(dtype).T).mul_(scale)
+            state = (_dropped(flat, keep) @ lora_a.to(dtype).T).mul_(scale)
             out = flat @ weight.T if bias is None else torch.addmm(bias, flat, weight.T)
             out.addmm_(state, lora_b.to(dtype).T)
         ctx.save_for_backward(x, keep, state, weight, lora_a, lora_b)
@@ -81,8 +80,7 @@ class FusedLoraLinear(torch.autograd.Function):
             if ctx.needs_input_grad[4]:
                 grad_b = (flat_grad.T @ state).to(lora_b.dtype)
             if ctx.needs_input_grad[3]:
-                dropped = flat if keep is None else flat * keep.reshape(flat.shape)
-                grad_a = (grad_state.T @ dropped).to(lora_a.dtype)
+                grad_a = (grad_state.T @ _dropped(flat, keep)).to(lora_a.dtype)
             if ctx.needs_input_grad[0]:
                 grad_x = flat_grad @ weight.to(dtype)
                 if keep is None:
@@ -91,6 +89,11 @@ class FusedLoraLinear(torch.autograd.Function):
                     grad_x.addcmul_(grad_state @ a, keep.reshape(flat.shape))
                 grad_x = grad_x.view(x.shape)
         return grad_x, None, None, grad_a, grad_b, None, None
+
+
+def _dropped(flat: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """``flat`` (``[tokens, features]``) with the dropout's ``keep`` mask applied (``flat`` itself without one)."""
+    return flat if keep is None else flat * keep.reshape(flat.shape)
 
 
 def compute_dtype_of(x: torch.Tensor) -> torch.dtype:
