@@ -171,3 +171,17 @@ def quiet_environment(environ: dict[str, str] | None = None) -> None:
     target = os.environ if environ is None else environ
     for name, value in QUIET_ENVIRONMENT.items():
         target.setdefault(name, value)
+
+
+# Libraries that log, at import, optional kernels they cannot load on this machine (torchao's CUDA kernels,
+# bitsandbytes' and ``kernels``' Hub kernels, offline here) and torch's deprecation notes on torchao's enums: said
+# at every start, about nothing tuneforge uses. Their errors still get through.
+NOISY_LOGGERS = ("torchao", "bitsandbytes", "kernels", "torch.utils._pytree")
+
+
+def quiet_library_logs() -> None:
+    """Show only errors from :data:`NOISY_LOGGERS` (the CLI without ``--debug``, and the job forkserver)."""
+    import logging
+
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -37,3 +37,21 @@ def test_cli_defaults_are_the_settings_defaults(command):
         assert default == Settings.model_fields[field].default, f"--{flag.replace('_', '-')} of {command}"
         checked += 1
     assert checked >= 3
+
+
+def test_quiet_library_logs_keeps_the_offline_kernel_notes_out_and_lets_errors_through(caplog):
+    import logging
+
+    from tuneforge.settings import NOISY_LOGGERS, quiet_library_logs
+
+    before = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
+    try:
+        quiet_library_logs()
+        with caplog.at_level(logging.NOTSET):
+            # what kernels logs when bitsandbytes asks for its CPU kernel offline (an AVX512-BF16 CPU)
+            logging.getLogger("kernels._internals.hf_hub").warning("Skipping publisher trust check")
+            logging.getLogger("bitsandbytes.backends.cpu.ops").error("a real failure")
+        assert [r.getMessage() for r in caplog.records] == ["a real failure"]
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)

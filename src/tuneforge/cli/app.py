@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import warnings
@@ -24,7 +23,7 @@ from tuneforge.cli.interrupts import StopOnSignals
 from tuneforge.cli.render import ProgressRenderer, make_console, summary_table
 from tuneforge.config import METHODS
 from tuneforge.errors import Interrupted, TuneforgeError
-from tuneforge.settings import Settings, quiet_environment
+from tuneforge.settings import Settings, quiet_environment, quiet_library_logs
 
 app = typer.Typer(help="Fine-tune, evaluate, compress and serve open models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -43,11 +42,7 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks 
     if not debug:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning)
-        # bitsandbytes' CPU backend warns at import that it cannot fetch an optional kernel from the hub.
-        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-        # torchao (the compress extra) logs each optional CUDA kernel it cannot load whenever it is imported.
-        logging.getLogger("torchao").setLevel(logging.ERROR)
-        logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # warns about torchao's enums at import
+        quiet_library_logs()  # optional kernels that bitsandbytes, kernels and torchao cannot load here
 
 
 @app.command()

@@ -4,16 +4,14 @@ The forkserver inherits the environment of the shell that started the worker (``
 ran there): offline, no progress bars. A job reports through the store instead.
 """
 
-import logging
 import signal
 import warnings
 
+from tuneforge.settings import quiet_library_logs
+
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning)
-# Optional kernels that torchao and bitsandbytes cannot load on this machine, and torch's deprecation notes
-# on their enums: said at every worker start, about nothing a job uses. Real errors still get through.
-for _noisy in ("torchao", "bitsandbytes", "torch.utils._pytree"):
-    logging.getLogger(_noisy).setLevel(logging.ERROR)
+quiet_library_logs()  # said at every worker start, about nothing a job uses
 
 import peft  # noqa: E402, F401
 import torch  # noqa: E402, F401
